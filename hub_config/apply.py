@@ -1,0 +1,181 @@
+"""Turn validated settings into JupyterHub's traitlets config.
+
+`apply_config(values, c)` is pure: it reads only `values` (complete settings, as
+`settings.complete` returns them) and writes only `c`. Each concern is one small
+`update_*` step so it can be tested against a bare `traitlets.config.Config()`.
+Extensions append their own steps to `STEPS`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from traitlets.config import Config
+
+from . import authenticators
+
+LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
+LOCAL_SPAWNER = "gpulab.spawner.local.LocalSpawner"
+OAUTH_CLASSES = {
+    "github": "oauthenticator.github.GitHubOAuthenticator",
+    "gitlab": "oauthenticator.gitlab.GitLabOAuthenticator",
+    "google": "oauthenticator.google.GoogleOAuthenticator",
+    "oidc": "oauthenticator.generic.GenericOAuthenticator",
+}
+OIDC_DEFAULT_SCOPES = ["openid", "profile", "email"]
+
+
+def data_path(values: dict, *parts: str) -> str:
+    return str(Path(values["hub"]["data_dir"], *parts))
+
+
+def public_url(values: dict) -> str:
+    """The address users type, ending in the base URL."""
+    hub = values["hub"]
+    if hub["public_url"]:
+        return hub["public_url"].rstrip("/") + "/" + hub["base_url"].lstrip("/")
+    scheme = "https" if hub["tls"]["cert_file"] else "http"
+    host = "127.0.0.1" if hub["ip"] in ("0.0.0.0", "", "::") else hub["ip"]
+    return f"{scheme}://{host}:{hub['port']}{hub['base_url']}"
+
+
+def update_hub(values: dict, c: Config) -> None:
+    hub = values["hub"]
+    scheme = "https" if hub["tls"]["cert_file"] else "http"
+    c.JupyterHub.bind_url = f"{scheme}://{hub['ip']}:{hub['port']}{hub['base_url']}"
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = hub["internal_port"]
+    c.JupyterHub.db_url = hub["db_url"] or f"sqlite:///{data_path(values, 'jupyterhub.sqlite')}"
+    c.JupyterHub.cookie_secret_file = data_path(values, "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = data_path(values, "jupyterhub.pid")
+    c.JupyterHub.log_level = hub["log_level"]
+    c.JupyterHub.cleanup_servers = hub["stop_servers_on_exit"]
+    if hub["tls"]["cert_file"]:
+        c.JupyterHub.ssl_cert = hub["tls"]["cert_file"]
+        c.JupyterHub.ssl_key = hub["tls"]["key_file"]
+    # A copy of the hub's log in the data directory, next to everything else it wrote.
+    c.JupyterHub.logging_config = {
+        "handlers": {
+            "gpulab_file": {
+                "class": "logging.FileHandler",
+                "formatter": "console",
+                "filename": data_path(values, "logs", "hub.log"),
+            }
+        },
+        "loggers": {"JupyterHub": {"handlers": ["console", "gpulab_file"]}},
+    }
+
+
+def update_proxy(values: dict, c: Config) -> None:
+    proxy = values["proxy"]
+    api_url = f"http://127.0.0.1:{proxy['api_port']}"
+    if proxy["kind"] == "traefik":
+        c.JupyterHub.proxy_class = "traefik_file"
+        c.TraefikFileProviderProxy.should_start = True
+        c.TraefikFileProviderProxy.traefik_api_url = api_url
+        c.TraefikFileProviderProxy.static_config_file = data_path(values, "proxy", "traefik.toml")
+        c.TraefikFileProviderProxy.dynamic_config_file = data_path(values, "proxy", "rules.toml")
+        c.TraefikFileProviderProxy.traefik_log_level = "WARN"
+    else:
+        c.JupyterHub.proxy_class = "configurable-http-proxy"
+        c.ConfigurableHTTPProxy.should_start = True
+        c.ConfigurableHTTPProxy.api_url = api_url
+        c.ConfigurableHTTPProxy.pid_file = data_path(values, "proxy", "chp.pid")
+
+
+def update_auth(values: dict, c: Config) -> None:
+    auth = values["auth"]
+    c.Authenticator.admin_users = set(auth["admin_users"])
+    c.Authenticator.allowed_users = set(auth["allowed_users"])
+    if auth["type"] == "local":
+        _update_local_auth(values, c)
+    else:
+        _update_oauth(values, c)
+
+
+def _update_local_auth(values: dict, c: Config) -> None:
+    local = values["auth"]["local"]
+    c.JupyterHub.authenticator_class = LOCAL_AUTHENTICATOR
+    # Who may sign in is decided by NativeAuthenticator's approval, not by an allow list.
+    c.NativeAuthenticator.allow_all = True
+    c.NativeAuthenticator.enable_signup = local["enable_signup"]
+    c.NativeAuthenticator.open_signup = local["open_signup"]
+    c.NativeAuthenticator.minimum_password_length = local["minimum_password_length"]
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.allowed_failed_logins = local["allowed_failed_logins"]
+    c.NativeAuthenticator.seconds_before_next_try = local["seconds_before_next_try"]
+    c.LocalAccountsAuthenticator.initial_admin_password_file = data_path(values, "initial-admin-password")
+
+
+def _update_oauth(values: dict, c: Config) -> None:
+    auth, oauth = values["auth"], values["auth"]["oauth"]
+    kind = auth["type"]
+    c.JupyterHub.authenticator_class = OAUTH_CLASSES[kind]
+    c.OAuthenticator.client_id = oauth["client_id"]
+    if oauth["client_secret"]:
+        c.OAuthenticator.client_secret = oauth["client_secret"]
+    c.OAuthenticator.oauth_callback_url = oauth["callback_url"] or public_url(values) + "hub/oauth_callback"
+    c.OAuthenticator.allowed_groups = set(oauth["allowed_groups"])
+    c.OAuthenticator.admin_groups = set(oauth["admin_groups"])
+    c.OAuthenticator.allow_all = oauth["allow_all"]
+    c.OAuthenticator.manage_groups = oauth["manage_groups"]
+    if oauth["scopes"]:
+        c.OAuthenticator.scope = list(oauth["scopes"])
+    if kind == "oidc":
+        oidc = oauth["oidc"]
+        c.GenericOAuthenticator.authorize_url = oidc["authorize_url"]
+        c.GenericOAuthenticator.token_url = oidc["token_url"]
+        c.GenericOAuthenticator.userdata_url = oidc["userdata_url"]
+        c.GenericOAuthenticator.username_claim = oidc["username_claim"]
+        c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{oidc['groups_claim']}"
+        c.GenericOAuthenticator.login_service = oidc["login_service"]
+        if not oauth["scopes"]:
+            c.GenericOAuthenticator.scope = list(OIDC_DEFAULT_SCOPES)
+    elif kind == "github":
+        c.GitHubOAuthenticator.allowed_organizations = set(oauth["github"]["organizations"])
+        c.GitHubOAuthenticator.populate_teams_in_auth_state = oauth["manage_groups"]
+        c.GitHubOAuthenticator.auth_state_groups_key = authenticators.github_team_groups
+    elif kind == "gitlab":
+        c.GitLabOAuthenticator.gitlab_url = oauth["gitlab"]["url"]
+        c.GitLabOAuthenticator.allowed_gitlab_groups = set(oauth["gitlab"]["groups"])
+    elif kind == "google":
+        c.GoogleOAuthenticator.hosted_domain = list(oauth["google"]["hosted_domains"])
+
+
+def update_spawner(values: dict, c: Config) -> None:
+    spawner = values["spawner"]
+    c.JupyterHub.spawner_class = LOCAL_SPAWNER
+    c.Spawner.default_url = spawner["default_url"]
+    c.Spawner.start_timeout = spawner["start_timeout"]
+    c.Spawner.http_timeout = spawner["http_timeout"]
+    c.Spawner.environment = dict(spawner["environment"])
+    c.JupyterHub.allow_named_servers = spawner["named_servers"]["enabled"]
+    c.JupyterHub.named_server_limit_per_user = spawner["named_servers"]["limit_per_user"]
+    local = spawner["local"]
+    c.LocalSpawner.account_prefix = local["account_prefix"]
+    c.LocalSpawner.home_root = local["home_root"]
+    c.LocalSpawner.python = local["python"]
+    c.LocalSpawner.data_dir = values["hub"]["data_dir"]
+    c.LocalSpawner.log_dir = data_path(values, "logs", "servers")
+
+
+def update_templates(values: dict, c: Config) -> None:
+    """gpulab's page templates extend the hub's; extensions add navigation links."""
+    c.JupyterHub.template_paths = [str(resources.files("gpulab.hub_config") / "templates")]
+    c.JupyterHub.template_vars = {"gpulab_nav": []}
+
+
+def add_nav_link(c: Config, label: str, url: str) -> None:
+    """A link in the hub's top navigation bar (for an extension's page or service)."""
+    c.JupyterHub.template_vars["gpulab_nav"].append({"label": label, "url": url})
+
+
+STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
+
+
+def apply_config(values: dict, c: Config) -> Config:
+    """Apply every step to `c` and return it."""
+    for step in STEPS:
+        step(values, c)
+    return c

@@ -1,0 +1,56 @@
+"""Authenticators gpulab configures, and the helpers they need."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import bcrypt
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
+from traitlets import Unicode
+
+
+class LocalAccountsAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator that gives each configured admin a first password.
+
+    Without this, the first person to sign up with an admin's name would become the
+    admin. Instead the hub creates the admin's account itself, with a random password
+    written to a file only root can read; the admin signs in and changes it.
+    """
+
+    initial_admin_password_file = Unicode(
+        "",
+        help="""File that receives the generated passwords of admins who have no local account yet,
+        one `name: password` line each, mode 0600. Default "" (no account is created).
+        Example "/srv/gpulab/.gpulab/initial-admin-password".""",
+    ).tag(config=True)
+
+    def add_user(self, user):
+        # Called by the hub for every user it knows at start-up, admins from config included.
+        if (
+            self.initial_admin_password_file
+            and user.name in self.admin_users
+            and UserInfo.find(self.db, user.name) is None
+        ):
+            self._create_admin_account(user.name)
+        return super().add_user(user)
+
+    def _create_admin_account(self, name: str) -> None:
+        password = secrets.token_urlsafe(12)
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+        self.db.add(UserInfo(username=name, password=hashed, is_authorized=True))
+        self.db.commit()
+        path = Path(self.initial_admin_password_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as out:
+            out.write(f"{name}: {password}\n")
+        self.log.info("Created the local account of admin %s; its password is in %s", name, path)
+
+
+def github_team_groups(auth_state: dict) -> list[str]:
+    """Hub group names for a GitHub user: each team as "org:team-slug"."""
+    teams = auth_state.get("teams") or []
+    return sorted(f"{t['organization']['login']}:{t['slug']}" for t in teams)

@@ -1,0 +1,169 @@
+"""The `gpulab` command. Subcommands stay thin: they parse, call one function, and map errors to exit codes.
+
+Exit codes: 0 success, 1 a failed operation, 2 invalid settings or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .editing import EditError, add_item, dump, mask_secrets, parse_value, remove_item, set_value, unset_value
+from .settings import (
+    DEFAULT_FILENAME,
+    ConfigError,
+    bundled_schema,
+    load_settings,
+    parse_yaml,
+    plain,
+    secret_paths,
+    validate,
+)
+
+# Modules that add subcommands: each has `register(subparsers)`.
+EXTENSION_COMMANDS: list[str] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpulab", description="A JupyterHub distribution for ML teams.")
+    parser.add_argument("--version", action="version", version=f"gpulab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = commands.add_parser("up", help="run the hub in the foreground on this machine")
+    up.add_argument("--config", metavar="FILE", help=f"settings file (default: ./{DEFAULT_FILENAME} if present)")
+    up.add_argument("--data-dir", metavar="DIR", help="where gpulab keeps its state (default: .gpulab)")
+    up.add_argument("--ip", help="address to listen on (default: 0.0.0.0)")
+    up.add_argument("--port", type=int, help="port to listen on (default: 8000)")
+    up.add_argument("--admin", metavar="NAME", action="append", help="make NAME an admin (repeatable)")
+    up.set_defaults(func=_up)
+
+    config = commands.add_parser("config", help="show, check and edit gpulab.yaml")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+
+    def config_action(name, help_text, func, *positional):
+        sub = config_commands.add_parser(name, help=help_text)
+        for arg, arg_help in positional:
+            sub.add_argument(arg, help=arg_help)
+        sub.add_argument("--config", metavar="FILE", default=DEFAULT_FILENAME, help="settings file (default: %(default)s)")
+        sub.set_defaults(func=func)
+
+    key_help = ("KEY", "dotted key path, e.g. hub.port")
+    value_help = ("VALUE", "value, read as YAML: 8000, true, [a, b]")
+    config_action("show", "print the effective settings (defaults filled, secrets hidden)", _config_show)
+    config_action("validate", "check the settings file; exit 2 if it is invalid", _config_validate)
+    config_action("set", "set KEY to VALUE (the file is written only if the result is valid)", _config_edit, key_help, value_help)
+    config_action("unset", "remove KEY, so its default applies", _config_edit, key_help)
+    config_action("add-item", "append VALUE to the list at KEY", _config_edit, key_help, value_help)
+    config_action("remove-item", "remove VALUE from the list at KEY", _config_edit, key_help, value_help)
+    schema = config_commands.add_parser("schema", help="print the settings JSON Schema")
+    schema.set_defaults(func=lambda args: _print(json.dumps(bundled_schema(), indent=2)))
+
+    db = commands.add_parser("db", help="gpulab's database")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="apply pending migrations")
+    db_upgrade.add_argument("--config", metavar="FILE", help=f"settings file (default: ./{DEFAULT_FILENAME} if present)")
+    db_upgrade.set_defaults(func=_db_upgrade)
+
+    import importlib
+
+    for module in EXTENSION_COMMANDS:
+        importlib.import_module(module).register(commands)
+    return parser
+
+
+def _print(text: str) -> int:
+    print(text)
+    return 0
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"gpulab: {message}", file=sys.stderr)
+    return code
+
+
+def _up(args) -> int:
+    from .up import run_up
+
+    return run_up(args)
+
+
+def _config_show(args) -> int:
+    path = Path(args.config)
+    try:
+        settings = load_settings(path if path.exists() else None)
+    except ConfigError as exc:
+        return _fail(f"invalid settings:\n{exc}", 2)
+    shown = mask_secrets(settings.values, secret_paths(bundled_schema()))
+    return _print(dump(shown).rstrip())
+
+
+def _config_validate(args) -> int:
+    path = Path(args.config)
+    if not path.exists():
+        return _fail(f"{path}: no such file", 2)
+    try:
+        load_settings(path)
+    except ConfigError as exc:
+        return _fail(f"invalid settings:\n{exc}", 2)
+    return _print(f"{path}: valid")
+
+
+def _config_edit(args) -> int:
+    path = Path(args.config)
+    try:
+        doc = parse_yaml(path.read_text(), str(path)) if path.exists() else parse_yaml("", str(path))
+    except ConfigError as exc:
+        return _fail(f"not editing an invalid file:\n{exc}", 2)
+    action = {"set": set_value, "add-item": add_item, "remove-item": remove_item}.get(args.config_command)
+    try:
+        if action is None:
+            unset_value(doc, args.KEY)
+        else:
+            action(doc, args.KEY, parse_value(args.VALUE))
+    except EditError as exc:
+        return _fail(str(exc), 2)
+    text = dump(doc)
+    problems = validate(plain(doc), doc=parse_yaml(text, str(path)))
+    if problems:
+        listed = "\n".join(p.render(str(path)) for p in problems)
+        return _fail(f"not written, the result would be invalid:\n{listed}", 2)
+    _write_atomically(path, text)
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    fd, tmp = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _db_upgrade(args) -> int:
+    from gpulab.db import database_url
+    from gpulab.db.migrate import upgrade
+
+    from .up import find_settings_file
+
+    try:
+        settings = load_settings(find_settings_file(args.config))
+    except ConfigError as exc:
+        return _fail(f"invalid settings:\n{exc}", 2)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    upgrade(database_url(settings.values))
+    return _print("database is up to date")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""A small client for gpulab's REST APIs, used by the CLI and by the tests.
+
+It reads where the hub is and which token to send from the environment, so the same
+command works in a user server's terminal (JUPYTERHUB_API_TOKEN and GPULAB_URL are set
+there) and on a laptop (export GPULAB_URL and GPULAB_TOKEN).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+class ClientError(Exception):
+    """An API call that failed; `status` is the HTTP status (0 when the hub was unreachable)."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(f"{status}: {message}" if status else message)
+
+
+@dataclass(frozen=True)
+class HubClient:
+    url: str  # the hub's public address, ending in "/", e.g. http://127.0.0.1:8000/
+    token: str
+    timeout: float = 30.0
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """`path` is relative to `url` (e.g. "hub/api/users"); returns the decoded JSON body."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path.lstrip("/"), data=data, method=method)
+        request.add_header("Authorization", f"token {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            raise ClientError(exc.code, _error_message(exc.read(), exc.reason)) from None
+        except urllib.error.URLError as exc:
+            raise ClientError(0, f"cannot reach {self.url}: {exc.reason}") from None
+        return json.loads(payload) if payload else None
+
+
+def _error_message(payload: bytes, fallback: str) -> str:
+    try:
+        return json.loads(payload).get("message") or fallback
+    except (ValueError, AttributeError):
+        return payload.decode(errors="replace").strip()[:300] or fallback
+
+
+def client_from_environment(environ: Mapping[str, str] = os.environ) -> HubClient:
+    url = environ.get("GPULAB_URL", "")
+    token = environ.get("GPULAB_TOKEN") or environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not url or not token:
+        raise ClientError(
+            0,
+            "set GPULAB_URL to the hub's address and GPULAB_TOKEN to an API token from "
+            "<hub>/hub/token (both are set already inside a gpulab server)",
+        )
+    return HubClient(url.rstrip("/") + "/", token)

@@ -1,0 +1,101 @@
+"""`gpulab up`: validate, prepare the data directory and database, print how to sign in, run the hub."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from gpulab.db import database_url
+from gpulab.db.migrate import upgrade
+from gpulab.spawner.local import NO_ISOLATION_WARNING, first_unreachable, singleuser_bin_dir
+
+from . import __version__
+from .apply import public_url
+from .datadir import prepare_data_dir
+from .launch import hub_config_file, hub_environment
+from .settings import ConfigError, LoadedSettings, load_settings, parse_yaml, plain
+
+NOBODY = 65534
+
+
+def command_line_overrides(args, settings_file: Path | None) -> dict:
+    """Settings from `gpulab up`'s flags, as a partial settings document."""
+    hub: dict = {}
+    if args.ip is not None:
+        hub["ip"] = args.ip
+    if args.port is not None:
+        hub["port"] = args.port
+    if args.data_dir is not None:
+        hub["data_dir"] = str(Path(args.data_dir).resolve())
+    overrides: dict = {"hub": hub} if hub else {}
+    if args.admin:
+        existing = []
+        if settings_file is not None:
+            existing = plain(parse_yaml(settings_file.read_text(), str(settings_file))).get("auth", {})
+            existing = existing.get("admin_users", []) if isinstance(existing, dict) else []
+        if isinstance(existing, list):
+            admins = existing + [name for name in args.admin if name not in existing]
+            overrides["auth"] = {"admin_users": admins}
+    return overrides
+
+
+def find_settings_file(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    default = Path("gpulab.yaml")
+    return default if default.exists() else None
+
+
+def banner(settings: LoadedSettings) -> str:
+    values = settings.values
+    auth = values["auth"]
+    lines = [
+        f"gpulab {__version__}",
+        f"  settings: {settings.source.resolve() if settings.source else 'defaults (no gpulab.yaml here)'}",
+        f"  data:     {settings.data_dir}",
+        f"  open:     {public_url(values)}",
+    ]
+    if auth["type"] == "local":
+        if auth["admin_users"]:
+            password_file = settings.data_dir / "initial-admin-password"
+            lines.append(
+                f"  sign in:  as {', '.join(auth['admin_users'])}; a new admin's first password is written to "
+                f"{password_file} (change it at {public_url(values)}hub/change-password)"
+            )
+        else:
+            lines.append("  sign in:  no admin yet; restart with --admin NAME to create one")
+    else:
+        lines.append(f"  sign in:  through {auth['type']}; admins: {', '.join(auth['admin_users']) or 'from admin_groups'}")
+    if os.geteuid() != 0:
+        lines.append("WARNING: " + NO_ISOLATION_WARNING % os.environ.get("USER", "this user"))
+    else:
+        server = singleuser_bin_dir(values["spawner"]["local"]["python"]) / "jupyterhub-singleuser"
+        blocked = first_unreachable(server, NOBODY, [NOBODY])
+        if blocked is not None:
+            lines.append(
+                f"WARNING: user servers run under their own accounts but cannot reach {server}: {blocked} "
+                "is private. Install gpulab under /opt or set spawner.local.python."
+            )
+    return "\n".join(lines)
+
+
+def run_up(args) -> int:
+    settings_file = find_settings_file(args.config)
+    try:
+        overrides = command_line_overrides(args, settings_file)
+        settings = load_settings(settings_file, overrides)
+    except ConfigError as exc:
+        print(f"gpulab: not starting, the settings are invalid:\n{exc}", file=sys.stderr)
+        return 2
+    prepare_data_dir(settings.values)
+    upgrade(database_url(settings.values))
+    print(banner(settings), flush=True)
+
+    os.environ.update(hub_environment(settings_file, overrides))
+    # The proxy and the servers' tools come from the environment gpulab runs in.
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    from jupyterhub.app import JupyterHub
+
+    JupyterHub.launch_instance(["-f", str(hub_config_file())])
+    return 0

@@ -1,0 +1,28 @@
+"""Maps the top-level folders onto one import namespace, `gpulab.*`.
+
+The folders are the architecture (see DESIGN.md); the mapping gives them one clean
+import name. Subpackages are discovered so a new module needs no edit here.
+"""
+
+from setuptools import find_packages, setup
+
+FOLDERS = {
+    "hub_config": "gpulab.hub_config",
+    "spawner": "gpulab.spawner",
+    "extensions": "gpulab.extensions",
+    "db": "gpulab.db",
+}
+
+packages = []
+package_dir = {}
+for folder, name in FOLDERS.items():
+    packages.append(name)
+    package_dir[name] = folder
+    packages += [f"{name}.{sub}" for sub in find_packages(folder)]
+
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"": ["*.yaml", "*.json", "*.html", "*.ini", "*.mako", "*.svg", "*.css", "*.js", "*.txt"]},
+    include_package_data=True,
+)

@@ -1,0 +1,1 @@
+"""User servers: profiles, GPU inventory and allocation, and the backends that start them."""

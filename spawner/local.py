@@ -1,0 +1,215 @@
+"""The local backend: each user server is a process on this machine.
+
+As root, every hub user gets a system account (see accounts.py) and their server runs
+under its uid/gid in a private home. As an ordinary user there is no isolation: every
+server runs as that user, in a per-hub-user folder, and the spawner says so loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import sys
+from pathlib import Path
+
+import psutil
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from traitlets import Float, Unicode
+
+from .accounts import AccountError, account_name, ensure_account, home_of
+from .progress import ProgressMixin
+
+NO_ISOLATION_WARNING = (
+    "gpulab is not running as root: every user's server runs as %s, with no isolation "
+    "between users. Run gpulab as root for one system account per user."
+)
+
+
+def singleuser_bin_dir(python: str) -> Path:
+    """The bin folder of the Python environment servers run from ("" = gpulab's own)."""
+    if not python:
+        return Path(sys.executable).parent
+    path = Path(python)
+    if path.is_dir():
+        return path / "bin" if (path / "bin").is_dir() else path
+    return path.parent
+
+
+def first_unreachable(path: Path, uid: int, gids: list[int]) -> Path | None:
+    """The first folder (or the program itself) on the way to `path` that uid/gids cannot enter or run."""
+    for folder in [*reversed(path.parents), path]:
+        try:
+            info = os.stat(folder)
+        except OSError:
+            return folder
+        if info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return folder
+    return None
+
+
+class LocalSpawner(ProgressMixin, LocalProcessSpawner):
+    """Starts `jupyterhub-singleuser` as a local process, as the user's own account."""
+
+    account_prefix = Unicode(
+        "gpulab-",
+        help="""Prefix of the system account of each hub user (as root). Default "gpulab-":
+        hub user "alice" runs as "gpulab-alice".""",
+    ).tag(config=True)
+
+    home_root = Unicode(
+        "",
+        help="""Folder holding the users' homes. Default "": /home as root,
+        <data_dir>/homes otherwise. Example "/srv/homes".""",
+    ).tag(config=True)
+
+    python = Unicode(
+        "",
+        help="""Python environment servers run from (its folder or its python). Default "":
+        gpulab's own. Example "/opt/conda/envs/ml".""",
+    ).tag(config=True)
+
+    data_dir = Unicode("", help="gpulab's data directory. Default \"\" (the working directory).").tag(
+        config=True
+    )
+
+    log_dir = Unicode(
+        "",
+        help="""Folder for each server's output, one file per server. Default "" (the hub's own
+        output). Example "/srv/gpulab/.gpulab/logs/servers".""",
+    ).tag(config=True)
+
+    process_started_at = Float(
+        0.0, help="Start time of the server process: tells it apart from a later process with the same pid."
+    )
+
+    @property
+    def isolated(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def account(self) -> str:
+        if self.isolated:
+            return account_name(self.user.name, self.account_prefix)
+        return psutil.Process().username()
+
+    @property
+    def home(self) -> Path:
+        if self.isolated:
+            return home_of(self.account, Path(self.home_root or "/home"))
+        root = Path(self.home_root or Path(self.data_dir or ".", "homes"))
+        return root / account_name(self.user.name, "")
+
+    # ------------------------------------------------------------ start
+
+    async def start(self):
+        self.reset_progress()
+        self.emit_progress(10, "Preparing your account")
+        try:
+            await self._prepare_home()
+        except AccountError as exc:
+            raise RuntimeError(f"Cannot start a server for {self.user.name}: {exc}") from None
+        bin_dir = singleuser_bin_dir(self.python)
+        self._check_environment(bin_dir)
+        if self.cmd == ["jupyterhub-singleuser"]:
+            self.cmd = [str(bin_dir / "jupyterhub-singleuser")]
+        self._redirect_output()
+        self.emit_progress(40, "Starting the server")
+        try:
+            ip_port = await super().start()
+        finally:
+            self._close_output()
+        self.process_started_at = psutil.Process(self.pid).create_time()
+        self.emit_progress(70, "Waiting for JupyterLab to answer")
+        return ip_port
+
+    async def _prepare_home(self) -> None:
+        if self.isolated:
+            await ensure_account(self.account, Path(self.home_root or "/home"))
+        else:
+            self.log.warning(NO_ISOLATION_WARNING, self.account)
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _check_environment(self, bin_dir: Path) -> None:
+        server = bin_dir / "jupyterhub-singleuser"
+        if not server.exists():
+            raise RuntimeError(
+                f"spawner.local.python: {bin_dir} has no jupyterhub-singleuser; install jupyterhub "
+                "and jupyterlab into that environment"
+            )
+        if self.isolated:
+            entry = pwd.getpwnam(self.account)
+            blocked = first_unreachable(server, entry.pw_uid, os.getgrouplist(self.account, entry.pw_gid))
+            if blocked is not None:
+                raise RuntimeError(
+                    f"{self.account} cannot reach the server environment {bin_dir}: {blocked} is not "
+                    "open to other users. Install gpulab outside a private folder (e.g. /opt/gpulab) or "
+                    "set spawner.local.python to an environment others can read"
+                )
+
+    def _redirect_output(self) -> None:
+        self._output = None
+        if not self.log_dir:
+            return
+        Path(self.log_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = self.account + (f"-{self.name}" if self.name else "")
+        self._output = open(Path(self.log_dir, f"{name}.log"), "ab")
+        self.popen_kwargs = {**self.popen_kwargs, "stdout": self._output, "stderr": self._output}
+
+    def _close_output(self) -> None:
+        if self._output is not None:
+            self._output.close()
+
+    # ------------------------------------------------------------ identity
+
+    def make_preexec_fn(self, name):
+        if self.isolated:
+            return set_user_setuid(self.account)
+        home = str(self.home)
+
+        def enter_home():
+            os.chdir(home)
+
+        return enter_home
+
+    def user_env(self, env):
+        env["USER"] = self.account
+        env["HOME"] = str(self.home)
+        env["SHELL"] = "/bin/bash"
+        bin_dir = str(singleuser_bin_dir(self.python))
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
+        return env
+
+    # ------------------------------------------------------------ state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.process_started_at = state.get("process_started_at", 0.0)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.pid:
+            state["process_started_at"] = self.process_started_at
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.process_started_at = 0.0
+
+    async def poll(self):
+        # After a hub restart only the pid is known: make sure it is still our process.
+        if self.proc is None and self.pid and self.process_started_at:
+            try:
+                started = psutil.Process(self.pid).create_time()
+            except psutil.NoSuchProcess:
+                started = None
+            if started is None or abs(started - self.process_started_at) > 1:
+                self.clear_state()
+                return 0
+        return await super().poll()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs gpulab's test suite: prepares the environment (Python packages with the test extras,
+# and, as root, the Debian packages the tests drive), then pytest. Arguments go to pytest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/environment.sh"
+GPULAB_EXTRAS=test gpulab_environment
+if gpulab_as_root; then
+  # chromium for the browser tests, OpenSSH clients and rsync for SSH, acl for shared folders
+  gpulab_apt_install chromium openssh-client rsync acl shellcheck
+else
+  gpulab_log "not root: tests that need system accounts or Debian packages will be skipped"
+fi
+cd "$gpulab_root"
+exec "$GPULAB_VENV/bin/python" -m pytest "$@"
