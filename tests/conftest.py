@@ -1,0 +1,106 @@
+"""Shared fixtures. Every hub here is real: `gpulab up` on random ports with a temp data dir.
+
+Fixtures:
+- `is_root`: whether the tests run as root (system accounts, setuid servers).
+- `account_prefix` (session): a random system-account prefix (e.g. "t3f9a-") so parallel
+  runs never share accounts; every account made with it is deleted at the end.
+- `homes_root` (session): a folder other users can traverse, holding the test users' homes.
+- `hub_defaults` (session): settings every test hub starts from (prefix, homes, timeouts).
+- `hub_factory`: starts hubs with `.start(settings)`; stops their servers and them after the test.
+- `module_hub_factory` (module): the same, shared by a module's tests.
+- `browser` (session): headless Debian chromium through Playwright (skips if missing).
+
+Markers: `root` (skipped unless root), `browser` (skipped without /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from gpulab.spawner.accounts import MANAGED_MARKER, remove_account
+from tests.support.hub import HubFactory
+
+CHROMIUM = "/usr/bin/chromium"
+IS_ROOT = os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_root = pytest.mark.skip(reason="needs root: creates system accounts and runs servers as them")
+    skip_browser = pytest.mark.skip(reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    for item in items:
+        if "root" in item.keywords and not IS_ROOT:
+            item.add_marker(skip_root)
+        if "browser" in item.keywords and not os.path.exists(CHROMIUM):
+            item.add_marker(skip_browser)
+
+
+@pytest.fixture(scope="session")
+def is_root() -> bool:
+    return IS_ROOT
+
+
+@pytest.fixture(scope="session")
+def account_prefix():
+    prefix = f"t{secrets.token_hex(2)}-"
+    yield prefix
+    for entry in pwd.getpwall():
+        if entry.pw_name.startswith(prefix) and entry.pw_gecos == MANAGED_MARKER:
+            subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
+            remove_account(entry.pw_name)
+
+
+@pytest.fixture(scope="session")
+def homes_root():
+    root = Path(tempfile.mkdtemp(prefix="gpulab-test-homes-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub_defaults(account_prefix, homes_root) -> dict:
+    return {
+        "spawner": {
+            "start_timeout": 90,
+            "local": {"account_prefix": account_prefix, "home_root": str(homes_root)},
+        },
+    }
+
+
+@pytest.fixture
+def hub_factory(tmp_path, hub_defaults):
+    factory = HubFactory(tmp_path, hub_defaults)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="module")
+def module_hub_factory(tmp_path_factory, hub_defaults):
+    factory = HubFactory(tmp_path_factory.mktemp("hubs"), hub_defaults)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"needs {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield chromium
+        chromium.close()

@@ -1,0 +1,80 @@
+"""`gpulab up` end to end: a real hub, traefik, and real single-user servers."""
+
+from __future__ import annotations
+
+import pwd
+import subprocess
+
+import psutil
+import pytest
+
+from gpulab.hub_config.client import ClientError, HubClient
+from gpulab.spawner.accounts import account_name
+
+
+def server_processes(account: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["username", "cmdline"])
+            if p.info["username"] == account and any("jupyterhub-singleuser" in part for part in p.info["cmdline"] or [])]
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub_factory):
+    return module_hub_factory.start()
+
+
+def test_spawn_reach_through_proxy_and_stop(hub):
+    hub.create_user("ada")
+    hub.spawn("ada")
+    status = hub.api.request("GET", "user/ada/api/status")
+    assert "started" in status and status["kernels"] == 0
+    hub.stop_server("ada")
+    with pytest.raises(ClientError) as missing:
+        hub.api.request("GET", "user/ada/api/status")
+    assert missing.value.status in (404, 424, 503)
+
+
+def test_spawn_reports_progress_events(hub):
+    hub.create_user("pia")
+    hub.spawn("pia")
+    log = (hub.data_dir / "logs" / "hub.log").read_text()
+    assert "pia: Preparing your account" in log and "pia: Starting the server" in log
+    hub.stop_server("pia")
+
+
+@pytest.mark.root
+def test_two_users_run_as_two_accounts_with_private_homes(hub, hub_defaults):
+    prefix = hub_defaults["spawner"]["local"]["account_prefix"]
+    for name in ("alice", "bob"):
+        hub.create_user(name)
+        hub.spawn(name)
+    alice, bob = (pwd.getpwnam(account_name(n, prefix)) for n in ("alice", "bob"))
+    assert alice.pw_uid != bob.pw_uid
+    assert [p.uids().real for p in server_processes(alice.pw_name)] == [alice.pw_uid]
+    assert [p.uids().real for p in server_processes(bob.pw_name)] == [bob.pw_uid]
+
+    secret = f"{alice.pw_dir}/secret.txt"
+    subprocess.run(["setpriv", f"--reuid={alice.pw_uid}", f"--regid={alice.pw_gid}", "--init-groups",
+                    "sh", "-c", f"echo hers > {secret}"], check=True)
+    as_bob = subprocess.run(["setpriv", f"--reuid={bob.pw_uid}", f"--regid={bob.pw_gid}", "--init-groups",
+                             "cat", secret], capture_output=True, text=True)
+    assert as_bob.returncode != 0 and "Permission denied" in as_bob.stderr
+
+    # bob's own API token does not open alice's server through the proxy
+    bob_client = HubClient(hub.url, hub.user_token("bob"))
+    with pytest.raises(ClientError) as refused:
+        bob_client.request("GET", "user/alice/api/contents")
+    assert refused.value.status == 403
+    assert bob_client.request("GET", "user/bob/api/contents")["type"] == "directory"
+    for name in ("alice", "bob"):
+        hub.stop_server(name)
+
+
+def test_restart_keeps_running_servers(hub_factory):
+    hub = hub_factory.start()
+    hub.create_user("cleo")
+    hub.spawn("cleo")
+    before = hub.api.request("GET", "user/cleo/api/status")["started"]
+    hub.restart()
+    assert hub.server_model("cleo")["ready"]
+    assert hub.api.request("GET", "user/cleo/api/status")["started"] == before
+    assert "cleo still running" in hub.log_tail(400)

@@ -1,0 +1,212 @@
+"""A real gpulab hub for tests: `gpulab up` as a subprocess on random ports with a temp data dir.
+
+Readiness is always polled (the hub API, a server's `ready` flag), never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ruamel.yaml import YAML
+
+from gpulab.hub_config.client import ClientError, HubClient
+from gpulab.hub_config.settings import deep_merge
+
+from .ports import free_port_block
+
+ADMIN_TOKEN = "gpulab-test-admin-token-7f3c9a1e5b"
+# The escape hatch (jupyterhub_config.d) gives tests an admin API token.
+ADMIN_TOKEN_CONFIG = f"""
+c.JupyterHub.services.append({{"name": "test-admin", "api_token": "{ADMIN_TOKEN}"}})
+c.JupyterHub.load_roles.append({{
+    "name": "test-admin",
+    "scopes": ["admin:users", "admin:servers", "admin-ui", "read:hub", "access:servers", "access:services",
+               "tokens", "admin:groups", "groups", "shares", "list:services", "read:services", "proxy"],
+    "services": ["test-admin"],
+}})
+"""
+PORT_BLOCK = 12  # public, proxy API, hub, and the hub's services at hub+1..hub+9
+GPULAB = str(Path(sys.executable).parent / "gpulab")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class RunningHub:
+    workdir: Path
+    settings: dict
+    url: str
+    ports: dict
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    extra_env: dict = field(default_factory=dict)
+
+    @property
+    def api(self) -> HubClient:
+        return HubClient(self.url, ADMIN_TOKEN)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / ".gpulab"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.workdir / "gpulab.yaml"
+
+    # ------------------------------------------------------------ process
+
+    def start(self, timeout: float = 90) -> "RunningHub":
+        self.log_path = self.workdir / f"hub-{int(time.time() * 1000)}.log"
+        env = {**os.environ, **self.extra_env}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [GPULAB, "up", "--config", str(self.settings_file)],
+                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        wait_for(self._answers, timeout, f"the hub at {self.url} (log: {self.log_path})")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            self.api.request("GET", "hub/api/")
+            return True
+        except ClientError:
+            return False
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+    def restart(self) -> "RunningHub":
+        self.stop()
+        return self.start()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ------------------------------------------------------------ users and servers
+
+    def create_user(self, name: str, admin: bool = False) -> dict:
+        try:
+            return self.api.request("POST", f"hub/api/users/{name}", {"admin": admin})
+        except ClientError as exc:
+            if exc.status != 409:
+                raise
+            return self.api.request("GET", f"hub/api/users/{name}")
+
+    def user_token(self, name: str, scopes: list[str] | None = None) -> str:
+        body = {"note": "test", "expires_in": 3600}
+        if scopes is not None:
+            body["scopes"] = scopes
+        return self.api.request("POST", f"hub/api/users/{name}/tokens", body)["token"]
+
+    def server_model(self, name: str, server: str = "") -> dict | None:
+        return self.api.request("GET", f"hub/api/users/{name}")["servers"].get(server)
+
+    def spawn(self, name: str, server: str = "", options: dict | None = None, timeout: float = 90) -> dict:
+        """Start a server and wait until it is ready; raise with the hub's log if it fails."""
+        path = f"hub/api/users/{name}/servers/{server}" if server else f"hub/api/users/{name}/server"
+        self.api.request("POST", path, options or {})
+
+        def ready():
+            model = self.server_model(name, server)
+            if model is None:
+                raise RuntimeError(f"the server of {name} stopped while starting:\n{self.log_tail()}")
+            return model if model["ready"] else None
+
+        return wait_for(ready, timeout, f"{name}'s server {server!r} to be ready")
+
+    def stop_server(self, name: str, server: str = "", timeout: float = 60) -> None:
+        path = f"hub/api/users/{name}/servers/{server}" if server else f"hub/api/users/{name}/server"
+        try:
+            self.api.request("DELETE", path)
+        except ClientError as exc:
+            if exc.status not in (400, 404):
+                raise
+        wait_for(lambda: self.server_model(name, server) is None, timeout, f"{name}'s server to stop")
+
+    def stop_all_servers(self) -> None:
+        for user in self.api.request("GET", "hub/api/users"):
+            for server in list(user.get("servers", {})):
+                self.stop_server(user["name"], server)
+
+
+def write_settings(path: Path, settings: dict) -> None:
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    with open(path, "w") as out:
+        yaml.dump(settings, out)
+
+
+def prepare_hub(workdir: Path, settings: dict | None = None, defaults: dict | None = None,
+                extra_env: dict | None = None) -> RunningHub:
+    """A hub ready to start in `workdir`, on a fresh block of ports."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = free_port_block(PORT_BLOCK)
+    ports = {"public": base, "proxy_api": base + 1, "hub": base + 2}
+    generated = {
+        "hub": {"ip": "127.0.0.1", "port": ports["public"], "internal_port": ports["hub"], "log_level": "DEBUG"},
+        "proxy": {"api_port": ports["proxy_api"]},
+    }
+    merged = deep_merge(deep_merge(generated, defaults or {}), settings or {})
+    hub = RunningHub(workdir, merged, f"http://127.0.0.1:{ports['public']}/", ports, extra_env=extra_env or {})
+    write_settings(hub.settings_file, merged)
+    config_d = workdir / "jupyterhub_config.d"
+    config_d.mkdir(exist_ok=True)
+    (config_d / "00-test-admin.py").write_text(ADMIN_TOKEN_CONFIG)
+    return hub
+
+
+class HubFactory:
+    """Starts hubs and cleans up after them: their servers, the hubs, in that order."""
+
+    def __init__(self, root: Path, defaults: dict):
+        self.root = root
+        self.defaults = defaults
+        self.hubs: list[RunningHub] = []
+
+    def prepare(self, settings: dict | None = None, name: str = "hub", extra_env: dict | None = None) -> RunningHub:
+        workdir = self.root / f"{name}-{len(self.hubs)}"
+        hub = prepare_hub(workdir, settings, self.defaults, extra_env)
+        self.hubs.append(hub)
+        return hub
+
+    def start(self, settings: dict | None = None, name: str = "hub", extra_env: dict | None = None) -> RunningHub:
+        return self.prepare(settings, name, extra_env).start()
+
+    def cleanup(self) -> None:
+        for hub in self.hubs:
+            if hub.process is not None and hub.process.poll() is None:
+                try:
+                    hub.stop_all_servers()
+                except Exception as exc:  # the hub may be broken on purpose; still stop it
+                    print(f"could not stop servers of {hub.url}: {exc}")
+                hub.stop()
+        self.hubs.clear()
