@@ -11,6 +11,7 @@ FOLDERS = {
     "spawner": "gpulab.spawner",
     "extensions": "gpulab.extensions",
     "db": "gpulab.db",
+    "images": "gpulab.images",
 }
 
 packages = []

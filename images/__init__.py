@@ -1,0 +1,1 @@
+"""The curated images and `catalog.yaml`, the one list of environments gpulab offers."""
