@@ -13,6 +13,8 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from gpulab.extensions.service.config import share_navigation
+
 from . import authenticators
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
@@ -150,6 +152,7 @@ def update_spawner(values: dict, c: Config) -> None:
     c.Spawner.start_timeout = spawner["start_timeout"]
     c.Spawner.http_timeout = spawner["http_timeout"]
     c.Spawner.environment = dict(spawner["environment"])
+    c.Spawner.args = ['--ServerApp.jpserver_extensions={"gpulab.extensions.singleuser": true}']
     c.JupyterHub.allow_named_servers = spawner["named_servers"]["enabled"]
     c.JupyterHub.named_server_limit_per_user = spawner["named_servers"]["limit_per_user"]
     local = spawner["local"]
@@ -178,4 +181,5 @@ def apply_config(values: dict, c: Config) -> Config:
     """Apply every step to `c` and return it."""
     for step in STEPS:
         step(values, c)
+    share_navigation(c)  # last: services' pages show every link the steps added
     return c

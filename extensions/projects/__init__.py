@@ -1,0 +1,1 @@
+"""Team projects: membership, shared folders, sharing servers, and what other features need from them."""

@@ -1,0 +1,118 @@
+"""Registering a gpulab service with the hub: pure helpers for `apply_config` steps.
+
+Locally the hub starts each service itself (a managed service). A service gets the part of
+the settings it needs as JSON in GPULAB_SERVICE_SETTINGS: the hub logs a service's command
+line but not its environment, so secrets stay out of the log.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from traitlets.config import Config
+
+SETTINGS_VARIABLE = "GPULAB_SERVICE_SETTINGS"
+NAV_VARIABLE = "GPULAB_NAV"
+
+# Services listen on 127.0.0.1 at hub.internal_port + offset.
+SERVICE_PORT_OFFSETS = {
+    "projects": 1,
+    "mlflow": 2,
+    "scheduler": 3,
+    "ssh": 4,
+    "culler": 5,
+}
+
+
+def service_port(values: dict, name: str) -> int:
+    return values["hub"]["internal_port"] + SERVICE_PORT_OFFSETS[name]
+
+
+def service_url(values: dict, name: str) -> str:
+    return f"http://127.0.0.1:{service_port(values, name)}"
+
+
+def service_prefix(values: dict, name: str) -> str:
+    """Where the proxy serves the service, e.g. /services/mlflow/."""
+    return f"{values['hub']['base_url']}services/{name}/"
+
+
+def _list(section, key: str) -> list:
+    if key not in section:
+        section[key] = []
+    return section[key]
+
+
+def add_managed_service(
+    c: Config,
+    values: dict,
+    name: str,
+    command: list[str],
+    settings: dict,
+    *,
+    display: bool = True,
+    environment: dict | None = None,
+) -> dict:
+    """A service the hub starts and proxies at /services/<name>/; returns its spec."""
+    spec = {
+        "name": name,
+        "url": service_url(values, name),
+        "command": command,
+        "environment": {SETTINGS_VARIABLE: json.dumps(settings), **(environment or {})},
+        "oauth_no_confirm": True,
+        "display": display,
+    }
+    _list(c.JupyterHub, "services").append(spec)
+    return spec
+
+
+def python_module_command(module: str, *args: str) -> list[str]:
+    """Run a module with the interpreter the hub runs on (gpulab's environment)."""
+    return [sys.executable, "-m", module, *args]
+
+
+def add_service_role(c: Config, name: str, scopes: list[str]) -> None:
+    """The service's own least-privilege role."""
+    _list(c.JupyterHub, "load_roles").append(
+        {"name": f"{name}-service", "description": f"what the {name} service may do", "scopes": scopes, "services": [name]}
+    )
+
+
+def _user_role(c: Config) -> dict:
+    roles = _list(c.JupyterHub, "load_roles")
+    for role in roles:
+        if role.get("name") == "user":
+            return role
+    role = {"name": "user", "description": "Standard user privileges", "scopes": ["self"]}
+    roles.append(role)
+    return role
+
+
+def grant_users_access(c: Config, name: str) -> None:
+    """Every signed-in user may open the service (it decides what each one sees)."""
+    scope = f"access:services!service={name}"
+    role = _user_role(c)
+    if scope not in role["scopes"]:
+        role["scopes"].append(scope)
+
+
+DEFAULT_SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server"]
+
+
+def grant_server_tokens_access(c: Config, name: str) -> None:
+    """A user server's API token (JUPYTERHUB_API_TOKEN) may call the service as that user."""
+    if "server_token_scopes" not in c.Spawner:
+        c.Spawner.server_token_scopes = list(DEFAULT_SERVER_TOKEN_SCOPES)
+    scope = f"access:services!service={name}"
+    if scope not in c.Spawner.server_token_scopes:
+        c.Spawner.server_token_scopes.append(scope)
+
+
+def share_navigation(c: Config) -> None:
+    """Give every gpulab service the hub's final navigation links, for its pages' menu bar."""
+    nav = json.dumps(c.JupyterHub.template_vars.get("gpulab_nav", []) if "template_vars" in c.JupyterHub else [])
+    for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
+        environment = spec.get("environment", {})
+        if SETTINGS_VARIABLE in environment:
+            environment[NAV_VARIABLE] = nav

@@ -1,0 +1,25 @@
+"""What every user server loads: one Jupyter server extension that loads each feature's part.
+
+The spawner enables it with `--ServerApp.jpserver_extensions`, so any Python environment
+with gpulab installed gets it, whatever its Jupyter configuration says. A feature adds its
+module to `PARTS`; each module has `load(serverapp)`, which reads what it needs from the
+environment the spawner set and must not fail the server if its feature is switched off.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+PARTS: list[str] = []
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "gpulab.extensions.singleuser"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    for name in PARTS:
+        try:
+            importlib.import_module(name).load(serverapp)
+        except Exception:  # one broken part must not take the user's server down
+            serverapp.log.exception("gpulab: could not load %s", name)
