@@ -152,7 +152,7 @@ def update_spawner(values: dict, c: Config) -> None:
     c.Spawner.start_timeout = spawner["start_timeout"]
     c.Spawner.http_timeout = spawner["http_timeout"]
     c.Spawner.environment = dict(spawner["environment"])
-    c.Spawner.args = ['--ServerApp.jpserver_extensions={"gpulab.extensions.singleuser": true}']
+    c.Spawner.args = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
     c.JupyterHub.allow_named_servers = spawner["named_servers"]["enabled"]
     c.JupyterHub.named_server_limit_per_user = spawner["named_servers"]["limit_per_user"]
     local = spawner["local"]

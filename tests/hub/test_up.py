@@ -33,11 +33,13 @@ def test_spawn_reach_through_proxy_and_stop(hub):
     assert missing.value.status in (404, 424, 503)
 
 
-def test_spawn_reports_progress_events(hub):
+def test_spawn_reports_progress_and_loads_gpulab_extension(hub):
     hub.create_user("pia")
     hub.spawn("pia")
     log = (hub.data_dir / "logs" / "hub.log").read_text()
     assert "pia: Preparing your account" in log and "pia: Starting the server" in log
+    server_logs = "".join(p.read_text() for p in (hub.data_dir / "logs" / "servers").glob("*pia*.log"))
+    assert "gpulab.extensions.singleuser | extension was successfully loaded" in server_logs
     hub.stop_server("pia")
 
 
