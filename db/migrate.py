@@ -25,7 +25,7 @@ def alembic_config(url: str, version_packages: list[str] | None = None) -> Confi
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("gpulab.db") / "migrations"))
     locations = [str(resources.files(p)) for p in (version_packages or VERSION_PACKAGES)]
-    cfg.set_main_option("version_path_separator", "newline")
+    cfg.set_main_option("path_separator", "newline")
     cfg.set_main_option("version_locations", "\n".join(locations))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg

@@ -296,7 +296,7 @@ def validate(values: dict, schema: dict | None = None, doc: Any = None) -> list[
             leaves = error.context
         for leaf in leaves:
             for path, message in _describe(leaf, secrets):
-                dotted = ".".join(str(p) for p in path).replace(".[", "[")
+                dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
                 problems.append(Problem(dotted, message, _line_of(doc, path) if doc is not None else None))
     unique = {(p.path, p.message): p for p in problems}
     return sorted(unique.values(), key=lambda p: (p.line or 0, p.path))

@@ -1,0 +1,104 @@
+"""apply_config against a bare traitlets Config: settings in, JupyterHub config out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.config import Config
+
+from gpulab.hub_config.apply import add_nav_link, apply_config, public_url, update_auth, update_templates
+from gpulab.hub_config.authenticators import github_team_groups
+from gpulab.hub_config.settings import complete, deep_merge
+
+
+def settings(**sections) -> dict:
+    base = {"hub": {"data_dir": "/srv/gpulab/data"}}
+    return complete(deep_merge(base, sections), Path("/srv/gpulab"))
+
+
+def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
+    c = apply_config(settings(), Config())
+    assert c.JupyterHub.bind_url == "http://0.0.0.0:8000/"
+    assert c.JupyterHub.hub_ip == "127.0.0.1" and c.JupyterHub.hub_port == 8081
+    assert c.JupyterHub.db_url == "sqlite:////srv/gpulab/data/jupyterhub.sqlite"
+    assert c.JupyterHub.cookie_secret_file == "/srv/gpulab/data/jupyterhub_cookie_secret"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.JupyterHub.proxy_class == "traefik_file"
+    assert c.TraefikFileProviderProxy.traefik_api_url == "http://127.0.0.1:8099"
+    assert c.TraefikFileProviderProxy.dynamic_config_file == "/srv/gpulab/data/proxy/rules.toml"
+    assert c.JupyterHub.authenticator_class.endswith("LocalAccountsAuthenticator")
+    assert c.NativeAuthenticator.open_signup is False
+    assert c.LocalAccountsAuthenticator.initial_admin_password_file == "/srv/gpulab/data/initial-admin-password"
+    assert c.JupyterHub.spawner_class == "gpulab.spawner.local.LocalSpawner"
+    assert c.Spawner.default_url == "/lab"
+    assert c.Spawner.args == ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
+    assert c.LocalSpawner.log_dir == "/srv/gpulab/data/logs/servers"
+    assert c.JupyterHub.logging_config["handlers"]["gpulab_file"]["filename"] == "/srv/gpulab/data/logs/hub.log"
+
+
+def test_tls_base_url_and_ports():
+    values = settings(hub={"ip": "10.0.0.5", "port": 443, "base_url": "/lab/", "internal_port": 9000,
+                           "tls": {"cert_file": "/etc/c.crt", "key_file": "/etc/c.key"}})
+    c = apply_config(values, Config())
+    assert c.JupyterHub.bind_url == "https://10.0.0.5:443/lab/"
+    assert (c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key) == ("/etc/c.crt", "/etc/c.key")
+    assert c.JupyterHub.hub_port == 9000
+    assert public_url(values) == "https://10.0.0.5:443/lab/"
+
+
+def test_public_url_wins_and_wildcard_addresses_print_as_loopback():
+    assert public_url(settings(hub={"public_url": "https://gpulab.example.com/"})) == "https://gpulab.example.com/"
+    assert public_url(settings(hub={"port": 8080})) == "http://127.0.0.1:8080/"
+
+
+def test_configurable_http_proxy():
+    c = apply_config(settings(proxy={"kind": "configurable-http-proxy", "api_port": 9999}), Config())
+    assert c.JupyterHub.proxy_class == "configurable-http-proxy"
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9999"
+    assert c.ConfigurableHTTPProxy.should_start is True
+
+
+def test_oidc_maps_groups_from_the_claim():
+    values = settings(auth={"type": "oidc", "admin_users": ["alice"], "oauth": {
+        "client_id": "gpulab", "allowed_groups": ["ml"], "admin_groups": ["ml-admins"],
+        "oidc": {"authorize_url": "https://idp/auth", "token_url": "https://idp/token",
+                 "userdata_url": "https://idp/userinfo", "groups_claim": "roles"}}})
+    c = Config()
+    update_auth(values, c)
+    assert c.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
+    assert c.GenericOAuthenticator.auth_state_groups_key == "oauth_user.roles"
+    assert c.GenericOAuthenticator.scope == ["openid", "profile", "email"]
+    assert c.OAuthenticator.manage_groups is True
+    assert c.OAuthenticator.allowed_groups == {"ml"} and c.OAuthenticator.admin_groups == {"ml-admins"}
+    assert c.OAuthenticator.oauth_callback_url == "http://127.0.0.1:8000/hub/oauth_callback"
+    assert c.Authenticator.admin_users == {"alice"}
+    assert "client_secret" not in c.OAuthenticator  # left to OAUTH_CLIENT_SECRET
+
+
+def test_github_teams_become_groups():
+    c = Config()
+    update_auth(settings(auth={"type": "github", "oauth": {"client_id": "x", "client_secret": "s",
+                                                         "github": {"organizations": ["acme"]}}}), c)
+    assert c.OAuthenticator.client_secret == "s"
+    assert c.GitHubOAuthenticator.allowed_organizations == {"acme"}
+    assert c.GitHubOAuthenticator.auth_state_groups_key is github_team_groups
+    teams = {"teams": [{"organization": {"login": "acme"}, "slug": "vision"},
+                       {"organization": {"login": "acme"}, "slug": "nlp"}]}
+    assert github_team_groups(teams) == ["acme:nlp", "acme:vision"]
+    assert github_team_groups({}) == []
+
+
+def test_named_servers_and_environment():
+    c = apply_config(settings(spawner={"named_servers": {"enabled": False, "limit_per_user": 7},
+                                       "environment": {"HF_HOME": "/data/hf"}}), Config())
+    assert c.JupyterHub.allow_named_servers is False
+    assert c.JupyterHub.named_server_limit_per_user == 7
+    assert c.Spawner.environment == {"HF_HOME": "/data/hf"}
+
+
+def test_nav_links_are_collected_for_the_templates():
+    c = Config()
+    update_templates(settings(), c)
+    add_nav_link(c, "MLflow", "/services/mlflow/")
+    assert c.JupyterHub.template_vars["gpulab_nav"] == [{"label": "MLflow", "url": "/services/mlflow/"}]
+    assert c.JupyterHub.template_paths[0].endswith("hub_config/templates")

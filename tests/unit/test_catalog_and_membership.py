@@ -1,0 +1,44 @@
+"""The image catalog loader and the project-group naming convention."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpulab.extensions.projects.membership import can, parse_project_group, project_group, project_roles
+from gpulab.hub_config.settings import ConfigError
+from gpulab.images.catalog import load_catalog, parse_catalog
+
+
+def test_the_shipped_catalog_is_valid_and_has_a_cpu_environment():
+    environments = load_catalog()
+    cpu = [e for e in environments if not e.gpu]
+    assert cpu and all(e.cuda is None for e in cpu)
+    assert all(e.image.count(":") == 1 for e in environments)
+
+
+def test_catalog_problems_name_the_entry():
+    text = ("registry: r\nenvironments:\n  - id: a\n    display_name: A\n    description: d\n    image: a\n"
+            "    tag: t\n    gpu: maybe\n    python: '3.12'\n    approx_size_gb: 1\n    local_python: ''\n")
+    with pytest.raises(ConfigError, match=r"environments\[0\].gpu: got \"maybe\""):
+        parse_catalog(text)
+
+
+def test_duplicate_ids_are_refused():
+    entry = ("  - {id: a, display_name: A, description: d, image: a, tag: t, gpu: false, python: '3.12', "
+             "approx_size_gb: 1, local_python: ''}\n")
+    with pytest.raises(ConfigError, match="id 'a' appears more than once"):
+        parse_catalog("registry: r\nenvironments:\n" + entry + entry)
+
+
+def test_project_groups_round_trip_and_the_highest_role_wins():
+    assert project_group("vision", "editor") == "project:vision:editor"
+    assert parse_project_group("project:vision:editor") == ("vision", "editor")
+    assert parse_project_group("project:vision:owner") is None
+    assert parse_project_group("ml-team") is None
+    groups = ["project:vision:viewer", "project:vision:editor", "project:nlp:viewer", "ml-team"]
+    assert project_roles(groups) == {"vision": "editor", "nlp": "viewer"}
+    assert can(groups, "vision", "viewer") and can(groups, "vision", "editor")
+    assert not can(groups, "vision", "maintainer") and not can(groups, "nlp", "editor")
+    assert not can(groups, "audio", "viewer")
+    with pytest.raises(ValueError):
+        project_group("vision", "owner")
