@@ -8,8 +8,34 @@ from pathlib import Path
 
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
+
+
+class LocalLoginHandler(NativeLoginHandler):
+    """NativeAuthenticator's sign-in page, working on JupyterHub 6.
+
+    NativeAuthenticator 1.3.0 (the newest release) times sign-ins with the statsd client
+    that JupyterHub 6 removed, and its `_render` refuses the extra arguments JupyterHub's
+    error path passes; both made every sign-in a 500.
+    """
+
+    def _render(self, login_error=None, username=None, **_ignored):
+        return super()._render(login_error=login_error, username=username)
+
+    async def post(self):
+        data = {arg: self.get_argument(arg, strip=False) for arg in self.request.arguments}
+        user = await self.login_user(data)
+        if user:
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+        error = "Invalid username or password."
+        info = self.authenticator.get_user(data.get("username", ""))
+        if info is not None and not info.is_authorized and info.is_valid_password(data.get("password", "")):
+            error = f"User {info.username} has not been approved by an administrator yet."
+        self.finish(await self._render(login_error=error, username=data.get("username")))
 
 
 class LocalAccountsAuthenticator(NativeAuthenticator):
@@ -26,6 +52,10 @@ class LocalAccountsAuthenticator(NativeAuthenticator):
         one `name: password` line each, mode 0600. Default "" (no account is created).
         Example "/srv/gpulab/.gpulab/initial-admin-password".""",
     ).tag(config=True)
+
+    def get_handlers(self, app):
+        return [(path, LocalLoginHandler if path == r"/login" else handler)
+                for path, handler in super().get_handlers(app)]
 
     def add_user(self, user):
         # Called by the hub for every user it knows at start-up, admins from config included.

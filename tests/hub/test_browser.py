@@ -1,0 +1,50 @@
+"""A person's first visit, in a real browser (headless Debian chromium through Playwright)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.hub import wait_for
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def hub(hub_factory):
+    return hub_factory.start({"auth": {"admin_users": ["root-admin"]}})
+
+
+def initial_password(hub, name: str) -> str:
+    path = hub.data_dir / "initial-admin-password"
+    wait_for(path.exists, 30, "the initial admin password file")
+    lines = dict(line.split(": ", 1) for line in path.read_text().splitlines())
+    return lines[name]
+
+
+def test_admin_signs_in_starts_jupyterlab_and_stops_it_from_home(hub, browser, tmp_path):
+    page = browser.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", "root-admin")
+    page.fill("input[name=password]", initial_password(hub, "root-admin"))
+    page.click("input[type=submit], button[type=submit]")
+
+    # The hub starts the server, shows its progress, then JupyterLab loads.
+    page.wait_for_url("**/user/root-admin/lab**")
+    page.wait_for_selector("#jp-main-dock-panel")
+    page.wait_for_selector(".jp-Launcher, .jp-LauncherBody")
+    page.screenshot(path=str(tmp_path / "jupyterlab.png"))
+    assert hub.server_model("root-admin")["ready"]
+
+    page.goto(hub.url + "hub/home")
+    page.click("#stop")
+    page.wait_for_selector("#start", state="visible")
+    wait_for(lambda: hub.server_model("root-admin") is None, 60, "the server to stop")
+    page.screenshot(path=str(tmp_path / "home-stopped.png"))
+    page.close()
+
+
+def test_the_initial_password_file_is_private(hub):
+    initial_password(hub, "root-admin")
+    assert (hub.data_dir / "initial-admin-password").stat().st_mode & 0o777 == 0o600
+    assert (hub.data_dir).stat().st_mode & 0o777 == 0o700
