@@ -11,4 +11,13 @@ else
   gpulab_log "not root: tests that need system accounts or Debian packages will be skipped"
 fi
 cd "$gpulab_root"
+# configurable-http-proxy (npm) for the tests of the proxy.kind option, when Node.js is here
+if command -v npm >/dev/null 2>&1; then
+  chp="$gpulab_root/.test-cache/chp"
+  if [ ! -x "$chp/node_modules/.bin/configurable-http-proxy" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$chp" configurable-http-proxy@4 >/dev/null 2>&1 ||
+      gpulab_log "could not install configurable-http-proxy from npm; its tests will be skipped"
+  fi
+  [ -x "$chp/node_modules/.bin/configurable-http-proxy" ] && export GPULAB_TEST_CHP_BIN="$chp/node_modules/.bin"
+fi
 exec "$GPULAB_VENV/bin/python" -m pytest "$@"

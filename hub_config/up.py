@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -80,6 +81,14 @@ def banner(settings: LoadedSettings) -> str:
     return "\n".join(lines)
 
 
+def missing_proxy(values: dict) -> str | None:
+    """Why the configured proxy cannot start, or None. traefik comes with gpulab; CHP needs Node.js."""
+    if values["proxy"]["kind"] == "configurable-http-proxy" and not shutil.which("configurable-http-proxy"):
+        return ("proxy.kind is configurable-http-proxy, but it is not installed: "
+                "`npm install -g configurable-http-proxy`, or use the default proxy.kind: traefik")
+    return None
+
+
 def run_up(args) -> int:
     settings_file = find_settings_file(args.config)
     try:
@@ -88,6 +97,10 @@ def run_up(args) -> int:
     except ConfigError as exc:
         print(f"gpulab: not starting, the settings are invalid:\n{exc}", file=sys.stderr)
         return 2
+    missing = missing_proxy(settings.values)
+    if missing:
+        print(f"gpulab: not starting: {missing}", file=sys.stderr)
+        return 1
     prepare_data_dir(settings.values)
     upgrade(database_url(settings.values))
     print(banner(settings), flush=True)

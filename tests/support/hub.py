@@ -57,6 +57,7 @@ class RunningHub:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     extra_env: dict = field(default_factory=dict)
+    launcher: list[str] = field(default_factory=list)  # e.g. setpriv ... to run the hub as another user
 
     @property
     def api(self) -> HubClient:
@@ -77,7 +78,7 @@ class RunningHub:
         env = {**os.environ, **self.extra_env}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [GPULAB, "up", "--config", str(self.settings_file)],
+                [*self.launcher, GPULAB, "up", "--config", str(self.settings_file)],
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
         wait_for(self._answers, timeout, f"the hub at {self.url} (log: {self.log_path})")

@@ -102,3 +102,14 @@ def test_nav_links_are_collected_for_the_templates():
     add_nav_link(c, "MLflow", "/services/mlflow/")
     assert c.JupyterHub.template_vars["gpulab_nav"] == [{"label": "MLflow", "url": "/services/mlflow/"}]
     assert c.JupyterHub.template_paths[0].endswith("hub_config/templates")
+
+
+def test_every_log_level_the_schema_allows_is_one_jupyterhub_accepts():
+    from jupyterhub.app import JupyterHub
+
+    from gpulab.hub_config.settings import bundled_schema
+
+    trait = JupyterHub.class_traits()["log_level"]
+    for level in bundled_schema()["properties"]["hub"]["properties"]["log_level"]["enum"]:
+        c = apply_config(settings(hub={"log_level": level}), Config())
+        assert trait.validate(None, c.JupyterHub.log_level) is not None

@@ -1,0 +1,180 @@
+"""Spawn latency: from the spawn request to the server answering through the proxy.
+
+N sequential spawns (default 10) of one user's server, each timed from `POST
+/hub/api/users/NAME/server` until `GET /user/NAME/api/status` through the public proxy
+returns 200 (polled every 10 ms), then stopped. Three hubs run in the same process, one
+after the other, on this machine:
+
+- gpulab: `gpulab up` (local backend, system account per user as root, traefik)
+- stock JupyterHub + LocalProcessSpawner + traefik (the same proxy as gpulab)
+- stock JupyterHub + LocalProcessSpawner + configurable-http-proxy (JupyterHub's default
+  proxy; skipped when `configurable-http-proxy` is not on PATH)
+
+Run: `.venv/bin/python benchmarks/spawn_latency.py [-n 10]` (as root for per-user accounts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gpulab.hub_config.client import ClientError, HubClient  # noqa: E402
+from gpulab.spawner.accounts import MANAGED_MARKER, remove_account  # noqa: E402
+from tests.support.hub import ADMIN_TOKEN, ADMIN_TOKEN_CONFIG, prepare_hub, wait_for  # noqa: E402
+from tests.support.ports import free_port_block  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def answering(url: str) -> bool:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {ADMIN_TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def time_spawns(api: HubClient, name: str, count: int) -> list[float]:
+    api.request("POST", f"hub/api/users/{name}")
+    durations = []
+    for _ in range(count):
+        started = time.perf_counter()
+        api.request("POST", f"hub/api/users/{name}/server")
+        wait_for(lambda: answering(f"{api.url}user/{name}/api/status"), 120, "the server", interval=0.01)
+        durations.append(time.perf_counter() - started)
+        api.request("DELETE", f"hub/api/users/{name}/server")
+        wait_for(lambda: api.request("GET", f"hub/api/users/{name}")["servers"] == {}, 60, "the stop")
+    return durations
+
+
+def gpulab_hub(workdir: Path, prefix: str):
+    hub = prepare_hub(workdir / "gpulab", {"hub": {"log_level": "WARN"}, "spawner": {"local": {
+        "account_prefix": prefix, "home_root": str(workdir / "homes")}}})
+    return hub.start(), hub.stop
+
+
+STOCK_CONFIG = """
+c.JupyterHub.bind_url = "http://127.0.0.1:{public}/"
+c.JupyterHub.hub_port = {hub}
+c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
+c.JupyterHub.log_level = "WARN"
+c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+c.Spawner.cmd = ["{bin}/jupyterhub-singleuser"]
+c.Spawner.default_url = "/lab"
+c.JupyterHub.services = []
+c.JupyterHub.load_roles = []
+{proxy}
+"""
+TRAEFIK = """
+c.JupyterHub.proxy_class = "traefik_file"
+c.TraefikFileProviderProxy.should_start = True
+c.TraefikFileProviderProxy.traefik_api_url = "http://127.0.0.1:{api}"
+c.TraefikFileProviderProxy.static_config_file = "{workdir}/traefik.toml"
+c.TraefikFileProviderProxy.dynamic_config_file = "{workdir}/rules.toml"
+"""
+CHP = """
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api}"
+c.ConfigurableHTTPProxy.pid_file = "{workdir}/chp.pid"
+"""
+
+
+def stock_hub(workdir: Path, proxy: str):
+    workdir.mkdir(parents=True)
+    base = free_port_block(4)
+    ports = {"public": base, "api": base + 1, "hub": base + 2}
+    proxy_config = (TRAEFIK if proxy == "traefik" else CHP).format(workdir=workdir, **ports)
+    config = STOCK_CONFIG.format(workdir=workdir, bin=BIN, proxy=proxy_config, **ports) + ADMIN_TOKEN_CONFIG
+    (workdir / "jupyterhub_config.py").write_text(config)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    log = open(workdir / "hub.log", "wb")
+    process = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(workdir / "jupyterhub_config.py")],
+                               cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    api = HubClient(f"http://127.0.0.1:{ports['public']}/", ADMIN_TOKEN)
+
+    def up():
+        try:
+            return api.request("GET", "hub/api/") is not None
+        except ClientError:
+            return False
+
+    try:
+        wait_for(up, 60, f"stock JupyterHub ({proxy})")
+    except TimeoutError:
+        process.kill()
+        raise RuntimeError((workdir / "hub.log").read_text()[-3000:]) from None
+
+    def stop():
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+    return api, stop
+
+
+def system_user_for_stock(name: str, home_root: Path) -> None:
+    """LocalProcessSpawner needs a system account named like the hub user."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--home-dir", str(home_root / name), "--comment", MANAGED_MARKER,
+                        "--user-group", name], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=10, help="spawns per hub (default 10)")
+    args = parser.parse_args()
+    prefix = f"b{os.getpid() % 10000}-"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gpulab-bench-", dir="/tmp") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)
+        (workdir / "homes").mkdir(mode=0o755)
+        root = os.geteuid() == 0
+        stock_user = f"{prefix}stock" if root else pwd.getpwuid(os.getuid()).pw_name
+        try:
+            hub, stop = gpulab_hub(workdir, prefix)
+            try:
+                rows.append(("gpulab (local backend, traefik)", time_spawns(hub.api, "bench", args.n)))
+            finally:
+                stop()
+            if root:
+                system_user_for_stock(stock_user, workdir / "homes")
+            proxies = ["traefik"] + (["configurable-http-proxy"] if shutil.which("configurable-http-proxy") else [])
+            for proxy in proxies:
+                api, stop = stock_hub(workdir / f"stock-{proxy}", proxy)
+                try:
+                    rows.append((f"JupyterHub LocalProcessSpawner ({proxy})", time_spawns(api, stock_user, args.n)))
+                finally:
+                    stop()
+        finally:
+            for entry in pwd.getpwall():
+                if entry.pw_name.startswith(prefix):
+                    subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
+                    remove_account(entry.pw_name)
+
+    reference = statistics.median(rows[0][1])
+    print(f"\nspawn request -> server answers through the proxy, {args.n} sequential spawns each\n")
+    print(f"{'hub':58} {'median s':>9} {'min s':>7} {'max s':>7} {'gpulab median / this':>21}")
+    for label, durations in rows:
+        median = statistics.median(durations)
+        print(f"{label:58} {median:9.3f} {min(durations):7.3f} {max(durations):7.3f} {reference / median:21.2f}")
+    print("\n(a ratio above 1 means gpulab's spawn took longer than that hub's)")
+
+
+if __name__ == "__main__":
+    main()
