@@ -24,6 +24,7 @@ for folder, name in FOLDERS.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"": ["*.yaml", "*.json", "*.html", "*.ini", "*.mako", "*.svg", "*.css", "*.js", "*.txt"]},
+    # data files in each package and in its plain folders (schema/, templates/, ...)
+    package_data={"": [f"**/*.{ext}" for ext in ("yaml", "json", "html", "ini", "mako", "svg", "css", "js", "txt")]},
     include_package_data=True,
 )
