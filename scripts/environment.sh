@@ -50,7 +50,7 @@ gpulab_source_stamp() {  # changes whenever what pip would install changes
     echo "extras=${GPULAB_EXTRAS:-} editable=$editable"
     cat "$gpulab_root/pyproject.toml" "$gpulab_root/setup.py" "$gpulab_root/constraints.txt"
     if [ "$editable" = no ]; then
-      (cd "$gpulab_root" && find hub_config spawner extensions db -type f ! -name '*.pyc' -print0 |
+      (cd "$gpulab_root" && find hub_config spawner extensions db images -type f ! -name '*.pyc' -print0 |
         sort -z | xargs -0 sha256sum)
     fi
   } | sha256sum | cut -c1-16

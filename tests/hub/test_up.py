@@ -71,12 +71,20 @@ def test_two_users_run_as_two_accounts_with_private_homes(hub, hub_defaults):
         hub.stop_server(name)
 
 
-def test_restart_keeps_running_servers(hub_factory):
+def proxies_of(hub) -> list[psutil.Process]:
+    marker = str(hub.data_dir / "proxy")
+    return [p for p in psutil.process_iter(["cmdline"]) if any(marker in part for part in p.info["cmdline"] or [])]
+
+
+def test_sigterm_stops_hub_and_proxy_cleanly_and_servers_survive_a_restart(hub_factory):
     hub = hub_factory.start()
     hub.create_user("cleo")
     hub.spawn("cleo")
     before = hub.api.request("GET", "user/cleo/api/status")["started"]
-    hub.restart()
+    assert len(proxies_of(hub)) == 1
+    assert hub.stop() == 0
+    assert proxies_of(hub) == []
+    hub.start()
     assert hub.server_model("cleo")["ready"]
     assert hub.api.request("GET", "user/cleo/api/status")["started"] == before
     assert "cleo still running" in hub.log_tail(400)
