@@ -8,7 +8,9 @@ Fixtures:
 - `hub_defaults` (session): settings every test hub starts from (prefix, homes, timeouts).
 - `hub_factory`: starts hubs with `.start(settings)`; stops their servers and them after the test.
 - `module_hub_factory` (module): the same, shared by a module's tests.
-- `browser` (session): headless Debian chromium through Playwright (skips if missing).
+- `browser` (module): headless Debian chromium through Playwright (skips if missing).
+  Playwright's sync API keeps an event loop running while it is open, so the fixture
+  closes at the end of each module and browser tests live in modules without async tests.
 
 Markers: `root` (skipped unless root), `browser` (skipped without /usr/bin/chromium).
 """
@@ -89,7 +91,7 @@ def module_hub_factory(tmp_path_factory, hub_defaults):
     factory.cleanup()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"needs {CHROMIUM}")
