@@ -16,8 +16,21 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port_block(size: int, low: int = 20000, high: int = 60000) -> int:
-    """The first of `size` consecutive free ports."""
+def ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except OSError:
+        return 32768, 60999
+
+
+def free_port_block(size: int, low: int = 10000, high: int | None = None) -> int:
+    """The first of `size` consecutive free ports, below the kernel's ephemeral range.
+
+    Ports in the ephemeral range can be taken by any outgoing connection between this
+    check and the bind; below it only listeners compete.
+    """
+    high = high or ephemeral_range()[0]
     for _ in range(200):
         start = random.randrange(low, high - size)
         if all(port_is_free(start + i) for i in range(size)):
