@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -110,5 +111,23 @@ def run_up(args) -> int:
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     from jupyterhub.app import JupyterHub
 
-    JupyterHub.launch_instance(["-f", str(hub_config_file())])
+    # JupyterHub handles SIGTERM only once start-up is complete; before that, exit
+    # normally so the proxy we started is not left holding the port.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        JupyterHub.launch_instance(["-f", str(hub_config_file())])
+    finally:
+        _stop_proxy_left_running(JupyterHub.instance())
     return 0
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _stop_proxy_left_running(app) -> None:
+    proxy = getattr(app, "proxy", None)
+    process = getattr(proxy, "traefik_process", None) or getattr(proxy, "proxy_process", None)
+    if process is not None and process.poll() is None:
+        process.terminate()
+        process.wait(10)

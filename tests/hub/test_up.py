@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pwd
+import signal
 import subprocess
 
 import psutil
@@ -10,6 +12,7 @@ import pytest
 
 from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.spawner.accounts import account_name
+from tests.support.hub import GPULAB, wait_for
 
 
 def server_processes(account: str) -> list[psutil.Process]:
@@ -88,3 +91,17 @@ def test_sigterm_stops_hub_and_proxy_cleanly_and_servers_survive_a_restart(hub_f
     assert hub.server_model("cleo")["ready"]
     assert hub.api.request("GET", "user/cleo/api/status")["started"] == before
     assert "cleo still running" in hub.log_tail(400)
+
+
+def test_sigterm_during_start_up_leaves_no_proxy_behind(hub_factory):
+    """JupyterHub installs its signal handler only at the end of start-up; gpulab covers the time before."""
+    hub = hub_factory.prepare()
+    hub.log_path = hub.workdir / "early.log"
+    with open(hub.log_path, "wb") as log:
+        hub.process = subprocess.Popen([GPULAB, "up", "--config", str(hub.settings_file)], cwd=hub.workdir,
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wait_for(lambda: proxies_of(hub), 60, "the proxy to start")
+    hub.process.send_signal(signal.SIGTERM)
+    hub.process.wait(30)
+    wait_for(lambda: not proxies_of(hub), 15, "the proxy to stop")

@@ -74,8 +74,9 @@ class RunningHub:
     # ------------------------------------------------------------ process
 
     def start(self, timeout: float = 90) -> "RunningHub":
+        """Start the hub and wait until JupyterHub says it is running (start-up complete)."""
         self.log_path = self.workdir / f"hub-{int(time.time() * 1000)}.log"
-        env = {**os.environ, **self.extra_env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [*self.launcher, GPULAB, "up", "--config", str(self.settings_file)],
@@ -87,6 +88,8 @@ class RunningHub:
     def _answers(self) -> bool:
         if self.process.poll() is not None:
             raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.log_tail()}")
+        if "JupyterHub is now running" not in self.log_path.read_text(errors="replace"):
+            return False
         try:
             self.api.request("GET", "hub/api/")
             return True
