@@ -62,7 +62,7 @@ def time_spawns(api: HubClient, name: str, count: int) -> list[float]:
 
 
 def gpulab_hub(workdir: Path, prefix: str):
-    hub = prepare_hub(workdir / "gpulab", {"hub": {"log_level": "WARN"}, "spawner": {"local": {
+    hub = prepare_hub(workdir / "gpulab", {"hub": {"log_level": "INFO"}, "spawner": {"local": {
         "account_prefix": prefix, "home_root": str(workdir / "homes")}}})
     return hub.start(), hub.stop
 
@@ -72,7 +72,7 @@ c.JupyterHub.bind_url = "http://127.0.0.1:{public}/"
 c.JupyterHub.hub_port = {hub}
 c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
-c.JupyterHub.log_level = "WARN"
+c.JupyterHub.log_level = "INFO"
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = ["{bin}/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"

@@ -7,6 +7,7 @@ server runs as that user, in a per-hub-user folder, and the spawner says so loud
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import stat
@@ -18,6 +19,7 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Float, Unicode
 
 from .accounts import AccountError, account_name, ensure_account, home_of
+from .errors import SpawnError
 from .progress import ProgressMixin
 
 NO_ISOLATION_WARNING = (
@@ -114,7 +116,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         try:
             await self._prepare_home()
         except AccountError as exc:
-            raise RuntimeError(f"Cannot start a server for {self.user.name}: {exc}") from None
+            raise SpawnError(f"Cannot start a server for {self.user.name}: {exc}") from None
         bin_dir = singleuser_bin_dir(self.python)
         self._check_environment(bin_dir)
         if self.cmd == ["jupyterhub-singleuser"]:
@@ -122,12 +124,38 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         self._redirect_output()
         self.emit_progress(40, "Starting the server")
         try:
-            ip_port = await super().start()
+            ip, port = await super().start()
         finally:
             self._close_output()
         self.process_started_at = psutil.Process(self.pid).create_time()
         self.emit_progress(70, "Waiting for JupyterLab to answer")
-        return ip_port
+        await self._wait_until_listening(ip, port)
+        return ip, port
+
+    async def _wait_until_listening(self, ip: str, port: int) -> None:
+        """Return as soon as the server accepts connections; fail clearly if it exits first.
+
+        JupyterHub's own readiness check backs off exponentially (0.2 s, 0.4 s, ... 1.6 s),
+        so a server that is up after 2.5 s is noticed at about 3 s or 5 s; polling here
+        every 50 ms lets its first check succeed.
+        """
+        while True:
+            status = self.proc.poll()
+            if status is not None:
+                raise SpawnError(f"The server exited with status {status} while starting. {self._output_tail()}")
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
+            except (OSError, asyncio.TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+    def _output_tail(self, lines: int = 5) -> str:
+        if self._output is None:
+            return "Its output went to the hub's log."
+        text = Path(self._output.name).read_text(errors="replace").strip().splitlines()
+        return "Last lines of its output: " + " | ".join(text[-lines:])
 
     async def _prepare_home(self) -> None:
         if self.isolated:
@@ -139,7 +167,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     def _check_environment(self, bin_dir: Path) -> None:
         server = bin_dir / "jupyterhub-singleuser"
         if not server.exists():
-            raise RuntimeError(
+            raise SpawnError(
                 f"spawner.local.python: {bin_dir} has no jupyterhub-singleuser; install jupyterhub "
                 "and jupyterlab into that environment"
             )
@@ -147,7 +175,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
             entry = pwd.getpwnam(self.account)
             blocked = first_unreachable(server, entry.pw_uid, os.getgrouplist(self.account, entry.pw_gid))
             if blocked is not None:
-                raise RuntimeError(
+                raise SpawnError(
                     f"{self.account} cannot reach the server environment {bin_dir}: {blocked} is not "
                     "open to other users. Install gpulab outside a private folder (e.g. /opt/gpulab) or "
                     "set spawner.local.python to an environment others can read"

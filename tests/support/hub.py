@@ -88,7 +88,8 @@ class RunningHub:
     def _answers(self) -> bool:
         if self.process.poll() is not None:
             raise RuntimeError(f"the hub exited with {self.process.returncode}:\n{self.log_tail()}")
-        if "JupyterHub is now running" not in self.log_path.read_text(errors="replace"):
+        logs_info = self.settings.get("hub", {}).get("log_level", "INFO") in ("DEBUG", "INFO")
+        if logs_info and "JupyterHub is now running" not in self.log_path.read_text(errors="replace"):
             return False
         try:
             self.api.request("GET", "hub/api/")
