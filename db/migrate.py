@@ -18,6 +18,7 @@ from .core import make_engine
 # Packages holding revision files, one per feature.
 VERSION_PACKAGES: list[str] = [
     "gpulab.db.migrations.versions",
+    "gpulab.spawner.migrations",
 ]
 
 

@@ -306,7 +306,9 @@ def validate(values: dict, schema: dict | None = None, doc: Any = None) -> list[
 
 
 def with_defaults(schema: dict, values: Any) -> Any:
-    """A copy of `values` with every missing key that has a default filled in."""
+    """A copy of `values` with every missing key that has a default filled in (in list items too)."""
+    if schema.get("type") == "array" and isinstance(values, list) and isinstance(schema.get("items"), dict):
+        return [with_defaults(schema["items"], item) for item in values]
     if schema.get("type") != "object" or not isinstance(values, dict):
         return copy.deepcopy(values)
     out = copy.deepcopy(values)
@@ -324,7 +326,12 @@ def resolve_paths(schema: dict, values: Any, base: Path) -> Any:
     """Make every non-empty value declared `format: path` absolute, relative to `base`."""
     if isinstance(values, dict) and schema.get("type") == "object":
         props = schema.get("properties", {})
-        return {k: resolve_paths(props[k], v, base) if k in props else v for k, v in values.items()}
+        extra = schema.get("additionalProperties")
+        return {k: resolve_paths(props[k], v, base) if k in props
+                else resolve_paths(extra, v, base) if isinstance(extra, dict) else v
+                for k, v in values.items()}
+    if isinstance(values, list) and isinstance(schema.get("items"), dict):
+        return [resolve_paths(schema["items"], item, base) for item in values]
     if schema.get("format") == "path" and isinstance(values, str) and values:
         return str((base / Path(values).expanduser()).resolve())
     return values
@@ -366,4 +373,36 @@ def load_settings(path: Path | None, overrides: dict | None = None) -> LoadedSet
     if problems:
         raise ConfigError(source, problems)
     config_dir = path.parent.resolve() if path else Path.cwd()
-    return LoadedSettings(complete(values, config_dir), path, config_dir)
+    completed = complete(values, config_dir)
+    problems = cross_check(completed, doc)
+    if problems:
+        raise ConfigError(source, problems)
+    return LoadedSettings(completed, path, config_dir)
+
+
+# Rules JSON Schema cannot express (a default profile that exists, environment ids that are
+# in the catalog, ...): "module:function" names, imported when settings are loaded, each
+# returning Problems for complete settings.
+CROSS_CHECKS = ["gpulab.spawner.checks:check_settings"]
+
+
+def cross_check(values: dict, doc: Any = None) -> list[Problem]:
+    import importlib
+
+    problems = []
+    for name in CROSS_CHECKS:
+        module, _, function = name.partition(":")
+        for problem in getattr(importlib.import_module(module), function)(values):
+            line = _line_of(doc, _path_parts(problem.path)) if doc is not None else None
+            problems.append(Problem(problem.path, problem.message, problem.line or line))
+    return problems
+
+
+def _path_parts(dotted: str) -> list:
+    parts: list = []
+    for piece in dotted.replace("[", ".[").split("."):
+        if piece.startswith("[") and piece.endswith("]"):
+            parts.append(int(piece[1:-1]))
+        elif piece:
+            parts.append(piece)
+    return parts

@@ -1,0 +1,65 @@
+"""Rules for the spawner's settings that JSON Schema cannot express, checked at load time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpulab.hub_config.settings import ConfigError, Problem
+from gpulab.images.catalog import load_catalog
+
+from .profiles import parse_size
+
+
+def check_settings(values: dict) -> list[Problem]:
+    problems = _check_profiles(values["profiles"])
+    problems += _check_environments(values)
+    return problems
+
+
+def _check_profiles(profiles: list[dict]) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    default_at = None
+    for i, profile in enumerate(profiles):
+        where = f"profiles[{i}]"
+        if profile["id"] in seen:
+            problems.append(Problem(f"{where}.id", f"{profile['id']!r} is already the id of profiles[{seen[profile['id']]}]"))
+        seen.setdefault(profile["id"], i)
+        if profile["default"]:
+            if default_at is not None:
+                problems.append(Problem(f"{where}.default", f"only one profile can be the default; profiles[{default_at}] is"))
+            default_at = i if default_at is None else default_at
+        gpu = profile["gpu"]
+        if gpu["mig_profile"] and gpu["count"] != 1:
+            problems.append(Problem(f"{where}.gpu.count", "a MIG profile takes exactly one slice: set gpu.count to 1"))
+        if gpu["models"] and not gpu["count"]:
+            problems.append(Problem(f"{where}.gpu.models", "models need gpu.count of at least 1"))
+        cpu, memory = profile["cpu"], profile["memory"]
+        if cpu["guarantee"] and cpu["limit"] and cpu["guarantee"] > cpu["limit"]:
+            problems.append(Problem(f"{where}.cpu.guarantee", f"{cpu['guarantee']} is more than the limit {cpu['limit']}"))
+        if memory["guarantee"] and memory["limit"] and parse_size(memory["guarantee"]) > parse_size(memory["limit"]):
+            problems.append(Problem(f"{where}.memory.guarantee", f"{memory['guarantee']} is more than the limit {memory['limit']}"))
+    return problems
+
+
+def _check_environments(values: dict) -> list[Problem]:
+    settings = values["environments"]
+    try:
+        catalog = load_catalog(Path(settings["catalog"]) if settings["catalog"] else None)
+    except ConfigError as exc:
+        return [Problem("environments.catalog", f"the catalog is invalid: {exc.problems[0].render(exc.source)}")]
+    except OSError as exc:
+        return [Problem("environments.catalog", f"cannot read {settings['catalog']}: {exc.strerror}")]
+    known = [e.id for e in catalog]
+
+    def unknown(where: str, ids) -> list[Problem]:
+        return [Problem(where, f"{i!r} is not in the catalog (known: {', '.join(known)})") for i in ids if i not in known]
+
+    problems = unknown("environments.offer", settings["offer"])
+    problems += unknown("environments.local_python", settings["local_python"])
+    offered = settings["offer"] or known
+    if settings["default"] and settings["default"] not in offered:
+        problems.append(Problem("environments.default", f"{settings['default']!r} is not offered"))
+    for i, profile in enumerate(values["profiles"]):
+        problems += unknown(f"profiles[{i}].environments", profile["environments"])
+    return problems

@@ -1,0 +1,151 @@
+"""The GPU ledger: which device is held by whom, in gpulab's database.
+
+One row per claimed device, keyed by the device's UUID, so the database itself refuses
+two holders. A claim is made in one transaction (BEGIN IMMEDIATE on SQLite: concurrent
+claimers queue instead of racing) and records the process that holds it once that
+process exists. Interactive servers and scheduled runs claim through the same `Ledger`,
+so they never share a GPU by accident. Reconciliation drops claims whose process is
+gone, which is how the ledger recovers after a crash of the hub or of a server.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+import psutil
+from sqlalchemy import DateTime, Float, Integer, String, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from gpulab.db import Base
+
+from .availability import choose_devices
+from .inventory import Device
+from .profiles import GpuRequest
+
+# A claim whose process never appeared is given up after this long (a start that died).
+UNATTACHED_GRACE_SECONDS = 15 * 60
+
+
+class GpuClaim(Base):
+    __tablename__ = "gpu_claims"
+
+    device_uuid: Mapped[str] = mapped_column(String(96), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(String(32), index=True)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    purpose: Mapped[str] = mapped_column(String(255), index=True)  # "server:alice/gpu", "run:42"
+    holder_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    holder_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim_id: str
+    owner: str
+    purpose: str
+    devices: tuple[str, ...]  # UUIDs, in the order CUDA should see them
+
+
+class ClaimRefused(Exception):
+    """No claim was made; `message` says why (not enough free devices, a quota)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def process_is(pid: int, started_at: float | None) -> bool:
+    """Whether `pid` is still the process that started at `started_at`."""
+    try:
+        process = psutil.Process(pid)
+        return started_at is None or abs(process.create_time() - started_at) < 1
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Ledger:
+    def __init__(self, sessions: sessionmaker, clock: Callable[[], float] = time.time,
+                 alive: Callable[[int, float | None], bool] = process_is):
+        self.sessions = sessions
+        self.clock = clock
+        self.alive = alive
+
+    def claim(self, owner: str, purpose: str, request: GpuRequest, devices: list[Device],
+              quota: Callable[[list[GpuClaim]], str | None] | None = None) -> Claim:
+        """Claim devices for `request`, or raise ClaimRefused with the reason.
+
+        `quota` sees every live claim and returns why this one would break a quota, if it would.
+        """
+        for attempt in (1, 2):
+            try:
+                return self._claim_once(owner, purpose, request, devices, quota)
+            except IntegrityError:
+                # Another process took a device between our read and our write (only
+                # possible on databases without BEGIN IMMEDIATE): read again and retry once.
+                if attempt == 2:
+                    raise ClaimRefused("the GPUs were taken by another claim at the same moment; try again") from None
+        raise AssertionError("unreachable")
+
+    def _claim_once(self, owner, purpose, request, devices, quota) -> Claim:
+        with self.sessions.begin() as session:
+            live = self._reconciled(session)
+            if quota is not None:
+                problem = quota(live)
+                if problem:
+                    raise ClaimRefused(problem)
+            chosen = choose_devices(request, devices, {c.device_uuid for c in live})
+            if chosen is None:
+                raise ClaimRefused(f"not enough free devices for {request.describe()}; all are in use")
+            claim_id = secrets.token_hex(8)
+            now = datetime.fromtimestamp(self.clock(), timezone.utc)
+            for device in chosen:
+                session.add(GpuClaim(device_uuid=device.uuid, claim_id=claim_id, owner=owner,
+                                     purpose=purpose, claimed_at=now))
+        return Claim(claim_id, owner, purpose, tuple(d.uuid for d in chosen))
+
+    def attach(self, claim_id: str, pid: int, started_at: float | None) -> None:
+        """Record the process that holds the claim: the claim lives as long as it does."""
+        with self.sessions.begin() as session:
+            session.execute(update(GpuClaim).where(GpuClaim.claim_id == claim_id)
+                            .values(holder_pid=pid, holder_started_at=started_at))
+
+    def release(self, claim_id: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(delete(GpuClaim).where(GpuClaim.claim_id == claim_id))
+
+    def release_purpose(self, purpose: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(delete(GpuClaim).where(GpuClaim.purpose == purpose))
+
+    def live_claims(self) -> list[GpuClaim]:
+        """Every claim whose holder is still alive (dead ones are dropped on the way)."""
+        with self.sessions.begin() as session:
+            return self._reconciled(session)
+
+    def _reconciled(self, session) -> list[GpuClaim]:
+        rows = list(session.scalars(select(GpuClaim)))
+        now = self.clock()
+        dead = [r for r in rows if not self._holder_alive(r, now)]
+        if dead:
+            session.execute(delete(GpuClaim).where(GpuClaim.device_uuid.in_([r.device_uuid for r in dead])))
+        for row in rows:
+            session.expunge(row)
+        return [r for r in rows if r not in dead]
+
+    def _holder_alive(self, row: GpuClaim, now: float) -> bool:
+        if row.holder_pid:
+            return self.alive(row.holder_pid, row.holder_started_at)
+        claimed_at = row.claimed_at.replace(tzinfo=row.claimed_at.tzinfo or timezone.utc).timestamp()
+        return now - claimed_at < UNATTACHED_GRACE_SECONDS
+
+
+def gpus_by_owner(claims: list[GpuClaim]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for claim in claims:
+        counts[claim.owner] = counts.get(claim.owner, 0) + 1
+    return counts
