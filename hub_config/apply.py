@@ -13,12 +13,13 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from gpulab.db import database_url
 from gpulab.extensions.service.config import share_navigation
 
 from . import authenticators
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
-LOCAL_SPAWNER = "gpulab.spawner.local.LocalSpawner"
+LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
 OAUTH_CLASSES = {
     "github": "oauthenticator.github.GitHubOAuthenticator",
     "gitlab": "oauthenticator.gitlab.GitLabOAuthenticator",
@@ -161,6 +162,10 @@ def update_spawner(values: dict, c: Config) -> None:
     c.LocalSpawner.python = local["python"]
     c.LocalSpawner.data_dir = values["hub"]["data_dir"]
     c.LocalSpawner.log_dir = data_path(values, "logs", "servers")
+    c.ProfileSpawnerMixin.profile_settings = values["profiles"]
+    c.ProfileSpawnerMixin.environment_settings = values["environments"]
+    c.ProfileSpawnerMixin.quota_settings = values["quotas"]
+    c.ProfileSpawnerMixin.database_url = database_url(values)
 
 
 def update_templates(values: dict, c: Config) -> None:

@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import psutil
+
 from gpulab.db import database_url
 from gpulab.db.migrate import upgrade
 from gpulab.spawner.local import NO_ISOLATION_WARNING, first_unreachable, singleuser_bin_dir
@@ -90,6 +92,25 @@ def missing_proxy(values: dict) -> str | None:
     return None
 
 
+def clear_stale_proxy(proxy_dir: Path) -> None:
+    """Undo what a crashed hub left: its proxy process and the proxy's files.
+
+    A clean shutdown stops traefik and deletes its files. After a crash (SIGKILL, OOM) the
+    old dynamic configuration still holds the previous run's API password, which locks the
+    new hub out of its own proxy; the hub writes every file and route again at start-up.
+    """
+    marker = str(proxy_dir / "traefik.toml")
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in (process.info["cmdline"] or []):
+            process.terminate()
+            try:
+                process.wait(10)
+            except psutil.TimeoutExpired:
+                process.kill()
+    for name in ("traefik.toml", "rules.toml"):
+        (proxy_dir / name).unlink(missing_ok=True)
+
+
 def run_up(args) -> int:
     settings_file = find_settings_file(args.config)
     try:
@@ -103,6 +124,7 @@ def run_up(args) -> int:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1
     prepare_data_dir(settings.values)
+    clear_stale_proxy(settings.data_dir / "proxy")
     upgrade(database_url(settings.values))
     print(banner(settings), flush=True)
 

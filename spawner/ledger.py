@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-import psutil
-from sqlalchemy import DateTime, Float, Integer, String, delete, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, String, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -25,6 +24,7 @@ from gpulab.db import Base
 
 from .availability import choose_devices
 from .inventory import Device
+from .processes import same_process
 from .profiles import GpuRequest
 
 # A claim whose process never appeared is given up after this long (a start that died).
@@ -39,7 +39,7 @@ class GpuClaim(Base):
     owner: Mapped[str] = mapped_column(String(255), index=True)
     purpose: Mapped[str] = mapped_column(String(255), index=True)  # "server:alice/gpu", "run:42"
     holder_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    holder_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    holder_start_ticks: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -59,18 +59,9 @@ class ClaimRefused(Exception):
         self.message = message
 
 
-def process_is(pid: int, started_at: float | None) -> bool:
-    """Whether `pid` is still the process that started at `started_at`."""
-    try:
-        process = psutil.Process(pid)
-        return started_at is None or abs(process.create_time() - started_at) < 1
-    except psutil.NoSuchProcess:
-        return False
-
-
 class Ledger:
     def __init__(self, sessions: sessionmaker, clock: Callable[[], float] = time.time,
-                 alive: Callable[[int, float | None], bool] = process_is):
+                 alive: Callable[[int, int | None], bool] = same_process):
         self.sessions = sessions
         self.clock = clock
         self.alive = alive
@@ -108,11 +99,11 @@ class Ledger:
                                      purpose=purpose, claimed_at=now))
         return Claim(claim_id, owner, purpose, tuple(d.uuid for d in chosen))
 
-    def attach(self, claim_id: str, pid: int, started_at: float | None) -> None:
+    def attach(self, claim_id: str, pid: int, start_ticks: int | None) -> None:
         """Record the process that holds the claim: the claim lives as long as it does."""
         with self.sessions.begin() as session:
             session.execute(update(GpuClaim).where(GpuClaim.claim_id == claim_id)
-                            .values(holder_pid=pid, holder_started_at=started_at))
+                            .values(holder_pid=pid, holder_start_ticks=start_ticks))
 
     def release(self, claim_id: str) -> None:
         with self.sessions.begin() as session:
@@ -139,7 +130,7 @@ class Ledger:
 
     def _holder_alive(self, row: GpuClaim, now: float) -> bool:
         if row.holder_pid:
-            return self.alive(row.holder_pid, row.holder_started_at)
+            return self.alive(row.holder_pid, row.holder_start_ticks)
         claimed_at = row.claimed_at.replace(tzinfo=row.claimed_at.tzinfo or timezone.utc).timestamp()
         return now - claimed_at < UNATTACHED_GRACE_SECONDS
 

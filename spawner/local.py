@@ -16,10 +16,12 @@ from pathlib import Path
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Float, Unicode
+from traitlets import Integer, Unicode
 
 from .accounts import AccountError, account_name, ensure_account, home_of
 from .errors import SpawnError
+from .limits import Limits, detect_limiter, join
+from .processes import same_process, start_ticks
 from .progress import ProgressMixin
 
 NO_ISOLATION_WARNING = (
@@ -87,8 +89,8 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         output). Example "/srv/gpulab/.gpulab/logs/servers".""",
     ).tag(config=True)
 
-    process_started_at = Float(
-        0.0, help="Start time of the server process: tells it apart from a later process with the same pid."
+    process_start_ticks = Integer(
+        0, help="Start of the server process in clock ticks since boot: tells it apart from a later one with its pid."
     )
 
     @property
@@ -110,24 +112,32 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
 
     # ------------------------------------------------------------ start
 
+    def server_python(self) -> str:
+        """The Python environment this spawn runs from (a subclass may choose per spawn)."""
+        return self.python
+
+    def resource_limits(self) -> Limits:
+        """CPU and memory limits for this spawn (none unless a subclass sets them)."""
+        return Limits()
+
     async def start(self):
-        self.reset_progress()
         self.emit_progress(10, "Preparing your account")
         try:
             await self._prepare_home()
         except AccountError as exc:
             raise SpawnError(f"Cannot start a server for {self.user.name}: {exc}") from None
-        bin_dir = singleuser_bin_dir(self.python)
+        bin_dir = singleuser_bin_dir(self.server_python())
         self._check_environment(bin_dir)
-        if self.cmd == ["jupyterhub-singleuser"]:
-            self.cmd = [str(bin_dir / "jupyterhub-singleuser")]
+        # `jupyterhub-singleuser` is found on the server's PATH, which starts with bin_dir
+        # (see user_env); self.cmd is never changed, so no spawn inherits another's environment.
+        self._cgroups = self._apply_limits()
         self._redirect_output()
         self.emit_progress(40, "Starting the server")
         try:
             ip, port = await super().start()
         finally:
             self._close_output()
-        self.process_started_at = psutil.Process(self.pid).create_time()
+        self.process_start_ticks = start_ticks(self.pid) or 0
         self.emit_progress(70, "Waiting for JupyterLab to answer")
         await self._wait_until_listening(ip, port)
         return ip, port
@@ -194,23 +204,49 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         if self._output is not None:
             self._output.close()
 
+    def _apply_limits(self) -> list[Path]:
+        limits = self.resource_limits()
+        if not limits.any:
+            return []
+        limiter, enforced = detect_limiter()
+        if limiter is None:
+            self.log.warning("Limits of %s are not enforced: %s", self._log_name, enforced)
+            return []
+        return limiter.prepare(self.cgroup_name, limits)
+
+    @property
+    def cgroup_name(self) -> str:
+        return self.account + (f"-{self.name}" if self.name else "")
+
+    def _remove_limits(self) -> None:
+        limiter, _ = detect_limiter()
+        if limiter is not None:
+            limiter.remove(self.cgroup_name)
+
     # ------------------------------------------------------------ identity
 
     def make_preexec_fn(self, name):
+        # Join the cgroups first: only root may, and the next step drops root.
+        enter_cgroups = join(getattr(self, "_cgroups", []))
         if self.isolated:
-            return set_user_setuid(self.account)
-        home = str(self.home)
+            become_user = set_user_setuid(self.account)
+        else:
+            home = str(self.home)
 
-        def enter_home():
-            os.chdir(home)
+            def become_user():
+                os.chdir(home)
 
-        return enter_home
+        def preexec():
+            enter_cgroups()
+            become_user()
+
+        return preexec
 
     def user_env(self, env):
         env["USER"] = self.account
         env["HOME"] = str(self.home)
         env["SHELL"] = "/bin/bash"
-        bin_dir = str(singleuser_bin_dir(self.python))
+        bin_dir = str(singleuser_bin_dir(self.server_python()))
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
         return env
 
@@ -218,26 +254,22 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
 
     def load_state(self, state):
         super().load_state(state)
-        self.process_started_at = state.get("process_started_at", 0.0)
+        self.process_start_ticks = state.get("process_start_ticks", 0)
 
     def get_state(self):
         state = super().get_state()
         if self.pid:
-            state["process_started_at"] = self.process_started_at
+            state["process_start_ticks"] = self.process_start_ticks
         return state
 
     def clear_state(self):
         super().clear_state()
-        self.process_started_at = 0.0
+        self.process_start_ticks = 0
 
     async def poll(self):
         # After a hub restart only the pid is known: make sure it is still our process.
-        if self.proc is None and self.pid and self.process_started_at:
-            try:
-                started = psutil.Process(self.pid).create_time()
-            except psutil.NoSuchProcess:
-                started = None
-            if started is None or abs(started - self.process_started_at) > 1:
+        if self.proc is None and self.pid and self.process_start_ticks:
+            if not same_process(self.pid, self.process_start_ticks):
                 self.clear_state()
                 return 0
         return await super().poll()

@@ -9,8 +9,13 @@ class ProgressMixin:
     """Lets `start()` report steps with `emit_progress`; `progress()` streams them.
 
     JupyterHub stops reading `progress()` once the spawn finishes, so the stream never
-    ends by itself. Events are kept per spawn: `reset_progress()` at the start of each.
+    ends by itself. Events are kept per spawn: they are cleared in JupyterHub's pre-spawn
+    hook, which runs once before each `start()`.
     """
+
+    def run_pre_spawn_hook(self):
+        self.reset_progress()
+        return super().run_pre_spawn_hook()
 
     def reset_progress(self) -> None:
         self._progress_events: list[dict] = []

@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(255), nullable=False),
         sa.Column("purpose", sa.String(255), nullable=False),
         sa.Column("holder_pid", sa.Integer(), nullable=True),
-        sa.Column("holder_started_at", sa.Float(), nullable=True),
+        sa.Column("holder_start_ticks", sa.BigInteger(), nullable=True),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("device_uuid", name=op.f("pk_gpu_claims")),
     )

@@ -29,7 +29,11 @@ def test_admin_signs_in_starts_jupyterlab_and_stops_it_from_home(hub, browser, t
     page.fill("input[name=password]", initial_password(hub, "root-admin"))
     page.click("input[type=submit], button[type=submit]")
 
-    # The hub starts the server, shows its progress, then JupyterLab loads.
+    # The spawn page offers the profiles; Start shows progress, then JupyterLab loads.
+    page.wait_for_selector("input[name=profile]")
+    assert page.is_checked("input[name=profile][value=cpu]")
+    page.screenshot(path=str(tmp_path / "spawn-page.png"))
+    page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
     page.wait_for_url("**/user/root-admin/lab**")
     page.wait_for_selector("#jp-main-dock-panel")
     page.wait_for_selector(".jp-Launcher, .jp-LauncherBody")

@@ -105,3 +105,15 @@ def test_sigterm_during_start_up_leaves_no_proxy_behind(hub_factory):
     hub.process.send_signal(signal.SIGTERM)
     hub.process.wait(30)
     wait_for(lambda: not proxies_of(hub), 15, "the proxy to stop")
+
+
+def test_a_hub_killed_outright_starts_again_and_a_lone_orphaned_proxy_is_replaced(hub_factory):
+    hub = hub_factory.start()
+    os.kill(hub.process.pid, signal.SIGKILL)  # the hub only: its proxy lives on, holding the ports
+    hub.process.wait()
+    assert len(proxies_of(hub)) == 1
+    hub.start()
+    assert len(proxies_of(hub)) == 1
+    hub.create_user("phoenix")
+    hub.spawn("phoenix")
+    assert "started" in hub.api.request("GET", "user/phoenix/api/status")

@@ -29,7 +29,7 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.JupyterHub.authenticator_class.endswith("LocalAccountsAuthenticator")
     assert c.NativeAuthenticator.open_signup is False
     assert c.LocalAccountsAuthenticator.initial_admin_password_file == "/srv/gpulab/data/initial-admin-password"
-    assert c.JupyterHub.spawner_class == "gpulab.spawner.local.LocalSpawner"
+    assert c.JupyterHub.spawner_class == "gpulab.spawner.classes.GpulabLocalSpawner"
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.args == ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
     assert c.LocalSpawner.log_dir == "/srv/gpulab/data/logs/servers"

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 from datetime import datetime, timezone
 
-import psutil
 import pytest
 
 from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
 from gpulab.spawner.inventory import Device
+from gpulab.spawner.processes import start_ticks
 from gpulab.spawner.ledger import UNATTACHED_GRACE_SECONDS, ClaimRefused, Ledger, gpus_by_owner
 from gpulab.spawner.profiles import GpuRequest
 
@@ -66,7 +67,7 @@ def test_claims_of_processes_that_died_are_dropped(url):
     ledger = ledger_for(url)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     claim = ledger.claim("alice", "server:alice/", GpuRequest(4), DEVICES)
-    ledger.attach(claim.claim_id, holder.pid, psutil.Process(holder.pid).create_time())
+    ledger.attach(claim.claim_id, holder.pid, start_ticks(holder.pid))
     with pytest.raises(ClaimRefused):
         ledger.claim("bob", "server:bob/", GpuRequest(1), DEVICES)
     holder.kill()
@@ -77,8 +78,7 @@ def test_claims_of_processes_that_died_are_dropped(url):
 def test_a_reused_pid_is_not_mistaken_for_the_holder(url):
     ledger = ledger_for(url)
     claim = ledger.claim("alice", "server:alice/", GpuRequest(1), DEVICES)
-    me = psutil.Process()
-    ledger.attach(claim.claim_id, me.pid, me.create_time() - 1000)  # same pid, different process
+    ledger.attach(claim.claim_id, os.getpid(), start_ticks(os.getpid()) - 1)  # same pid, another process
     assert ledger.live_claims() == []
 
 
@@ -110,3 +110,16 @@ def test_release_by_purpose(url):
     ledger.claim("alice", "server:alice/gpu", GpuRequest(2), DEVICES)
     ledger.release_purpose("server:alice/gpu")
     assert ledger.live_claims() == []
+
+
+def test_process_identity_survives_odd_command_names(tmp_path):
+    script = tmp_path / "a b) (c"
+    script.write_text("import time; time.sleep(30)")
+    child = subprocess.Popen([sys.executable, str(script)])
+    try:
+        ticks = start_ticks(child.pid)
+        assert ticks and ticks == start_ticks(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert start_ticks(child.pid) is None

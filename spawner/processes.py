@@ -1,0 +1,26 @@
+"""Telling a process apart from a later one that reuses its pid (Linux).
+
+A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat) never
+changes; psutil's create_time() adds the wall-clock boot time, which moves when the clock
+is adjusted, so comparing it made a live server look dead.
+"""
+
+from __future__ import annotations
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot; None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    fields = text[text.rindex(b")") + 2:].split()
+    return int(fields[19])
+
+
+def same_process(pid: int, ticks: int | None) -> bool:
+    """Whether `pid` is still the process that started at `ticks` (any process with it, if None)."""
+    now = start_ticks(pid)
+    return now is not None and (ticks is None or now == ticks)

@@ -1,0 +1,332 @@
+"""The GPU-profile logic every backend shares, written once.
+
+A spawn: resolve the user's choice of profile and environment (400 unknown, 403 not
+theirs, no silent fallback), check quotas, reserve GPUs (the backend decides how: the
+ledger locally, the Kubernetes scheduler in a cluster), then let the backend start the
+server with a plan built fresh for this spawn. Nothing about a profile is written onto
+the spawner's configuration, so nothing leaks into the next spawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyterhub import orm
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Dict, List, Unicode, default
+
+from gpulab.db import make_engine, make_session_factory
+from gpulab.images.catalog import Environment, load_catalog
+
+from .availability import Availability, profile_availability
+from .environments import offered, options_for, resolve_environment
+from .form import options_from_form, profile_cards, render_form
+from .inventory import CachedInventory, Device, load_inventory
+from .ledger import Claim, ClaimRefused, Ledger, gpus_by_owner
+from .limits import Limits
+from .profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, unknown_options, visible_profiles
+from .quotas import Usage, quota_problem
+
+FULL = 409  # the profile exists and is allowed, but its GPUs are all in use
+OVER_QUOTA = 403
+
+
+@dataclass(frozen=True)
+class SpawnPlan:
+    """Everything one spawn needs, resolved from the user's choice."""
+
+    profile: Profile
+    environment: Environment
+
+    @property
+    def limits(self) -> Limits:
+        p = self.profile
+        return Limits(p.cpu_limit, p.cpu_guarantee, p.memory_limit, p.memory_guarantee)
+
+
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """GPU use at one moment: what exists, what is taken, and who holds how many."""
+
+    devices: list[Device]
+    claimed: set[str]
+    held_by_owner: dict[str, int]
+
+    def availability(self, profile: Profile) -> Availability | None:
+        return profile_availability(profile, self.devices, self.claimed)
+
+
+NO_GPUS = GpuSnapshot([], set(), {})
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a user already uses, read from the hub before a claim (the hub's DB is not thread-safe)."""
+
+    groups: tuple[str, ...]
+    servers: int
+    group_members: dict[str, tuple[str, ...]]
+    group_servers: dict[str, int]
+
+
+_shared: dict[tuple, object] = {}  # per hub process: parsed catalog, inventory, ledger
+
+
+def _shared_value(key: tuple, make):
+    if key not in _shared:
+        _shared[key] = make()
+    return _shared[key]
+
+
+class ProfileSpawnerMixin(Spawner):
+    """Mix in before a backend (LocalSpawner, KubeSpawner subclass); configured as `c.ProfileSpawnerMixin`."""
+
+    profile_settings = List(
+        help="""The `profiles` section of gpulab.yaml (set by apply_config). Default [] (one CPU profile).""",
+    ).tag(config=True)
+
+    environment_settings = Dict(
+        help="""The `environments` section of gpulab.yaml. Default {} (the whole built-in catalog).""",
+    ).tag(config=True)
+
+    quota_settings = Dict(
+        help="""The `quotas` section of gpulab.yaml. Default {} (no quotas).""",
+    ).tag(config=True)
+
+    database_url = Unicode(
+        "",
+        help="""gpulab's database (the GPU ledger). Default "" (no ledger; GPU profiles cannot start
+        locally). Example "sqlite:////srv/gpulab/.gpulab/gpulab.sqlite".""",
+    ).tag(config=True)
+
+    inventory_class = Unicode(
+        "gpulab.spawner.inventory:NvmlInventory",
+        help="""Where the local GPU inventory comes from, as "module:Class". Default the NVML reader.""",
+    ).tag(config=True)
+
+    claim_id = Unicode("")
+    devices = List()
+    profile_id = Unicode("")
+    environment_id = Unicode("")
+
+    # ------------------------------------------------------------ configuration, parsed once
+
+    @property
+    def profiles(self) -> tuple[Profile, ...]:
+        """The profiles from settings (complete: apply_config passes them with defaults filled)."""
+
+        def make():
+            if self.profile_settings:
+                return profiles_from_settings({"profiles": self.profile_settings})
+            from gpulab.hub_config.settings import bundled_schema, with_defaults
+
+            schema = bundled_schema()["properties"]["profiles"]
+            return profiles_from_settings({"profiles": with_defaults(schema, schema["default"])})
+
+        return _shared_value(("profiles", repr(self.profile_settings)), make)
+
+    @property
+    def environments(self) -> list[Environment]:
+        settings = {"catalog": "", "offer": [], "default": "", "local_python": {}, **self.environment_settings}
+        key = ("environments", repr(settings))
+
+        def make():
+            catalog = load_catalog(Path(settings["catalog"]) if settings["catalog"] else None)
+            return offered(catalog, settings)
+
+        return _shared_value(key, make)
+
+    @property
+    def quotas(self) -> dict:
+        return {"default": {}, "users": {}, "groups": {}, **self.quota_settings}
+
+    @property
+    def inventory(self) -> CachedInventory:
+        return _shared_value(("inventory", self.inventory_class),
+                             lambda: CachedInventory(load_inventory(self.inventory_class)))
+
+    @property
+    def ledger(self) -> Ledger | None:
+        if not self.database_url:
+            return None
+        return _shared_value(("ledger", self.database_url),
+                             lambda: Ledger(make_session_factory(make_engine(self.database_url))))
+
+    # ------------------------------------------------------------ backend hooks
+
+    def gpu_devices(self) -> list[Device]:
+        """Devices this backend allocates from (locally: the inventory)."""
+        return self.inventory.devices()
+
+    def gpu_driver(self, profile: Profile) -> str | None:
+        return self.inventory.driver()
+
+    def python_exists(self):
+        """A check that an environment's Python is installed, or None where that does not apply."""
+        return None
+
+    async def gpu_snapshot(self) -> GpuSnapshot:
+        """Devices, live claims and holdings from the ledger (the local way)."""
+        if self.ledger is None:
+            return NO_GPUS
+        claims = await asyncio.to_thread(self.ledger.live_claims)
+        return GpuSnapshot(self.gpu_devices(), {c.device_uuid for c in claims}, gpus_by_owner(claims))
+
+    # ------------------------------------------------------------ who is asking
+
+    def _user_groups(self) -> list[str]:
+        return [g.name for g in self.user.groups]
+
+    def _standing(self) -> Standing:
+        groups = tuple(self._user_groups())
+        servers = sum(1 for s in self.user.spawners.values() if s is not self and s.active)
+        budgeted = [g for g in groups if g in self.quotas["groups"]]
+        members, group_servers = {}, {}
+        db = self.user.db
+        for name in budgeted:
+            group = orm.Group.find(db, name)
+            members[name] = tuple(u.name for u in group.users) if group else ()
+            group_servers[name] = (db.query(orm.Spawner).join(orm.User).filter(orm.User.groups.any(name=name))
+                                   .filter(orm.Spawner.server_id.isnot(None)).count())
+        return Standing(groups, servers, members, group_servers)
+
+    def _quota_problem(self, standing: Standing, held: dict[str, int], gpus: int) -> str | None:
+        group_usage = {g: Usage(sum(held.get(m, 0) for m in members), standing.group_servers[g])
+                       for g, members in standing.group_members.items()}
+        return quota_problem(self.quotas, self.user.name, standing.groups, gpus, 1,
+                             Usage(held.get(self.user.name, 0), standing.servers), group_usage)
+
+    # ------------------------------------------------------------ the spawn form
+
+    @default("options_form")
+    def _options_form_default(self):
+        return lambda spawner: spawner.render_options_form()
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        return options_from_form
+
+    async def render_options_form(self) -> str:
+        profiles = visible_profiles(self.profiles, self.user.name, self._user_groups(), self.user.admin)
+        snapshot = await self.gpu_snapshot() if any(p.uses_gpu for p in profiles) else NO_GPUS
+        standing = self._standing()
+        environments = {p.id: options_for(p, self.environments, self.gpu_driver(p), self.python_exists())
+                        for p in profiles}
+        availability = {p.id: snapshot.availability(p) for p in profiles}
+        quota_reason = {p.id: self._quota_problem(standing, snapshot.held_by_owner, p.gpu.count) for p in profiles}
+        previous = (self.orm_spawner.user_options or {}).get("profile") if self.orm_spawner else None
+        cards = profile_cards(profiles, availability, quota_reason, environments, previous)
+        return render_form(cards, self.environment_settings.get("default", ""))
+
+    # ------------------------------------------------------------ the spawn
+
+    def plan_spawn(self, options: dict) -> SpawnPlan:
+        """Resolve the user's choice; HTTP 400/403 with the reason when it is refused."""
+        extra = unknown_options(options)
+        if extra:
+            raise web.HTTPError(400, f"unknown option(s): {', '.join(extra)}; expected profile and environment")
+        try:
+            profile = resolve_profile(self.profiles, options, self.user.name, self._user_groups(), self.user.admin)
+            choices = options_for(profile, self.environments, self.gpu_driver(profile), self.python_exists())
+            environment = resolve_environment(profile, choices, options.get("environment"),
+                                              self.environment_settings.get("default", ""))
+        except ChoiceError as refused:
+            raise web.HTTPError(refused.status, refused.message) from None
+        return SpawnPlan(profile, environment)
+
+    async def start(self):
+        plan = self.plan_spawn(self.user_options or {})
+        self._plan = plan
+        self.profile_id, self.environment_id = plan.profile.id, plan.environment.id
+        self.claim_id, self.devices = "", []
+        if plan.profile.uses_gpu:
+            self.emit_progress(5, f"Allocating {plan.profile.gpu.describe()}")
+            await self.reserve_gpus(plan)
+        else:
+            problem = self._quota_problem(self._standing(), {}, 0)
+            if problem:
+                raise web.HTTPError(OVER_QUOTA, problem)
+        try:
+            result = await super().start()
+        except BaseException:
+            self.release_gpus()
+            raise
+        self.holder_started()
+        return result
+
+    async def reserve_gpus(self, plan: SpawnPlan) -> None:
+        """Claim devices in the ledger (the local way); raise 409/403 with the reason if refused."""
+        if self.ledger is None:
+            raise web.HTTPError(500, "GPU profiles need gpulab's database (database_url is not set)")
+        standing = self._standing()
+
+        def check(claims) -> str | None:
+            return self._quota_problem(standing, gpus_by_owner(claims), plan.profile.gpu.count)
+
+        try:
+            claim: Claim = await asyncio.to_thread(
+                self.ledger.claim, self.user.name, f"server:{self.user.name}/{self.name}", plan.profile.gpu,
+                self.gpu_devices(), check)
+        except ClaimRefused as refused:
+            status = OVER_QUOTA if refused.message.startswith("over quota") else FULL
+            raise web.HTTPError(status, f"Cannot start {plan.profile.display_name}: {refused.message}") from None
+        self.claim_id, self.devices = claim.claim_id, list(claim.devices)
+        self.emit_progress(8, f"Allocated {', '.join(self.devices)}")
+
+    def holder_started(self) -> None:
+        """Tie the claim to the server's process, so it ends with it even if the hub is down."""
+
+    def release_gpus(self) -> None:
+        if self.claim_id and self.ledger is not None:
+            self.ledger.release(self.claim_id)
+        self.claim_id, self.devices = "", []
+
+    def get_env(self):
+        env = super().get_env()
+        plan = getattr(self, "_plan", None)
+        # An empty list hides every GPU: CPU profiles must not see the machine's GPUs.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(self.devices)
+        env["GPULAB_PROFILE"] = self.profile_id
+        env["GPULAB_ENVIRONMENT"] = self.environment_id
+        if plan is not None:
+            if plan.profile.memory_limit:
+                env["MEM_LIMIT"] = str(plan.profile.memory_limit)
+            if plan.profile.cpu_limit:
+                env["CPU_LIMIT"] = str(plan.profile.cpu_limit)
+        return env
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            self.release_gpus()
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None and self.claim_id:
+            self.release_gpus()
+        return status
+
+    # ------------------------------------------------------------ state across hub restarts
+
+    def get_state(self):
+        state = super().get_state()
+        if self.claim_id:
+            state.update(claim_id=self.claim_id, devices=list(self.devices))
+        if self.profile_id:
+            state.update(profile=self.profile_id, environment=self.environment_id)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.claim_id = state.get("claim_id", "")
+        self.devices = state.get("devices", [])
+        self.profile_id = state.get("profile", "")
+        self.environment_id = state.get("environment", "")
+
+    def clear_state(self):
+        super().clear_state()
+        self.claim_id, self.devices, self.profile_id, self.environment_id = "", [], "", ""
