@@ -23,11 +23,7 @@ class Availability:
     free: int
     total: int
     label: str  # e.g. "3 of 8 NVIDIA A100-SXM4-80GB free"
-    needed: int
-
-    @property
-    def enough(self) -> bool:
-        return self.free >= self.needed
+    enough: bool  # whether a server of the profile can get its GPUs now
 
 
 def _kind(request: GpuRequest, devices: list[Device]) -> str:
@@ -49,7 +45,7 @@ def profile_availability(profile: Profile, devices: list[Device], claimed: set[s
         label = f"no {_kind(profile.gpu, matching) if profile.gpu.mig_profile else 'matching GPUs'} on this machine"
     else:
         label = f"{free} of {len(matching)} {_kind(profile.gpu, matching)} free"
-    return Availability(free, len(matching), label, profile.gpu.count)
+    return Availability(free, len(matching), label, free >= profile.gpu.count)
 
 
 def choose_devices(request: GpuRequest, devices: list[Device], claimed: set[str]) -> list[Device] | None:

@@ -1,0 +1,99 @@
+"""Kubernetes pod changes for profiles (pure builders against literal dicts) and cluster capacity."""
+
+from __future__ import annotations
+
+from kubernetes_asyncio.client import ApiClient, V1Container, V1EnvVar, V1ObjectMeta, V1Pod, V1PodSpec
+
+from gpulab.spawner.k8s_capacity import best_driver, cluster_availability, gpus_by_user
+from gpulab.spawner.manifests import apply_changes, node_affinity, pod_changes, resources
+from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
+
+CPU_P, GPU2_P, MIG_P = profiles(CPU, {**GPU2, "memory": {"limit": "32G"}, "cpu": {"limit": 8, "guarantee": 0.5}}, MIG)
+
+
+def test_cpu_profile_hides_gpus_and_sets_limits():
+    changes = pod_changes(CPU_P, "ghcr.io/gpulab/cpu:python-3.12", "cpu", None, None, [])
+    assert changes.resources == {"limits": {"cpu": "2", "memory": "4000000000"}, "requests": {}}
+    assert changes.env == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert (changes.tolerations, changes.affinity, changes.volumes) == ([], None, [])
+    assert changes.labels == {"gpulab.dev/profile": "cpu", "gpulab.dev/environment": "cpu"}
+
+
+def test_gpu_profile_resources_toleration_shm_and_affinity():
+    changes = pod_changes(GPU2_P, "ghcr.io/gpulab/pytorch:cuda12", "pytorch-cuda12", "12.8", "570.26",
+                          ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-PCIE-40GB"])
+    assert changes.resources == {
+        "limits": {"cpu": "8", "memory": "32000000000", "nvidia.com/gpu": "2"},
+        "requests": {"cpu": "500m", "nvidia.com/gpu": "2"},
+    }
+    assert changes.tolerations == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert changes.volumes == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "32000000000"}}]
+    assert changes.volume_mounts == [{"name": "dshm", "mountPath": "/dev/shm"}]
+    assert changes.env == {}
+    products = {"key": "nvidia.com/gpu.product", "operator": "In",
+                "values": ["NVIDIA-A100-PCIE-40GB", "NVIDIA-A100-SXM4-80GB"]}
+    assert changes.affinity == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [products, {"key": "nvidia.com/cuda.driver.major", "operator": "Gt", "values": ["570"]}]},
+        {"matchExpressions": [products, {"key": "nvidia.com/cuda.driver.major", "operator": "In", "values": ["570"]},
+                              {"key": "nvidia.com/cuda.driver.minor", "operator": "Gt", "values": ["25"]}]},
+    ]}}}
+
+
+def test_mig_profile_asks_for_the_mig_resource():
+    assert resources(MIG_P) == {"limits": {"nvidia.com/mig-1g.10gb": "1"}, "requests": {"nvidia.com/mig-1g.10gb": "1"}}
+
+
+def test_no_affinity_without_models_or_cuda():
+    assert node_affinity(MIG_P, [], None, None) is None
+
+
+async def test_apply_changes_edits_only_the_pod_object():
+    pod = V1Pod(metadata=V1ObjectMeta(name="jupyter-ada", labels={"component": "singleuser-server"}),
+                spec=V1PodSpec(containers=[V1Container(name="notebook", image="quay.io/jupyter/base-notebook",
+                                                       env=[V1EnvVar(name="NVIDIA_VISIBLE_DEVICES", value="all")])]))
+    apply_changes(pod, pod_changes(CPU_P, "ghcr.io/gpulab/cpu:python-3.12", "cpu", None, None, []))
+    async with ApiClient() as client:
+        manifest = client.sanitize_for_serialization(pod)
+    assert manifest == {
+        "metadata": {"name": "jupyter-ada", "labels": {"component": "singleuser-server", "gpulab.dev/profile": "cpu",
+                                                        "gpulab.dev/environment": "cpu"}},
+        "spec": {"containers": [{"name": "notebook", "image": "ghcr.io/gpulab/cpu:python-3.12",
+                                 "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}],
+                                 "resources": {"limits": {"cpu": "2", "memory": "4000000000"}, "requests": {}},
+                                 "volumeMounts": []}],
+                 "volumes": []},
+    }
+
+
+def node(name, gpus, product="NVIDIA-A100-SXM4-80GB", driver=("570", "86", "15"), resource="nvidia.com/gpu", **extra):
+    labels = {"nvidia.com/gpu.product": product, "nvidia.com/cuda.driver.major": driver[0],
+              "nvidia.com/cuda.driver.minor": driver[1], "nvidia.com/cuda.driver.rev": driver[2]}
+    return {"metadata": {"name": name, "labels": labels}, "spec": extra.get("spec", {}),
+            "status": {"allocatable": {resource: str(gpus)}, "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def pod(node_name, gpus, user="alice", phase="Running", resource="nvidia.com/gpu"):
+    return {"metadata": {"labels": {"hub.jupyter.org/username": user}},
+            "spec": {"nodeName": node_name, "containers": [{"resources": {"limits": {resource: str(gpus)},
+                                                                          "requests": {resource: str(gpus)}}}]},
+            "status": {"phase": phase}}
+
+
+def test_cluster_availability_needs_enough_gpus_on_one_node():
+    nodes = [node("a", 4), node("b", 4), node("h", 8, product="NVIDIA-H100-80GB-HBM3"),
+             node("cordoned", 8, spec={"unschedulable": True})]
+    pods = [pod("a", 3), pod("b", 3), pod("b", 1, phase="Succeeded")]
+    two = cluster_availability(GPU2_P, nodes, pods)  # A100 only: nodes a and b
+    assert (two.free, two.total, two.enough) == (2, 8, False)
+    assert two.label == "2 of 8 NVIDIA-A100-SXM4-80GB free (at most 1 on one node)"
+    mig = cluster_availability(MIG_P, [node("m", 7, resource="nvidia.com/mig-1g.10gb")],
+                               [pod("m", 2, resource="nvidia.com/mig-1g.10gb")])
+    assert (mig.label, mig.enough) == ("5 of 7 MIG 1g.10gb slices free", True)
+    assert cluster_availability(CPU_P, nodes, pods) is None
+    assert cluster_availability(MIG_P, nodes, pods).label == "no nodes with MIG 1g.10gb slices in the cluster"
+
+
+def test_gpus_held_by_user_and_best_driver():
+    assert gpus_by_user([pod("a", 2), pod("a", 1, user="bob"), pod("b", 4, phase="Failed")]) == {"alice": 2, "bob": 1}
+    nodes = [node("a", 4, driver=("535", "104", "05")), node("b", 4, driver=("570", "86", "15"))]
+    assert best_driver(GPU2_P, nodes, []) == "570.86.15"
