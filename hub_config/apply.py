@@ -20,6 +20,7 @@ from . import authenticators
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
 LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
+KUBERNETES_SPAWNER = "gpulab.spawner.kubernetes.GpulabKubeSpawner"
 OAUTH_CLASSES = {
     "github": "oauthenticator.github.GitHubOAuthenticator",
     "gitlab": "oauthenticator.gitlab.GitLabOAuthenticator",
@@ -148,7 +149,7 @@ def _update_oauth(values: dict, c: Config) -> None:
 
 def update_spawner(values: dict, c: Config) -> None:
     spawner = values["spawner"]
-    c.JupyterHub.spawner_class = LOCAL_SPAWNER
+    c.JupyterHub.spawner_class = LOCAL_SPAWNER if spawner["backend"] == "local" else KUBERNETES_SPAWNER
     c.Spawner.default_url = spawner["default_url"]
     c.Spawner.start_timeout = spawner["start_timeout"]
     c.Spawner.http_timeout = spawner["http_timeout"]
@@ -166,6 +167,33 @@ def update_spawner(values: dict, c: Config) -> None:
     c.ProfileSpawnerMixin.environment_settings = values["environments"]
     c.ProfileSpawnerMixin.quota_settings = values["quotas"]
     c.ProfileSpawnerMixin.database_url = database_url(values)
+    if spawner["backend"] == "kubernetes":
+        _update_kubernetes(spawner["kubernetes"], c)
+
+
+def _update_kubernetes(kube: dict, c: Config) -> None:
+    if kube["namespace"]:
+        c.KubeSpawner.namespace = kube["namespace"]
+    if kube["hub_url"]:
+        c.JupyterHub.hub_connect_url = kube["hub_url"]
+        c.JupyterHub.hub_ip = "0.0.0.0"  # pods reach the hub from other machines
+    c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
+    c.KubeSpawner.image_pull_policy = kube["image_pull_policy"]
+    c.KubeSpawner.uid = kube["uid"]
+    c.KubeSpawner.fs_gid = kube["fs_gid"]
+    c.KubeSpawner.common_labels = {"app.kubernetes.io/part-of": "gpulab"}
+    if kube["service_account"]:
+        c.KubeSpawner.service_account = kube["service_account"]
+        c.KubeSpawner.automount_service_account_token = True
+    storage = kube["home_storage"]
+    if storage["capacity"]:
+        c.KubeSpawner.storage_pvc_ensure = True
+        c.KubeSpawner.storage_capacity = storage["capacity"]
+        if storage["storage_class"]:
+            c.KubeSpawner.storage_class = storage["storage_class"]
+        c.KubeSpawner.pvc_name_template = "home-{user_server}"
+        c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+        c.KubeSpawner.volume_mounts = {"home": {"name": "home", "mountPath": "/home/jovyan"}}
 
 
 def update_templates(values: dict, c: Config) -> None:

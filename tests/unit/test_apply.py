@@ -113,3 +113,15 @@ def test_every_log_level_the_schema_allows_is_one_jupyterhub_accepts():
     for level in bundled_schema()["properties"]["hub"]["properties"]["log_level"]["enum"]:
         c = apply_config(settings(hub={"log_level": level}), Config())
         assert trait.validate(None, c.JupyterHub.log_level) is not None
+
+
+def test_kubernetes_backend():
+    c = apply_config(settings(spawner={"backend": "kubernetes", "kubernetes": {
+        "namespace": "ml", "hub_url": "http://hub:8081", "home_storage": {"capacity": "10Gi", "storage_class": "fast"}}}),
+        Config())
+    assert c.JupyterHub.spawner_class == "gpulab.spawner.kubernetes.GpulabKubeSpawner"
+    assert (c.KubeSpawner.namespace, c.JupyterHub.hub_connect_url, c.JupyterHub.hub_ip) == ("ml", "http://hub:8081", "0.0.0.0")
+    assert c.KubeSpawner.cmd == ["jupyterhub-singleuser"] and c.KubeSpawner.uid == 1000
+    assert c.KubeSpawner.storage_capacity == "10Gi" and c.KubeSpawner.storage_class == "fast"
+    assert c.KubeSpawner.volume_mounts == {"home": {"name": "home", "mountPath": "/home/jovyan"}}
+    assert c.ProfileSpawnerMixin.profile_settings[0]["id"] == "cpu"
