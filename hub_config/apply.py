@@ -44,6 +44,14 @@ def public_url(values: dict) -> str:
     return f"{scheme}://{host}:{hub['port']}{hub['base_url']}"
 
 
+def loopback_url(values: dict) -> str:
+    """The proxy as seen from this machine (for gpulab's own services), ending in the base URL."""
+    hub = values["hub"]
+    scheme = "https" if hub["tls"]["cert_file"] else "http"
+    host = "127.0.0.1" if hub["ip"] in ("0.0.0.0", "", "::") else hub["ip"]
+    return f"{scheme}://{host}:{hub['port']}{hub['base_url']}"
+
+
 def update_hub(values: dict, c: Config) -> None:
     hub = values["hub"]
     scheme = "https" if hub["tls"]["cert_file"] else "http"
@@ -167,6 +175,7 @@ def update_spawner(values: dict, c: Config) -> None:
     c.ProfileSpawnerMixin.environment_settings = values["environments"]
     c.ProfileSpawnerMixin.quota_settings = values["quotas"]
     c.ProfileSpawnerMixin.database_url = database_url(values)
+    c.ProfileSpawnerMixin.inventory_class = local["gpu_inventory"]
     if spawner["backend"] == "kubernetes":
         _update_kubernetes(spawner["kubernetes"], c)
 
@@ -207,7 +216,13 @@ def add_nav_link(c: Config, label: str, url: str) -> None:
     c.JupyterHub.template_vars["gpulab_nav"].append({"label": label, "url": url})
 
 
-STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
+def update_culling(values: dict, c: Config) -> None:
+    from gpulab.spawner.culler_config import culler_service
+
+    culler_service(values, c)
+
+
+STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling]
 
 
 def apply_config(values: dict, c: Config) -> Config:

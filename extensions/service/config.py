@@ -53,16 +53,17 @@ def add_managed_service(
     *,
     display: bool = True,
     environment: dict | None = None,
+    listen: bool = True,
 ) -> dict:
-    """A service the hub starts and proxies at /services/<name>/; returns its spec."""
+    """A service the hub starts (and, if it listens, proxies at /services/<name>/); returns its spec."""
     spec = {
         "name": name,
-        "url": service_url(values, name),
         "command": command,
         "environment": {SETTINGS_VARIABLE: json.dumps(settings), **(environment or {})},
-        "oauth_no_confirm": True,
         "display": display,
     }
+    if listen:
+        spec.update(url=service_url(values, name), oauth_no_confirm=True)
     _list(c.JupyterHub, "services").append(spec)
     return spec
 

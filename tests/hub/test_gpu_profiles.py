@@ -17,11 +17,10 @@ import pytest
 
 from gpulab.hub_config.client import ClientError
 from gpulab.spawner.accounts import account_name
-from tests.support.declared_gpus import declared
+from tests.support.declared_gpus import declared_inventory
 from tests.support.sessions import signed_in_user
 
 REPO = Path(__file__).resolve().parents[2]
-INVENTORY = 'c.ProfileSpawnerMixin.inventory_class = "tests.support.declared_gpus:DeclaredInventory"\n'
 VENV = str(Path(os.sys.executable).parent.parent)
 
 PROFILES = [
@@ -49,12 +48,17 @@ environments:
     return path
 
 
+def prepare_gpu_hub(factory, tmp_path, gpus=2, migs=2, quotas=None, name="hub", profiles=PROFILES, extra=None,
+                    utilization_file=None):
+    inventory = declared_inventory(tmp_path, gpus, migs, utilization_file)
+    settings = {"profiles": profiles, "environments": {"catalog": str(catalog(tmp_path))}, "quotas": quotas or {},
+                "auth": {"admin_users": ["gpu-admin"]}, "spawner": {"local": {"gpu_inventory": inventory}}}
+    return factory.prepare({**settings, **(extra or {})}, name=name,
+                           extra_env={"PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"})
+
+
 def start_gpu_hub(factory, tmp_path, gpus=2, migs=2, quotas=None, name="hub"):
-    hub = factory.prepare({"profiles": PROFILES, "environments": {"catalog": str(catalog(tmp_path))},
-                           "quotas": quotas or {}, "auth": {"admin_users": ["gpu-admin"]}}, name=name,
-                          extra_env={"GPULAB_TEST_GPUS": declared(gpus, migs), "PYTHONPATH": str(REPO)})
-    (hub.workdir / "jupyterhub_config.d" / "10-gpus.py").write_text(INVENTORY)
-    return hub.start()
+    return prepare_gpu_hub(factory, tmp_path, gpus, migs, quotas, name).start()
 
 
 def server_process(account: str) -> psutil.Process:

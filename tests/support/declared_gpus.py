@@ -1,32 +1,47 @@
-"""A declared GPU inventory for tests: devices from GPULAB_TEST_GPUS (JSON), utilisation from a file.
+"""A declared GPU inventory for tests, implementing the NVML reader's interface (GpuInventory).
 
-Selected with `c.ProfileSpawnerMixin.inventory_class = "tests.support.declared_gpus:DeclaredInventory"`;
-it implements the same interface as the NVML reader (gpulab.spawner.inventory.GpuInventory).
+`declared_inventory(folder, gpus, migs, utilization_file)` writes a small module into
+`folder` and returns the setting for spawner.local.gpu_inventory; the hub and its services
+import it (put `folder` on PYTHONPATH, which JupyterHub passes on to its services).
+Utilisation is read from `utilization_file` ({"uuid": percent}), so a test can change it.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import secrets
 from pathlib import Path
 
 from gpulab.spawner.inventory import Device
 
 
 class DeclaredInventory:
+    DEVICES: list[dict] = []
+    UTILIZATION_FILE = ""
+
     def devices(self) -> list[Device]:
-        return [Device(**item) for item in json.loads(os.environ.get("GPULAB_TEST_GPUS", "[]"))]
+        return [Device(**item) for item in self.DEVICES]
 
     def utilization(self, uuids: list[str]) -> dict[str, int]:
-        path = os.environ.get("GPULAB_TEST_GPU_UTILIZATION")
-        readings = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+        path = Path(self.UTILIZATION_FILE) if self.UTILIZATION_FILE else None
+        readings = json.loads(path.read_text()) if path and path.exists() else {}
         return {u: readings[u] for u in uuids if u in readings}
 
 
-def declared(gpus: int = 0, migs: int = 0, model: str = "NVIDIA A100-SXM4-80GB", driver: str = "570.86.15") -> str:
-    """GPULAB_TEST_GPUS for `gpus` whole GPUs and `migs` 1g.10gb slices."""
+def declared(gpus: int = 0, migs: int = 0, model: str = "NVIDIA A100-SXM4-80GB", driver: str = "570.86.15") -> list:
+    """`gpus` whole GPUs and `migs` 1g.10gb slices."""
     devices = [dict(uuid=f"GPU-{i:08d}-test", model=model, memory_mb=81920, driver=driver, index=str(i))
                for i in range(gpus)]
     devices += [dict(uuid=f"MIG-{i:08d}-test", model=model, memory_mb=9728, driver=driver, index=f"{gpus}:{i}",
                      mig_profile="1g.10gb") for i in range(migs)]
-    return json.dumps(devices)
+    return devices
+
+
+def declared_inventory(folder: Path, gpus: int = 0, migs: int = 0, utilization_file: Path | None = None) -> str:
+    module = f"declared_gpus_{secrets.token_hex(4)}"
+    (folder / f"{module}.py").write_text(
+        "from tests.support.declared_gpus import DeclaredInventory\n\n\n"
+        "class Inventory(DeclaredInventory):\n"
+        f"    DEVICES = {declared(gpus, migs)!r}\n"
+        f"    UTILIZATION_FILE = {str(utilization_file or '')!r}\n")
+    return f"{module}:Inventory"

@@ -1,0 +1,133 @@
+"""The culler: a hub service that stops idle servers, profile by profile (decisions in culling.py).
+
+Every check it lists the ready servers through the hub API, samples the utilisation of the
+GPUs each local server holds (from the ledger and NVML), asks a server whether a kernel is
+busy only when it is already past its timeout, and stops the servers `decide` says to.
+jupyterhub-idle-culler applies one timeout to every server and knows nothing of GPUs, so
+gpulab has its own loop; it follows the same API conventions (state=ready, pagination).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.service.runner import configure_logging, service_settings
+from gpulab.hub_config.client import ClientError, HubClient
+
+from .culling import Decision, GpuHistory, ServerView, decide
+from .inventory import load_inventory
+from .ledger import Ledger
+
+PAGE = 200
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Culler:
+    def __init__(self, hub: HubClient, proxy: HubClient, settings: dict, log,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.hub = hub
+        self.proxy = proxy
+        self.timeouts: dict[str, int] = settings["timeouts"]
+        self.threshold = settings["gpu_utilization_threshold"]
+        self.log = log
+        self.clock = clock
+        longest = max(self.timeouts.values(), default=0)
+        self.history = GpuHistory(keep=timedelta(seconds=longest + 2 * settings["check_interval"]))
+        self.ledger = None
+        self.inventory = None
+        if settings.get("database_url"):  # the local backend: GPUs come from the ledger
+            self.ledger = Ledger(make_session_factory(make_engine(settings["database_url"])))
+            self.inventory = load_inventory(settings["gpu_inventory"])
+
+    def ready_servers(self) -> list[ServerView]:
+        servers, offset = [], 0
+        while True:
+            users = self.hub.request("GET", f"hub/api/users?state=ready&limit={PAGE}&offset={offset}")
+            for user in users:
+                for name, server in (user.get("servers") or {}).items():
+                    if not server.get("ready"):
+                        continue
+                    activity = parse_time(server.get("last_activity")) or parse_time(server.get("started"))
+                    profile = (server.get("user_options") or {}).get("profile", "")
+                    servers.append(ServerView(user["name"], name, profile, activity))
+            if len(users) < PAGE:
+                return servers
+            offset += PAGE
+
+    def with_devices(self, servers: list[ServerView]) -> list[ServerView]:
+        if self.ledger is None:
+            return servers
+        held: dict[str, list[str]] = {}
+        for claim in self.ledger.live_claims():
+            held.setdefault(claim.purpose, []).append(claim.device_uuid)
+        return [ServerView(s.user, s.name, s.profile, s.last_activity, tuple(held.get(f"server:{s.user}/{s.name}", ())))
+                for s in servers]
+
+    def kernels_busy(self, server: ServerView) -> bool | None:
+        path = f"user/{server.user}/{server.name + '/' if server.name else ''}api/kernels"
+        try:
+            kernels = self.proxy.request("GET", path)
+        except ClientError as error:
+            self.log.warning("cannot ask %s's server about its kernels: %s", server.user, error)
+            return None
+        return any(k.get("execution_state") == "busy" for k in kernels)
+
+    def check_once(self) -> list[tuple[ServerView, Decision]]:
+        now = self.clock()
+        servers = self.with_devices(self.ready_servers())
+        devices = sorted({d for s in servers for d in s.devices})
+        if self.inventory is not None:
+            self.history.record(now, self.inventory.utilization(devices))
+        decisions = []
+        for server in servers:
+            timeout = self.timeouts.get(server.profile, 0)
+            overdue = timeout > 0 and now - server.last_activity >= timedelta(seconds=timeout)
+            busy = self.kernels_busy(server) if overdue else False
+            decision = decide(server, timeout, now, busy, self.history, self.threshold)
+            decisions.append((server, decision))
+            label = f"{server.user}/{server.name}" if server.name else server.user
+            if decision.cull:
+                self.log.info("culling %s (profile %s): %s", label, server.profile, decision.reason)
+                path = f"hub/api/users/{server.user}/servers/{server.name}" if server.name else \
+                    f"hub/api/users/{server.user}/server"
+                try:
+                    self.hub.request("DELETE", path)
+                except ClientError as error:
+                    self.log.warning("could not stop %s: %s", label, error)
+            elif overdue:
+                self.log.info("keeping %s (profile %s): %s", label, server.profile, decision.reason)
+        return decisions
+
+
+def main() -> None:
+    import os
+
+    settings = service_settings()
+    log = configure_logging("culler", settings.get("log_level", "INFO"))
+    token = os.environ["JUPYTERHUB_API_TOKEN"]
+    hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
+    culler = Culler(hub, HubClient(settings["proxy_url"], token, verify=settings["verify_proxy"]), settings, log)
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    log.info("culling every %ss; idle timeouts by profile: %s", settings["check_interval"], settings["timeouts"])
+    while not stopped:
+        try:
+            culler.check_once()
+        except Exception:  # a bad check must not end culling; the next one may succeed
+            log.exception("culling check failed")
+        deadline = time.monotonic() + settings["check_interval"]
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()

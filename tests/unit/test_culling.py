@@ -1,0 +1,60 @@
+"""Idle-culling decisions with a replaceable clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from gpulab.spawner.culling import GpuHistory, ServerView, decide
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def history(*samples: tuple[float, dict]) -> GpuHistory:
+    h = GpuHistory(keep=timedelta(hours=2))
+    for minutes, readings in samples:
+        h.record(at(minutes), readings)
+    return h
+
+
+CPU = ServerView("ada", "", "cpu", last_activity=at(0))
+GPU = ServerView("bo", "train", "gpu-1", last_activity=at(0), devices=("GPU-1",))
+
+
+def test_no_timeout_never_culls():
+    assert decide(CPU, 0, at(10_000), False, history(), 10).cull is False
+
+
+def test_a_cpu_server_is_culled_after_its_own_timeout():
+    assert decide(CPU, 3600, at(59), False, history(), 10) .reason == "active 59m00s ago (timeout 1h00m)"
+    verdict = decide(CPU, 3600, at(61), False, history(), 10)
+    assert verdict.cull and verdict.reason == "idle for 1h01m, kernels idle"
+
+
+def test_a_busy_kernel_keeps_a_server():
+    assert decide(CPU, 60, at(120), True, history(), 10).reason == "a kernel is busy"
+
+
+def test_a_gpu_server_needs_quiet_gpus_over_the_whole_window():
+    quiet = [(m, {"GPU-1": 3}) for m in range(0, 70, 5)]
+    busy_once = quiet[:-3] + [(55, {"GPU-1": 80})] + quiet[-2:]
+    assert decide(GPU, 3600, at(65), False, history(*quiet), 10).cull
+    assert decide(GPU, 3600, at(65), False, history(*busy_once), 10).reason == "GPU busy (80% > 10%)"
+    # samples from before the window do not count
+    old_busy = [(0, {"GPU-1": 99})] + [(m, {"GPU-1": 0}) for m in range(10, 130, 10)]
+    assert decide(GPU, 3600, at(125), False, history(*old_busy), 10).cull
+
+
+def test_without_history_for_the_whole_window_a_gpu_server_is_kept():
+    recent = [(m, {"GPU-1": 0}) for m in range(30, 70, 5)]  # the culler started at minute 30
+    assert decide(GPU, 3600, at(65), False, history(*recent), 10).reason == (
+        "GPU utilisation not observed over the whole window yet")
+
+
+def test_devices_that_report_no_utilisation_fall_back_to_kernel_activity():
+    other = [(m, {"GPU-9": 50}) for m in range(0, 70, 5)]  # e.g. MIG slices report nothing
+    verdict = decide(GPU, 3600, at(65), False, history(*other), 10)
+    assert verdict.cull and verdict.reason.endswith("GPU utilisation unknown")
