@@ -161,7 +161,9 @@ def update_spawner(values: dict, c: Config) -> None:
     c.Spawner.default_url = spawner["default_url"]
     c.Spawner.start_timeout = spawner["start_timeout"]
     c.Spawner.http_timeout = spawner["http_timeout"]
-    c.Spawner.environment = dict(spawner["environment"])
+    # Where gpulab's CLI in a server finds the hub (with the server's own token).
+    c.Spawner.environment = {"GPULAB_URL": values["hub"]["public_url"] or loopback_url(values),
+                             **spawner["environment"]}
     c.Spawner.args = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
     c.JupyterHub.allow_named_servers = spawner["named_servers"]["enabled"]
     c.JupyterHub.named_server_limit_per_user = spawner["named_servers"]["limit_per_user"]
@@ -222,7 +224,13 @@ def update_culling(values: dict, c: Config) -> None:
     culler_service(values, c)
 
 
-STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling]
+def update_scheduler(values: dict, c: Config) -> None:
+    from gpulab.extensions.scheduler.config import update_scheduler as register
+
+    register(values, c)
+
+
+STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling, update_scheduler]
 
 
 def apply_config(values: dict, c: Config) -> Config:

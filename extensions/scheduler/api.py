@@ -1,0 +1,157 @@
+"""HTTP handlers of the scheduler service: thin, over SchedulerCore."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from gpulab.extensions.service.web import ApiHandler, PageHandler
+
+from .schemas import CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule
+
+
+class SchedulerApi(ApiHandler):
+    @property
+    def core(self):
+        return self.settings["core"]
+
+    @property
+    def who(self):
+        return self.core.directory.who(self.user_name)
+
+
+class Options(SchedulerApi):
+    def get(self):
+        self.write_json(self.core.options_for(self.who))
+
+
+class Schedules(SchedulerApi):
+    def get(self):
+        self.write_json(self.core.list_schedules(self.who, self.get_argument("project", None)))
+
+    def post(self):
+        schedule = self.core.create_schedule(self.who, self.body_as(CreateSchedule))
+        self.write_json(self.core.get_schedule(self.who, schedule.id), status=201)
+
+
+class OneSchedule(SchedulerApi):
+    def get(self, schedule_id):
+        self.write_json(self.core.get_schedule(self.who, schedule_id))
+
+    def patch(self, schedule_id):
+        self.write_json(self.core.update_schedule(self.who, schedule_id, self.body_as(UpdateSchedule)))
+
+    def delete(self, schedule_id):
+        self.core.delete_schedule(self.who, schedule_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ScheduleRuns(SchedulerApi):
+    def get(self, schedule_id):
+        self.core.get_schedule(self.who, schedule_id)  # 404 unless visible
+        self.write_json(self.core.list_runs(self.who, schedule_id=schedule_id))
+
+    def post(self, schedule_id):
+        self.write_json(self.core.run_now(self.who, schedule_id, self.body_as(RunNow).parameters), status=201)
+
+
+class Runs(SchedulerApi):
+    def get(self):
+        self.write_json(self.core.list_runs(self.who, schedule_id=self.get_argument("schedule", None),
+                                            status=self.get_argument("status", None)))
+
+    def post(self):
+        self.write_json(self.core.create_run(self.who, self.body_as(CreateRun)), status=201)
+
+
+class OneRun(SchedulerApi):
+    def get(self, run_id):
+        self.write_json(self.core.get_run(self.who, run_id))
+
+    def delete(self, run_id):
+        self.core.delete_run(self.who, run_id)
+        self.set_status(204)
+        self.finish()
+
+
+class StopRun(SchedulerApi):
+    def post(self, run_id):
+        self.write_json(self.core.stop_run(self.who, run_id))
+
+
+CONTENT_TYPES = {"output.ipynb": "application/x-ipynb+json", "output.html": "text/html; charset=utf-8",
+                 "log.txt": "text/plain; charset=utf-8"}
+
+
+class RunFile(SchedulerApi):
+    def get(self, run_id, name):
+        path = self.core.run_file(self.who, run_id, name)
+        self.set_header("Content-Type", CONTENT_TYPES[name])
+        if name != "output.html" or self.get_argument("download", None):
+            self.set_header("Content-Disposition", f'attachment; filename="{run_id}-{name}"')
+        self.finish(path.read_bytes())
+
+
+class RunnerApi(ApiHandler):
+    """What the runner calls, with its run's token; no hub identity involved."""
+
+    def get_current_user(self):
+        return None
+
+    def check_xsrf_cookie(self):
+        pass  # bearer-token requests from the runner carry no cookies
+
+    @property
+    def token(self) -> str:
+        header = self.request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise web.HTTPError(403, "the runner authenticates with its run's token")
+        return header[len("Bearer "):]
+
+    @property
+    def core(self):
+        return self.settings["core"]
+
+
+class RunnerSpec(RunnerApi):
+    def get(self, run_id):
+        self.write_json(self.core.runner_spec(run_id, self.token))
+
+
+class RunnerEvents(RunnerApi):
+    def post(self, run_id):
+        self.core.runner_event(run_id, self.token, self.body_as(RunnerEvent))
+        self.set_status(204)
+        self.finish()
+
+
+class RunnerFiles(RunnerApi):
+    def put(self, run_id, name):
+        self.core.runner_file(run_id, self.token, name, self.request.body)
+        self.set_status(204)
+        self.finish()
+
+
+class SchedulesPage(PageHandler):
+    @web.authenticated
+    def get(self):
+        core = self.settings["core"]
+        who = core.directory.who(self.user_name)
+        self.render_page("schedules.html", schedules=core.list_schedules(who), runs=core.list_runs(who, limit=50))
+
+
+ID = r"([0-9a-f-]{36})"
+ROUTES = [
+    ("api/options", Options),
+    ("api/schedules", Schedules),
+    (rf"api/schedules/{ID}", OneSchedule),
+    (rf"api/schedules/{ID}/runs", ScheduleRuns),
+    ("api/runs", Runs),
+    (rf"api/runs/{ID}", OneRun),
+    (rf"api/runs/{ID}/stop", StopRun),
+    (rf"api/runs/{ID}/files/([a-z.]+)", RunFile),
+    (rf"runner/{ID}/spec", RunnerSpec),
+    (rf"runner/{ID}/events", RunnerEvents),
+    (rf"runner/{ID}/files/([a-z.]+)", RunnerFiles),
+    ("", SchedulesPage),
+]

@@ -1,0 +1,35 @@
+"""Registering the scheduler with the hub, and the in-server part with each server (pure)."""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+from gpulab.db import database_url
+from gpulab.extensions.service.config import (
+    add_managed_service, add_service_role, grant_server_tokens_access, grant_users_access, python_module_command,
+    service_prefix, service_url,
+)
+
+# What the scheduler asks the hub: who a user is and which groups they are in (projects).
+SCHEDULER_SCOPES = ["read:users", "read:groups"]
+
+
+def update_scheduler(values: dict, c: Config) -> None:
+    from gpulab.hub_config.apply import add_nav_link
+
+    if not values["scheduler"]["enabled"]:
+        return
+    prefix = service_prefix(values, "scheduler")
+    settings = {
+        "profiles": values["profiles"], "environments": values["environments"], "quotas": values["quotas"],
+        "scheduler": values["scheduler"], "spawner": {"backend": values["spawner"]["backend"],
+                                                     "local": values["spawner"]["local"]},
+        "hub": {"data_dir": values["hub"]["data_dir"], "log_level": values["hub"]["log_level"]},
+        "database_url": database_url(values),
+        "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",
+    }
+    add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings)
+    add_service_role(c, "scheduler", SCHEDULER_SCOPES)
+    grant_users_access(c, "scheduler")
+    grant_server_tokens_access(c, "scheduler")
+    add_nav_link(c, "Schedules", prefix)

@@ -1,0 +1,388 @@
+"""The scheduler's rules: who may create, see and change schedules and runs, and what is valid.
+
+No HTTP here: handlers call these methods and core errors (Invalid, NotAllowed, NotFound,
+Conflict) become 4xx responses in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gpulab.extensions.projects.membership import can
+from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
+from gpulab.images.catalog import load_catalog
+from gpulab.spawner.environments import offered, options_for, resolve_environment
+from gpulab.spawner.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
+
+from . import cron
+from .models import ACTIVE_STATES, FINAL_STATES, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
+from .schemas import CreateRun, CreateSchedule, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
+
+OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
+
+
+@dataclass(frozen=True)
+class Who:
+    name: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+
+
+class Directory(Protocol):
+    def who(self, name: str) -> Who:
+        """The hub user `name` with their groups (NotFound if there is none)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class RunStorage:
+    """Each run's files (executed notebook, HTML, log) in a folder of its own."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def folder(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def path(self, run_id: str, name: str) -> Path:
+        if name not in OUTPUT_FILES:
+            raise NotFound(f"no file {name!r}; runs have {', '.join(OUTPUT_FILES)}")
+        return self.folder(run_id) / name
+
+    def write(self, run_id: str, name: str, data: bytes) -> None:
+        path = self.path(run_id, name)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+class SchedulerCore:
+    def __init__(self, sessions, settings: dict, directory: Directory, storage: RunStorage,
+                 clock: Callable[[], datetime] = utcnow, wake: Callable[[], None] = lambda: None,
+                 python_exists=None, driver=lambda: None):
+        self.sessions = sessions
+        self.settings = settings
+        self.directory = directory
+        self.storage = storage
+        self.clock = clock
+        self.wake = wake
+        self.python_exists = python_exists
+        self.driver = driver
+        self.profiles: tuple[Profile, ...] = profiles_from_settings({"profiles": settings["profiles"]})
+        environments = settings["environments"]
+        catalog = load_catalog(Path(environments["catalog"]) if environments["catalog"] else None)
+        self.environments = offered(catalog, environments)
+
+    # ------------------------------------------------------------ permissions
+
+    def may_read(self, who: Who, schedule: Schedule) -> bool:
+        return who.admin or schedule.owner == who.name or bool(
+            schedule.project and can(list(who.groups), schedule.project, "viewer"))
+
+    def may_change(self, who: Who, schedule: Schedule) -> bool:
+        return who.admin or schedule.owner == who.name or bool(
+            schedule.project and can(list(who.groups), schedule.project, "editor"))
+
+    def _check_project(self, who: Who, project: str | None) -> None:
+        if project and not who.admin and not can(list(who.groups), project, "editor"):
+            if can(list(who.groups), project, "viewer"):
+                raise NotAllowed(f"viewers of project {project!r} cannot create or change its schedules")
+            raise NotAllowed(f"{who.name} is not an editor of project {project!r}")
+
+    # ------------------------------------------------------------ validation
+
+    def _compute(self, who: Who, profile_id: str | None, environment_id: str | None) -> tuple[str, str]:
+        """The profile and environment the owner may run on; 400/403 with the reason otherwise."""
+        try:
+            profile = resolve_profile(self.profiles, {"profile": profile_id}, who.name, list(who.groups), who.admin)
+            options = options_for(profile, self.environments, self.driver() if profile.uses_gpu else None,
+                                  self.python_exists)
+            environment = resolve_environment(profile, options, environment_id,
+                                              self.settings["environments"].get("default", ""))
+        except ChoiceError as refused:
+            raise (NotAllowed if refused.status == 403 else Invalid)(refused.message) from None
+        return profile.id, environment.id
+
+    def options_for(self, who: Who) -> dict:
+        """The profiles `who` may run on, each with the environments that fit it and can run now."""
+        profiles = []
+        for profile in visible_profiles(self.profiles, who.name, list(who.groups), who.admin):
+            options = options_for(profile, self.environments, self.driver() if profile.uses_gpu else None,
+                                  self.python_exists)
+            profiles.append({"id": profile.id, "display_name": profile.display_name, "description": profile.description,
+                             "gpu": profile.gpu.describe(), "default": profile.default,
+                             "environments": [{"id": o.id, "display_name": o.environment.display_name,
+                                               "unavailable": o.unavailable} for o in options]})
+        return {"profiles": profiles}
+
+    def profile(self, profile_id: str) -> Profile:
+        return next(p for p in self.profiles if p.id == profile_id)
+
+    # ------------------------------------------------------------ schedules
+
+    def create_schedule(self, who: Who, request: CreateSchedule | CreateRun) -> Schedule:
+        is_schedule = isinstance(request, CreateSchedule)
+        if is_schedule:
+            cron.validate(request.cron, request.timezone)
+        self._check_project(who, request.project)
+        profile, environment = self._compute(who, request.profile, request.environment)
+        now = self.clock()
+        schedule = Schedule(
+            id=str(uuid.uuid4()), name=request.name, owner=who.name, project=request.project,
+            notebook_name=request.notebook_name, notebook=json.dumps(request.notebook), input_path=request.input_path,
+            parameters=request.parameters, cron=request.cron if is_schedule else None,
+            timezone=request.timezone if is_schedule else "UTC", profile=profile, environment=environment,
+            timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
+            max_retries=request.max_retries, min_retry_interval_millis=request.min_retry_interval_millis,
+            retry_on_timeout=request.retry_on_timeout, notify=request.notify.model_dump(mode="json"),
+            output_formats=list(request.output_formats), tags=list(request.tags),
+            active=request.active if is_schedule else False, last_slot=now, created_at=now, updated_at=now)
+        with self.sessions.begin() as session:
+            session.add(schedule)
+        self.wake()
+        return schedule
+
+    def _schedule(self, session, who: Who, schedule_id: str, change: bool = False) -> Schedule:
+        schedule = session.get(Schedule, schedule_id)
+        if schedule is None or not self.may_read(who, schedule):
+            raise NotFound(f"no schedule {schedule_id}")
+        if change and not self.may_change(who, schedule):
+            raise NotAllowed(f"{who.name} may not change schedule {schedule_id}")
+        return schedule
+
+    def list_schedules(self, who: Who, project: str | None = None) -> list[ScheduleOut]:
+        with self.sessions() as session:
+            query = select(Schedule).where(Schedule.cron.isnot(None)).order_by(Schedule.created_at)
+            if project:
+                query = query.where(Schedule.project == project)
+            return [self.schedule_out(s) for s in session.scalars(query) if self.may_read(who, s)]
+
+    def get_schedule(self, who: Who, schedule_id: str) -> ScheduleOut:
+        with self.sessions() as session:
+            return self.schedule_out(self._schedule(session, who, schedule_id))
+
+    def update_schedule(self, who: Who, schedule_id: str, change: UpdateSchedule) -> ScheduleOut:
+        with self.sessions.begin() as session:
+            schedule = self._schedule(session, who, schedule_id, change=True)
+            fields = change.model_dump(exclude_unset=True, mode="json")
+            if "cron" in fields or "timezone" in fields:
+                if schedule.cron is None:
+                    raise Invalid("a one-off run has no cron schedule to change")
+                cron.validate(fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone))
+            if "profile" in fields or "environment" in fields:
+                owner = self.directory.who(schedule.owner)
+                fields["profile"], fields["environment"] = self._compute(
+                    owner, fields.get("profile", schedule.profile), fields.get("environment", schedule.environment))
+            if fields.get("active") and not schedule.active:
+                schedule.last_slot = self.clock()  # resuming does not run the slots missed while paused
+            for key, value in fields.items():
+                setattr(schedule, key, value)
+            schedule.updated_at = self.clock()
+        self.wake()
+        return self.get_schedule(who, schedule_id)
+
+    def delete_schedule(self, who: Who, schedule_id: str) -> None:
+        with self.sessions.begin() as session:
+            schedule = self._schedule(session, who, schedule_id, change=True)
+            if any(r.status in ACTIVE_STATES for r in session.scalars(select(Run).where(Run.schedule_id == schedule_id))):
+                raise Conflict("the schedule has a run queued or running; stop it first")
+            session.delete(schedule)
+
+    def schedule_out(self, schedule: Schedule) -> ScheduleOut:
+        next_run = None
+        if schedule.cron and schedule.active:
+            next_run = cron.next_slot(schedule.cron, schedule.timezone, max(aware(schedule.last_slot), self.clock()))
+        return ScheduleOut(
+            id=schedule.id, name=schedule.name, owner=schedule.owner, project=schedule.project,
+            notebook_name=schedule.notebook_name, input_path=schedule.input_path, parameters=schedule.parameters,
+            cron=schedule.cron, timezone=schedule.timezone, profile=schedule.profile,
+            environment=schedule.environment, timeout_seconds=schedule.timeout_seconds,
+            max_retries=schedule.max_retries, min_retry_interval_millis=schedule.min_retry_interval_millis,
+            retry_on_timeout=schedule.retry_on_timeout, notify=schedule.notify,
+            output_formats=schedule.output_formats, tags=schedule.tags, active=schedule.active,
+            next_run=next_run, created_at=aware(schedule.created_at), updated_at=aware(schedule.updated_at))
+
+    # ------------------------------------------------------------ runs
+
+    def queue_run(self, session, schedule: Schedule, slot: datetime | None, attempt: int = 1,
+                  parameters: dict | None = None, not_before: datetime | None = None,
+                  idempotency_token: str | None = None) -> Run:
+        now = self.clock()
+        run = Run(id=str(uuid.uuid4()), schedule_id=schedule.id, owner=schedule.owner, slot=slot, attempt=attempt,
+                  status=QUEUED, message="", not_before=not_before or now, created_at=now,
+                  parameters={**schedule.parameters, **(parameters or {})}, error=None,
+                  idempotency_token=idempotency_token)
+        session.add(run)
+        return run
+
+    def create_run(self, who: Who, request: CreateRun) -> RunOut:
+        """Run a notebook once, now: a one-off schedule with a single run."""
+        if request.idempotency_token:
+            with self.sessions() as session:
+                existing = session.scalars(select(Run).where(Run.owner == who.name,
+                                                             Run.idempotency_token == request.idempotency_token)).first()
+                if existing is not None:
+                    return self.run_out(session, existing)
+        schedule = self.create_schedule(who, request)
+        with self.sessions.begin() as session:
+            run = self.queue_run(session, session.get(Schedule, schedule.id), None,
+                                 idempotency_token=request.idempotency_token)
+            run_id = run.id
+        self.wake()
+        return self.get_run(who, run_id)
+
+    def run_now(self, who: Who, schedule_id: str, parameters: dict) -> RunOut:
+        with self.sessions.begin() as session:
+            schedule = self._schedule(session, who, schedule_id, change=True)
+            run_id = self.queue_run(session, schedule, None, parameters=parameters).id
+        self.wake()
+        return self.get_run(who, run_id)
+
+    def _run(self, session, who: Who, run_id: str, change: bool = False) -> tuple[Run, Schedule]:
+        run = session.get(Run, run_id)
+        schedule = session.get(Schedule, run.schedule_id) if run else None
+        if run is None or schedule is None or not self.may_read(who, schedule):
+            raise NotFound(f"no run {run_id}")
+        if change and not self.may_change(who, schedule):
+            raise NotAllowed(f"{who.name} may not change run {run_id}")
+        return run, schedule
+
+    def get_run(self, who: Who, run_id: str) -> RunOut:
+        with self.sessions() as session:
+            run, _ = self._run(session, who, run_id)
+            return self.run_out(session, run)
+
+    def list_runs(self, who: Who, schedule_id: str | None = None, status: str | None = None,
+                  limit: int = 100) -> list[RunOut]:
+        with self.sessions() as session:
+            query = select(Run).order_by(Run.created_at.desc())
+            if schedule_id:
+                query = query.where(Run.schedule_id == schedule_id)
+            if status:
+                query = query.where(Run.status == status.upper())
+            found = []
+            for run in session.scalars(query):
+                schedule = session.get(Schedule, run.schedule_id)
+                if self.may_read(who, schedule):
+                    found.append(self.run_out(session, run))
+                if len(found) >= limit:
+                    break
+            return found
+
+    def stop_run(self, who: Who, run_id: str) -> RunOut:
+        with self.sessions.begin() as session:
+            run, _ = self._run(session, who, run_id, change=True)
+            if run.status in FINAL_STATES:
+                raise Conflict(f"run {run_id} has already ended ({run.status})")
+            run.message = f"stopped by {who.name}"
+            if run.status == RUNNING:
+                run.status = STOPPING  # the dispatcher stops the process, then marks it STOPPED
+            else:
+                run.status, run.ended_at = STOPPED, self.clock()
+        self.wake()
+        return self.get_run(who, run_id)
+
+    def delete_run(self, who: Who, run_id: str) -> None:
+        with self.sessions.begin() as session:
+            run, _ = self._run(session, who, run_id, change=True)
+            if run.status in ACTIVE_STATES:
+                raise Conflict("the run is still queued or running; stop it first")
+            session.delete(run)
+
+    def run_file(self, who: Who, run_id: str, name: str) -> Path:
+        with self.sessions() as session:
+            run, _ = self._run(session, who, run_id)
+            if name not in run.outputs:
+                raise NotFound(f"run {run_id} has no {name} (it has: {', '.join(run.outputs) or 'nothing yet'})")
+        return self.storage.path(run_id, name)
+
+    def run_out(self, session, run: Run) -> RunOut:
+        schedule = session.get(Schedule, run.schedule_id)
+        started, ended = aware(run.started_at), aware(run.ended_at)
+        return RunOut(
+            id=run.id, schedule_id=run.schedule_id, schedule_name=schedule.name, owner=run.owner,
+            project=schedule.project, slot=aware(run.slot), attempt=run.attempt, status=run.status,
+            message=run.message, created_at=aware(run.created_at), started_at=started,
+            kernel_ready_at=aware(run.kernel_ready_at), ended_at=ended,
+            duration_seconds=(ended - started).total_seconds() if started and ended else None,
+            parameters=run.parameters, profile=schedule.profile, environment=schedule.environment,
+            devices=run.devices, cells_done=run.cells_done, cells_total=run.cells_total,
+            error=run.error,
+            outputs=run.outputs, mlflow_run_id=run.mlflow_run_id)
+
+    # ------------------------------------------------------------ the runner's side
+
+    def _runner_run(self, session, run_id: str, token: str) -> Run:
+        run = session.get(Run, run_id)
+        if run is None or not run.token_hash or not hmac.compare_digest(run.token_hash, token_digest(token)):
+            raise NotAllowed("not this run's token")
+        return run
+
+    def runner_spec(self, run_id: str, token: str) -> dict:
+        with self.sessions() as session:
+            run = self._runner_run(session, run_id, token)
+            schedule = session.get(Schedule, run.schedule_id)
+            return {"notebook": json.loads(schedule.notebook), "parameters": run.parameters,
+                    "output_formats": schedule.output_formats, "not_before": aware(run.slot).isoformat()
+                    if run.slot else None, "run_name": f"{schedule.name} #{run.attempt}",
+                    "schedule": schedule.name, "profile": schedule.profile, "environment": schedule.environment}
+
+    def runner_event(self, run_id: str, token: str, event: RunnerEvent) -> None:
+        with self.sessions.begin() as session:
+            run = self._runner_run(session, run_id, token)
+            if event.kind == "kernel_ready":
+                run.kernel_ready_at = self.clock()
+            if event.cells_total is not None:
+                run.cells_total = event.cells_total
+            if event.cells_done is not None:
+                run.cells_done = event.cells_done
+            if event.mlflow_run_id:
+                run.mlflow_run_id = event.mlflow_run_id
+            if event.kind == "finished":
+                # The dispatcher ends the run when it sees the process exit; this is the outcome.
+                run.outcome = event.status or ""
+                run.error = event.error
+        if event.kind == "finished":
+            self.wake()
+
+    def runner_file(self, run_id: str, token: str, name: str, data: bytes) -> None:
+        with self.sessions.begin() as session:
+            run = self._runner_run(session, run_id, token)
+            self.storage.write(run_id, name, data)
+            if name not in run.outputs:
+                run.outputs = [*run.outputs, name]
+
+
+def retry_delay(schedule: Schedule) -> timedelta:
+    return timedelta(milliseconds=schedule.min_retry_interval_millis)
+
+
+def committed(session_factory, make: Callable):
+    """Run `make(session)` in a transaction; None if the database refused it as a duplicate."""
+    try:
+        with session_factory.begin() as session:
+            return make(session)
+    except IntegrityError:
+        return None

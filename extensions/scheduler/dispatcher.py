@@ -1,0 +1,270 @@
+"""The scheduler's loop: turn due slots into runs, start queued runs, watch the running ones.
+
+Exactly one run per slot, even across restarts and several scheduler processes: a run is
+keyed by (schedule, slot, attempt) in the database, and creating the slot's run and moving
+the schedule's last slot happen in one transaction. A run moves QUEUED -> RUNNING with a
+conditional update, so two processes cannot both start it. GPU runs claim devices from
+the same ledger as interactive servers, and wait in the queue, with the reason, until
+devices are free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import datetime, timedelta
+from typing import Callable
+
+from sqlalchemy import select, update
+
+from gpulab.spawner.ledger import ClaimRefused, Ledger, gpus_by_owner
+from gpulab.spawner.limits import Limits
+from gpulab.spawner.quotas import Usage, quota_problem
+
+from . import cron
+from .core import SchedulerCore, aware, committed, retry_delay, token_digest
+from .executors.local import Launch
+from .models import (
+    COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, STOPPING, TIMED_OUT, WAITING, Run, Schedule,
+)
+
+IDLE_POLL_SECONDS = 1.0
+
+
+class Dispatcher:
+    def __init__(self, core: SchedulerCore, executor, ledger: Ledger | None, devices: Callable[[], list],
+                 notifier, log, runner_url: str, extra_env: Callable[[Run, Schedule], dict] | None = None):
+        self.core = core
+        self.executor = executor
+        self.ledger = ledger
+        self.devices = devices
+        self.notifier = notifier
+        self.log = log
+        self.runner_url = runner_url.rstrip("/") + "/"
+        self.extra_env = extra_env or (lambda run, schedule: {})
+        self.settings = core.settings["scheduler"]
+        self._wake = asyncio.Event()
+
+    @property
+    def clock(self):
+        return self.core.clock
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # one bad tick must not stop scheduling
+                self.log.exception("scheduler tick failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.sleep_seconds())
+            except asyncio.TimeoutError:
+                pass
+
+    def sleep_seconds(self) -> float:
+        """Until the next slot's prewarm time, at most IDLE_POLL_SECONDS (running runs are watched)."""
+        now = self.clock()
+        prewarm = timedelta(seconds=self.settings["prewarm_seconds"])
+        soonest = IDLE_POLL_SECONDS
+        with self.core.sessions() as session:
+            for schedule in session.scalars(select(Schedule).where(Schedule.active.is_(True), Schedule.cron.isnot(None))):
+                slot = cron.next_slot(schedule.cron, schedule.timezone, aware(schedule.last_slot))
+                soonest = min(soonest, max(0.0, (slot - prewarm - now).total_seconds()))
+        return soonest
+
+    async def tick(self) -> None:
+        now = self.clock()
+        self.trigger(now)
+        await self.supervise(now)
+        await self.dispatch(now)
+
+    # ------------------------------------------------------------ triggers
+
+    def trigger(self, now: datetime) -> None:
+        prewarm = timedelta(seconds=self.settings["prewarm_seconds"])
+        grace = timedelta(seconds=self.settings["missed_slot_grace_seconds"])
+        with self.core.sessions() as session:
+            due = [s.id for s in session.scalars(select(Schedule).where(Schedule.active.is_(True),
+                                                                          Schedule.cron.isnot(None)))]
+        for schedule_id in due:
+            def make(session, schedule_id=schedule_id):
+                schedule = session.get(Schedule, schedule_id)
+                if schedule is None or not schedule.active:
+                    return []
+                slots = cron.due_slots(schedule.cron, schedule.timezone, aware(schedule.last_slot), now + prewarm)
+                if not slots:
+                    return []
+                chosen = cron.slots_to_run(slots, now, self.settings["missed_slots"], grace)
+                for slot in chosen:
+                    self.core.queue_run(session, schedule, slot, not_before=slot - prewarm)
+                skipped = [s for s in slots if s not in chosen]
+                if skipped:
+                    self.log.info("schedule %s: %d slot(s) missed while down were skipped (missed_slots: %s)",
+                                  schedule.name, len(skipped), self.settings["missed_slots"])
+                schedule.last_slot = slots[-1]
+                return chosen
+
+            created = committed(self.core.sessions, make)
+            if created:
+                self.log.info("schedule %s: queued run(s) for %s", schedule_id,
+                              ", ".join(s.isoformat() for s in created))
+
+    # ------------------------------------------------------------ running runs
+
+    async def supervise(self, now: datetime) -> None:
+        with self.core.sessions() as session:
+            running = [(r.id, r.status, r.executor_ref, aware(r.started_at), r.outcome)
+                       for r in session.scalars(select(Run).where(Run.status.in_((RUNNING, STOPPING))))]
+        for run_id, status, ref, started, outcome in running:
+            schedule = self._schedule_of(run_id)
+            if status == STOPPING:
+                await asyncio.to_thread(self.executor.stop, ref)
+                self.finish(run_id, STOPPED, None)
+                continue
+            code = self.executor.exit_code(ref)
+            if code is None:
+                if started and now - started > timedelta(seconds=schedule.timeout_seconds):
+                    await asyncio.to_thread(self.executor.stop, ref)
+                    self.finish(run_id, TIMED_OUT,
+                                f"timed out after {schedule.timeout_seconds}s (timeout_seconds); the kernel was stopped")
+                continue
+            if outcome == COMPLETED and code == 0:
+                self.finish(run_id, COMPLETED, "")
+            else:
+                self.finish(run_id, FAILED, self._failure_message(run_id, code))
+
+    def _failure_message(self, run_id: str, code: int) -> str:
+        with self.core.sessions() as session:
+            error = session.get(Run, run_id).error or {}
+        if error.get("ename"):
+            cell = f" in cell {error['cell_index']}" if error.get("cell_index") is not None else ""
+            return f"{error['ename']}{cell}: {error.get('evalue', '')}".strip()
+        if error.get("message"):
+            return error["message"]
+        return f"the runner exited with status {code} without reporting a result; see log.txt"
+
+    def _schedule_of(self, run_id: str) -> Schedule:
+        with self.core.sessions() as session:
+            return session.get(Schedule, session.get(Run, run_id).schedule_id)
+
+    def finish(self, run_id: str, status: str, message: str | None) -> None:
+        now = self.clock()
+        retry = None
+        with self.core.sessions.begin() as session:
+            run = session.get(Run, run_id)
+            schedule = session.get(Schedule, run.schedule_id)
+            run.status, run.ended_at = status, now
+            if message is not None:
+                run.message = message
+            if "log.txt" not in run.outputs and self.core.storage.path(run_id, "log.txt").exists():
+                run.outputs = [*run.outputs, "log.txt"]
+            claim_id = run.claim_id
+            retryable = status == FAILED or (status == TIMED_OUT and schedule.retry_on_timeout)
+            if retryable and run.attempt <= schedule.max_retries:
+                retry = self.core.queue_run(session, schedule, run.slot, attempt=run.attempt + 1,
+                                            parameters=run.parameters, not_before=now + retry_delay(schedule))
+                run.message = (run.message + f"; retry {run.attempt} of {schedule.max_retries} queued").lstrip("; ")
+            summary = self.core.run_out(session, run)
+        if claim_id and self.ledger is not None:
+            self.ledger.release(claim_id)
+        self.executor.cleanup(run_id)
+        self.log.info("run %s of %s: %s %s", run_id, summary.schedule_name, status, summary.message)
+        self.notifier.send("success" if status == COMPLETED else "failure", schedule, summary)
+        if retry is not None:
+            self.wake()
+
+    # ------------------------------------------------------------ the queue
+
+    async def dispatch(self, now: datetime) -> None:
+        with self.core.sessions() as session:
+            waiting = [r.id for r in session.scalars(select(Run).where(Run.status.in_((QUEUED, WAITING)))
+                                                     .order_by(Run.created_at))]
+            running = list(session.scalars(select(Run.owner).where(Run.status.in_((RUNNING, STOPPING)))))
+        for run_id in waiting:
+            with self.core.sessions() as session:
+                run = session.get(Run, run_id)
+                schedule = session.get(Schedule, run.schedule_id)
+                if run.status not in (QUEUED, WAITING) or aware(run.not_before) > now:
+                    continue
+                owner = run.owner
+            reason = self._limit_reason(owner, running)
+            claim = None
+            if reason is None:
+                claim, reason = self._claim(run_id, owner, schedule)
+            if reason is not None:
+                self._wait(run_id, reason)
+                continue
+            if await self._start(run_id, schedule, claim):
+                running.append(owner)
+                with self.core.sessions() as session:
+                    self.notifier.send("start", schedule, self.core.run_out(session, session.get(Run, run_id)))
+
+    def _limit_reason(self, owner: str, running: list[str]) -> str | None:
+        if len(running) >= self.settings["max_concurrent_runs"]:
+            return f"waiting: {len(running)} runs are executing (scheduler.max_concurrent_runs)"
+        mine = running.count(owner)
+        if mine >= self.settings["max_runs_per_user"]:
+            return f"waiting: {owner} has {mine} runs executing (scheduler.max_runs_per_user)"
+        return None
+
+    def _claim(self, run_id: str, owner: str, schedule: Schedule):
+        profile = self.core.profile(schedule.profile)
+        if not profile.uses_gpu:
+            return None, None
+        if self.ledger is None:
+            return None, None  # on Kubernetes the scheduler allocates the Job's GPUs
+        who = self.core.directory.who(owner)
+        quotas = self.core.settings["quotas"]
+        members = {g: self.core.directory.members(g) for g in who.groups if g in quotas["groups"]}
+
+        def quota(claims) -> str | None:
+            held = gpus_by_owner(claims)
+            usage = {g: Usage(sum(held.get(m, 0) for m in names), 0) for g, names in members.items()}
+            return quota_problem(quotas, owner, who.groups, profile.gpu.count, 0, Usage(held.get(owner, 0), 0), usage)
+
+        try:
+            return self.ledger.claim(owner, f"run:{run_id}", profile.gpu, self.devices(), quota), None
+        except ClaimRefused as refused:
+            return None, f"waiting for {profile.gpu.describe()}: {refused.message}"
+
+    def _wait(self, run_id: str, reason: str) -> None:
+        with self.core.sessions.begin() as session:
+            session.execute(update(Run).where(Run.id == run_id, Run.status.in_((QUEUED, WAITING)))
+                            .values(status=WAITING, message=reason))
+
+    async def _start(self, run_id: str, schedule: Schedule, claim) -> bool:
+        token = secrets.token_urlsafe(32)
+        devices = list(claim.devices) if claim else []
+        with self.core.sessions.begin() as session:
+            moved = session.execute(update(Run).where(Run.id == run_id, Run.status.in_((QUEUED, WAITING))).values(
+                status=RUNNING, message="", started_at=self.clock(), token_hash=token_digest(token),
+                claim_id=claim.claim_id if claim else "", devices=devices)).rowcount
+        if not moved:  # another scheduler process started it, or it was stopped meanwhile
+            if claim and self.ledger is not None:
+                self.ledger.release(claim.claim_id)
+            return False
+        with self.core.sessions() as session:
+            run = session.get(Run, run_id)
+            env = {"GPULAB_RUN_URL": f"{self.runner_url}{run_id}/", "GPULAB_RUN_TOKEN": token,
+                   "CUDA_VISIBLE_DEVICES": ",".join(devices), **self.extra_env(run, schedule)}
+        environment = next(e for e in self.core.environments if e.id == schedule.environment)
+        profile = self.core.profile(schedule.profile)
+        launch = Launch(run_id, schedule.owner, environment.local_python, env,
+                        Limits(profile.cpu_limit, profile.cpu_guarantee, profile.memory_limit, profile.memory_guarantee),
+                        self.core.storage.path(run_id, "log.txt"))
+        try:
+            ref = await self.executor.start(launch)
+        except Exception as error:  # the run fails with the reason; the scheduler goes on
+            self.log.exception("could not start run %s", run_id)
+            self.finish(run_id, FAILED, f"could not start: {error}")
+            return False
+        with self.core.sessions.begin() as session:
+            session.execute(update(Run).where(Run.id == run_id).values(executor_ref=ref))
+        if claim and self.ledger is not None:
+            pid, _, ticks = ref.partition(":")
+            self.ledger.attach(claim.claim_id, int(pid), int(ticks) if ticks.isdigit() else None)
+        self.log.info("run %s of %s started as %s (%s)", run_id, schedule.name, schedule.owner, ref)
+        return True

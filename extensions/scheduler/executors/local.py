@@ -1,0 +1,134 @@
+"""Runs as local processes, as the schedule's owner, from the environment's Python."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from jupyterhub.spawner import set_user_setuid
+
+from gpulab.spawner.accounts import account_name, ensure_account, home_of
+from gpulab.spawner.limits import Limits, detect_limiter, join
+from gpulab.spawner.local import singleuser_bin_dir
+from gpulab.spawner.processes import same_process, start_ticks
+
+RUNNER = "gpulab.extensions.scheduler.runner"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything the executor needs to start one run."""
+
+    run_id: str
+    owner: str
+    python: str  # the environment's Python ("" = gpulab's own)
+    env: dict  # run-specific variables (the runner's URL and token, devices, MLflow)
+    limits: Limits
+    log_path: Path
+
+
+class LocalExecutor:
+    def __init__(self, settings: dict, log):
+        local = settings["spawner"]["local"]
+        self.prefix = local["account_prefix"]
+        self.home_root = local["home_root"]
+        self.data_dir = settings["hub"]["data_dir"]
+        self.log = log
+        self.children: dict[int, subprocess.Popen] = {}
+
+    def _home(self, owner: str) -> tuple[Path, str | None]:
+        if os.geteuid() == 0:
+            account = account_name(owner, self.prefix)
+            return home_of(account, Path(self.home_root or "/home")), account
+        return Path(self.home_root or Path(self.data_dir, "homes")) / account_name(owner, ""), None
+
+    async def start(self, launch: Launch) -> str:
+        home, account = self._home(launch.owner)
+        if account is not None:
+            await ensure_account(account, Path(self.home_root or "/home"))
+        else:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        bin_dir = singleuser_bin_dir(launch.python)
+        env = {
+            "HOME": str(home), "USER": account or os.environ.get("USER", ""), "SHELL": "/bin/bash",
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+            **launch.env,
+        }
+        cgroups = self._limits(launch)
+        enter = join(cgroups)
+        become = set_user_setuid(account) if account else (lambda: None)
+
+        def preexec():
+            enter()  # as root, before giving root up
+            become()
+
+        launch.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(launch.log_path, "ab") as log:
+            process = subprocess.Popen([str(bin_dir / "python"), "-m", RUNNER], env=env, cwd=home, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
+        self.children[process.pid] = process
+        return f"{process.pid}:{start_ticks(process.pid)}"
+
+    def _limits(self, launch: Launch) -> list[Path]:
+        if not launch.limits.any:
+            return []
+        limiter, enforced = detect_limiter()
+        if limiter is None:
+            self.log.warning("limits of run %s are not enforced: %s", launch.run_id, enforced)
+            return []
+        return limiter.prepare(f"run-{launch.run_id}", launch.limits)
+
+    @staticmethod
+    def _pid(ref: str) -> tuple[int, int | None]:
+        pid, _, ticks = ref.partition(":")
+        return int(pid), int(ticks) if ticks and ticks != "None" else None
+
+    def exit_code(self, ref: str) -> int | None:
+        """None while the runner runs; its exit code after (-1 if it ended while we were not watching)."""
+        pid, ticks = self._pid(ref)
+        child = self.children.get(pid)
+        if child is not None:
+            code = child.poll()
+            if code is not None:
+                self.children.pop(pid, None)
+            return code
+        return None if same_process(pid, ticks) else -1
+
+    def stop(self, ref: str) -> None:
+        """Stop the runner and everything it started (the kernel has a session of its own)."""
+        pid, ticks = self._pid(ref)
+        if not same_process(pid, ticks):
+            return
+        try:
+            processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            try:
+                process.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(processes, timeout=5)
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        child = self.children.pop(pid, None)
+        if child is not None:
+            child.wait()
+
+    def cleanup(self, run_id: str) -> None:
+        limiter, _ = detect_limiter()
+        if limiter is not None:
+            limiter.remove(f"run-{run_id}")
+
+
+def gpulab_python() -> str:
+    return str(Path(sys.executable).parent)

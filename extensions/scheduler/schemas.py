@@ -1,0 +1,160 @@
+"""Request and response models of the scheduler's REST API (validated at the edge)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+Event = Literal["start", "success", "failure"]
+OutputFormat = Literal["ipynb", "html"]
+
+
+class Notify(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    webhooks: list[HttpUrl] = Field(default_factory=list, max_length=5)
+    emails: list[str] = Field(default_factory=list, max_length=20)
+    on: list[Event] = Field(default_factory=lambda: ["failure"])
+
+    @field_validator("emails")
+    @classmethod
+    def _emails(cls, emails: list[str]) -> list[str]:
+        for address in emails:
+            if "@" not in address or " " in address:
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return emails
+
+
+class RunPolicy(BaseModel):
+    """The knobs shared by schedules and one-off runs (names as in Databricks/Airflow jobs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    notebook: dict = Field(description="the notebook (nbformat 4 JSON)")
+    notebook_name: str = Field("notebook.ipynb", min_length=1, max_length=255)
+    input_path: str = Field("", max_length=1024)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    profile: str | None = None
+    environment: str | None = None
+    project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+    timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
+    max_retries: int = Field(0, ge=0, le=10)
+    min_retry_interval_millis: int = Field(0, ge=0, le=86_400_000)
+    retry_on_timeout: bool = False
+    notify: Notify = Field(default_factory=Notify)
+    output_formats: list[OutputFormat] = Field(default_factory=lambda: ["ipynb", "html"])
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    idempotency_token: str | None = Field(None, max_length=255)
+
+    @field_validator("notebook")
+    @classmethod
+    def _notebook(cls, notebook: dict) -> dict:
+        if notebook.get("nbformat") != 4 or not isinstance(notebook.get("cells"), list):
+            raise ValueError("not a Jupyter notebook (nbformat 4 with a list of cells)")
+        return notebook
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, parameters: dict) -> dict:
+        for key in parameters:
+            if not key.isidentifier():
+                raise ValueError(f"parameter name {key!r} is not a Python identifier")
+        return parameters
+
+
+class CreateSchedule(RunPolicy):
+    cron: str = Field(min_length=1, max_length=120)
+    timezone: str = "UTC"
+    active: bool = True
+
+
+class CreateRun(RunPolicy):
+    """Run a notebook once, now (`gpulab run`)."""
+
+
+class UpdateSchedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    active: bool | None = None
+    cron: str | None = Field(None, min_length=1, max_length=120)
+    timezone: str | None = None
+    parameters: dict[str, Any] | None = None
+    profile: str | None = None
+    environment: str | None = None
+    timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
+    max_retries: int | None = Field(None, ge=0, le=10)
+    notify: Notify | None = None
+
+
+class RunNow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScheduleOut(BaseModel):
+    id: str
+    name: str
+    owner: str
+    project: str | None
+    notebook_name: str
+    input_path: str
+    parameters: dict[str, Any]
+    cron: str | None
+    timezone: str
+    profile: str
+    environment: str
+    timeout_seconds: int
+    max_retries: int
+    min_retry_interval_millis: int
+    retry_on_timeout: bool
+    notify: dict
+    output_formats: list[str]
+    tags: list[str]
+    active: bool
+    next_run: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunOut(BaseModel):
+    id: str
+    schedule_id: str
+    schedule_name: str
+    owner: str
+    project: str | None
+    slot: datetime | None
+    attempt: int
+    status: str
+    message: str
+    created_at: datetime
+    started_at: datetime | None
+    kernel_ready_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: float | None
+    parameters: dict[str, Any]
+    profile: str
+    environment: str
+    devices: list[str]
+    cells_done: int
+    cells_total: int
+    error: dict | None
+    outputs: list[str]
+    mlflow_run_id: str
+
+
+class RunnerEvent(BaseModel):
+    """What the runner reports while it works (authenticated by the run's own token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["kernel_ready", "progress", "finished"]
+    cells_done: int | None = None
+    cells_total: int | None = None
+    status: Literal["COMPLETED", "FAILED"] | None = None
+    error: dict | None = None
+    mlflow_run_id: str | None = None

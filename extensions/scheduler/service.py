@@ -1,0 +1,50 @@
+"""The scheduler service process: the REST API and pages, and the dispatcher loop, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
+from gpulab.hub_config.client import HubClient
+from gpulab.spawner.inventory import CachedInventory, load_inventory
+from gpulab.spawner.ledger import Ledger
+from gpulab.spawner.local import singleuser_bin_dir
+
+from .api import ROUTES
+from .core import RunStorage, SchedulerCore
+from .directory import HubDirectory
+from .dispatcher import Dispatcher
+from .executors.local import LocalExecutor
+from .notify import Notifier
+
+TEMPLATES = str(Path(__file__).parent / "templates")
+
+
+def python_exists(python: str) -> bool:
+    return (singleuser_bin_dir(python) / "python").exists()
+
+
+async def main() -> None:
+    settings = service_settings()
+    log = configure_logging("scheduler", settings["hub"]["log_level"])
+    sessions = make_session_factory(make_engine(settings["database_url"]))
+    token = os.environ["JUPYTERHUB_API_TOKEN"]
+    hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
+    storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
+    inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
+    core = SchedulerCore(sessions, settings, HubDirectory(hub), storage, python_exists=python_exists,
+                         driver=inventory.driver)
+    dispatcher = Dispatcher(core, LocalExecutor(settings, log), Ledger(sessions), inventory.devices,
+                            Notifier(settings["scheduler"]["notifications"], log), log, settings["runner_url"])
+    core.wake = dispatcher.wake
+    app = build_application(ROUTES, [TEMPLATES], core=core)
+    loop_task = asyncio.ensure_future(dispatcher.run_forever())
+    log.info("scheduler ready: %d profiles, %d environments", len(core.profiles), len(core.environments))
+    await serve(app, on_stop=loop_task.cancel)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
