@@ -102,3 +102,88 @@ def test_invalid_requests_are_400_with_the_reason(hub, alice, body, message):
     with pytest.raises(ClientError) as refused:
         alice.request("POST", path, body)
     assert refused.value.status == 400 and message in refused.value.message, refused.value.message
+
+
+def kernels_of(account: str) -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["username", "cmdline"])
+            if p.info["username"] == account and "ipykernel_launcher" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_run_writes_its_files_as_the_owner(hub, alice):
+    nb = notebook("open('made-by-run.txt', 'w').write('hi')")
+    assert wait_run(alice, run_once(alice, nb)["id"])["status"] == "COMPLETED"
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(account_name("sched-alice", hub.settings["spawner"]["local"]["account_prefix"]))
+        made = os.stat(f"{account.pw_dir}/made-by-run.txt")
+        assert (made.st_uid, made.st_gid) == (account.pw_uid, account.pw_gid)
+
+
+def test_a_timeout_stops_the_kernel_and_retries_per_policy(hub, alice):
+    nb = notebook("import time; time.sleep(600)")
+    run = run_once(alice, nb, timeout_seconds=10, max_retries=1, retry_on_timeout=True)
+    first = wait_run(alice, run["id"], timeout=90)
+    assert first["status"] == "TIMED_OUT"
+    assert "timed out after 10s (timeout_seconds); the kernel was stopped" in first["message"]
+    assert "retry 1 of 1 queued" in first["message"]
+    retries = [r for r in alice.request("GET", "services/scheduler/api/runs")
+               if r["schedule_id"] == first["schedule_id"] and r["attempt"] == 2]
+    assert len(retries) == 1
+    second = wait_run(alice, retries[0]["id"], timeout=90)
+    assert second["status"] == "TIMED_OUT" and "retry" not in second["message"]  # no third attempt
+    if os.geteuid() == 0:
+        account = account_name("sched-alice", hub.settings["spawner"]["local"]["account_prefix"])
+        assert kernels_of(account) == []
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhooks_hear_about_start_and_success(hub, alice):
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        run = run_once(alice, notebook("print(1)"), notify={"webhooks": [url], "on": ["start", "success"]})
+        assert wait_run(alice, run["id"])["status"] == "COMPLETED"
+        wait_for(lambda: len(Hook.received) >= 2, 30, "both notifications")
+        assert [m["event"] for m in Hook.received] == ["start", "success"]
+        assert Hook.received[1]["run"]["id"] == run["id"] and Hook.received[1]["run"]["status"] == "COMPLETED"
+    finally:
+        server.shutdown()
+
+
+def test_project_schedules_follow_project_roles(hub, alice):
+    for name in ("sched-viewer", "sched-editor", "sched-outsider"):
+        hub.create_user(name)
+    hub.api.request("POST", "hub/api/groups/project:vision:viewer", {"users": ["sched-viewer"]})
+    hub.api.request("POST", "hub/api/groups/project:vision:editor", {"users": ["sched-editor"]})
+    viewer, editor, outsider = (HubClient(hub.url, hub.user_token(n)) for n in
+                                ("sched-viewer", "sched-editor", "sched-outsider"))
+    body = {"name": "nightly", "notebook": notebook("print(1)"), "cron": "0 3 * * *", "project": "vision"}
+    with pytest.raises(ClientError) as refused:
+        viewer.request("POST", "services/scheduler/api/schedules", body)
+    assert refused.value.status == 403 and "viewers of project 'vision'" in refused.value.message
+    with pytest.raises(ClientError) as refused:
+        outsider.request("POST", "services/scheduler/api/schedules", body)
+    assert refused.value.status == 403
+    schedule = editor.request("POST", "services/scheduler/api/schedules", body)
+    assert viewer.request("GET", f"services/scheduler/api/schedules/{schedule['id']}")["name"] == "nightly"
+    with pytest.raises(ClientError) as hidden:
+        outsider.request("GET", f"services/scheduler/api/schedules/{schedule['id']}")
+    assert hidden.value.status == 404
+    assert all(s["id"] != schedule["id"] for s in outsider.request("GET", "services/scheduler/api/schedules"))
+    with pytest.raises(ClientError) as refused:
+        viewer.request("PATCH", f"services/scheduler/api/schedules/{schedule['id']}", {"active": False})
+    assert refused.value.status == 403
+    editor.request("DELETE", f"services/scheduler/api/schedules/{schedule['id']}")
