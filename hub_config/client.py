@@ -34,11 +34,18 @@ class HubClient:
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """`path` is relative to `url` (e.g. "hub/api/users"); returns the decoded JSON body."""
-        data = None if body is None else json.dumps(body).encode()
+        payload = self.send(method, path, None if body is None else json.dumps(body).encode(), "application/json")
+        return json.loads(payload) if payload else None
+
+    def download(self, path: str) -> bytes:
+        """The raw body of a GET (a file)."""
+        return self.send("GET", path, None, None)
+
+    def send(self, method: str, path: str, data: bytes | None, content_type: str | None) -> bytes:
         request = urllib.request.Request(self.url + path.lstrip("/"), data=data, method=method)
         request.add_header("Authorization", f"token {self.token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
+        if data is not None and content_type:
+            request.add_header("Content-Type", content_type)
         try:
             context = None if self.verify else ssl._create_unverified_context()
             with urllib.request.urlopen(request, timeout=self.timeout, context=context) as response:
@@ -47,7 +54,7 @@ class HubClient:
             raise ClientError(exc.code, _error_message(exc.read(), exc.reason)) from None
         except urllib.error.URLError as exc:
             raise ClientError(0, f"cannot reach {self.url}: {exc.reason}") from None
-        return json.loads(payload) if payload else None
+        return payload
 
 
 def _error_message(payload: bytes, fallback: str) -> str:

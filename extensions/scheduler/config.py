@@ -33,3 +33,6 @@ def update_scheduler(values: dict, c: Config) -> None:
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")
     add_nav_link(c, "Schedules", prefix)
+    # JupyterLab's scheduler UI in every server, forwarding to this service.
+    c.Spawner.args = [*c.Spawner.args, "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+                      "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]

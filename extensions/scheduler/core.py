@@ -322,7 +322,8 @@ class SchedulerCore:
         schedule = session.get(Schedule, run.schedule_id)
         started, ended = aware(run.started_at), aware(run.ended_at)
         return RunOut(
-            id=run.id, schedule_id=run.schedule_id, schedule_name=schedule.name, owner=run.owner,
+            id=run.id, schedule_id=run.schedule_id, schedule_name=schedule.name, notebook_name=schedule.notebook_name,
+            output_formats=schedule.output_formats, owner=run.owner,
             project=schedule.project, slot=aware(run.slot), attempt=run.attempt, status=run.status,
             message=run.message, created_at=aware(run.created_at), started_at=started,
             kernel_ready_at=aware(run.kernel_ready_at), ended_at=ended,

@@ -125,6 +125,8 @@ class RunOut(BaseModel):
     id: str
     schedule_id: str
     schedule_name: str
+    notebook_name: str
+    output_formats: list[str]
     owner: str
     project: str | None
     slot: datetime | None

@@ -1,0 +1,119 @@
+"""Exactly one run per slot: across scheduler restarts, concurrent scheduler processes, and downtime.
+
+Real SQLite, real SchedulerCore and Dispatcher; a replaceable clock; nothing is executed
+(only the trigger step runs), and users come from a fixed directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import nbformat
+import pytest
+from sqlalchemy import select
+
+from gpulab.db import make_engine, make_session_factory
+from gpulab.db.migrate import upgrade
+from gpulab.extensions.scheduler.core import RunStorage, SchedulerCore, Who
+from gpulab.extensions.scheduler.dispatcher import Dispatcher
+from gpulab.extensions.scheduler.models import Run
+from gpulab.extensions.scheduler.schemas import CreateSchedule, UpdateSchedule
+from gpulab.hub_config.settings import complete
+
+T0 = datetime(2026, 11, 22, 12, 0, 30, tzinfo=timezone.utc)
+
+
+class FixedDirectory:
+    def who(self, name):
+        return Who(name)
+
+    def members(self, group):
+        return []
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+def scheduler_settings(policy: str) -> dict:
+    values = complete({"scheduler": {"missed_slots": policy, "prewarm_seconds": 0, "missed_slot_grace_seconds": 30}},
+                      Path("/"))
+    return {key: values[key] for key in ("profiles", "environments", "quotas", "scheduler")}
+
+
+@pytest.fixture
+def url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
+    upgrade(url)
+    return url
+
+
+def scheduler(url, clock, tmp_path, policy="run_once") -> Dispatcher:
+    """One scheduler process: its own engine, core and dispatcher over the shared database."""
+    core = SchedulerCore(make_session_factory(make_engine(url)), scheduler_settings(policy), FixedDirectory(),
+                         RunStorage(tmp_path / "runs"), clock=clock)
+    return Dispatcher(core, executor=None, ledger=None, devices=list, notifier=None, log=logging.getLogger("test"),
+                      runner_url="http://127.0.0.1/runner/")
+
+
+def every_minute(dispatcher: Dispatcher) -> str:
+    nb = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])))
+    return dispatcher.core.create_schedule(Who("ann"), CreateSchedule(name="m", notebook=nb, cron="* * * * *")).id
+
+
+def slots(url) -> list[tuple[int, int]]:
+    with make_session_factory(make_engine(url))() as session:
+        return sorted((r.slot.minute, r.attempt) for r in session.scalars(select(Run)))
+
+
+def test_two_scheduler_processes_create_each_slot_once(url, tmp_path):
+    clock = Clock()
+    first, second = scheduler(url, clock, tmp_path), scheduler(url, clock, tmp_path)
+    every_minute(first)
+    for minute in range(1, 4):
+        clock.now = T0 + timedelta(minutes=minute)
+        first.trigger(clock.now)
+        second.trigger(clock.now)
+    assert slots(url) == [(1, 1), (2, 1), (3, 1)]
+
+
+def test_a_restart_between_slots_neither_duplicates_nor_misses(url, tmp_path):
+    clock = Clock()
+    before = scheduler(url, clock, tmp_path)
+    every_minute(before)
+    clock.now = T0 + timedelta(minutes=1)
+    before.trigger(clock.now)
+    after = scheduler(url, clock, tmp_path)  # a fresh process: nothing in memory
+    after.trigger(clock.now)
+    clock.now = T0 + timedelta(minutes=2)
+    after.trigger(clock.now)
+    assert slots(url) == [(1, 1), (2, 1)]
+
+
+@pytest.mark.parametrize("policy, expected", [("run_once", [(5, 1), (6, 1)]), ("skip", [(6, 1)])])
+def test_slots_missed_while_down_follow_the_policy(url, tmp_path, policy, expected):
+    clock = Clock()
+    every_minute(scheduler(url, clock, tmp_path, policy))
+    clock.now = T0 + timedelta(minutes=5, seconds=40)  # down from 12:00:30 to 12:06:10: 12:01-12:05 missed
+    scheduler(url, clock, tmp_path, policy).trigger(clock.now)
+    assert slots(url) == expected
+
+
+def test_resuming_a_paused_schedule_does_not_replay_the_pause(url, tmp_path):
+    clock = Clock()
+    dispatcher = scheduler(url, clock, tmp_path)
+    schedule_id = every_minute(dispatcher)
+    dispatcher.core.update_schedule(Who("ann"), schedule_id, UpdateSchedule(active=False))
+    clock.now = T0 + timedelta(minutes=10)
+    dispatcher.trigger(clock.now)
+    dispatcher.core.update_schedule(Who("ann"), schedule_id, UpdateSchedule(active=True))
+    clock.now = T0 + timedelta(minutes=11)
+    dispatcher.trigger(clock.now)
+    assert slots(url) == [(11, 1)]
