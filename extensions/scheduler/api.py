@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tornado import web
 
 from gpulab.extensions.service.web import ApiHandler, PageHandler
@@ -87,6 +89,8 @@ class RunFile(SchedulerApi):
     def get(self, run_id, name):
         path = self.core.run_file(self.who, run_id, name)
         self.set_header("Content-Type", CONTENT_TYPES[name])
+        # A notebook's output may hold its own scripts: show it without letting them run here.
+        self.set_header("Content-Security-Policy", "sandbox")
         if name != "output.html" or self.get_argument("download", None):
             self.set_header("Content-Disposition", f'attachment; filename="{run_id}-{name}"')
         self.finish(path.read_bytes())
@@ -126,8 +130,8 @@ class RunnerEvents(RunnerApi):
 
 
 class RunnerFiles(RunnerApi):
-    def put(self, run_id, name):
-        self.core.runner_file(run_id, self.token, name, self.request.body)
+    async def put(self, run_id, name):
+        await asyncio.to_thread(self.core.runner_file, run_id, self.token, name, self.request.body)
         self.set_status(204)
         self.finish()
 

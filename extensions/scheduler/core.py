@@ -369,11 +369,30 @@ class SchedulerCore:
             self.wake()
 
     def runner_file(self, run_id: str, token: str, name: str, data: bytes) -> None:
-        with self.sessions.begin() as session:
+        if name != "output.ipynb":
+            raise Invalid("the runner uploads output.ipynb; the scheduler makes the rest")
+        with self.sessions() as session:
             run = self._runner_run(session, run_id, token)
-            self.storage.write(run_id, name, data)
-            if name not in run.outputs:
-                run.outputs = [*run.outputs, name]
+            wants_html = "html" in session.get(Schedule, run.schedule_id).output_formats
+        self.storage.write(run_id, name, data)
+        stored = [name]
+        if wants_html:
+            self.storage.write(run_id, "output.html", self.render_html(data))
+            stored.append("output.html")
+        with self.sessions.begin() as session:
+            run = session.get(Run, run_id)
+            run.outputs = [*run.outputs, *(s for s in stored if s not in run.outputs)]
+
+    def render_html(self, notebook: bytes) -> bytes:
+        """The executed notebook as HTML (the exporter is built once; rendering runs no code)."""
+        import nbformat
+
+        if getattr(self, "_exporter", None) is None:
+            from nbconvert import HTMLExporter
+
+            self._exporter = HTMLExporter()
+        body, _ = self._exporter.from_notebook_node(nbformat.reads(notebook.decode(), as_version=4))
+        return body.encode()
 
 
 def retry_delay(schedule: Schedule) -> timedelta:

@@ -3,8 +3,8 @@
 It fetches the notebook and parameters from the scheduler with the run's token, executes
 them with Papermill (parameters injected into the `parameters` cell, typed), reports when
 the kernel is ready and after every cell, waits for the slot when started early (prewarm),
-and uploads the executed notebook, its HTML rendering and, on failure, the failing cell
-and traceback. The scheduler watches the process and enforces the whole-run timeout.
+and uploads the executed notebook (the scheduler renders its HTML) and, on failure, the
+failing cell and traceback. The scheduler watches the process and enforces the whole-run timeout.
 Environment: GPULAB_RUN_URL, GPULAB_RUN_TOKEN; MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN
 make the run an MLflow run too.
 """
@@ -86,13 +86,6 @@ def execute(spec: dict, reporter: Reporter, workdir: Path) -> tuple[str, dict | 
             time.monotonic() - started
 
 
-def html_of(notebook_path: Path) -> bytes:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_filename(str(notebook_path))
-    return body.encode()
-
-
 def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str | None:
     """The run as an MLflow run: parameters, status, duration, the executed notebook."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
@@ -120,9 +113,7 @@ def main() -> int:
         status, error, seconds = execute(spec, reporter, workdir)
         output = workdir / "output.ipynb"
         if output.exists():
-            reporter.upload("output.ipynb", output.read_bytes())
-            if "html" in spec["output_formats"]:
-                reporter.upload("output.html", html_of(output))
+            reporter.upload("output.ipynb", output.read_bytes())  # the scheduler renders the HTML
         mlflow_run = None
         try:
             mlflow_run = log_to_mlflow(spec, status, seconds, output)

@@ -37,11 +37,15 @@ async def main() -> None:
     inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
     core = SchedulerCore(sessions, settings, HubDirectory(hub), storage, python_exists=python_exists,
                          driver=inventory.driver)
-    dispatcher = Dispatcher(core, LocalExecutor(settings, log), Ledger(sessions), inventory.devices,
+    executor = LocalExecutor(settings, log)
+    dispatcher = Dispatcher(core, executor, Ledger(sessions), inventory.devices,
                             Notifier(settings["scheduler"]["notifications"], log), log, settings["runner_url"])
     core.wake = dispatcher.wake
+    loop = asyncio.get_running_loop()
+    executor.on_exit = lambda: loop.call_soon_threadsafe(dispatcher.wake)
     app = build_application(ROUTES, [TEMPLATES], core=core)
     loop_task = asyncio.ensure_future(dispatcher.run_forever())
+    await asyncio.to_thread(core.render_html, b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     log.info("scheduler ready: %d profiles, %d environments", len(core.profiles), len(core.environments))
     await serve(app, on_stop=loop_task.cancel)
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,9 @@ class Launch:
 
 
 class LocalExecutor:
-    def __init__(self, settings: dict, log):
+    def __init__(self, settings: dict, log, on_exit=lambda: None):
         local = settings["spawner"]["local"]
+        self.on_exit = on_exit  # called (from a thread) when a runner exits, so its end is noticed at once
         self.prefix = local["account_prefix"]
         self.home_root = local["home_root"]
         self.data_dir = settings["hub"]["data_dir"]
@@ -73,7 +75,12 @@ class LocalExecutor:
             process = subprocess.Popen([str(bin_dir / "python"), "-m", RUNNER], env=env, cwd=home, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
         self.children[process.pid] = process
+        threading.Thread(target=self._watch, args=(process,), daemon=True).start()
         return f"{process.pid}:{start_ticks(process.pid)}"
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        process.wait()
+        self.on_exit()
 
     def _limits(self, launch: Launch) -> list[Path]:
         if not launch.limits.any:
