@@ -15,6 +15,7 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.extensions.service.config import share_navigation
+from gpulab.extensions.ssh.config import update_ssh
 
 from . import authenticators
 
@@ -180,6 +181,7 @@ def add_nav_link(c: Config, label: str, url: str) -> None:
 
 
 STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
+STEPS.append(update_ssh)
 
 
 def apply_config(values: dict, c: Config) -> Config:

@@ -25,7 +25,8 @@ c.JupyterHub.services.append({{
     "command": [{sys.executable!r}, "-m", "tests.support.echo_service"],
     "environment": {{"PYTHONPATH": {str(REPO)!r}, "GPULAB_NAV": {nav!r}}},
 }})
-c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service=echo"]}})
+from gpulab.extensions.service.config import grant_users_access
+grant_users_access(c, "echo")  # extends the "user" role that gpulab's own services may define too
 """)
     hub.start()
     hub.create_user("toolkit-user")
