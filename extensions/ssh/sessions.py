@@ -94,12 +94,27 @@ class SessionRunner:
             process.exit(status)
 
     async def _run_with_pipes(self, process, argv, environ, cwd) -> int | None:
-        child = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=environ, cwd=cwd, start_new_session=True,
-        )
+        # Plain pipes, not asyncio's stream wrappers: asyncssh drives pipes with flow control
+        # (its redirection of asyncio StreamReaders breaks when output outpaces the client).
+        stdin_read, stdin_write = os.pipe()
+        stdout_read, stdout_write = os.pipe()
+        stderr_read, stderr_write = os.pipe()
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *argv, stdin=stdin_read, stdout=stdout_write, stderr=stderr_write,
+                env=environ, cwd=cwd, start_new_session=True,
+            )
+        except BaseException:
+            for fd in (stdin_write, stdout_read, stderr_read):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (stdin_read, stdout_write, stderr_write):
+                os.close(fd)
         process.set_redirect_pid(child.pid)
-        await process.redirect(stdin=child.stdin, stdout=child.stdout, stderr=child.stderr)
+        await process.redirect(stdin=os.fdopen(stdin_write, "wb", buffering=0),
+                               stdout=os.fdopen(stdout_read, "rb", buffering=0),
+                               stderr=os.fdopen(stderr_read, "rb", buffering=0))
         return await self._finish(process, child, [process.stdout, process.stderr])
 
     async def _run_in_terminal(self, process, argv, environ, cwd) -> int | None:
