@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from pathlib import Path
@@ -73,7 +74,7 @@ def _openssh_pem(key: Ed25519PrivateKey) -> bytes:
 
 def endpoint_seed(master: bytes, owner: str, server_name: str) -> str:
     """The seed handed to the server `owner`/`server_name` ("" is the default server)."""
-    message = b"gpulab-ssh-endpoint\0" + owner.encode() + b"\0" + server_name.encode()
+    message = b"gpulab-ssh-endpoint " + json.dumps([owner, server_name]).encode()  # unambiguous for any names
     return hmac.new(master, message, hashlib.sha256).hexdigest()
 
 
