@@ -25,7 +25,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .sessions import SessionRunner, home_folder, sftp_factory
-from .trust import SEED_VARIABLE, endpoint_host_key, endpoint_password
+from .trust import FAST_CIPHERS, INNER_CHANNEL, SEED_VARIABLE, endpoint_host_key, endpoint_password
 from .tunnel import socket_pair
 
 ROUTE = "gpulab/ssh"
@@ -66,7 +66,7 @@ class Endpoint:
         return await asyncssh.run_server(
             sock, config=None,
             server_factory=lambda: EndpointServer(self.password, self.log),
-            server_host_keys=[self.host_key],
+            server_host_keys=[self.host_key], encryption_algs=FAST_CIPHERS[:1], **INNER_CHANNEL,
             process_factory=SessionRunner(self.environ, self.log),
             sftp_factory=sftp_factory(home_folder(self.environ)),
             allow_scp=False,  # `scp -O` runs the real scp through exec

@@ -22,6 +22,7 @@ from .ratelimit import FailureLimiter
 from .relay import SessionRelay, TCPRelay
 from .store import KeyStore
 from .targets import BadLogin, Target, parse_login
+from .trust import FAST_CIPHERS
 from .upstream import Refused, Upstream
 
 
@@ -50,7 +51,7 @@ class Gateway:
         self.listener = await asyncssh.listen(
             self.settings.bind_address, self.settings.port,
             server_factory=lambda: GatewayConnection(self),
-            server_host_keys=[self.host_key], server_version="gpulab",
+            server_host_keys=[self.host_key], server_version="gpulab", encryption_algs=FAST_CIPHERS,
             encoding=None, line_editor=False, kbdint_auth=False,
             password_auth=self.settings.allow_token_password, public_key_auth=True,
             agent_forwarding=False, x11_forwarding=False, allow_scp=False,

@@ -13,6 +13,7 @@ import asyncssh
 from asyncssh import EXTENDED_DATA_STDERR
 
 from .sessions import CLIENT_VARIABLES
+from .trust import INNER_CHANNEL
 from .upstream import Refused
 
 REFUSED_STATUS = 255  # what OpenSSH's client itself exits with when it cannot connect
@@ -69,7 +70,7 @@ class SessionRelay(asyncssh.SSHServerSession):
                 lambda: _EndpointSession(self), command=self.request.get("command"),
                 subsystem=self.request.get("subsystem"), env=environment,
                 request_pty=bool(self.terminal), term_type=term_type, term_size=term_size,
-                term_modes=term_modes, encoding=None,
+                term_modes=term_modes, encoding=None, **INNER_CHANNEL,
             )
         except Refused as exc:
             self._refuse(str(exc))
@@ -207,7 +208,7 @@ class TCPRelay(asyncssh.SSHTCPSession):
                    on_close: Callable[[], None]) -> "TCPRelay":
         client_side = cls(on_close)
         endpoint_side = cls(lambda: None)
-        chan, _ = await connection.create_connection(lambda: endpoint_side, host, port, encoding=None)
+        chan, _ = await connection.create_connection(lambda: endpoint_side, host, port, encoding=None, **INNER_CHANNEL)
         chan.pause_reading()  # until the client's channel exists
         client_side.other, endpoint_side.other = endpoint_side, client_side
         return client_side

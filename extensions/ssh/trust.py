@@ -25,6 +25,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 SEED_VARIABLE = "GPULAB_SSH_ENDPOINT_SEED"
+# AES-GCM runs on the CPU's AES instructions through `cryptography`; asyncssh's ChaCha20 is
+# several times slower, and every byte is encrypted twice (client-gateway, gateway-server).
+FAST_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"]
+# Between gateway and endpoint: bigger packets and windows, so fewer, larger messages cross
+# the WebSocket (both ends are asyncssh).
+INNER_CHANNEL = {"window": 8 * 1024 * 1024, "max_pktsize": 256 * 1024}
 MASTER_SECRET_BYTES = 32
 
 

@@ -22,7 +22,7 @@ from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from .hubapi import HubAPI, HubError
 from .targets import Target
-from .trust import endpoint_host_key, endpoint_password, endpoint_seed
+from .trust import FAST_CIPHERS, endpoint_host_key, endpoint_password, endpoint_seed
 from .tunnel import CHUNK, socket_pair
 
 ENDPOINT_ROUTE = "gpulab/ssh"
@@ -155,7 +155,7 @@ class Upstream:
                 sock, config=None, host=f"endpoint-of-{target.label}", port=22, username=identity, password=endpoint_password(seed),
                 known_hosts=([endpoint_host_key(seed).convert_to_public()], [], []),
                 client_keys=None, agent_path=None, preferred_auth="password",
-                keepalive_interval=30, connect_timeout=30,
+                keepalive_interval=30, connect_timeout=30, encryption_algs=FAST_CIPHERS[:1],
             )
         except (asyncssh.Error, OSError, asyncio.TimeoutError) as exc:
             for pump in pumps:

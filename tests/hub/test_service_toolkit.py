@@ -25,8 +25,9 @@ c.JupyterHub.services.append({{
     "command": [{sys.executable!r}, "-m", "tests.support.echo_service"],
     "environment": {{"PYTHONPATH": {str(REPO)!r}, "GPULAB_NAV": {nav!r}}},
 }})
-from gpulab.extensions.service.config import grant_users_access
-grant_users_access(c, "echo")  # extends the "user" role that gpulab's own services may define too
+# Its own role: gpulab's services define the "user" role already, and a second one is an error.
+c.JupyterHub.load_roles.append({{"name": "echo-users", "scopes": ["access:services!service=echo"],
+                                "users": ["toolkit-user"]}})
 """)
     hub.start()
     hub.create_user("toolkit-user")
