@@ -21,7 +21,7 @@ from .publickeys import fingerprint
 from .ratelimit import FailureLimiter
 from .relay import SessionRelay, TCPRelay
 from .store import KeyStore
-from .targets import BadLogin, Target, parse_login
+from .targets import BadLogin, Target, parse_login, token_allows
 from .trust import FAST_CIPHERS
 from .upstream import Refused, Upstream
 
@@ -132,13 +132,19 @@ class GatewayConnection(asyncssh.SSHServer):
     async def validate_password(self, username: str, password: str) -> bool:
         self._refuse_if_locked()
         try:
-            owner = await self.gateway.hub.user_of_token(password) if password else None
+            found = await self.gateway.hub.token_owner(password) if password else None
         except HubError as exc:
             self.gateway.log.error("cannot check a token with the hub: %s", exc)
             return False
-        if owner is None:
+        if found is None:
             self._failed("password")
             return False
+        owner, scopes = found
+        if not token_allows(scopes, self.target):
+            self.audit("refused", identity=owner, login=self.login, source=self.source,
+                       reason="token lacks access:servers for the server")
+            raise asyncssh.PermissionDenied(
+                f"that token may not access {self.target.describe()}: use a token with the access:servers scope")
         self.candidate = (owner, "token", None)
         return True
 

@@ -52,15 +52,17 @@ class HubAPI:
             raise HubError(exc.code, _message(exc)) from None
         return json.loads(response.body) if response.body else None
 
-    async def user_of_token(self, token: str) -> str | None:
-        """The hub user a token belongs to, or None (wrong, expired, or a service's token)."""
+    async def token_owner(self, token: str) -> tuple[str, list[str]] | None:
+        """(user, the token's scopes), or None for a wrong, expired, or service token."""
         try:
             model = await self._call("GET", "user", token=token)
         except HubError as exc:
             if exc.status in (401, 403, 404):
                 return None
             raise
-        return model.get("name") if model and model.get("kind", "user") == "user" else None
+        if not model or model.get("kind", "user") != "user":
+            return None
+        return model["name"], list(model.get("scopes") or [])
 
     async def mint_access_token(self, user: str, target: Target) -> tuple[str, str]:
         """(token, id): a token of `user` that may only access the target server.

@@ -42,3 +42,14 @@ def parse_login(login: str) -> Target:
     if not owner or any(ch in owner + server for ch in "/\0\n\r"):
         raise BadLogin(f"{login!r} is not a server: use NAME or NAME{SEPARATOR}SERVER")
     return Target(owner, server)
+
+
+def token_allows(scopes: list[str], target: Target) -> bool:
+    """Whether a token's (expanded) scopes grant access to the target server.
+
+    A token used as the SSH password must itself carry `access:servers` for the server, so a
+    narrowly scoped token (say, one that only reads names) cannot open a shell.
+    """
+    allowed = {"access:servers", f"access:servers!user={target.owner}",
+               f"access:servers!server={target.owner}/{target.server}"}
+    return any(scope in allowed for scope in scopes)

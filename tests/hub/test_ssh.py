@@ -283,6 +283,11 @@ def test_token_passwords_work_and_repeated_wrong_ones_lock_out(hub, ssh_port, tr
     assert good.returncode == 0, errors(good)
     assert text(good).strip() == "with-token"
 
+    narrow = hub.user_token("dave", ["read:users:name!user=dave"])
+    refused = password_client.ssh("dave", "true", extra=options, env=askpass_environment(tmp_path / "narrow", narrow))
+    assert refused.returncode == 255
+    assert "may not access dave's default server" in errors(refused)
+
     carol_token = hub.user_token("carol")
     for attempt in range(MAX_FAILURES):
         wrong = password_client.ssh("carol", "true", extra=options,
@@ -294,7 +299,7 @@ def test_token_passwords_work_and_repeated_wrong_ones_lock_out(hub, ssh_port, tr
     log = "\n".join(audit_lines(hub))
     assert "auth-failed login=carol source=127.0.0.2 method=password" in log
     assert "locked-out who=source:127.0.0.2" in log and "locked-out who=user:carol" in log
-    for secret in (token, carol_token, "not-a-token-0"):
+    for secret in (token, narrow, carol_token, "not-a-token-0"):
         assert secret not in log
     hub.stop_server("dave")
 

@@ -20,7 +20,7 @@ from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.ratelimit import FailureLimiter
 from gpulab.extensions.ssh.sessions import command_line, session_environment
 from gpulab.extensions.ssh.store import KeyStore
-from gpulab.extensions.ssh.targets import BadLogin, Target, parse_login
+from gpulab.extensions.ssh.targets import BadLogin, Target, parse_login, token_allows
 from gpulab.extensions.ssh.trust import (
     EndpointSeed,
     endpoint_host_key,
@@ -69,6 +69,16 @@ def test_target_labels_and_scopes():
     assert Target("alice", "").scope_filter == "server=alice/"
     assert Target("alice", "").label == "alice" and Target("alice", "gpu").label == "alice/gpu"
     assert Target("alice", "gpu").login == "alice+gpu"
+
+
+def test_a_token_password_needs_access_to_the_named_server():
+    gpu = Target("alice", "gpu")
+    assert token_allows(["read:users:name!user=alice", "access:servers!user=alice"], gpu)
+    assert token_allows(["access:servers!server=alice/gpu"], gpu)
+    assert token_allows(["access:servers"], gpu)
+    assert not token_allows(["access:servers!server=alice/"], gpu)
+    assert not token_allows(["access:servers!user=alicex", "read:users:name!user=alice"], gpu)
+    assert token_allows(["access:servers!server=alice/"], Target("alice", ""))
 
 
 # ---------------------------------------------------------------- failure limiter
