@@ -35,10 +35,11 @@ def ssh_port():
 
 @pytest.fixture(scope="module")
 def hub(module_hub_factory, ssh_port):
-    hub = module_hub_factory.start({"ssh": {
-        "port": ssh_port, "allow_token_password": True, "max_failed_attempts": MAX_FAILURES, "lockout": 600,
-    }})
-    for name in ("alice", "bob", "carol", "dave", "frank"):
+    hub = module_hub_factory.start({
+        "ssh": {"port": ssh_port, "allow_token_password": True, "max_failed_attempts": MAX_FAILURES, "lockout": 600},
+        "quotas": {"users": {"erin": {"max_servers": 0}}},
+    })
+    for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
         hub.create_user(name)
     return hub
 
@@ -47,8 +48,8 @@ def hub(module_hub_factory, ssh_port):
 def keys(tmp_path_factory, hub):
     """A registered key for alice and for bob, and one nobody registered."""
     folder = tmp_path_factory.mktemp("keys")
-    made = {name: make_key(folder, name) for name in ("alice", "bob", "stranger")}
-    for name in ("alice", "bob"):
+    made = {name: make_key(folder, name) for name in ("alice", "bob", "erin", "stranger")}
+    for name in ("alice", "bob", "erin"):
         as_user(hub, name).request("POST", "services/ssh/api/keys",
                                    {"public_key": made[name].with_suffix(".pub").read_text()})
     return made
@@ -179,9 +180,11 @@ def test_local_forwarding_reaches_a_port_inside_the_server(alice_running, tmp_pa
         f"mkdir -p web && echo served-from-the-server > web/index.html && cd web && "
         f"(nohup python3 -m http.server {inner} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > ../web.pid)"))
     assert started.returncode == 0, errors(started)
-    local = free_port_block(1)
+    local, socks = free_port_block(2), None
+    socks = local + 1
+    # -L as for TensorBoard; -D (a SOCKS proxy) as VS Code Remote-SSH's local server mode uses.
     command = alice_running.ssh_command("alice", extra=("-N", "-o", "ExitOnForwardFailure=yes",
-                                                        "-L", f"{local}:127.0.0.1:{inner}"))
+                                                        "-L", f"{local}:127.0.0.1:{inner}", "-D", str(socks)))
     tunnel = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def fetch():
@@ -195,6 +198,9 @@ def test_local_forwarding_reaches_a_port_inside_the_server(alice_running, tmp_pa
 
     try:
         assert wait_for(fetch, 60, "the page through the tunnel").strip() == "served-from-the-server"
+        through_socks = subprocess.run(["curl", "-sS", "--socks5-hostname", f"127.0.0.1:{socks}",
+                                        f"http://127.0.0.1:{inner}/index.html"], capture_output=True, text=True, timeout=60)
+        assert through_socks.stdout.strip() == "served-from-the-server", through_socks.stderr
     finally:
         tunnel.terminate()
         tunnel.wait(10)
@@ -221,6 +227,14 @@ def test_a_stopped_server_is_started_with_progress(hub, alice):
     hub.stop_server("alice", "later")
 
 
+def test_a_server_that_cannot_start_says_why(hub, ssh_port, trusted, keys):
+    erin = OpenSSH(ssh_port, trusted, keys["erin"])
+    result = erin.ssh("erin", "echo should-not-run")
+    assert result.returncode == 255
+    assert "cannot start erin's default server" in errors(result)
+    assert "should-not-run" not in text(result)
+
+
 def test_a_server_shared_through_the_hub_is_reachable_by_the_other_user(hub, alice_running, bob, hub_defaults, is_root):
     refused = bob.ssh("alice", "id -un")
     assert refused.returncode == 255
@@ -231,8 +245,14 @@ def test_a_server_shared_through_the_hub_is_reachable_by_the_other_user(hub, ali
         assert result.returncode == 0, errors(result)
         if is_root:
             assert text(result).strip() == account_name("alice", hub_defaults["spawner"]["local"]["account_prefix"])
+        hub.stop_server("alice")
+        stopped = bob.ssh("alice", "true")
+        assert stopped.returncode == 255
+        assert "alice's default server is not running; only alice can start it" in errors(stopped)
+        assert hub.server_model("alice") is None
     finally:
         hub.api.request("DELETE", "hub/api/shares/alice/")
+        hub.spawn("alice")
     assert bob.ssh("alice", "true").returncode == 255
 
 
