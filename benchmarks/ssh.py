@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpulab.hub_config.client import HubClient  # noqa: E402
 from gpulab.spawner.accounts import MANAGED_MARKER, remove_account  # noqa: E402
 from tests.support.hub import prepare_hub  # noqa: E402
-from tests.support.ports import free_port_block  # noqa: E402
 from tests.support.ssh import OpenSSH, known_hosts, make_key  # noqa: E402
 
 USER = "bench"
@@ -61,11 +60,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gpulab-bench-ssh-", dir="/tmp"))
     work.chmod(0o755)
     prefix = f"b{os.getpid() % 10000}-"
-    ssh_port = free_port_block(1)
-    hub = prepare_hub(work / "hub", {"ssh": {"port": ssh_port}}, {
+    hub = prepare_hub(work / "hub", {}, {
         "spawner": {"start_timeout": 90, "local": {"account_prefix": prefix, "home_root": str(work / "homes")}},
     })
     hub.settings["hub"]["log_level"] = "INFO"
+    ssh_port = hub.ports["ssh"]
     try:
         hub.start()
         hub.create_user(USER)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .upstream import Upstream, UpstreamSettings
 from .web import ROUTES
 
 
-async def main() -> None:
+async def main() -> int:
     settings = service_settings()
     log = configure_logging("ssh", settings.get("log_level", "INFO"))
     if settings.get("log_level") != "DEBUG":
@@ -42,13 +43,19 @@ async def main() -> None:
     limiter = FailureLimiter(settings["max_failed_attempts"], settings["failure_window"], settings["lockout"])
     gateway = Gateway(GatewaySettings(settings["bind_address"], settings["port"], settings["allow_token_password"]),
                       host_key, keys, hub, upstream, limiter, audit, log)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except OSError as exc:
+        log.error("cannot listen for SSH on %s:%s (%s): set ssh.port and ssh.bind_address, or ssh.enabled: false",
+                  settings["bind_address"], settings["port"], exc.strerror or exc)
+        return 1
     public = host_key.export_public_key("openssh").decode().strip()
     web_settings = {**settings, "host_key_public": public, "host_key_fingerprint": fingerprint(host_key)}
     templates = str(resources.files("gpulab.extensions.ssh") / "templates")
     app = build_application(ROUTES, [templates], ssh_keys=keys, ssh_settings=web_settings)
     await serve(app, on_stop=gateway.stop)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

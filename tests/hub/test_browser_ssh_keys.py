@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 
-from tests.support.ports import free_port_block
 from tests.support.sessions import admin_password
 from tests.support.ssh import make_key
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def hub(hub_factory):
-    return hub_factory.start({"auth": {"admin_users": ["keeper"]}, "ssh": {"port": free_port_block(1)}})
+    return hub_factory.start({"auth": {"admin_users": ["keeper"]}})
 
 
 def test_a_key_is_added_and_deleted_on_the_page(hub, browser, tmp_path):

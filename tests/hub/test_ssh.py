@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -29,19 +30,20 @@ MAX_FAILURES = 3
 
 
 @pytest.fixture(scope="module")
-def ssh_port():
-    return free_port_block(1)
-
-
-@pytest.fixture(scope="module")
-def hub(module_hub_factory, ssh_port):
+def hub(module_hub_factory):
     hub = module_hub_factory.start({
-        "ssh": {"port": ssh_port, "allow_token_password": True, "max_failed_attempts": MAX_FAILURES, "lockout": 600},
+        "ssh": {"allow_token_password": True, "max_failed_attempts": MAX_FAILURES, "lockout": 600},
         "quotas": {"users": {"erin": {"max_servers": 0}}},
+        "spawner": {"environment": {"MLFLOW_TRACKING_URI": "http://mlflow.test/"}},
     })
     for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
         hub.create_user(name)
     return hub
+
+
+@pytest.fixture(scope="module")
+def ssh_port(hub):
+    return hub.ports["ssh"]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,8 @@ def audit_lines(hub) -> list[str]:
 
 
 def test_a_command_runs_in_the_users_server_with_its_exit_status(hub, alice_running, is_root, hub_defaults):
-    result = alice_running.ssh("alice", "echo out; echo err >&2; id -un; pwd; echo $JUPYTERHUB_USER; exit 7")
+    result = alice_running.ssh("alice", "echo out; echo err >&2; id -un; pwd; echo $JUPYTERHUB_USER; "
+                                        "echo $MLFLOW_TRACKING_URI; echo ${GPULAB_SSH_ENDPOINT_SEED:-no-seed}; exit 7")
     assert result.returncode == 7, errors(result)
     lines = text(result).splitlines()
     assert lines[0] == "out" and "err" in errors(result)
@@ -106,7 +109,8 @@ def test_a_command_runs_in_the_users_server_with_its_exit_status(hub, alice_runn
         account = account_name("alice", hub_defaults["spawner"]["local"]["account_prefix"])
         assert lines[1] == account
         assert lines[2] == pwd.getpwnam(account).pw_dir and lines[2].startswith(home)
-    assert lines[3] == "alice"  # the server's own environment
+    assert lines[3:5] == ["alice", "http://mlflow.test/"]  # the server's own environment
+    assert lines[5] == "no-seed"  # the endpoint's secret stays in the server process
 
 
 def test_stdin_reaches_the_command_and_large_output_arrives_whole(alice_running):
@@ -180,7 +184,7 @@ def test_local_forwarding_reaches_a_port_inside_the_server(alice_running, tmp_pa
         f"mkdir -p web && echo served-from-the-server > web/index.html && cd web && "
         f"(nohup python3 -m http.server {inner} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > ../web.pid)"))
     assert started.returncode == 0, errors(started)
-    local, socks = free_port_block(2), None
+    local = free_port_block(2)
     socks = local + 1
     # -L as for TensorBoard; -D (a SOCKS proxy) as VS Code Remote-SSH's local server mode uses.
     command = alice_running.ssh_command("alice", extra=("-N", "-o", "ExitOnForwardFailure=yes",
@@ -473,3 +477,16 @@ def test_audit_log_records_sessions_without_secrets(hub, alice_running, keys):
     assert keys["alice"].with_suffix(".pub").read_text().split()[1] not in log
     host_key = hub.data_dir / "ssh" / "ssh_host_ed25519_key"
     assert stat.S_IMODE(host_key.stat().st_mode) == 0o600
+
+
+def test_a_busy_ssh_port_stops_the_hub_with_a_clear_message(hub_factory):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        hub = hub_factory.prepare({"ssh": {"port": port}})
+        with pytest.raises(RuntimeError, match="the hub exited"):
+            hub.start()
+    log = hub.log_path.read_text()
+    assert f"cannot listen for SSH on 127.0.0.1:{port}" in log and "address already in use" in log
+    assert "set ssh.port and ssh.bind_address, or ssh.enabled: false" in log
