@@ -202,13 +202,26 @@ def test_local_forwarding_reaches_a_port_inside_the_server(alice_running, tmp_pa
 
     try:
         assert wait_for(fetch, 60, "the page through the tunnel").strip() == "served-from-the-server"
-        through_socks = subprocess.run(["curl", "-sS", "--socks5-hostname", f"127.0.0.1:{socks}",
-                                        f"http://127.0.0.1:{inner}/index.html"], capture_output=True, text=True, timeout=60)
-        assert through_socks.stdout.strip() == "served-from-the-server", through_socks.stderr
+        assert "served-from-the-server" in get_through_socks(socks, inner, "/index.html")
     finally:
         tunnel.terminate()
         tunnel.wait(10)
         alice_running.ssh("alice", "kill $(cat web.pid)")
+
+
+def get_through_socks(proxy_port: int, port: int, path: str) -> str:
+    """An HTTP GET to 127.0.0.1:port through a SOCKS5 proxy (what ssh -D offers)."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=30) as sock:
+        sock.sendall(b"\x05\x01\x00")
+        assert sock.recv(2) == b"\x05\x00"
+        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + port.to_bytes(2, "big"))
+        reply = sock.recv(10)
+        assert reply[:2] == b"\x05\x00", reply
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    return response.decode(errors="replace")
 
 
 def test_named_server_is_reached_with_plus(hub, alice):
