@@ -118,12 +118,12 @@ class GatewayConnection(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self._refuse_if_locked()
-        print_ = fingerprint(key)
-        owner = await asyncio.to_thread(self.gateway.keys.owner_of, print_)
+        key_fingerprint = fingerprint(key)
+        owner = await asyncio.to_thread(self.gateway.keys.owner_of, key_fingerprint)
         if owner is None:
             self.keys_refused += 1
             return False
-        self.candidate = (owner, "publickey", print_)
+        self.candidate = (owner, "publickey", key_fingerprint)
         return True
 
     def password_auth_supported(self) -> bool:
@@ -163,6 +163,8 @@ class GatewayConnection(asyncssh.SSHServer):
         self.identity = identity
         self.gateway.limiter.succeeded(f"user:{self.target.owner}")
         self.audit("login", identity=identity, login=self.login, source=self.source, method=method, key=key)
+        if key is not None:
+            asyncio.ensure_future(asyncio.to_thread(self.gateway.keys.mark_used, key))
 
     def connection_lost(self, exc):
         if self.identity is None and self.keys_refused:

@@ -99,11 +99,14 @@ class KeyStore:
             session.commit()
 
     def owner_of(self, fingerprint: str) -> str | None:
-        """The user a key belongs to, marking it used; None for an unknown key."""
+        """The user a key belongs to; None for an unknown key."""
+        with self.sessions() as session:
+            return session.scalars(select(SSHKeyRow.username).where(SSHKeyRow.fingerprint == fingerprint)).first()
+
+    def mark_used(self, fingerprint: str) -> None:
+        """Record a sign-in with the key (called only once its signature was verified)."""
         with self.sessions() as session:
             row = session.scalars(select(SSHKeyRow).where(SSHKeyRow.fingerprint == fingerprint)).first()
-            if row is None:
-                return None
-            row.last_used_at = self.clock()
-            session.commit()
-            return row.username
+            if row is not None:
+                row.last_used_at = self.clock()
+                session.commit()

@@ -442,7 +442,7 @@ def test_cli_adds_lists_deletes_keys_and_prints_a_working_ssh_config(hub, ssh_po
     assert "added SHA256:" in added.stdout
     assert gpulab("ssh-key", "add", str(key)).returncode == 2  # the private key, by mistake
     listed = gpulab("ssh-key", "list")
-    assert "frank-laptop@test" in listed.stdout
+    assert "frank-laptop@test" in listed.stdout and "never used" in listed.stdout
 
     block = gpulab("ssh-config", "--server", "work").stdout
     assert "Host gpulab-work" in block and "User frank+work" in block and f"Port {ssh_port}" in block
@@ -457,6 +457,7 @@ def test_cli_adds_lists_deletes_keys_and_prints_a_working_ssh_config(hub, ssh_po
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "via-config"
     hub.stop_server("frank")
+    wait_for(lambda: "never used" not in gpulab("ssh-key", "list").stdout, 30, "the key's last use")
 
     fingerprint = added.stdout.split()[1]
     assert gpulab("ssh-key", "delete", fingerprint).returncode == 0

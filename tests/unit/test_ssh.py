@@ -195,8 +195,9 @@ def test_keys_are_added_listed_used_and_deleted_per_user(store):
     record = store.add("alice", key)
     assert [r.fingerprint for r in store.list("alice")] == [key.fingerprint]
     assert store.list("bob") == []
-    assert store.list("alice")[0].last_used_at is None
     assert store.owner_of(key.fingerprint) == "alice"
+    assert store.list("alice")[0].last_used_at is None  # a key query is not a sign-in
+    store.mark_used(key.fingerprint)
     assert store.list("alice")[0].last_used_at is not None
     assert store.owner_of("SHA256:unknown") is None
     with pytest.raises(NotFound):
