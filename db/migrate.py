@@ -20,6 +20,7 @@ VERSION_PACKAGES: list[str] = [
     "gpulab.db.migrations.versions",
     "gpulab.spawner.migrations",
     "gpulab.extensions.scheduler.migrations",
+    "gpulab.extensions.ssh.migrations",
 ]
 
 

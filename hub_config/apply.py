@@ -15,6 +15,7 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.extensions.service.config import share_navigation
+from gpulab.extensions.ssh.config import update_ssh
 
 from . import authenticators
 
@@ -230,7 +231,8 @@ def update_scheduler(values: dict, c: Config) -> None:
     register(values, c)
 
 
-STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling, update_scheduler]
+STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling, update_scheduler,
+         update_ssh]
 
 
 def apply_config(values: dict, c: Config) -> Config:

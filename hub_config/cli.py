@@ -28,6 +28,7 @@ from .settings import (
 # Modules that add subcommands: each has `register(subparsers)`.
 EXTENSION_COMMANDS: list[str] = [
     "gpulab.extensions.scheduler.cli",
+    "gpulab.extensions.ssh.cli",
 ]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 
-PARTS: list[str] = []
+PARTS: list[str] = [
+    "gpulab.extensions.ssh.endpoint",
+]
 
 
 def _jupyter_server_extension_points():

@@ -25,7 +25,9 @@ c.JupyterHub.services.append({{
     "command": [{sys.executable!r}, "-m", "tests.support.echo_service"],
     "environment": {{"PYTHONPATH": {str(REPO)!r}, "GPULAB_NAV": {nav!r}}},
 }})
-c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service=echo"]}})
+# Its own role: gpulab's services define the "user" role already, and a second one is an error.
+c.JupyterHub.load_roles.append({{"name": "echo-users", "scopes": ["access:services!service=echo"],
+                                "users": ["toolkit-user"]}})
 """)
     hub.start()
     hub.create_user("toolkit-user")

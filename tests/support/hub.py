@@ -32,7 +32,7 @@ c.JupyterHub.load_roles.append({{
     "services": ["test-admin"],
 }})
 """
-PORT_BLOCK = 12  # public, proxy API, hub, and the hub's services at hub+1..hub+9
+PORT_BLOCK = 13  # public, proxy API, hub, the hub's services at hub+1..hub+9, the SSH gateway
 GPULAB = str(Path(sys.executable).parent / "gpulab")
 
 
@@ -175,10 +175,11 @@ def prepare_hub(workdir: Path, settings: dict | None = None, defaults: dict | No
     """A hub ready to start in `workdir`, on a fresh block of ports."""
     workdir.mkdir(parents=True, exist_ok=True)
     base = free_port_block(PORT_BLOCK)
-    ports = {"public": base, "proxy_api": base + 1, "hub": base + 2}
+    ports = {"public": base, "proxy_api": base + 1, "hub": base + 2, "ssh": base + 12}
     generated = {
         "hub": {"ip": "127.0.0.1", "port": ports["public"], "internal_port": ports["hub"], "log_level": "DEBUG"},
         "proxy": {"api_port": ports["proxy_api"]},
+        "ssh": {"port": ports["ssh"]},
     }
     merged = deep_merge(deep_merge(generated, defaults or {}), settings or {})
     hub = RunningHub(workdir, merged, f"http://127.0.0.1:{ports['public']}/", ports, extra_env=extra_env or {})

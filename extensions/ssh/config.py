@@ -1,0 +1,96 @@
+"""The SSH feature's `apply_config` step: the gateway service, its role, the page's link, and
+the seed each user server's endpoint receives. Pure: settings in, traitlets config out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from traitlets.config import Config
+
+from gpulab.db import database_url
+from gpulab.extensions.service.config import (
+    add_managed_service,
+    add_service_role,
+    grant_server_tokens_access,
+    grant_users_access,
+    python_module_command,
+    service_prefix,
+)
+
+from .trust import SEED_VARIABLE, EndpointSeed
+
+SERVICE = "ssh"
+GATEWAY_MODULE = "gpulab.extensions.ssh.service"
+# tokens: a short-lived token per connection, scoped to the one server, minted for the
+# connecting user; the hub refuses it when that user may not access the server, so the
+# hub's own rules (ownership, shares, roles) decide who reaches what.
+# read:servers + servers: find the server and start a stopped one for its owner.
+GATEWAY_SCOPES = ["tokens", "read:users:name", "read:servers", "servers"]
+
+
+def ssh_paths(values: dict) -> dict:
+    data_dir = Path(values["hub"]["data_dir"])
+    return {
+        "host_key": str(data_dir / "ssh" / "ssh_host_ed25519_key"),
+        "master_secret": str(data_dir / "ssh" / "endpoint-master-secret"),
+        "audit_log": str(data_dir / "logs" / "ssh-audit.log"),
+    }
+
+
+def listen_address(values: dict) -> str:
+    return values["ssh"]["bind_address"] or values["hub"]["ip"]
+
+
+def public_host(values: dict) -> str:
+    """The host name users put in ~/.ssh/config."""
+    ssh, hub = values["ssh"], values["hub"]
+    if ssh["public_host"]:
+        return ssh["public_host"]
+    if hub["public_url"]:
+        return urlparse(hub["public_url"]).hostname or "127.0.0.1"
+    address = listen_address(values)
+    return "127.0.0.1" if address in ("", "0.0.0.0", "::") else address
+
+
+def servers_url(values: dict) -> str:
+    """Where the gateway reaches user servers: the hub's proxy, unless set."""
+    if values["ssh"]["servers_url"]:
+        return values["ssh"]["servers_url"]
+    hub = values["hub"]
+    scheme = "https" if hub["tls"]["cert_file"] else "http"
+    host = "127.0.0.1" if hub["ip"] in ("", "0.0.0.0", "::") else hub["ip"]
+    return f"{scheme}://{host}:{hub['port']}"
+
+
+def gateway_settings(values: dict) -> dict:
+    """What the gateway process needs, handed over as JSON (see add_managed_service)."""
+    ssh = values["ssh"]
+    return {
+        **{key: ssh[key] for key in ("port", "allow_token_password", "start_stopped_servers",
+                                      "max_failed_attempts", "failure_window", "lockout")},
+        "bind_address": listen_address(values),
+        "public_host": public_host(values),
+        "servers_url": servers_url(values),
+        "start_timeout": values["spawner"]["start_timeout"],
+        "database_url": database_url(values),
+        "log_level": values["hub"]["log_level"],
+        **ssh_paths(values),
+    }
+
+
+def update_ssh(values: dict, c: Config) -> None:
+    if not values["ssh"]["enabled"]:
+        return
+    from gpulab.hub_config.apply import add_nav_link, public_url
+
+    add_managed_service(c, values, SERVICE, python_module_command(GATEWAY_MODULE), gateway_settings(values),
+                        display=False)
+    add_service_role(c, SERVICE, list(GATEWAY_SCOPES))
+    grant_users_access(c, SERVICE)
+    grant_server_tokens_access(c, SERVICE)  # `gpulab ssh-key add` works from a server's terminal
+    add_nav_link(c, "SSH keys", service_prefix(values, SERVICE))
+    environment = c.Spawner.environment if "environment" in c.Spawner else {}
+    environment[SEED_VARIABLE] = EndpointSeed(ssh_paths(values)["master_secret"])
+    environment.setdefault("GPULAB_URL", public_url(values))
+    c.Spawner.environment = environment

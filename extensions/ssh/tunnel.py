@@ -1,0 +1,46 @@
+"""SSH over a WebSocket: asyncssh speaks to one end of a socket pair, the WebSocket carries
+the bytes of the other end. Used on both sides (gateway and endpoint); messages are binary
+and each side waits for the other to take data before reading more (back-pressure)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Awaitable, Callable
+
+CHUNK = 256 * 1024
+
+
+class SocketEnd:
+    """The end of a socket pair that the WebSocket side reads and writes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+
+    async def feed(self, data: bytes) -> None:
+        """Bytes that arrived on the WebSocket, for asyncssh."""
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def relay(self, send: Callable[[bytes], Awaitable[object]]) -> None:
+        """Bytes asyncssh wrote, sent on with `send` until asyncssh closes its end."""
+        while True:
+            data = await self.reader.read(CHUNK)
+            if not data:
+                return
+            await send(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def socket_pair() -> tuple[socket.socket, SocketEnd]:
+    """(the socket for asyncssh, the end for the WebSocket)."""
+    ssh_side, ws_side = socket.socketpair()
+    for sock in (ssh_side, ws_side):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHUNK)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHUNK)
+        sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=ws_side, limit=CHUNK)
+    return ssh_side, SocketEnd(reader, writer)

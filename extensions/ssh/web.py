@@ -1,0 +1,91 @@
+"""The keys API and the "SSH keys" page: thin handlers over KeyStore and the connection info."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, Field
+from tornado import web
+
+from gpulab.extensions.service.web import ApiHandler, PageHandler
+
+from .publickeys import MAX_COMMENT, parse_public_key
+from .store import KeyStore
+
+
+class NewKey(BaseModel):
+    public_key: str = Field(min_length=1, max_length=20000, description="one OpenSSH public key line")
+    comment: str = Field(default="", max_length=MAX_COMMENT)
+
+
+def connection_info(settings: dict, user: str) -> dict:
+    """What a client needs: host, port, user name, and the gateway's host key to trust."""
+    host, port = settings["public_host"], settings["port"]
+    host_key = settings["host_key_public"]
+    known_host = f"[{host}]:{port}" if port != 22 else host
+    return {
+        "host": host, "port": port, "user": user, "host_key": host_key,
+        "host_key_fingerprint": settings["host_key_fingerprint"],
+        "known_hosts_line": f"{known_host} {host_key}",
+        "named_server_separator": "+",
+    }
+
+
+def ssh_config_block(info: dict, server: str = "", alias: str = "") -> str:
+    """A ~/.ssh/config entry for the user's default server, or one of their named servers."""
+    user = info["user"] + (f"+{server}" if server else "")
+    alias = alias or ("gpulab" + (f"-{server}" if server else ""))
+    return "\n".join([
+        f"Host {alias}",
+        f"    HostName {info['host']}",
+        f"    Port {info['port']}",
+        f"    User {user}",
+        f"    # gateway host key {info['host_key_fingerprint']}; add it to known_hosts with:",
+        f"    #   echo '{info['known_hosts_line']}' >> ~/.ssh/known_hosts",
+    ]) + "\n"
+
+
+class KeysHandler(ApiHandler):
+    @property
+    def keys(self) -> KeyStore:
+        return self.settings["ssh_keys"]
+
+    async def get(self):
+        records = await asyncio.to_thread(self.keys.list, self.user_name)
+        self.write_json([record.as_json() for record in records])
+
+    async def post(self):
+        request = self.body_as(NewKey)
+        key = parse_public_key(request.public_key, request.comment)
+        record = await asyncio.to_thread(self.keys.add, self.user_name, key)
+        self.write_json(record.as_json(), status=201)
+
+
+class KeyHandler(ApiHandler):
+    async def delete(self, key_id: str):
+        await asyncio.to_thread(self.settings["ssh_keys"].delete, self.user_name, int(key_id))
+        self.set_status(204)
+        self.finish()
+
+
+class ConnectionHandler(ApiHandler):
+    def get(self):
+        info = connection_info(self.settings["ssh_settings"], self.user_name)
+        server = self.get_argument("server", "")
+        self.write_json({**info, "ssh_config": ssh_config_block(info, server)})
+
+
+class KeysPage(PageHandler):
+    @web.authenticated
+    async def get(self):
+        records = await asyncio.to_thread(self.settings["ssh_keys"].list, self.user_name)
+        info = connection_info(self.settings["ssh_settings"], self.user_name)
+        self.render_page("ssh_keys.html", keys=records, info=info, ssh_config=ssh_config_block(info))
+
+
+ROUTES = [
+    ("api/keys", KeysHandler),
+    (r"api/keys/(\d+)", KeyHandler),
+    ("api/connection", ConnectionHandler),
+    ("", KeysPage),
+]
