@@ -19,6 +19,7 @@ from .core import make_engine
 VERSION_PACKAGES: list[str] = [
     "gpulab.db.migrations.versions",
     "gpulab.spawner.migrations",
+    "gpulab.extensions.projects.migrations",
 ]
 
 
