@@ -127,7 +127,7 @@ class AuditApi(ProjectsApiHandler):
 
 class SharedServerListApi(ProjectsApiHandler):
     async def get(self, slug: str):
-        servers = await self.projects.shared_servers(await self.actor(), slug)
+        servers = self.projects.shared_servers(await self.actor(), slug)
         self.write_json({"servers": [shared_json(s) for s in servers]})
 
     async def post(self, slug: str):
@@ -138,7 +138,7 @@ class SharedServerListApi(ProjectsApiHandler):
 
 class SharedServerApi(ProjectsApiHandler):
     async def delete(self, slug: str, owner: str, server: str = ""):
-        await self.projects.revoke(await self.actor(), self.token(), slug, owner, server or "")
+        await self.projects.revoke(await self.actor(), slug, owner, server or "")
         self.set_status(204)
         self.finish()
 

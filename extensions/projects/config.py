@@ -24,12 +24,12 @@ from gpulab.extensions.service.config import (
 SERVICE = "projects"
 SERVICE_MODULE = "gpulab.extensions.projects.service"
 
-# The service's own role: who people are, the project groups, what is shared with them.
-SERVICE_SCOPES = ["read:users", "admin:groups", "read:groups:shares"]
-# What a user needs to share their own server with a project's groups through the hub.
-USER_SCOPES = ["shares!user", "read:groups:name"]
+# The service's own role: who people are, the project groups, taking back shares of members who left.
+SERVICE_SCOPES = ["read:users", "admin:groups", "users:shares"]
+# What a user needs to share their own server with the project's members through the hub.
+USER_SCOPES = ["shares!user", "read:users:name"]
 # What the service may do with a user's sign-in (its pages share servers as that user).
-OAUTH_SCOPES = ["shares!user", "access:servers!user", "read:groups:name"]
+OAUTH_SCOPES = ["shares!user", "read:shares!user", "access:servers!user", "read:users:name"]
 
 
 def group_prefix(values: dict) -> str:
@@ -79,6 +79,11 @@ def update_projects(values: dict, c: Config) -> None:
         c.Spawner.environment = {}
     if "GPULAB_URL" not in c.Spawner.environment:
         c.Spawner.environment["GPULAB_URL"] = public_url(values)
+
+    # A server caches the hub's answer about who may open it; sharing changes reach it this fast.
+    if "args" not in c.Spawner:
+        c.Spawner.args = []
+    c.Spawner.args.append(f"--HubOAuth.cache_max_age={values['projects']['sharing_check_seconds']}")
 
     previous_spawn_hook = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
     c.Spawner.pre_spawn_hook = ProjectFolders(database_url(values), storage_settings(values), previous_spawn_hook)

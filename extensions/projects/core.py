@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
 
-from .membership import GROUP_PREFIX, ROLES, project_group
+from .membership import GROUP_PREFIX, ROLES
 from .models import MEMBER_KINDS
 from .names import check_name
+from .shared_servers import SharedServer, SharedServerStore
 from .store import AuditEntry, Project, ProjectStore, roles_from_entries
 
 log = logging.getLogger("gpulab.projects")
@@ -43,14 +45,6 @@ class HubUser:
     groups: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class SharedServer:
-    owner: str
-    server: str  # "" for the default server
-    url: str
-    groups: tuple[str, ...]  # which of the project's groups it is shared with
-
-
 class HubRefused(Exception):
     """The hub answered a request with an error status."""
 
@@ -65,17 +59,19 @@ class Directory(Protocol):
 
     async def user(self, name: str) -> HubUser | None: ...
     async def group_exists(self, name: str) -> bool: ...
-    async def shares_with_group(self, group: str) -> list[dict]: ...
-    async def share(self, owner: str, server: str, group: str, token: str) -> None: ...
-    async def revoke(self, owner: str, server: str, group: str, token: str) -> None: ...
+    async def check_server(self, owner: str, server: str, token: str) -> None: ...
+    async def share_with_user(self, owner: str, server: str, user: str, token: str) -> None: ...
+    async def revoke_user_share(self, user: str, owner: str, server: str) -> None: ...
 
 
 class Synchronizer(Protocol):
-    """Puts the hub's groups and the storage in step with the database (sync.Sync)."""
+    """Puts the hub's groups, shares and the storage in step with the database (sync.Sync)."""
 
     def check_available(self, slug: str) -> None: ...
+    async def members(self, project: Project) -> dict[str, str]: ...
     async def project(self, slug: str) -> None: ...
-    async def deleted(self, project: Project) -> None: ...
+    async def deleted(self, project: Project, shared: list[SharedServer]) -> None: ...
+    async def unshare(self, slug: str, shared: SharedServer, users: set[str]) -> None: ...
 
 
 def role_in(project: Project, actor: Actor) -> str | None:
@@ -109,12 +105,14 @@ def keeps_a_maintainer(project: Project, kind: str, name: str, new_role: str | N
 
 
 class Projects:
-    def __init__(self, store: ProjectStore, directory: Directory, sync: Synchronizer,
-                 creators: list[str] | None = None):
+    def __init__(self, store: ProjectStore, shares: SharedServerStore, directory: Directory, sync: Synchronizer,
+                 creators: list[str] | None = None, hub_base_url: str = "/"):
         self.store = store
+        self.shares = shares
         self.directory = directory
         self.sync = sync
         self.creators = list(creators or [])  # hub groups that may create projects; [] = everyone
+        self.hub_base_url = hub_base_url
 
     # ------------------------------------------------------------ who is asking
 
@@ -180,9 +178,10 @@ class Projects:
 
     async def delete(self, actor: Actor, slug: str) -> Project:
         self._require(self._get(slug), actor, "maintainer", "delete it")
+        shared = self.shares.list(slug)
         project = self.store.delete(slug, actor.name, lambda p: self._require(p, actor, "maintainer", "delete it"))
         log.info("%s deleted project %s", actor.name, slug)
-        await self.sync.deleted(project)
+        await self.sync.deleted(project, shared)
         return project
 
     def audit(self, actor: Actor, slug: str) -> list[AuditEntry]:
@@ -253,41 +252,42 @@ class Projects:
 
     # ------------------------------------------------------------ shared servers
 
-    def _groups(self, slug: str) -> list[str]:
-        return [project_group(slug, role) for role in ROLES]
-
-    async def shared_servers(self, actor: Actor, slug: str) -> list[SharedServer]:
-        """Servers shared with the project's groups, one entry per server."""
+    def shared_servers(self, actor: Actor, slug: str) -> list[SharedServer]:
         self._require(self._get(slug), actor, "viewer", "see its shared servers")
-        servers: dict[tuple[str, str], SharedServer] = {}
-        for group in self._groups(slug):
-            for share in await self.directory.shares_with_group(group):
-                server = share["server"]
-                key = (server["user"]["name"], server["name"])
-                known = servers.get(key)
-                groups = (known.groups if known else ()) + (group,)
-                servers[key] = SharedServer(key[0], key[1], server["url"], groups)
-        return sorted(servers.values(), key=lambda s: (s.owner, s.server))
+        return self.shares.list(slug)
+
+    def server_url(self, owner: str, server: str) -> str:
+        return f"{self.hub_base_url}user/{quote(owner, safe='')}/" + (f"{quote(server, safe='')}/" if server else "")
 
     async def share(self, actor: Actor, token: str, slug: str, server: str) -> list[SharedServer]:
-        """Share the actor's own server with every member of the project (the hub checks it is theirs)."""
-        self._require(self._get(slug), actor, "viewer", "share a server with it")
-        for group in self._groups(slug):
-            await self._hub_call(self.directory.share(actor.name, server, group, token), actor.name, server)
-        self.store.record(slug, actor.name, "share-server", "server", f"{actor.name}/{server}")
-        log.info("%s shared server %r with project %s", actor.name, server, slug)
-        return await self.shared_servers(actor, slug)
+        """Share the actor's own server with every current member (again: with members added since).
 
-    async def revoke(self, actor: Actor, token: str, slug: str, owner: str, server: str) -> list[SharedServer]:
+        The hub does it with the actor's own token, so it checks the server is theirs.
+        """
+        project = self._get(slug)
+        self._require(project, actor, "viewer", "share a server with it")
+        await self._hub_call(self.directory.check_server(actor.name, server, token), actor.name, server)
+        users = sorted(user for user in await self.sync.members(project) if user != actor.name)
+        for user in users:
+            await self._hub_call(self.directory.share_with_user(actor.name, server, user, token), actor.name, server)
+        self.shares.record(slug, actor.name, server, self.server_url(actor.name, server), users)
+        self.store.record(slug, actor.name, "share-server", "server", f"{actor.name}/{server}")
+        log.info("%s shared server %r with project %s (%s)", actor.name, server, slug, ", ".join(users) or "nobody yet")
+        return self.shares.list(slug)
+
+    async def revoke(self, actor: Actor, slug: str, owner: str, server: str) -> list[SharedServer]:
         """Stop sharing a server with the project: its owner or an admin."""
         self._require(self._get(slug), actor, "viewer", "see its shared servers")
         if owner != actor.name and not actor.admin:
             raise NotAllowed(f"only {owner} (or an admin) may stop sharing {owner}'s server")
-        for group in self._groups(slug):
-            await self._hub_call(self.directory.revoke(owner, server, group, token), owner, server)
+        shared = next((s for s in self.shares.list(slug) if (s.owner, s.server) == (owner, server)), None)
+        if shared is None:
+            raise NotFound(f"{owner}'s server {server!r} is not shared with {slug}")
+        await self.sync.unshare(slug, shared, set(shared.users))
+        self.shares.remove(slug, owner, server)
         self.store.record(slug, actor.name, "unshare-server", "server", f"{owner}/{server}")
         log.info("%s stopped sharing server %s/%s with project %s", actor.name, owner, server, slug)
-        return await self.shared_servers(actor, slug)
+        return self.shares.list(slug)
 
     @staticmethod
     async def _hub_call(call, owner: str, server: str) -> None:
@@ -298,5 +298,5 @@ class Projects:
             if refused.status == 404:
                 raise NotFound(f"{where} does not exist") from None
             if refused.status == 403:
-                raise NotAllowed(f"the hub refused to change the sharing of {where}: {refused.message}") from None
-            raise Invalid(f"the hub refused to change the sharing of {where}: {refused.message}") from None
+                raise NotAllowed(f"the hub refused to share {where}: {refused.message}") from None
+            raise Invalid(f"the hub refused to share {where}: {refused.message}") from None

@@ -1,8 +1,8 @@
 """The hub's REST API as the projects service uses it (asynchronous, tornado's HTTP client).
 
 The service calls with its own token (its least-privilege role: read users, manage groups,
-read what is shared with groups). Sharing a server is done with the token of the person
-asking, so the hub itself checks that the server is theirs.
+revoke users' access to shared servers). Sharing a server is done with the token of the
+person asking, so the hub itself checks that the server is theirs.
 """
 
 from __future__ import annotations
@@ -98,19 +98,20 @@ class HubApi:
 
     # ------------------------------------------------------------ sharing
 
-    async def shares_with_group(self, group: str) -> list[dict]:
+    async def check_server(self, owner: str, server: str, token: str) -> None:
+        """Raise HubRefused (404) unless `owner` has that server; asked with the owner's token."""
+        await self.request("GET", f"shares/{_q(owner)}/{_q(server)}", token=token)
+
+    async def share_with_user(self, owner: str, server: str, user: str, token: str) -> None:
+        await self.request("POST", f"shares/{_q(owner)}/{_q(server)}", {"user": user}, token=token)
+
+    async def revoke_user_share(self, user: str, owner: str, server: str) -> None:
+        """Take away `user`'s share of the server (the service's own users:shares scope)."""
         try:
-            return (await self.request("GET", f"groups/{_q(group)}/shared"))["items"]
+            await self.request("DELETE", f"users/{_q(user)}/shared/{_q(owner)}/{_q(server)}")
         except HubRefused as refused:
-            if refused.status == 404:
-                return []
-            raise
-
-    async def share(self, owner: str, server: str, group: str, token: str) -> None:
-        await self.request("POST", f"shares/{_q(owner)}/{_q(server)}", {"group": group}, token=token)
-
-    async def revoke(self, owner: str, server: str, group: str, token: str) -> None:
-        await self.request("PATCH", f"shares/{_q(owner)}/{_q(server)}", {"group": group}, token=token)
+            if refused.status != 404:  # already gone
+                raise
 
 
 def _message(error: HTTPClientError) -> str:

@@ -57,3 +57,37 @@ class AuditRow(Base):
     subject: Mapped[str] = mapped_column(String(255), default="")
     role: Mapped[str] = mapped_column(String(16), default="")
     previous_role: Mapped[str] = mapped_column(String(16), default="")
+
+
+class SharedServerRow(Base):
+    """A member's server shared with the project, and the members it was shared with.
+
+    JupyterHub 6.1 ignores shares granted to a group when it checks a token (scopes.py
+    reads `shared_with_me`, not `all_shared_with_me`), so a server is shared with each
+    member as a user; these rows say which user shares the project made, so they can be
+    revoked when a member leaves, without touching shares the owner made by hand.
+    """
+
+    __tablename__ = "project_shared_servers"
+    __table_args__ = (UniqueConstraint("project_id", "owner", "server", name="uq_project_shared_servers_entry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    server: Mapped[str] = mapped_column(String(255))  # "" for the default server
+    url: Mapped[str] = mapped_column(String(1024))
+    shared_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    grants: Mapped[list[ShareGrantRow]] = relationship(
+        back_populates="shared_server", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="ShareGrantRow.user")
+
+
+class ShareGrantRow(Base):
+    __tablename__ = "project_share_grants"
+    __table_args__ = (UniqueConstraint("shared_server_id", "user", name="uq_project_share_grants_entry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shared_server_id: Mapped[int] = mapped_column(ForeignKey("project_shared_servers.id", ondelete="CASCADE"),
+                                                  index=True)
+    user: Mapped[str] = mapped_column(String(255), index=True)
+    shared_server: Mapped[SharedServerRow] = relationship(back_populates="grants")

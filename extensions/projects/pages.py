@@ -50,7 +50,7 @@ class ProjectPage(ProjectsPage):
         self.render_page(
             "project.html", project=project, role=role, actor=actor, roles=ROLES,
             manage=actor.admin or role == "maintainer",
-            shared=await self.projects.shared_servers(actor, slug),
+            shared=self.projects.shared_servers(actor, slug),
             history=self.projects.audit(actor, slug)[:50],
             project_url=self.project_url(slug), prefix_url=self.prefix(),
         )
@@ -76,7 +76,7 @@ class ProjectActionPage(ProjectsPage):
         elif action == "share":
             await projects.share(actor, self.token(), slug, form["server"])
         elif action == "revoke":
-            await projects.revoke(actor, self.token(), slug, form["owner"], form["server"])
+            await projects.revoke(actor, slug, form["owner"], form["server"])
         elif action == "delete":
             await projects.delete(actor, slug)
             return self.redirect(self.prefix())

@@ -19,16 +19,22 @@ from gpulab.extensions.service.runner import build_application, configure_loggin
 from . import api, pages
 from .core import Projects
 from .hub_api import HubApi
+from .shared_servers import SharedServerStore
 from .store import ProjectStore
 from .sync import NoStorage, Sync
 
 log = logging.getLogger("gpulab.projects")
 
 
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def build(settings: dict, environ=os.environ):
     """The application and the synchronizer, from the settings the hub handed over."""
-    store = ProjectStore(make_session_factory(make_engine(settings["database_url"])),
-                         lambda: datetime.now(timezone.utc))
+    sessions = make_session_factory(make_engine(settings["database_url"]))
+    store = ProjectStore(sessions, utc_now)
+    shares = SharedServerStore(sessions, utc_now)
     hub = HubApi(environ["JUPYTERHUB_API_URL"], environ["JUPYTERHUB_API_TOKEN"])
     if settings["storage"]["backend"] == "local":
         from .storage.local import storage_from_settings
@@ -36,8 +42,8 @@ def build(settings: dict, environ=os.environ):
         storage = storage_from_settings(settings["storage"])
     else:
         storage = NoStorage()
-    sync = Sync(store, hub, storage)
-    projects = Projects(store, hub, sync, settings["creators"])
+    sync = Sync(store, shares, hub, storage)
+    projects = Projects(store, shares, hub, sync, settings["creators"], environ.get("JUPYTERHUB_BASE_URL", "/"))
     templates = str(resources.files("gpulab.extensions.projects") / pages.TEMPLATES)
     prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/projects/")
     app = build_application(api.ROUTES + pages.ROUTES, [templates], projects=projects, projects_prefix=prefix)

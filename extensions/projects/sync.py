@@ -18,6 +18,7 @@ from typing import Protocol
 from .core import HubRefused
 from .hub_api import HubApi
 from .membership import ROLES, parse_project_group, project_group
+from .shared_servers import SharedServer, SharedServerStore
 from .store import Project, ProjectStore
 
 log = logging.getLogger("gpulab.projects")
@@ -64,8 +65,9 @@ def desired_groups(slug: str, members: dict[str, str]) -> dict[str, set[str]]:
 
 
 class Sync:
-    def __init__(self, store: ProjectStore, hub: HubApi, storage: Storage):
+    def __init__(self, store: ProjectStore, shares: SharedServerStore, hub: HubApi, storage: Storage):
         self.store = store
+        self.shares = shares
         self.hub = hub
         self.storage = storage
         self._lock = asyncio.Lock()  # one change at a time, so a slow one never overwrites a newer one
@@ -86,13 +88,38 @@ class Sync:
             for group, users in desired_groups(slug, members).items():
                 await self._set_group(group, users)
             await asyncio.to_thread(self.storage.apply_project, slug, members)
+            await self._prune_shares(slug, members)
 
-    async def deleted(self, project: Project) -> None:
+    async def deleted(self, project: Project, shared: list[SharedServer]) -> None:
         async with self._lock:
             members = await self.members(project)
             for role in ROLES:
                 await self.hub.delete_group(project_group(project.slug, role))
             await asyncio.to_thread(self.storage.remove_project, project.slug, sorted(members))
+            for server in shared:
+                await self._revoke(project.slug, server, set(server.users))
+
+    async def unshare(self, slug: str, shared: SharedServer, users: set[str]) -> None:
+        async with self._lock:
+            await self._revoke(slug, shared, users)
+
+    async def _prune_shares(self, slug: str, members: dict[str, str]) -> None:
+        """Members who left lose the servers shared with the project; so does everyone, if the owner left."""
+        for shared in self.shares.list(slug):
+            if shared.owner not in members:
+                await self._revoke(slug, shared, set(shared.users))
+                self.shares.remove(slug, shared.owner, shared.server)
+                log.info("%s: %s left, so their server %r is no longer shared", slug, shared.owner, shared.server)
+                continue
+            gone = set(shared.users) - set(members)
+            if gone:
+                await self._revoke(slug, shared, gone)
+                self.shares.drop_grants(slug, shared.owner, shared.server, gone)
+
+    async def _revoke(self, slug: str, shared: SharedServer, users: set[str]) -> None:
+        for user in sorted(users):
+            if not self.shares.granted_elsewhere(shared.owner, shared.server, user, slug):
+                await self.hub.revoke_user_share(user, shared.owner, shared.server)
 
     async def everything(self) -> None:
         """Reconcile every project, and drop hub groups of projects that no longer exist."""

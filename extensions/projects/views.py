@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .core import SharedServer
 from .membership import ROLES, project_group
+from .shared_servers import SharedServer
 from .store import AuditEntry, Member, Project
 
 
@@ -44,4 +44,5 @@ def audit_json(entry: AuditEntry) -> dict:
 
 
 def shared_json(server: SharedServer) -> dict:
-    return {"owner": server.owner, "server": server.server, "url": server.url, "hub_groups": list(server.groups)}
+    return {"owner": server.owner, "server": server.server, "url": server.url, "shared_at": iso(server.shared_at),
+            "members": list(server.users)}

@@ -1,4 +1,4 @@
-"""Projects, their members with roles, and the audit log of membership changes.
+"""Projects, their members with roles, the audit log, and servers shared with projects.
 
 Revision ID: projects0001
 Revises:
@@ -56,9 +56,37 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_project_audit")),
     )
     op.create_index(op.f("ix_project_audit_project"), "project_audit", ["project"])
+    op.create_table(
+        "project_shared_servers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("project_id", sa.Integer(), nullable=False),
+        sa.Column("owner", sa.String(255), nullable=False),
+        sa.Column("server", sa.String(255), nullable=False),
+        sa.Column("url", sa.String(1024), nullable=False),
+        sa.Column("shared_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE",
+                                name=op.f("fk_project_shared_servers_project_id_projects")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_project_shared_servers")),
+        sa.UniqueConstraint("project_id", "owner", "server", name="uq_project_shared_servers_entry"),
+    )
+    op.create_index(op.f("ix_project_shared_servers_project_id"), "project_shared_servers", ["project_id"])
+    op.create_table(
+        "project_share_grants",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("shared_server_id", sa.Integer(), nullable=False),
+        sa.Column("user", sa.String(255), nullable=False),
+        sa.ForeignKeyConstraint(["shared_server_id"], ["project_shared_servers.id"], ondelete="CASCADE",
+                                name=op.f("fk_project_share_grants_shared_server_id_project_shared_servers")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_project_share_grants")),
+        sa.UniqueConstraint("shared_server_id", "user", name="uq_project_share_grants_entry"),
+    )
+    op.create_index(op.f("ix_project_share_grants_shared_server_id"), "project_share_grants", ["shared_server_id"])
+    op.create_index(op.f("ix_project_share_grants_user"), "project_share_grants", ["user"])
 
 
 def downgrade() -> None:
+    op.drop_table("project_share_grants")
+    op.drop_table("project_shared_servers")
     op.drop_table("project_audit")
     op.drop_table("project_members")
     op.drop_table("projects")
