@@ -26,7 +26,7 @@ from .settings import (
 )
 
 # Modules that add subcommands: each has `register(subparsers)`.
-EXTENSION_COMMANDS: list[str] = []
+EXTENSION_COMMANDS: list[str] = ["gpulab.extensions.projects.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
