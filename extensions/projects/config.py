@@ -66,7 +66,9 @@ def update_projects(values: dict, c: Config) -> None:
     from .sign_in import ProjectGroupsAtSignIn
     from .spawn_hook import ProjectFolders
 
-    spec = add_managed_service(c, values, SERVICE, python_module_command(SERVICE_MODULE), service_settings(values))
+    # display=False: the "Projects" link below replaces the hub's Services menu entry
+    spec = add_managed_service(c, values, SERVICE, python_module_command(SERVICE_MODULE), service_settings(values),
+                               display=False)
     spec["oauth_client_allowed_scopes"] = list(OAUTH_SCOPES)
     add_service_role(c, SERVICE, list(SERVICE_SCOPES))
     grant_users_access(c, SERVICE)
