@@ -21,6 +21,7 @@ VERSION_PACKAGES: list[str] = [
     "gpulab.spawner.migrations",
     "gpulab.extensions.scheduler.migrations",
     "gpulab.extensions.ssh.migrations",
+    "gpulab.extensions.projects.migrations",
 ]
 
 

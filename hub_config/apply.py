@@ -14,6 +14,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.extensions.projects.config import update_projects
 from gpulab.extensions.service.config import share_navigation
 from gpulab.extensions.ssh.config import update_ssh
 
@@ -232,7 +233,7 @@ def update_scheduler(values: dict, c: Config) -> None:
 
 
 STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling, update_scheduler,
-         update_ssh]
+         update_ssh, update_projects]
 
 
 def apply_config(values: dict, c: Config) -> Config:

@@ -29,6 +29,7 @@ from .settings import (
 EXTENSION_COMMANDS: list[str] = [
     "gpulab.extensions.scheduler.cli",
     "gpulab.extensions.ssh.cli",
+    "gpulab.extensions.projects.cli",
 ]
 
 

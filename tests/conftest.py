@@ -5,12 +5,16 @@ Fixtures:
 - `account_prefix` (session): a random system-account prefix (e.g. "t3f9a-") so parallel
   runs never share accounts; every account made with it is deleted at the end.
 - `homes_root` (session): a folder other users can traverse, holding the test users' homes.
-- `hub_defaults` (session): settings every test hub starts from (prefix, homes, timeouts).
+- `hub_defaults` (session): settings every test hub starts from (prefix, homes, project root, timeouts).
 - `hub_factory`: starts hubs with `.start(settings)`; stops their servers and them after the test.
 - `module_hub_factory` (module): the same, shared by a module's tests.
 - `browser` (module): headless Debian chromium through Playwright (skips if missing).
   Playwright's sync API keeps an event loop running while it is open, so the fixture
   closes at the end of each module and browser tests live in modules without async tests.
+- `projects_root` (session): a folder every account can pass through, to hold project roots
+  (`projects.local.root`; hubs default to its "default" sub-folder, a module that creates
+  projects uses its own root and `<account_prefix>p<id>-` group prefix); the projects' system
+  groups (`<account_prefix>p*-*-rw|ro`) are deleted at the end.
 
 Markers: `root` (skipped unless root), `browser` (skipped without /usr/bin/chromium).
 """
@@ -68,12 +72,13 @@ def homes_root():
 
 
 @pytest.fixture(scope="session")
-def hub_defaults(account_prefix, homes_root) -> dict:
+def hub_defaults(account_prefix, homes_root, projects_root) -> dict:
     return {
         "spawner": {
             "start_timeout": 90,
             "local": {"account_prefix": account_prefix, "home_root": str(homes_root)},
         },
+        "projects": {"local": {"root": str(projects_root / "default")}},
     }
 
 
@@ -106,3 +111,20 @@ def browser():
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def projects_root(account_prefix):
+    """A folder other users can pass through, for project roots (`projects_root / "mine"`); the
+    projects' system groups (named after `account_prefix`) and the folder are removed at the end."""
+    import grp
+    import re
+
+    root = Path(tempfile.mkdtemp(prefix="gpulab-test-projects-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    project_group = re.compile(rf"^{re.escape(account_prefix)}p[0-9a-z]*-.+-r[ow]$")
+    for group in grp.getgrall():
+        if project_group.match(group.gr_name):
+            subprocess.run(["groupdel", group.gr_name], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)

@@ -90,12 +90,17 @@ def _user_role(c: Config) -> dict:
     return role
 
 
+def add_user_scopes(c: Config, scopes: list[str]) -> None:
+    """Scopes every user gets, through JupyterHub's "user" role."""
+    role = _user_role(c)
+    for scope in scopes:
+        if scope not in role["scopes"]:
+            role["scopes"].append(scope)
+
+
 def grant_users_access(c: Config, name: str) -> None:
     """Every signed-in user may open the service (it decides what each one sees)."""
-    scope = f"access:services!service={name}"
-    role = _user_role(c)
-    if scope not in role["scopes"]:
-        role["scopes"].append(scope)
+    add_user_scopes(c, [f"access:services!service={name}"])
 
 
 DEFAULT_SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server"]

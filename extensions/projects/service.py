@@ -1,0 +1,71 @@
+"""The projects service process: `python -m gpulab.extensions.projects.service` (the hub starts it).
+
+It serves the API and the pages at /services/projects/, and keeps the hub's groups and
+the project folders in step with the database: after every change, at start, and every
+`projects.reconcile_interval` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import datetime, timezone
+from importlib import resources
+
+from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
+
+from . import api, pages
+from .core import Projects
+from .hub_api import HubApi
+from .shared_servers import SharedServerStore
+from .store import ProjectStore
+from .sync import NoStorage, Sync
+
+log = logging.getLogger("gpulab.projects")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build(settings: dict, environ=os.environ):
+    """The application and the synchronizer, from the settings the hub handed over."""
+    sessions = make_session_factory(make_engine(settings["database_url"]))
+    store = ProjectStore(sessions, utc_now)
+    shares = SharedServerStore(sessions, utc_now)
+    hub = HubApi(environ["JUPYTERHUB_API_URL"], environ["JUPYTERHUB_API_TOKEN"])
+    if settings["storage"]["backend"] == "local":
+        from .storage.local import storage_from_settings
+
+        storage = storage_from_settings(settings["storage"])
+    else:
+        storage = NoStorage()
+    sync = Sync(store, shares, hub, storage)
+    projects = Projects(store, shares, hub, sync, settings["creators"], environ.get("JUPYTERHUB_BASE_URL", "/"))
+    templates = str(resources.files("gpulab.extensions.projects") / pages.TEMPLATES)
+    prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/projects/")
+    app = build_application(api.ROUTES + pages.ROUTES, [templates], projects=projects, projects_prefix=prefix)
+    return app, sync
+
+
+async def reconcile_forever(sync: Sync, interval: float) -> None:
+    while True:
+        try:
+            await sync.everything()
+        except Exception:  # the hub may be restarting; the next pass tries again
+            log.exception("could not bring projects in step with the hub; retrying in %ss", interval)
+        await asyncio.sleep(interval)
+
+
+async def main() -> None:
+    settings = service_settings()
+    configure_logging("projects", settings.get("log_level", "INFO"))
+    app, sync = build(settings)
+    reconciler = asyncio.create_task(reconcile_forever(sync, settings["reconcile_interval"]))
+    await serve(app, on_stop=reconciler.cancel)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
