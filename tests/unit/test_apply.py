@@ -33,8 +33,8 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.args[0] == "--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"
     # JupyterLab's scheduler UI talks to gpulab's scheduler, not to a scheduler of its own
-    assert c.Spawner.args[1:] == ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
-                                  "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
+    assert c.Spawner.args[1:3] == ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+                                   "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
     assert c.LocalSpawner.log_dir == "/srv/gpulab/data/logs/servers"
     assert c.JupyterHub.logging_config["handlers"]["gpulab_file"]["filename"] == "/srv/gpulab/data/logs/hub.log"
 
