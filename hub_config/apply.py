@@ -15,6 +15,7 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.extensions.mlflow.config import update_mlflow
+from gpulab.extensions.tensorboard.config import update_tensorboard
 from gpulab.extensions.service.config import share_navigation
 
 from . import authenticators
@@ -182,6 +183,7 @@ def add_nav_link(c: Config, label: str, url: str) -> None:
 
 STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
 STEPS.append(update_mlflow)
+STEPS.append(update_tensorboard)
 
 
 def apply_config(values: dict, c: Config) -> Config:

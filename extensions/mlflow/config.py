@@ -86,13 +86,18 @@ def _experiment_for(spawner) -> str:
 
 def server_environment(values: dict) -> dict:
     """Variables every user server gets; callables are evaluated per server by the spawner."""
-    return {
+    environment = {
         "MLFLOW_TRACKING_URI": tracking_uri(values),
         TOKEN_VARIABLE: _server_token,
         "MLFLOW_EXPERIMENT_NAME": _experiment_for,
         # The browser address of the UI, for the JupyterLab launcher.
         "GPULAB_MLFLOW_URL": service_prefix(values, NAME),
     }
+    if not values["mlflow"]["tracking_uri"]:
+        # The client prints "View run at <tracking URI>/#/..." links; the loopback address
+        # is not one a browser can open, so no links rather than wrong ones.
+        environment["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    return environment
 
 
 def update_mlflow(values: dict, c: Config) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 PARTS: list[str] = []
+PARTS.append("gpulab.extensions.tensorboard.extension")
 
 
 def _jupyter_server_extension_points():
