@@ -76,8 +76,9 @@ class BrowserSessions:
             log.warning("OAuth code exchange failed: %s", exc)
             return _plain(403, "the hub did not accept this sign-in; sign in again")
         response = redirect(next_url, 302)
+        # One cookie per response: MLflow's SecurityHeadersMiddleware keeps only the last
+        # Set-Cookie header. The spent state cookie expires by itself (its state is cleared).
         response.set_cookie(self.cookie_name, self._sessions.dumps(token), **self._cookie_options(request))
-        response.delete_cookie(self.state_cookie_name, path=self.prefix)
         return response
 
     # ------------------------------------------------------------ helpers
