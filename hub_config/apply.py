@@ -14,9 +14,11 @@ from pathlib import Path
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.extensions.mlflow.config import update_mlflow
 from gpulab.extensions.projects.config import update_projects
 from gpulab.extensions.service.config import share_navigation
 from gpulab.extensions.ssh.config import update_ssh
+from gpulab.extensions.tensorboard.config import update_tensorboard
 
 from . import authenticators
 
@@ -233,7 +235,7 @@ def update_scheduler(values: dict, c: Config) -> None:
 
 
 STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling, update_scheduler,
-         update_ssh, update_projects]
+         update_ssh, update_projects, update_mlflow, update_tensorboard]
 
 
 def apply_config(values: dict, c: Config) -> Config:

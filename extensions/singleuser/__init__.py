@@ -12,6 +12,7 @@ import importlib
 
 PARTS: list[str] = [
     "gpulab.extensions.ssh.endpoint",
+    "gpulab.extensions.tensorboard.extension",
 ]
 
 

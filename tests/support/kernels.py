@@ -1,7 +1,9 @@
 """Run code in a user's real kernel through the hub's proxy (Jupyter's REST and WebSocket APIs).
 
 The code runs in a kernel process of the user's server, as the user's account, with the
-supplementary groups that server started with: what a notebook cell can really do.
+supplementary groups and environment that server started with: what a notebook cell can really do.
+`Kernel` keeps one kernel for several snippets; `run_in_kernel` starts one, runs a snippet, and
+shuts it down.
 """
 
 from __future__ import annotations
@@ -16,19 +18,27 @@ from tornado.websocket import websocket_connect
 from gpulab.hub_config.client import HubClient
 
 
+class KernelError(RuntimeError):
+    """The code raised; the message has the kernel's traceback and what it printed."""
+
+
 class Kernel:
     def __init__(self, hub_url: str, user: str, token: str, server: str = ""):
-        self.base = f"{hub_url}user/{user}/{server + '/' if server else ''}"
+        self.hub_url = hub_url
+        self.path = f"user/{user}/{server + '/' if server else ''}"
         self.client = HubClient(hub_url, token)
         self.token = token
-        self.kernel_id = self.client.request("POST", self.base[len(hub_url):] + "api/kernels", {"name": "python3"})["id"]
+        self.kernel_id = self.client.request("POST", self.path + "api/kernels", {"name": "python3"})["id"]
 
     def run(self, code: str, timeout: float = 60) -> str:
-        """Execute `code`; return what it printed. Raises RuntimeError with the traceback if it failed."""
+        """Execute `code`; return what it printed. Raises KernelError with the traceback if it failed."""
         return asyncio.run(asyncio.wait_for(self._run(code), timeout))
 
+    def shutdown(self) -> None:
+        self.client.request("DELETE", self.path + f"api/kernels/{self.kernel_id}")
+
     async def _run(self, code: str) -> str:
-        url = self.base.replace("http://", "ws://") + f"api/kernels/{self.kernel_id}/channels"
+        url = self.hub_url.replace("http", "ws", 1) + self.path + f"api/kernels/{self.kernel_id}/channels"
         connection = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {self.token}"}))
         msg_id = uuid.uuid4().hex
         connection.write_message(json.dumps({
@@ -43,19 +53,27 @@ class Kernel:
             while True:
                 raw = await connection.read_message()
                 if raw is None:
-                    raise RuntimeError("the kernel's websocket closed")
+                    raise KernelError("the kernel's websocket closed")
                 message = json.loads(raw)
                 if message.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
-                kind = message["header"]["msg_type"]
+                kind, content = message["header"]["msg_type"], message["content"]
                 if kind == "stream":
-                    output.append(message["content"]["text"])
+                    output.append(content["text"])
                 elif kind == "error":
-                    error = "\n".join(message["content"]["traceback"])
-                elif kind == "status" and message["content"]["execution_state"] == "idle":
+                    error = "\n".join(content["traceback"])
+                elif kind == "status" and content["execution_state"] == "idle":
                     break
         finally:
             connection.close()
         if error is not None:
-            raise RuntimeError(error)
+            raise KernelError(f"{error}\n--- output ---\n{''.join(output)}")
         return "".join(output)
+
+
+def run_in_kernel(hub, user: str, code: str, token: str, server: str = "", timeout: float = 120) -> str:
+    kernel = Kernel(hub.url, user, token, server)
+    try:
+        return kernel.run(code, timeout)
+    finally:
+        kernel.shutdown()

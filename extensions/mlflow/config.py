@@ -1,0 +1,113 @@
+"""The MLflow service in the hub's configuration: a pure `apply_config` step and its builders.
+
+The hub starts the service (`python -m gpulab.extensions.mlflow`) at /services/mlflow/, gives
+it a least-privilege role, lets every user and every user server's token reach it, and sets
+the MLflow variables in every user server's environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.config import Config
+
+from gpulab.extensions.service.config import (
+    add_managed_service,
+    add_service_role,
+    grant_server_tokens_access,
+    grant_users_access,
+    python_module_command,
+    service_port,
+    service_prefix,
+)
+
+NAME = "mlflow"
+MODULE = "gpulab.extensions.mlflow"
+# What the service asks the hub: who a user is, with their groups and admin flag
+# (read:users), and whether a project exists (its groups' names).
+SERVICE_SCOPES = ["read:users", "read:groups:name", "list:groups"]
+TOKEN_VARIABLE = "MLFLOW_TRACKING_TOKEN"
+
+
+def data_folder(values: dict) -> Path:
+    return Path(values["hub"]["data_dir"], "mlflow")
+
+
+def static_prefix(values: dict) -> str:
+    """MLflow's --static-prefix: the service's path without the trailing slash."""
+    return service_prefix(values, NAME).rstrip("/")
+
+
+def artifacts_destination(values: dict) -> str:
+    configured = values["mlflow"]["artifacts_destination"]
+    if not configured:
+        return str(data_folder(values) / "artifacts")
+    if "://" in configured:
+        return configured
+    return str(Path(values["hub"]["data_dir"], configured).resolve())
+
+
+def tracking_uri(values: dict) -> str:
+    """The address user servers send MLflow calls to."""
+    configured = values["mlflow"]["tracking_uri"]
+    if configured:
+        return configured.rstrip("/")
+    return f"http://127.0.0.1:{service_port(values, NAME)}{static_prefix(values)}"
+
+
+def default_experiment_name(user_name: str) -> str:
+    """Each user's own experiment, where runs go until they pick another."""
+    return f"Default ({user_name})"
+
+
+def service_settings(values: dict) -> dict:
+    """What the service process needs, handed over as JSON (secrets included, never on a command line)."""
+    mlflow = values["mlflow"]
+    folder = data_folder(values)
+    return {
+        "static_prefix": static_prefix(values),
+        "data_dir": str(folder),
+        "backend_store_uri": mlflow["backend_store_uri"] or f"sqlite:///{folder / 'mlflow.sqlite'}",
+        "auth_database_uri": mlflow["auth_database_uri"] or f"sqlite:///{folder / 'auth.sqlite'}",
+        "artifacts_destination": artifacts_destination(values),
+        "s3": dict(mlflow["s3"]),
+        "cache_seconds": mlflow["cache_seconds"],
+        "log_level": values["hub"]["log_level"],
+    }
+
+
+def _server_token(spawner) -> str:
+    return spawner.api_token
+
+
+def _experiment_for(spawner) -> str:
+    return default_experiment_name(spawner.user.name)
+
+
+def server_environment(values: dict) -> dict:
+    """Variables every user server gets; callables are evaluated per server by the spawner."""
+    environment = {
+        "MLFLOW_TRACKING_URI": tracking_uri(values),
+        TOKEN_VARIABLE: _server_token,
+        "MLFLOW_EXPERIMENT_NAME": _experiment_for,
+        # The browser address of the UI, for the JupyterLab launcher.
+        "GPULAB_MLFLOW_URL": service_prefix(values, NAME),
+    }
+    if not values["mlflow"]["tracking_uri"]:
+        # The client prints "View run at <tracking URI>/#/..." links; the loopback address
+        # is not one a browser can open, so no links rather than wrong ones.
+        environment["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    return environment
+
+
+def update_mlflow(values: dict, c: Config) -> None:
+    if not values["mlflow"]["enabled"]:
+        return
+    from gpulab.hub_config.apply import add_nav_link
+
+    add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values))
+    add_service_role(c, NAME, list(SERVICE_SCOPES))
+    grant_users_access(c, NAME)
+    grant_server_tokens_access(c, NAME)
+    c.Spawner.environment.update(server_environment(values))
+    add_nav_link(c, "MLflow", service_prefix(values, NAME))

@@ -1,0 +1,68 @@
+"""The MLflow UI in a real browser (headless Debian chromium through Playwright): signed in to
+the hub, the UI loads at /services/mlflow/ and its API calls succeed; without a session the
+browser is sent to sign in."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.sessions import PASSWORD, signed_in_user
+
+pytestmark = pytest.mark.browser
+
+ADMIN = "mlflow-admin"
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub_factory):
+    hub = module_hub_factory.start({"auth": {"admin_users": [ADMIN]}})
+    signed_in_user(hub, "ursula", ADMIN)  # signed up, approved, and known to the hub
+    return hub
+
+
+def test_a_signed_in_user_sees_the_ui_and_their_experiment(hub, browser, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", hub.user_token("ursula"))
+    client = MlflowClient(hub.url + "services/mlflow")
+    experiment_id = client.create_experiment("ursula-first-experiment")
+    run = client.create_run(experiment_id, run_name="ursula-run-one")
+    client.log_metric(run.info.run_id, "loss", 0.25)
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    api_calls: list[tuple[int, str]] = []
+    page.on("response", lambda r: api_calls.append((r.status, r.url)) if "/ajax-api/" in r.url else None)
+
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", "ursula")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/hub/**")
+
+    page.goto(hub.url + "hub/home")
+    assert page.locator("a[href='/services/mlflow/']", has_text="MLflow").count() >= 1  # the hub's navigation
+
+    page.goto(hub.url + "services/mlflow/")
+    page.wait_for_url("**/services/mlflow/**")
+    page.get_by_text("ursula-first-experiment").first.wait_for()
+    page.goto(hub.url + f"services/mlflow/#/experiments/{experiment_id}")
+    page.get_by_text("ursula-run-one").first.wait_for()
+    page.screenshot(path=str(tmp_path / "mlflow-ui.png"))
+    called = {url.split("/ajax-api/")[1].split("?")[0] for _, url in api_calls}
+    assert {"2.0/mlflow/experiments/search", "2.0/mlflow/experiments/get", "2.0/mlflow/runs/search"} <= called, called
+    disabled = [(status, url) for status, url in api_calls if "/mlflow/assistant/" in url]
+    assert all(status == 404 for status, _ in disabled)  # gpulab switches the assistant off
+    assert all(status == 200 for status, url in api_calls if (status, url) not in disabled), api_calls
+    context.close()
+
+
+def test_without_a_session_the_ui_sends_the_browser_to_sign_in(hub, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(hub.url + "services/mlflow/")
+    page.wait_for_url("**/hub/login**")
+    assert page.locator("input[name=password]").count() == 1
+    context.close()
