@@ -26,6 +26,24 @@ class Environment:
     parent: str = ""
     frameworks: dict = field(default_factory=dict)
     tools: tuple = ()
+    build: str = ""  # folder under images/ with its Dockerfile
+
+
+@dataclass(frozen=True)
+class CatalogImage:
+    """One image of the build hierarchy: a build-only image (base, hub) or an environment's."""
+
+    id: str
+    registry: str  # e.g. "ghcr.io/gpulab"
+    name: str  # repository under the registry, e.g. "pytorch"
+    tag: str
+    build: str  # folder under images/ with its Dockerfile ("" = not built here)
+    parent: str  # id of the catalog image it is built FROM ("" = an external image)
+    offered: bool  # an environment users pick, not a build-only image
+
+    @property
+    def reference(self) -> str:
+        return f"{self.registry}/{self.name}:{self.tag}"
 
 
 def catalog_schema() -> dict:
@@ -36,15 +54,19 @@ def default_catalog_path() -> Path:
     return Path(str(resources.files("gpulab.images").joinpath("catalog.yaml")))
 
 
-def parse_catalog(text: str, source: str = "catalog.yaml") -> list[Environment]:
-    """The catalog's environments. Raises ConfigError naming the key path of each problem."""
+def _validated(text: str, source: str) -> dict:
     doc = parse_yaml(text, source)
     data = plain(doc)
     problems = validate(data, catalog_schema(), doc=doc)
-    ids = [env.get("id") for env in data.get("environments", []) if isinstance(env, dict)]
-    problems += [Problem("environments", f"id {i!r} appears more than once") for i in sorted(set(ids)) if ids.count(i) > 1]
+    problems += _hierarchy_problems(data)
     if problems:
         raise ConfigError(source, problems)
+    return data
+
+
+def parse_catalog(text: str, source: str = "catalog.yaml") -> list[Environment]:
+    """The catalog's environments. Raises ConfigError naming the key path of each problem."""
+    data = _validated(text, source)
     registry = data["registry"].rstrip("/")
     return [
         Environment(
@@ -56,6 +78,49 @@ def parse_catalog(text: str, source: str = "catalog.yaml") -> list[Environment]:
     ]
 
 
+def parse_images(text: str, source: str = "catalog.yaml") -> list[CatalogImage]:
+    """Every image the catalog builds: build-only images first, then the environments' images."""
+    data = _validated(text, source)
+    registry = data["registry"].rstrip("/")
+    sections = [(data.get("build_images", []), False), (data["environments"], True)]
+    return [
+        CatalogImage(entry["id"], registry, entry["image"], entry["tag"], entry.get("build", ""),
+                     entry.get("parent", ""), offered)
+        for entries, offered in sections for entry in entries
+    ]
+
+
+def _hierarchy_problems(data: dict) -> list[Problem]:
+    """Ids unique across build images and environments; every parent is one of them, without cycles."""
+    entries = [(section, i, entry) for section in ("build_images", "environments")
+               for i, entry in enumerate(data.get(section) or [])
+               if isinstance(entry, dict) and isinstance(entry.get("id"), str)]
+    ids = [entry["id"] for _, _, entry in entries]
+    problems = [Problem("environments", f"id {i!r} appears more than once") for i in sorted(set(ids))
+                if ids.count(i) > 1]
+    parents = {entry["id"]: entry.get("parent", "") for _, _, entry in entries}
+    for section, i, entry in entries:
+        parent = entry.get("parent", "")
+        if not isinstance(parent, str):
+            continue
+        if parent and parent not in parents:
+            problems.append(Problem(f"{section}[{i}].parent", f"{parent!r} is not an image in the catalog"))
+            continue
+        seen = {entry["id"]}
+        while parent and parent in parents:
+            if parent in seen:
+                problems.append(Problem(f"{section}[{i}].parent", f"{entry['id']!r} is its own ancestor"))
+                break
+            seen.add(parent)
+            parent = parents[parent]
+    return problems
+
+
 def load_catalog(path: Path | None = None) -> list[Environment]:
     path = path or default_catalog_path()
     return parse_catalog(path.read_text(), str(path))
+
+
+def load_images(path: Path | None = None) -> list[CatalogImage]:
+    path = path or default_catalog_path()
+    return parse_images(path.read_text(), str(path))
