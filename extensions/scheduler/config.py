@@ -5,13 +5,16 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.extensions.mlflow.config import tracking_uri
 from gpulab.extensions.service.config import (
     add_managed_service, add_service_role, grant_server_tokens_access, grant_users_access, python_module_command,
     service_prefix, service_url,
 )
 
-# What the scheduler asks the hub: who a user is and which groups they are in (projects).
+# What the scheduler asks the hub: who a user is and which groups they are in (projects);
+# `tokens` mints each run's MLflow token in its owner's name (scoped to the MLflow service).
 SCHEDULER_SCOPES = ["read:users", "read:groups"]
+MLFLOW_SCOPES = ["tokens"]
 
 
 def update_scheduler(values: dict, c: Config) -> None:
@@ -27,9 +30,10 @@ def update_scheduler(values: dict, c: Config) -> None:
         "hub": {"data_dir": values["hub"]["data_dir"], "log_level": values["hub"]["log_level"]},
         "database_url": database_url(values),
         "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",
+        "mlflow_tracking_uri": tracking_uri(values) if values["mlflow"]["enabled"] else "",
     }
     add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings)
-    add_service_role(c, "scheduler", SCHEDULER_SCOPES)
+    add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")
     add_nav_link(c, "Schedules", prefix)

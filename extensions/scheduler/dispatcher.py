@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Awaitable, Callable
 
 from sqlalchemy import select, update
 
@@ -31,9 +31,13 @@ from .models import (
 IDLE_POLL_SECONDS = 1.0
 
 
+async def _no_extra_env(schedule: Schedule) -> dict:
+    return {}
+
+
 class Dispatcher:
     def __init__(self, core: SchedulerCore, executor, ledger: Ledger | None, devices: Callable[[], list],
-                 notifier, log, runner_url: str, extra_env: Callable[[Run, Schedule], dict] | None = None):
+                 notifier, log, runner_url: str, extra_env: Callable[[Schedule], Awaitable[dict]] | None = None):
         self.core = core
         self.executor = executor
         self.ledger = ledger
@@ -41,7 +45,7 @@ class Dispatcher:
         self.notifier = notifier
         self.log = log
         self.runner_url = runner_url.rstrip("/") + "/"
-        self.extra_env = extra_env or (lambda run, schedule: {})
+        self.extra_env = extra_env or _no_extra_env  # e.g. MLflow's variables, per run
         self.settings = core.settings["scheduler"]
         self._wake = asyncio.Event()
 
@@ -246,10 +250,8 @@ class Dispatcher:
             if claim and self.ledger is not None:
                 self.ledger.release(claim.claim_id)
             return False
-        with self.core.sessions() as session:
-            run = session.get(Run, run_id)
-            env = {"GPULAB_RUN_URL": f"{self.runner_url}{run_id}/", "GPULAB_RUN_TOKEN": token,
-                   "CUDA_VISIBLE_DEVICES": ",".join(devices), **self.extra_env(run, schedule)}
+        env = {"GPULAB_RUN_URL": f"{self.runner_url}{run_id}/", "GPULAB_RUN_TOKEN": token,
+               "CUDA_VISIBLE_DEVICES": ",".join(devices), **await self.extra_env(schedule)}
         environment = next(e for e in self.core.environments if e.id == schedule.environment)
         profile = self.core.profile(schedule.profile)
         launch = Launch(run_id, schedule.owner, environment.local_python, env,

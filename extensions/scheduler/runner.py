@@ -92,7 +92,8 @@ def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str 
         return None
     import mlflow
 
-    mlflow.set_experiment(f"scheduled/{spec['schedule']}")
+    # The scheduler names the experiment (the project's, or a private one of the owner's)
+    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"scheduled: {spec['schedule']}")
     with mlflow.start_run(run_name=spec["run_name"]) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in spec["parameters"].items()})
         mlflow.set_tags({"gpulab.profile": spec["profile"], "gpulab.environment": spec["environment"],

@@ -19,12 +19,22 @@ from .directory import HubDirectory
 from .dispatcher import Dispatcher
 from .executors.local import LocalExecutor
 from .notify import Notifier
+from .tracking import MlflowForRuns
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 def python_exists(python: str) -> bool:
     return (singleuser_bin_dir(python) / "python").exists()
+
+
+def mlflow_environment(settings: dict, hub: HubClient, log):
+    """Each run's MLflow variables, when the hub runs MLflow (every run is then an MLflow run)."""
+    if not settings["mlflow_tracking_uri"]:
+        return None
+    mlflow = MlflowForRuns(hub, settings["mlflow_tracking_uri"], log)
+    return lambda schedule: mlflow.environment(schedule.owner, schedule.name, schedule.project,
+                                               schedule.timeout_seconds)
 
 
 async def main() -> None:
@@ -39,7 +49,8 @@ async def main() -> None:
                          driver=inventory.driver)
     executor = LocalExecutor(settings, log)
     dispatcher = Dispatcher(core, executor, Ledger(sessions), inventory.devices,
-                            Notifier(settings["scheduler"]["notifications"], log), log, settings["runner_url"])
+                            Notifier(settings["scheduler"]["notifications"], log), log, settings["runner_url"],
+                            extra_env=mlflow_environment(settings, hub, log))
     core.wake = dispatcher.wake
     loop = asyncio.get_running_loop()
     executor.on_exit = lambda: loop.call_soon_threadsafe(dispatcher.wake)

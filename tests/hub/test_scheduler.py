@@ -187,3 +187,43 @@ def test_project_schedules_follow_project_roles(hub, alice):
         viewer.request("PATCH", f"services/scheduler/api/schedules/{schedule['id']}", {"active": False})
     assert refused.value.status == 403
     editor.request("DELETE", f"services/scheduler/api/schedules/{schedule['id']}")
+
+
+def test_each_run_is_an_mlflow_run_of_its_owner(hub, alice, monkeypatch):
+    """The runner logs to the hub's MLflow service with a token the scheduler minted in the
+    owner's name: parameters, status, duration and the executed notebook, in a private
+    experiment of the owner's (a project schedule's runs go to the project's experiment)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    nb = notebook("print(lr)", parameters="lr = 0.1")
+    done = wait_run(alice, run_once(alice, nb, name="tracked", parameters={"lr": 0.5})["id"])
+    assert done["status"] == "COMPLETED" and done["mlflow_run_id"], done
+
+    def mlflow_as(user: str) -> MlflowClient:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", hub.user_token(user))
+        return MlflowClient(hub.url + "services/mlflow")
+
+    logged = mlflow_as("sched-alice").get_run(done["mlflow_run_id"])
+    assert logged.data.params == {"lr": "0.5"}
+    assert logged.data.tags["gpulab.status"] == "COMPLETED" and logged.data.metrics["duration_seconds"] > 0
+    experiment = mlflow_as("sched-alice").get_experiment(logged.info.experiment_id)
+    assert experiment.name == "scheduled: tracked (sched-alice)"
+    assert [a.path for a in mlflow_as("sched-alice").list_artifacts(done["mlflow_run_id"])] == ["output.ipynb"]
+
+    hub.create_user("sched-peeker")
+    with pytest.raises(MlflowException) as refused:
+        mlflow_as("sched-peeker").get_run(done["mlflow_run_id"])
+    assert refused.value.get_http_status_code() in (403, 404)
+
+    hub.create_user("sched-tracker")
+    hub.create_user("sched-watcher")
+    hub.api.request("POST", "hub/api/groups/project:radar:editor", {"users": ["sched-tracker"]})
+    hub.api.request("POST", "hub/api/groups/project:radar:viewer", {"users": ["sched-watcher"]})
+    tracker = HubClient(hub.url, hub.user_token("sched-tracker"))
+    project_run = wait_run(tracker, run_once(tracker, notebook("print(2)"), name="sweep", project="radar")["id"])
+    assert project_run["status"] == "COMPLETED" and project_run["mlflow_run_id"], project_run
+    seen = mlflow_as("sched-watcher").get_run(project_run["mlflow_run_id"])  # a viewer of the project
+    assert mlflow_as("sched-watcher").get_experiment(seen.info.experiment_id).name == "radar/scheduled: sweep"
+    with pytest.raises(MlflowException):
+        mlflow_as("sched-peeker").get_run(project_run["mlflow_run_id"])
