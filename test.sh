@@ -20,4 +20,7 @@ if command -v npm >/dev/null 2>&1; then
   fi
   [ -x "$chp/node_modules/.bin/configurable-http-proxy" ] && export GPULAB_TEST_CHP_BIN="$chp/node_modules/.bin"
 fi
-exec "$GPULAB_VENV/bin/python" -m pytest "$@"
+# Most hub tests wait (servers starting, kernels, timers) rather than compute, so several test
+# files run at once even on 2 cores; a file's tests stay together (they share a module's hub).
+# GPULAB_TEST_WORKERS=0 (or -n 0 among the arguments) runs everything in one process.
+exec "$GPULAB_VENV/bin/python" -m pytest -n "${GPULAB_TEST_WORKERS:-4}" --dist loadfile "$@"
