@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .limits import Limits
 from .local import LocalSpawner, singleuser_bin_dir

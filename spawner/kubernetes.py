@@ -96,6 +96,12 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         if not live.enough:
             raise web.HTTPError(FULL, f"Cannot start {plan.profile.display_name}: full: {live.label}")
 
+    def _expand_env(self, env):
+        """No "{username}" templating of environment values: gpulab's are literal, some are JSON
+        (whose braces KubeSpawner would read as template fields). JupyterHub's get_env has
+        already put them, callables evaluated, into the pod's environment."""
+        return {}
+
     async def get_pod_manifest(self):
         pod = await super().get_pod_manifest()
         plan: SpawnPlan = self._plan

@@ -109,5 +109,6 @@ def update_mlflow(values: dict, c: Config) -> None:
     add_service_role(c, NAME, list(SERVICE_SCOPES))
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)
-    c.Spawner.environment.update(server_environment(values))
+    for name, value in server_environment(values).items():  # what spawner.environment sets wins
+        c.Spawner.environment.setdefault(name, value)
     add_nav_link(c, "MLflow", service_prefix(values, NAME))

@@ -31,8 +31,8 @@ def open_store(url: str) -> ProjectStore:
     return ProjectStore(make_session_factory(make_engine(url)), lambda: datetime.now(timezone.utc))
 
 
-class ProjectGroupsAtSignIn:
-    """`c.Authenticator.post_auth_hook`: runs `then` (an earlier hook) first, if any."""
+class StoreHook:
+    """A hub hook that reads projects (opened on first use) and runs `then`, an earlier hook, first."""
 
     def __init__(self, database_url: str, then: Callable | None = None):
         self.database_url = database_url
@@ -44,6 +44,10 @@ class ProjectGroupsAtSignIn:
         if self._store is None:
             self._store = open_store(self.database_url)
         return self._store
+
+
+class ProjectGroupsAtSignIn(StoreHook):
+    """`c.Authenticator.post_auth_hook`."""
 
     async def __call__(self, authenticator, handler, authentication: dict[str, Any]) -> dict[str, Any]:
         if self.then is not None:

@@ -19,25 +19,16 @@ from gpulab.spawner.accounts import ensure_account
 from gpulab.spawner.local import LocalSpawner
 
 from .membership import GROUP_PREFIX
-from .sign_in import open_store
+from .sign_in import StoreHook
 from .storage.local import storage_from_settings
-from .store import ProjectStore
 
 
-class ProjectFolders:
-    """`c.Spawner.pre_spawn_hook`: runs `then` (an earlier hook) first, if any."""
+class ProjectFolders(StoreHook):
+    """`c.Spawner.pre_spawn_hook`."""
 
     def __init__(self, database_url: str, storage: dict, then: Callable | None = None):
-        self.database_url = database_url
+        super().__init__(database_url, then)
         self.storage_settings = storage
-        self.then = then
-        self._store: ProjectStore | None = None
-
-    @property
-    def store(self) -> ProjectStore:
-        if self._store is None:
-            self._store = open_store(self.database_url)
-        return self._store
 
     async def __call__(self, spawner) -> None:
         if self.then is not None:

@@ -112,10 +112,12 @@ class SessionRunner:
             for fd in (stdin_read, stdout_write, stderr_write):
                 os.close(fd)
         process.set_redirect_pid(child.pid)
+        # No EOF when one pipe ends: asyncssh would send it on the channel, which ends the
+        # other stream too, and stderr still in its pipe after stdout's end would be lost.
         await process.redirect(stdin=os.fdopen(stdin_write, "wb", buffering=0),
                                stdout=os.fdopen(stdout_read, "rb", buffering=0),
-                               stderr=os.fdopen(stderr_read, "rb", buffering=0))
-        return await self._finish(process, child, [process.stdout, process.stderr])
+                               stderr=os.fdopen(stderr_read, "rb", buffering=0), send_eof=False)
+        return await self._finish(process, child, [process.stdout, process.stderr], [stdout_read, stderr_read])
 
     async def _run_in_terminal(self, process, argv, environ, cwd) -> int | None:
         controller, terminal = pty.openpty()
@@ -137,7 +139,7 @@ class SessionRunner:
         await process.redirect(stdin=writer, stdout=reader)
         return await self._finish(process, child, [process.stdout])
 
-    async def _finish(self, process, child, outputs) -> int | None:
+    async def _finish(self, process, child, outputs, pipes=()) -> int | None:
         closed = asyncio.ensure_future(process.wait_closed())
         exited = asyncio.ensure_future(child.wait())
         await asyncio.wait({closed, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -146,6 +148,7 @@ class SessionRunner:
             await self._hang_up(child)
             return None
         try:
+            await asyncio.wait_for(_read_out(pipes), OUTPUT_GRACE)
             await asyncio.wait_for(asyncio.gather(*(out.drain() for out in outputs)), OUTPUT_GRACE)
         except (asyncio.TimeoutError, asyncssh.Error, BrokenPipeError, ConnectionError):
             pass
@@ -163,6 +166,19 @@ class SessionRunner:
                 return
             except asyncio.TimeoutError:
                 continue
+
+
+def _unread_bytes(fd: int) -> int:
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:  # closed: asyncssh read it to the end
+        return 0
+
+
+async def _read_out(pipes) -> None:
+    """Until asyncssh has taken everything the command left in its output pipes."""
+    while any(_unread_bytes(fd) for fd in pipes):
+        await asyncio.sleep(0.01)
 
 
 class HomeSFTPServer(asyncssh.SFTPServer):

@@ -126,7 +126,7 @@ class Upstream:
             if exc.status != 599:  # 599: the stream timed out; the model says how it went
                 raise Refused(f"cannot follow the start of {target.describe()}: {exc.message}") from None
         if failed:
-            raise Refused(f"{target.describe()} failed to start: {failed[-1]}")
+            raise Refused(f"cannot start {target.describe()}: {failed[-1]}")
 
     async def _open_websocket(self, url_path: str, token: str, target: Target):
         request = HTTPRequest(

@@ -13,6 +13,13 @@ from tests.support.sessions import PASSWORD, sign_in, sign_up
 from tests.support.sessions import admin_password as password_of
 
 
+@pytest.fixture(scope="module")
+def hub(module_hub_factory):
+    return module_hub_factory.start({"auth": {
+        "admin_users": ["boss"],
+        "local": {"allowed_failed_logins": 3, "seconds_before_next_try": 600},
+    }})
+
 
 def test_a_sign_up_waits_for_an_admin_then_signs_in(hub):
     assert "sent to the admin" in sign_up(hub, "newbie", PASSWORD)

@@ -47,11 +47,11 @@ def test_a_signed_in_user_sees_the_ui_and_their_experiment(hub, browser, tmp_pat
     page.goto(hub.url + "services/mlflow/")
     page.wait_for_url("**/services/mlflow/**")
     page.get_by_text("ursula-first-experiment").first.wait_for()
-    page.goto(hub.url + f"services/mlflow/#/experiments/{experiment_id}")
+    page.goto(hub.url + f"services/mlflow/#/experiments/{experiment_id}/runs")
     page.get_by_text("ursula-run-one").first.wait_for()
     page.screenshot(path=str(tmp_path / "mlflow-ui.png"))
     called = {url.split("/ajax-api/")[1].split("?")[0] for _, url in api_calls}
-    assert {"2.0/mlflow/experiments/search", "2.0/mlflow/experiments/get", "2.0/mlflow/runs/search"} <= called, called
+    assert {"2.0/mlflow/experiments/search", "2.0/mlflow/runs/search"} <= called, called
     disabled = [(status, url) for status, url in api_calls if "/mlflow/assistant/" in url]
     assert all(status == 404 for status, _ in disabled)  # gpulab switches the assistant off
     assert all(status == 200 for status, url in api_calls if (status, url) not in disabled), api_calls

@@ -109,7 +109,8 @@ def test_members_share_a_folder_and_removal_takes_write_access_away_at_once(hub)
 
 def test_files_stay_writable_by_every_editor_whatever_the_writer_s_umask(hub):
     """tljh#986: with setgid alone, a file written under umask 077 locks the other editors out."""
-    erin, fay = Person(hub, "erin"), Person(hub, "fay")
+    erin = Person(hub, "erin")
+    hub.create_user("fay")  # a member; she only writes files, through her server
     erin.api("POST", "", {"name": "drift"})
     erin.api("POST", "/drift/members", {"name": "fay", "role": "editor"})
     hub.spawn("erin")  # creates erin's account and links; fay's comes from her spawn

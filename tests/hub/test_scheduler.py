@@ -6,7 +6,6 @@ import json
 import os
 import pwd
 import threading
-from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import nbformat

@@ -12,7 +12,6 @@ declared with their allocatable GPUs and labels), image pulls, and container iso
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
