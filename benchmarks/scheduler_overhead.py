@@ -89,6 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=5, help="runs per side (default 5)")
     parser.add_argument("--slots", type=int, default=3, help="cron slots for trigger lag (default 3; 0 skips it)")
+    parser.add_argument("--without-mlflow", action="store_true",
+                        help="switch the MLflow service off, so runs are not logged to it (shows what logging costs)")
     args = parser.parse_args()
     nb = notebook("print('hello')")
     with tempfile.TemporaryDirectory(prefix="gpulab-bench-sched-", dir="/tmp") as tmp:
@@ -97,7 +99,7 @@ def main() -> None:
         (folder / "homes").mkdir(mode=0o755)
         factory = HubFactory(folder, {"hub": {"log_level": "INFO"}, "spawner": {"local": {
             "account_prefix": "bs-", "home_root": str(folder / "homes")}}})
-        hub = factory.start({"scheduler": {"prewarm_seconds": 5}})
+        hub = factory.start({"scheduler": {"prewarm_seconds": 5}, "mlflow": {"enabled": not args.without_mlflow}})
         try:
             hub.create_user("bench")
             client = HubClient(hub.url, hub.user_token("bench"))
@@ -112,7 +114,8 @@ def main() -> None:
         finally:
             factory.cleanup()
             subprocess.run(["userdel", "-rf", "bs-bench"], capture_output=True)
-    print(f"\ntrivial notebook, {args.n} runs each\n")
+    print(f"\ntrivial notebook, {args.n} runs each; gpulab's runs {'are not' if args.without_mlflow else 'are also'} "
+          "logged as MLflow runs\n")
     print(f"{'path':52} {'median s':>9} {'min s':>7} {'max s':>7}")
     for label, values in (("gpulab: request -> COMPLETED, notebook + HTML stored", ours),
                           ("bare papermill command, same account and home", bare)):
