@@ -1,5 +1,8 @@
 """JupyterHub configuration for gpulab: load and validate gpulab.yaml, apply it, then the escape hatch."""
 
+import os
+
+from gpulab.extensions.service.config import pass_hub_environment
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.datadir import prepare_data_dir
 from gpulab.hub_config.launch import config_d_files, settings_from_environment
@@ -8,5 +11,6 @@ c = get_config()  # noqa: F821 (provided by traitlets when it runs this file)
 settings = settings_from_environment()
 prepare_data_dir(settings.values)
 apply_config(settings.values, c)
+pass_hub_environment(c, os.environ)
 for extra in config_d_files(settings.config_dir):
     load_subconfig(str(extra))  # noqa: F821

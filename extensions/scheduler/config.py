@@ -26,7 +26,9 @@ def update_scheduler(values: dict, c: Config) -> None:
     settings = {
         "profiles": values["profiles"], "environments": values["environments"], "quotas": values["quotas"],
         "scheduler": values["scheduler"], "spawner": {"backend": values["spawner"]["backend"],
-                                                     "local": values["spawner"]["local"]},
+                                                     "local": values["spawner"]["local"],
+                                                     "kubernetes": values["spawner"]["kubernetes"]},
+        "projects_kubernetes": values["projects"]["kubernetes"],
         "hub": {"data_dir": values["hub"]["data_dir"], "log_level": values["hub"]["log_level"]},
         "database_url": database_url(values),
         "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",

@@ -256,7 +256,7 @@ class Dispatcher:
         profile = self.core.profile(schedule.profile)
         launch = Launch(run_id, schedule.owner, environment.local_python, env,
                         Limits(profile.cpu_limit, profile.cpu_guarantee, profile.memory_limit, profile.memory_guarantee),
-                        self.core.storage.path(run_id, "log.txt"))
+                        self.core.storage.path(run_id, "log.txt"), profile, environment, schedule.timeout_seconds)
         try:
             ref = await self.executor.start(launch)
         except Exception as error:  # the run fails with the reason; the scheduler goes on

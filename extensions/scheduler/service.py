@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 from gpulab.hub_config.client import HubClient
 from gpulab.spawner.inventory import CachedInventory, load_inventory
@@ -17,6 +18,7 @@ from .api import ROUTES
 from .core import RunStorage, SchedulerCore
 from .directory import HubDirectory
 from .dispatcher import Dispatcher
+from .executors.kubernetes import KubernetesExecutor
 from .executors.local import LocalExecutor
 from .notify import Notifier
 from .tracking import MlflowForRuns
@@ -26,6 +28,18 @@ TEMPLATES = str(Path(__file__).parent / "templates")
 
 def python_exists(python: str) -> bool:
     return (singleuser_bin_dir(python) / "python").exists()
+
+
+def make_executor(settings: dict, log, directory: HubDirectory, sessions):
+    """(executor, GPU ledger): local processes claim GPUs here; on Kubernetes the cluster allocates them."""
+    if settings["spawner"]["backend"] != "kubernetes":
+        return LocalExecutor(settings, log), Ledger(sessions)
+
+    async def roles_of(owner: str) -> dict:
+        who = await asyncio.to_thread(directory.who, owner)
+        return project_roles(list(who.groups))
+
+    return KubernetesExecutor(settings, log, roles_of), None
 
 
 def mlflow_environment(settings: dict, hub: HubClient, log):
@@ -45,10 +59,16 @@ async def main() -> None:
     hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
     storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
     inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
-    core = SchedulerCore(sessions, settings, HubDirectory(hub), storage, python_exists=python_exists,
-                         driver=inventory.driver)
-    executor = LocalExecutor(settings, log)
-    dispatcher = Dispatcher(core, executor, Ledger(sessions), inventory.devices,
+    directory = HubDirectory(hub)
+    executor, ledger = make_executor(settings, log, directory, sessions)
+    on_kubernetes = isinstance(executor, KubernetesExecutor)
+    if on_kubernetes:
+        await executor.start_polling()
+    # On Kubernetes environments are images, and the nodes' drivers decide what can run.
+    core = SchedulerCore(sessions, settings, directory, storage,
+                         python_exists=(lambda python: True) if on_kubernetes else python_exists,
+                         driver=executor.driver if on_kubernetes else inventory.driver)
+    dispatcher = Dispatcher(core, executor, ledger, inventory.devices,
                             Notifier(settings["scheduler"]["notifications"], log), log, settings["runner_url"],
                             extra_env=mlflow_environment(settings, hub, log))
     core.wake = dispatcher.wake

@@ -68,6 +68,19 @@ def add_managed_service(
     return spec
 
 
+# Services the hub starts keep only a few of its variables (JupyterHub's env_keep); these let
+# a service that talks to Kubernetes (the scheduler's Jobs) find the cluster, in a pod or not.
+KUBERNETES_VARIABLES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+
+
+def pass_hub_environment(c: Config, environ, names=KUBERNETES_VARIABLES) -> None:
+    """Hand the hub's values of `names` (where set) to every service it starts."""
+    passed = {name: environ[name] for name in names if environ.get(name)}
+    for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
+        if "command" in spec:
+            spec["environment"] = {**passed, **spec.get("environment", {})}
+
+
 def python_module_command(module: str, *args: str) -> list[str]:
     """Run a module with the interpreter the hub runs on (gpulab's environment)."""
     return [sys.executable, "-m", module, *args]

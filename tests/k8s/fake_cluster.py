@@ -7,7 +7,9 @@ The kubelet watches pods. For each new pod it places it on the first node
 with enough free GPUs of the kind it asks for (leaving it Pending otherwise), runs the
 container's command as a local process on its own 127.0.1.x address (a pod's 0.0.0.0 is
 its own IP, so the server's bind address is rewritten to it), and marks the pod Running
-once the process listens. Deleting the pod stops the process.
+once the process listens (a server), or Succeeded/Failed with its exit code when the
+process ends (a Job's pod). Deleting the pod stops the process. A small Job controller makes
+each Job's pod and reports the pod's end on the Job.
 
 What this is not: a scheduler (no affinity, taints or CPU/memory fitting), a container
 runtime (no images, no user namespaces: processes run from this Python environment as
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -118,7 +121,8 @@ class Kubelet:
         self.next_ip += 1
         container = pod["spec"]["containers"][0]
         command = (container.get("command") or []) + (container.get("args") or [])
-        env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+        env = {e["name"]: await self.env_value(namespace, e) for e in container.get("env") or []}
+        serves = "JUPYTERHUB_SERVICE_URL" in env  # a server; otherwise a Job's pod, which runs to its end
         env["JUPYTERHUB_SERVICE_URL"] = env.get("JUPYTERHUB_SERVICE_URL", "").replace("0.0.0.0", ip)
         home = self.homes / name
         home.mkdir(parents=True, exist_ok=True)
@@ -130,14 +134,43 @@ class Kubelet:
         log = open(self.workdir / f"{name}.log", "ab")
         self.processes[key] = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True, preexec_fn=self.become(run_as))
-        port = int(env["JUPYTERHUB_SERVICE_URL"].split(":")[2].split("/")[0])
-        await self.wait_listening(ip, port, key)
+        if serves:
+            port = int(env["JUPYTERHUB_SERVICE_URL"].split(":")[2].split("/")[0])
+            await self.wait_listening(ip, port, key)
+        else:
+            asyncio.ensure_future(self.report_exit(key, url, container["name"]))
         await self.patch(url + "/status", {"status": {
             "phase": "Running", "podIP": ip, "hostIP": "127.0.0.1",
             "conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [{"name": container["name"], "ready": True, "restartCount": 0,
                                    "image": container.get("image", ""), "imageID": "",
                                    "state": {"running": {}}}]}})
+
+    async def env_value(self, namespace: str, entry: dict) -> str:
+        """A variable's value, from a Secret for `valueFrom.secretKeyRef` (as the real kubelet does)."""
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None:
+            return entry.get("value", "")
+        async with self.session.get(f"{self.base}/api/v1/namespaces/{namespace}/secrets/{ref['name']}") as r:
+            r.raise_for_status()
+            secret = await r.json()
+        if ref["key"] in (secret.get("data") or {}):
+            return base64.b64decode(secret["data"][ref["key"]]).decode()
+        return secret["stringData"][ref["key"]]  # the emulator keeps stringData as it was sent
+
+    async def report_exit(self, key: str, url: str, container: str) -> None:
+        """A run-to-completion pod: Succeeded or Failed with its exit code once its process ends."""
+        process = self.processes.get(key)
+        while process is not None and process.poll() is None:
+            await asyncio.sleep(0.1)
+        if process is None or self.processes.get(key) is not process:
+            return  # deleted meanwhile
+        code = process.returncode
+        await self.patch(url + "/status", {"status": {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [{"name": container, "ready": False, "restartCount": 0, "image": "", "imageID": "",
+                                   "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0
+                                                            else "Error"}}}]}})
 
     @staticmethod
     def run_as(pod: dict) -> tuple[int, int] | None:
@@ -187,6 +220,66 @@ class Kubelet:
         shutil.rmtree(self.homes, ignore_errors=True)
 
 
+class JobController:
+    """The test's stand-in for kube-controller-manager's Job controller: a pod from each new
+    Job's template, the Job's status from its pod's end, and the pod deleted with its Job.
+    Not covered: retries (gpulab's Jobs set backoffLimit 0), parallelism, deadlines, TTLs."""
+
+    def __init__(self, base: str, session: aiohttp.ClientSession):
+        self.base = base
+        self.session = session
+        self.pods_of: dict[str, str] = {}  # job key -> pod name
+
+    async def run(self) -> None:
+        await asyncio.gather(self._follow("apis/batch/v1/jobs", self.job_event),
+                             self._follow("api/v1/pods", self.pod_event))
+
+    async def _follow(self, path: str, handle) -> None:
+        while True:
+            try:
+                async with self.session.get(f"{self.base}/{path}?watch=true", timeout=None) as stream:
+                    async for line in stream.content:
+                        if line.strip():
+                            event = json.loads(line)
+                            await handle(event["type"], event["object"])
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                await asyncio.sleep(0.2)
+
+    async def job_event(self, kind: str, job: dict) -> None:
+        meta = job["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        key = f"{namespace}/{name}"
+        if kind == "DELETED" or meta.get("deletionTimestamp"):
+            pod = self.pods_of.pop(key, None)
+            if pod is not None:
+                async with self.session.delete(f"{self.base}/api/v1/namespaces/{namespace}/pods/{pod}"):
+                    pass
+        elif kind == "ADDED" and key not in self.pods_of:
+            template = job["spec"]["template"]
+            pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
+            self.pods_of[key] = pod_name
+            labels = {**(template["metadata"].get("labels") or {}), "job-name": name}
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": pod_name, "namespace": namespace, "labels": labels,
+                "annotations": template["metadata"].get("annotations") or {},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": meta["uid"]}]},
+                "spec": template["spec"]}
+            async with self.session.post(f"{self.base}/api/v1/namespaces/{namespace}/pods", json=pod) as r:
+                r.raise_for_status()
+
+    async def pod_event(self, kind: str, pod: dict) -> None:
+        job = (pod["metadata"].get("labels") or {}).get("job-name")
+        phase = (pod.get("status") or {}).get("phase")
+        if job is None or kind != "MODIFIED" or phase not in ("Succeeded", "Failed"):
+            return
+        status = {"succeeded": 1} if phase == "Succeeded" else {"failed": 1}
+        url = f"{self.base}/apis/batch/v1/namespaces/{pod['metadata']['namespace']}/jobs/{job}/status"
+        async with self.session.patch(url, json={"status": status},
+                                      headers={"Content-Type": "application/merge-patch+json"}) as r:
+            if r.status != 404:  # the Job may be gone already
+                r.raise_for_status()
+
+
 # What KubeSpawner and gpulab read and write; the emulator serves only declared resources.
 RESOURCES = {
     "v1/nodes": {"kind": "Node", "namespaced": False},
@@ -195,6 +288,7 @@ RESOURCES = {
     "v1/persistentvolumeclaims": {"kind": "PersistentVolumeClaim", "namespaced": True},
     "v1/secrets": {"kind": "Secret", "namespaced": True},
     "v1/services": {"kind": "Service", "namespaced": True},
+    "batch/v1/jobs": {"kind": "Job", "namespaced": True, "subresources": ["status"]},
 }
 
 
@@ -237,7 +331,7 @@ async def main(state: Path, nodes: Path, workdir: Path) -> None:
                 async with session.post(f"{base}/api/v1/nodes", json=node) as r:
                     r.raise_for_status()
             kubelet = Kubelet(base, session, workdir)
-            task = asyncio.ensure_future(kubelet.run())
+            task = asyncio.ensure_future(asyncio.gather(kubelet.run(), JobController(base, session).run()))
             state.write_text(json.dumps({"url": base}))
             stopped = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -13,17 +13,19 @@ from pathlib import Path
 import psutil
 from jupyterhub.spawner import set_user_setuid
 
+from gpulab.images.catalog import Environment
 from gpulab.spawner.accounts import account_name, ensure_account, home_of
 from gpulab.spawner.limits import Limits, detect_limiter, join
 from gpulab.spawner.local import singleuser_bin_dir
 from gpulab.spawner.processes import same_process, start_ticks
+from gpulab.spawner.profiles import Profile
 
 RUNNER = "gpulab.extensions.scheduler.runner"
 
 
 @dataclass(frozen=True)
 class Launch:
-    """Everything the executor needs to start one run."""
+    """Everything an executor needs to start one run."""
 
     run_id: str
     owner: str
@@ -31,6 +33,10 @@ class Launch:
     env: dict  # run-specific variables (the runner's URL and token, devices, MLflow)
     limits: Limits
     log_path: Path
+    # for Kubernetes Jobs: what the pod is built from
+    profile: Profile | None = None
+    environment: Environment | None = None
+    timeout_seconds: int = 0
 
 
 class LocalExecutor:

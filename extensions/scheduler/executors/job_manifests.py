@@ -1,0 +1,136 @@
+"""A scheduled run as a Kubernetes Job (pure builders, tested against literal dicts).
+
+The Job's pod gets what a server of the same profile gets from the spawner (spawner/
+manifests.py: image, resources with GPUs or a MIG slice, node selector, tolerations, driver
+affinity, /dev/shm), the owner's home volume and project folders, and runs the runner
+(`python -m gpulab.extensions.scheduler.runner`) through the image's entrypoint. The run's
+token travels in a Secret of its own, never in the Job's spec. Kubernetes does not retry
+(backoffLimit 0): the scheduler does, by its policies; activeDeadlineSeconds backs up the
+scheduler's own timeout in case the scheduler is down when it passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubespawner.slugs import safe_slug
+
+from gpulab.extensions.projects.storage.kubernetes import project_volumes
+from gpulab.spawner.manifests import pod_changes
+from gpulab.spawner.profiles import Profile
+
+RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
+RUN_LABEL = "gpulab.dev/run"
+COMPONENT_LABELS = {"app.kubernetes.io/part-of": "gpulab", "app.kubernetes.io/component": "scheduled-run"}
+TOKEN_VARIABLE = "GPULAB_RUN_TOKEN"
+TOKEN_KEY = "token"
+DEADLINE_MARGIN_SECONDS = 120  # the scheduler stops a run at its timeout; Kubernetes only if it did not
+FINISHED_JOB_TTL_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    run_id: str
+    owner: str
+    namespace: str
+    profile: Profile
+    image: str
+    environment_id: str
+    cuda: str | None
+    min_driver: str | None
+    env: dict  # the runner's variables, the token excluded
+    timeout_seconds: int
+    project_roles: dict  # {project slug: role} of the owner
+
+
+def job_name(run_id: str) -> str:
+    return f"gpulab-run-{run_id}"
+
+
+def secret_name(run_id: str) -> str:
+    return f"gpulab-run-{run_id}-token"
+
+
+def labels(run_id: str) -> dict:
+    return {**COMPONENT_LABELS, RUN_LABEL: run_id}
+
+
+def home_claim(owner: str) -> str:
+    """The home volume the spawner gives the owner's default server (`home-{user_server}`)."""
+    return f"home-{safe_slug(owner, max_length=48)}"
+
+
+def token_secret(run_id: str, namespace: str, token: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": secret_name(run_id), "namespace": namespace, "labels": labels(run_id)},
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[str]) -> dict:
+    """The Job for one run. `kube`: settings spawner.kubernetes; `projects`: projects.kubernetes."""
+    changes = pod_changes(request.profile, request.image, request.environment_id, request.cuda,
+                          request.min_driver, gpu_products)
+    volumes, mounts = list(changes.volumes), list(changes.volume_mounts)
+    if kube["home_storage"]["capacity"]:
+        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": home_claim(request.owner)}})
+        mounts.append({"name": "home", "mountPath": "/home/jovyan"})
+    project_vols, project_mounts = project_volumes(request.project_roles, projects)
+    volumes += project_vols
+    mounts += project_mounts
+    env = [{"name": k, "value": str(v)} for k, v in sorted({**request.env, **changes.env}.items())]
+    env.append({"name": TOKEN_VARIABLE, "valueFrom": {"secretKeyRef": {"name": secret_name(request.run_id),
+                                                                        "key": TOKEN_KEY}}})
+    pod_labels = {**labels(request.run_id), **changes.labels}
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsUser": kube["uid"], "runAsGroup": kube["fs_gid"], "fsGroup": kube["fs_gid"],
+                            "runAsNonRoot": True},
+        "containers": [{
+            "name": "runner",
+            "image": request.image,
+            "imagePullPolicy": kube["image_pull_policy"],
+            "args": RUNNER_ARGS,  # the image's entrypoint (tini, gpulab-start) stays
+            "workingDir": "/home/jovyan",
+            "env": env,
+            "resources": changes.resources,
+            "volumeMounts": mounts,
+            "securityContext": {"allowPrivilegeEscalation": False},
+        }],
+        "volumes": volumes,
+    }
+    if changes.node_selector:
+        pod_spec["nodeSelector"] = changes.node_selector
+    if changes.tolerations:
+        pod_spec["tolerations"] = changes.tolerations
+    if changes.affinity:
+        pod_spec["affinity"] = changes.affinity
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name(request.run_id), "namespace": request.namespace, "labels": pod_labels,
+                     "annotations": {"gpulab.dev/owner": request.owner}},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": request.timeout_seconds + DEADLINE_MARGIN_SECONDS,
+            "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
+            "template": {"metadata": {"labels": pod_labels, "annotations": {"gpulab.dev/owner": request.owner}},
+                         "spec": pod_spec},
+        },
+    }
+
+
+def exit_code(job: dict, pods: list[dict]) -> int | None:
+    """None while the Job runs; 0 when it succeeded; the runner's exit code (or 1) when it failed."""
+    status = job.get("status") or {}
+    if status.get("succeeded"):
+        return 0
+    if not status.get("failed"):
+        return None
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode"):
+                return int(terminated["exitCode"])
+    return 1

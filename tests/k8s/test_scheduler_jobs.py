@@ -1,0 +1,93 @@
+"""Scheduled runs on the Kubernetes backend: each run a Job, end to end without a cluster.
+
+A real hub and scheduler service talk to kmock's emulated API (tests/k8s/fake_cluster.py).
+The test Job controller makes each Job's pod; the test kubelet runs the pod's command (the
+runner, with the token resolved from the run's Secret) as a local process, which executes
+the notebook with real Papermill and reports back over HTTP, as a pod does.
+
+Not covered: images (the runner runs from this Python environment, not the environment's
+image and its entrypoint), the NVIDIA device plugin, the real Job controller's retries,
+deadlines and TTLs, volumes (nothing is mounted), and container isolation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from gpulab.hub_config.client import HubClient
+from tests.hub.test_scheduler import FINAL, notebook, outputs_text
+from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, hub  # noqa: F401 (fixtures)
+from tests.support.hub import wait_for
+
+
+@pytest.fixture(scope="module")
+def owner(hub) -> HubClient:
+    hub.create_user("jobber")
+    return HubClient(hub.url, hub.user_token("jobber"))
+
+
+def run_now(client: HubClient, nb: dict, **fields) -> dict:
+    return client.request("POST", "services/scheduler/api/runs", {"name": "on-k8s", "notebook": nb, **fields})
+
+
+def wait_status(client: HubClient, run_id: str, statuses, timeout: float = 120) -> dict:
+    return wait_for(lambda: (r := client.request("GET", f"services/scheduler/api/runs/{run_id}"))["status"]
+                    in statuses and r, timeout, f"run {run_id} to reach {statuses}")
+
+
+def job_of(cluster, run_id: str) -> dict | None:
+    jobs = cluster.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")["items"]
+    return next((j for j in jobs if j["metadata"]["name"] == f"gpulab-run-{run_id}"), None)
+
+
+def secret_names(cluster) -> set[str]:
+    return {s["metadata"]["name"] for s in cluster.get(f"/api/v1/namespaces/{NAMESPACE}/secrets")["items"]}
+
+
+def test_a_run_is_a_job_whose_pod_runs_the_notebook(hub, cluster, owner):
+    run = run_now(owner, notebook("print('hello from', 6 * 7)", parameters="x = 1"), parameters={"x": 2})
+    job = wait_for(lambda: job_of(cluster, run["id"]), 30, "the run's Job")
+    pod = job["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["GPULAB_RUN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == f"gpulab-run-{run['id']}-token"
+    assert "CUDA_VISIBLE_DEVICES" not in env and env["NVIDIA_VISIBLE_DEVICES"]["value"] == "void"
+    assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "4000000000"}
+
+    done = wait_status(owner, run["id"], FINAL)
+    assert done["status"] == "COMPLETED", done
+    executed = owner.request("GET", f"services/scheduler/api/runs/{run['id']}/files/output.ipynb")
+    assert "hello from 42" in outputs_text(executed)
+    assert "x = 2" in json.dumps(executed)  # the parameters went in
+    wait_for(lambda: f"gpulab-run-{run['id']}-token" not in secret_names(cluster), 30, "the token Secret to go")
+
+
+def test_a_gpu_run_asks_the_device_plugin_for_its_gpu(hub, cluster, owner):
+    run = run_now(owner, notebook("import os; print('visible', os.environ.get('CUDA_VISIBLE_DEVICES'))"),
+                  profile="a100")
+    job = wait_for(lambda: job_of(cluster, run["id"]), 30, "the run's Job")
+    spec = job["spec"]["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0] == {"key": "nvidia.com/gpu.product", "operator": "In",
+                                               "values": ["NVIDIA-A100-SXM4-80GB"]}
+    done = wait_status(owner, run["id"], FINAL)
+    assert done["status"] == "COMPLETED", done
+    pods = [p for p in cluster.pods() if p["metadata"].get("labels", {}).get("job-name") == f"gpulab-run-{run['id']}"]
+    assert pods and pods[0]["spec"]["nodeName"].startswith("gpu-node")
+
+
+def test_stopping_a_run_deletes_its_job_and_secret(hub, cluster, owner):
+    run = run_now(owner, notebook("import time; time.sleep(300)"))
+    wait_status(owner, run["id"], ("RUNNING",))
+    wait_for(lambda: (owner.request("GET", f"services/scheduler/api/runs/{run['id']}")["kernel_ready_at"]), 60,
+             "the kernel in the pod")
+    owner.request("POST", f"services/scheduler/api/runs/{run['id']}/stop")
+    assert wait_status(owner, run["id"], FINAL)["status"] == "STOPPED"
+    wait_for(lambda: job_of(cluster, run["id"]) is None, 30, "the Job to go")
+    wait_for(lambda: f"gpulab-run-{run['id']}-token" not in secret_names(cluster), 30, "the Secret to go")
+    time.sleep(1)
+    assert not [p for p in cluster.pods() if p["metadata"].get("labels", {}).get("gpulab.dev/run") == run["id"]]

@@ -1,0 +1,83 @@
+"""Scheduled runs as Kubernetes Jobs (pure builders against literal dicts)."""
+
+from __future__ import annotations
+
+from gpulab.extensions.scheduler.executors.job_manifests import (
+    JobRequest, exit_code, home_claim, run_job, token_secret,
+)
+from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
+
+CPU_P, GPU2_P, MIG_P = profiles(CPU, GPU2, MIG)
+KUBE = {"uid": 1000, "fs_gid": 100, "image_pull_policy": "IfNotPresent", "home_storage": {"capacity": "10Gi"}}
+PROJECTS = {"claim_name": "", "storage_class": "nfs", "size": "100Gi", "sub_path": "projects",
+            "mount_path": "/home/jovyan/projects"}
+
+
+def request(profile, **fields) -> JobRequest:
+    return JobRequest(**{"run_id": "r1", "owner": "alice", "namespace": "ml", "profile": profile,
+                         "image": "ghcr.io/gpulab/pytorch:cuda12-pytorch-2.15", "environment_id": "pytorch-cuda12",
+                         "cuda": "12.6", "min_driver": "560.28.03", "env": {"GPULAB_RUN_URL": "http://hub/run/r1/"},
+                         "timeout_seconds": 600, "project_roles": {}, **fields})
+
+
+def test_a_gpu_run_asks_for_its_gpus_on_a_matching_node_and_never_retries_itself():
+    job = run_job(request(GPU2_P), KUBE, PROJECTS, ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3"])
+    assert (job["apiVersion"], job["kind"], job["metadata"]["name"]) == ("batch/v1", "Job", "gpulab-run-r1")
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 720
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert "command" not in container and container["args"][-1] == "gpulab.extensions.scheduler.runner"
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0]["values"] == ["NVIDIA-A100-SXM4-80GB"]  # the profile's models only
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert job["metadata"]["labels"]["gpulab.dev/run"] == "r1"
+    assert spec["template"]["metadata"]["labels"]["gpulab.dev/profile"] == "gpu-2"
+
+
+def test_a_mig_run_asks_for_its_slice_and_a_cpu_run_sees_no_gpu():
+    mig = run_job(request(MIG_P), KUBE, PROJECTS, [])["spec"]["template"]["spec"]["containers"][0]
+    assert mig["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    cpu = run_job(request(CPU_P, cuda=None, min_driver=None), KUBE, PROJECTS, [])["spec"]["template"]["spec"]
+    assert not any(r.startswith("nvidia.com/") for r in cpu["containers"][0]["resources"]["limits"])
+    assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in cpu["containers"][0]["env"]
+    assert "tolerations" not in cpu and "affinity" not in cpu
+
+
+def test_the_token_comes_from_a_secret_and_never_stands_in_the_job():
+    job = run_job(request(CPU_P, env={"GPULAB_RUN_URL": "http://hub/run/r1/"}), KUBE, PROJECTS, [])
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    token = next(e for e in env if e["name"] == "GPULAB_RUN_TOKEN")
+    assert token == {"name": "GPULAB_RUN_TOKEN",
+                     "valueFrom": {"secretKeyRef": {"name": "gpulab-run-r1-token", "key": "token"}}}
+    assert "s3cret" not in str(job)
+    secret = token_secret("r1", "ml", "s3cret")
+    assert secret["metadata"]["name"] == "gpulab-run-r1-token" and secret["stringData"] == {"token": "s3cret"}
+
+
+def test_home_and_project_folders_are_mounted_like_the_owners_server():
+    job = run_job(request(CPU_P, project_roles={"vision": "editor", "nlp": "viewer"}), KUBE, PROJECTS, [])
+    pod = job["spec"]["template"]["spec"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"home": "home-alice", "gpulab-projects": "gpulab-projects"}
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/home/jovyan"]["name"] == "home"
+    assert mounts["/home/jovyan/projects/nlp"]["readOnly"] is True
+    assert mounts["/home/jovyan/projects/vision"] == {"name": "gpulab-projects", "mountPath": "/home/jovyan/projects/vision",
+                                                      "subPath": "projects/vision", "readOnly": False}
+    no_home = run_job(request(CPU_P), {**KUBE, "home_storage": {"capacity": ""}}, PROJECTS, [])
+    assert no_home["spec"]["template"]["spec"]["volumes"] == []
+    assert home_claim("Émile.B") != home_claim("emile.b") and len(home_claim("x" * 80)) <= 53
+
+
+def test_exit_codes_follow_the_job_and_its_pod():
+    assert exit_code({"status": {"active": 1}}, []) is None
+    assert exit_code({"status": {"succeeded": 1}}, []) == 0
+    failed_pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 3}}}]}}
+    assert exit_code({"status": {"failed": 1}}, [failed_pod]) == 3
+    assert exit_code({"status": {"failed": 1}}, []) == 1  # e.g. the deadline passed before a pod ran
