@@ -67,6 +67,7 @@ def update_hub(values: dict, c: Config) -> None:
     c.JupyterHub.pid_file = data_path(values, "jupyterhub.pid")
     c.JupyterHub.log_level = hub["log_level"]
     c.JupyterHub.cleanup_servers = hub["stop_servers_on_exit"]
+    c.JupyterHub.authenticate_prometheus = not hub["metrics_public"]
     if hub["tls"]["cert_file"]:
         c.JupyterHub.ssl_cert = hub["tls"]["cert_file"]
         c.JupyterHub.ssl_key = hub["tls"]["key_file"]

@@ -1,5 +1,6 @@
 """Settings for running pieces apart from the hub (the Helm chart's shape): a proxy the hub
-does not start (proxy.api_url) and services reached by host name (hub.service_host)."""
+does not start (proxy.api_url) services reached by host name (hub.service_host) and
+metrics a scraper can read without a token (hub.metrics_public)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,9 @@ def test_service_host_makes_services_listen_everywhere_and_be_reached_by_name():
 
 def test_service_host_is_a_host_name():
     assert [p.path for p in validate({"hub": {"service_host": "http://gpulab-hub"}})] == ["hub.service_host"]
+
+
+@pytest.mark.parametrize(("public", "authenticate"), [(False, True), (True, False)])
+def test_metrics_need_a_token_unless_made_public(public, authenticate):
+    c = apply_config(settings(hub={"metrics_public": public}), Config())
+    assert c.JupyterHub.authenticate_prometheus is authenticate
