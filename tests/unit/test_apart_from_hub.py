@@ -1,5 +1,5 @@
 """Settings for running pieces apart from the hub (the Helm chart's shape): a proxy the hub
-does not start (proxy.api_url) services reached by host name (hub.service_host) and
+does not start (proxy.api_url), services reached by host name (hub.service_host), and
 metrics a scraper can read without a token (hub.metrics_public)."""
 
 from __future__ import annotations
