@@ -79,3 +79,12 @@ def test_service_host_is_a_host_name():
 def test_metrics_need_a_token_unless_made_public(public, authenticate):
     c = apply_config(settings(hub={"metrics_public": public}), Config())
     assert c.JupyterHub.authenticate_prometheus is authenticate
+
+
+def test_gpulab_up_needs_no_local_chp_for_an_external_one(monkeypatch):
+    from gpulab.hub_config import up
+
+    monkeypatch.setattr(up.shutil, "which", lambda name: None)  # no configurable-http-proxy here
+    chp = {"kind": "configurable-http-proxy"}
+    assert "not installed" in up.missing_proxy(settings(proxy=chp))
+    assert up.missing_proxy(settings(proxy={**chp, "api_url": "http://gpulab-proxy-api:8001"})) is None
