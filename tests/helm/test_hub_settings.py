@@ -153,3 +153,16 @@ def test_an_invalid_gpulab_section_is_refused_by_the_chart_before_the_hub():
 
     result = helm("template", "gpulab", str(CHART), "--set", "gpulab.spawner.start_timeout=1", check=False)
     assert result.returncode != 0 and "/gpulab/spawner/start_timeout" in result.stderr
+
+
+def test_the_readme_values_file_renders_and_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Kubernetes", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n# my-values.yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my-values.yaml"
+    path.write_text(block)
+    docs = render([path])
+    values = hub_settings(docs, "gpulab", tmp_path)[0].values
+    c = apply_config(values, Config())
+    assert c.JupyterHub.authenticator_class == "oauthenticator.github.GitHubOAuthenticator"
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "DaemonSet"] == ["gpulab-prepuller-a100"]
