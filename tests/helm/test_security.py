@@ -8,13 +8,11 @@ whether a cluster's network plugin enforces them is not covered.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from tests.support.helm import render
 
-HERE = Path(__file__).resolve().parent
 NAMESPACE = "ml"
 
 
