@@ -60,7 +60,10 @@ app.kubernetes.io/part-of: gpulab
 {{- define "gpulab.hubPort" -}}8081{{- end -}}
 {{- define "gpulab.proxyPort" -}}8000{{- end -}}
 {{- define "gpulab.proxyApiPort" -}}8001{{- end -}}
-{{- define "gpulab.dataDir" -}}/srv/gpulab{{- end -}}
+{{/* The hub's volume is mounted at dataVolume; its data folder is a sub-folder the hub
+     creates and owns (it makes the folder private, which it cannot do to a volume's root). */}}
+{{- define "gpulab.dataVolume" -}}/srv/gpulab{{- end -}}
+{{- define "gpulab.dataDir" -}}/srv/gpulab/data{{- end -}}
 {{- define "gpulab.configDir" -}}/etc/gpulab{{- end -}}
 
 {{- define "gpulab.sshPort" -}}
