@@ -33,6 +33,12 @@ def everything_docs() -> list[dict]:
     return render([EVERYTHING], kube_version=KUBERNETES)
 
 
+@pytest.fixture(scope="module")
+def everything_bundled_docs() -> list[dict]:
+    """Every option, with the bundled PostgreSQL and generated secrets (which `everything` turns off)."""
+    return render([EVERYTHING], ["postgresql.enabled=true", "secrets.existingSecret="], kube_version=KUBERNETES)
+
+
 def kinds(docs: list[dict]) -> set[tuple[str, str]]:
     return {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
 
@@ -72,7 +78,10 @@ def test_everything_renders_the_external_database_and_managed_secrets(everything
         "team-gpulab-prepuller-cpu", "team-gpulab-prepuller-a100", "team-gpulab-prepuller-mig-small"}
 
 
-@pytest.mark.parametrize("which", ["default_docs", "everything_docs"])
+RENDERINGS = ["default_docs", "everything_docs", "everything_bundled_docs"]
+
+
+@pytest.mark.parametrize("which", RENDERINGS)
 def test_every_manifest_validates_against_the_kubernetes_schema(which, request):
     docs = request.getfixturevalue(which)
     for doc in docs:
@@ -82,7 +91,7 @@ def test_every_manifest_validates_against_the_kubernetes_schema(which, request):
             pytest.fail(f"{doc['kind']} {doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
 
-@pytest.mark.parametrize("which", ["default_docs", "everything_docs"])
+@pytest.mark.parametrize("which", RENDERINGS)
 def test_objects_carry_helm_labels_and_names_fit(which, request):
     docs = request.getfixturevalue(which)
     release = "gpulab"
@@ -101,6 +110,16 @@ def test_objects_carry_helm_labels_and_names_fit(which, request):
                                      "app.kubernetes.io/component"}
             assert "helm.sh/chart" not in selector and "app.kubernetes.io/version" not in selector
             assert selector.items() <= template["metadata"]["labels"].items()
+
+
+def test_everything_with_the_bundled_database_uses_its_options(everything_bundled_docs):
+    (postgres,) = [d for d in everything_bundled_docs if d["kind"] == "StatefulSet"]
+    spec = postgres["spec"]
+    assert spec["template"]["spec"]["containers"][0]["image"] == "registry.example.com/postgres:17.5"
+    assert spec["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": 2, "memory": "4Gi"}
+    assert spec["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
+    assert spec["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert ("Secret", "team-gpulab-secrets") in kinds(everything_bundled_docs)
 
 
 def test_services_select_pods_that_exist_and_name_their_ports(default_docs):
@@ -203,3 +222,12 @@ def test_prepuller_for_an_unknown_profile_fails_with_its_name():
     result = helm("template", "gpulab", str(CHART), "--set", "prePuller.profiles.nope.images={busybox}", check=False)
     assert result.returncode != 0
     assert "prePuller.profiles.nope: no profile with that id in gpulab.profiles" in result.stderr
+
+
+def test_without_ssh_no_gateway_service_port_or_opening():
+    docs = render(set_values=["gpulab.ssh.enabled=false"])
+    assert ("Service", "gpulab-ssh") not in kinds(docs)
+    (hub,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gpulab-hub"]
+    assert [p["name"] for p in hub["spec"]["template"]["spec"]["containers"][0]["ports"]] == ["hub"]
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "gpulab-hub"]
+    assert "ssh" not in str(policy["spec"]["ingress"])
