@@ -167,3 +167,28 @@ def test_the_readme_values_file_renders_and_loads(tmp_path):
     c = apply_config(values, Config())
     assert c.JupyterHub.authenticator_class == "oauthenticator.github.GitHubOAuthenticator"
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "DaemonSet"] == ["gpulab-prepuller-a100"]
+
+
+def test_the_init_script_writes_the_password_file_and_master_secret_gpulab_reads(default_docs, tmp_path):
+    import os
+    import subprocess
+
+    from gpulab.extensions.ssh.trust import master_secret
+
+    hub = find(default_docs, "Deployment", "gpulab-hub")["spec"]["template"]["spec"]
+    (init,) = hub["initContainers"]
+    mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    script = init["command"][-1]
+    for name in ("home", "data", "secrets"):  # the pod's folders, under tmp_path
+        (tmp_path / name).mkdir()
+        script = script.replace(mounts[name], str(tmp_path / name))
+    secret = "ab" * 32
+    (tmp_path / "secrets" / "ssh-master-secret").write_text(secret)
+    env = {"PATH": os.environ["PATH"], "DB_USER": "gpulab", "DB_PASSWORD": "p:ss\\word"}
+    subprocess.run([*init["command"][:-1], script], env=env, check=True)
+    pgpass = tmp_path / "home" / ".pgpass"
+    assert pgpass.read_text() == "*:*:*:gpulab:p\\:ss\\\\word\n"  # libpq's escapes for : and \
+    assert pgpass.stat().st_mode & 0o077 == 0  # libpq ignores a password file others can read
+    settings = hub_settings(default_docs, "gpulab", tmp_path)[0].values
+    written = Path(str(ssh_paths(settings)["master_secret"]).replace(mounts["data"], str(tmp_path / "data")))
+    assert master_secret(written) == bytes.fromhex(secret)
