@@ -67,6 +67,7 @@ def update_hub(values: dict, c: Config) -> None:
     c.JupyterHub.pid_file = data_path(values, "jupyterhub.pid")
     c.JupyterHub.log_level = hub["log_level"]
     c.JupyterHub.cleanup_servers = hub["stop_servers_on_exit"]
+    c.JupyterHub.authenticate_prometheus = not hub["metrics_public"]
     if hub["tls"]["cert_file"]:
         c.JupyterHub.ssl_cert = hub["tls"]["cert_file"]
         c.JupyterHub.ssl_key = hub["tls"]["key_file"]
@@ -86,7 +87,12 @@ def update_hub(values: dict, c: Config) -> None:
 def update_proxy(values: dict, c: Config) -> None:
     proxy = values["proxy"]
     api_url = f"http://127.0.0.1:{proxy['api_port']}"
-    if proxy["kind"] == "traefik":
+    if proxy["api_url"]:
+        # a proxy that runs apart (its own pod); the token comes from CONFIGPROXY_AUTH_TOKEN
+        c.JupyterHub.proxy_class = "configurable-http-proxy"
+        c.ConfigurableHTTPProxy.should_start = False
+        c.ConfigurableHTTPProxy.api_url = proxy["api_url"].rstrip("/")
+    elif proxy["kind"] == "traefik":
         c.JupyterHub.proxy_class = "traefik_file"
         c.TraefikFileProviderProxy.should_start = True
         c.TraefikFileProviderProxy.traefik_api_url = api_url

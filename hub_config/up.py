@@ -85,7 +85,12 @@ def banner(settings: LoadedSettings) -> str:
 
 
 def missing_proxy(values: dict) -> str | None:
-    """Why the configured proxy cannot start, or None. traefik comes with gpulab; CHP needs Node.js."""
+    """Why the configured proxy cannot start, or None. traefik comes with gpulab; CHP needs Node.js.
+
+    A proxy that runs apart (proxy.api_url, e.g. the Helm chart's Deployment) is not started here.
+    """
+    if values["proxy"]["api_url"]:
+        return None
     if values["proxy"]["kind"] == "configurable-http-proxy" and not shutil.which("configurable-http-proxy"):
         return ("proxy.kind is configurable-http-proxy, but it is not installed: "
                 "`npm install -g configurable-http-proxy`, or use the default proxy.kind: traefik")

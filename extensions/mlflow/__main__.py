@@ -20,11 +20,13 @@ def main() -> None:
     prepare(settings)
     app = build_app(settings)
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    # hub.service_host set: the proxy runs elsewhere (its own pod) and reaches this port directly
+    bind = os.environ.get("GPULAB_SERVICE_BIND")
     log.info("MLflow for the hub at %s (one process)", settings["static_prefix"] + "/")
     config = uvicorn.Config(
-        app, host=url.hostname, port=url.port, workers=1, log_config=None,
+        app, host=bind or url.hostname, port=url.port, workers=1, log_config=None,
         access_log=settings["log_level"] == "DEBUG",
-        proxy_headers=True, forwarded_allow_ips="127.0.0.1",  # the hub's proxy runs on this machine
+        proxy_headers=True, forwarded_allow_ips="*" if bind else "127.0.0.1",
     )
     uvicorn.Server(config).run()
 

@@ -17,8 +17,8 @@ from gpulab.extensions.service.config import (
     grant_server_tokens_access,
     grant_users_access,
     python_module_command,
-    service_port,
     service_prefix,
+    service_url,
 )
 
 NAME = "mlflow"
@@ -52,7 +52,7 @@ def tracking_uri(values: dict) -> str:
     configured = values["mlflow"]["tracking_uri"]
     if configured:
         return configured.rstrip("/")
-    return f"http://127.0.0.1:{service_port(values, NAME)}{static_prefix(values)}"
+    return f"{service_url(values, NAME)}{static_prefix(values)}"
 
 
 def default_experiment_name(user_name: str) -> str:

@@ -14,8 +14,10 @@ from traitlets.config import Config
 
 SETTINGS_VARIABLE = "GPULAB_SERVICE_SETTINGS"
 NAV_VARIABLE = "GPULAB_NAV"
+BIND_VARIABLE = "GPULAB_SERVICE_BIND"
 
-# Services listen on 127.0.0.1 at hub.internal_port + offset.
+# Services listen at hub.internal_port + offset: on 127.0.0.1, or, when hub.service_host is
+# set (the proxy and user servers run elsewhere), on every interface (BIND_VARIABLE).
 SERVICE_PORT_OFFSETS = {
     "projects": 1,
     "mlflow": 2,
@@ -30,7 +32,14 @@ def service_port(values: dict, name: str) -> int:
 
 
 def service_url(values: dict, name: str) -> str:
-    return f"http://127.0.0.1:{service_port(values, name)}"
+    """Where the proxy, the hub and user servers reach the service."""
+    host = values["hub"]["service_host"] or "127.0.0.1"
+    return f"http://{host}:{service_port(values, name)}"
+
+
+def service_bind_environment(values: dict) -> dict:
+    """Tells a service to listen on every interface when it is reached by host name."""
+    return {BIND_VARIABLE: "0.0.0.0"} if values["hub"]["service_host"] else {}
 
 
 def service_prefix(values: dict, name: str) -> str:
@@ -59,7 +68,8 @@ def add_managed_service(
     spec = {
         "name": name,
         "command": command,
-        "environment": {SETTINGS_VARIABLE: json.dumps(settings), **(environment or {})},
+        "environment": {SETTINGS_VARIABLE: json.dumps(settings), **service_bind_environment(values),
+                        **(environment or {})},
         "display": display,
     }
     if listen:

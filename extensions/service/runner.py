@@ -32,7 +32,7 @@ def configure_logging(name: str, level: str = "INFO") -> logging.Logger:
 async def serve(app: Application, on_stop: Callable[[], object] | None = None) -> None:
     """Listen on JUPYTERHUB_SERVICE_URL until SIGTERM or SIGINT."""
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-    server = app.listen(url.port, url.hostname, xheaders=True)
+    server = app.listen(url.port, os.environ.get("GPULAB_SERVICE_BIND") or url.hostname, xheaders=True)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
