@@ -8,9 +8,7 @@ What differs from a cluster, and is not covered: the hub runs as a process here,
 addresses are 127.0.0.1 on random ports instead of the chart's Service names and ports
 (hub.ip/port/internal_port/data_dir, proxy.api_url, spawner.kubernetes.hub_url and
 ssh.servers_url are rewritten, and hub.service_host is "localhost"); the databases are SQLite
-files, not PostgreSQL; a jupyterhub_config.d file works around a known bug of the
-kubernetes backend (ESCAPE_JSON_ENVIRONMENT below); no Secret, volume, NetworkPolicy or RBAC
-is enforced; and what tests/k8s's docstring lists for the emulated cluster (scheduling, the
+files, not PostgreSQL; no Secret, volume, NetworkPolicy or RBAC is enforced; and what tests/k8s's docstring lists for the emulated cluster (scheduling, the
 device plugin, images).
 """
 
@@ -39,20 +37,7 @@ pytestmark = pytest.mark.skipif(not CHP_BIN, reason="configurable-http-proxy is 
 # expands {...} templates in every environment value, and GPULAB_TENSORBOARD is JSON, so every
 # spawn fails with KeyError '"enabled"' (tests/k8s/test_kubernetes_spawner.py fails the same
 # way). Doubling the braces of JSON values makes KubeSpawner's expansion give them back intact.
-ESCAPE_JSON_ENVIRONMENT = """
-from traitlets.config import Config
 
-from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.launch import settings_from_environment
-
-c = get_config()  # noqa: F821
-# a sub-config cannot read the settled config, so compute the environment again
-environment = apply_config(settings_from_environment().values, Config()).Spawner.environment
-c.Spawner.environment = {
-    name: value.replace("{", "{{").replace("}", "}}") if isinstance(value, str) and value.startswith("{") else value
-    for name, value in environment.items()
-}
-"""
 
 
 def chart_docs(folder: Path) -> list[dict]:
@@ -108,7 +93,6 @@ def hub(module_hub_factory, cluster, chart, tmp_path_factory):  # noqa: F811
     hub.settings["spawner"]["kubernetes"]["hub_url"] = f"http://127.0.0.1:{ports['hub']}"
     hub.settings["ssh"]["servers_url"] = f"http://127.0.0.1:{ports['public']}"
     write_settings(hub.settings_file, hub.settings)
-    (hub.workdir / "jupyterhub_config.d" / "50-escape-json-environment.py").write_text(ESCAPE_JSON_ENVIRONMENT)
     proxy = subprocess.Popen(
         [str(Path(CHP_BIN) / "configurable-http-proxy"), "--ip=127.0.0.1", f"--port={ports['public']}",
          "--api-ip=127.0.0.1", f"--api-port={ports['proxy_api']}", f"--default-target=http://127.0.0.1:{ports['hub']}"],

@@ -33,8 +33,10 @@ def test_the_hubs_role_is_namespaced_and_only_what_spawning_needs(docs):
     assert role["metadata"].get("namespace", NAMESPACE) == NAMESPACE
     granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
                for group in rule["apiGroups"] for resource in rule["resources"]}
-    assert set(granted) == {("", "pods"), ("", "persistentvolumeclaims"), ("", "events"), ("batch", "jobs")}
+    assert set(granted) == {("", "pods"), ("", "persistentvolumeclaims"), ("", "events"), ("batch", "jobs"),
+                            ("", "secrets")}
     assert granted[("", "events")] == {"get", "list", "watch"}
+    assert granted[("", "secrets")] == {"create", "delete"}  # run tokens; no Secret can be read
     for verbs in granted.values():
         assert "*" not in verbs and not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
         assert verbs <= {"get", "list", "watch", "create", "delete"}
@@ -51,7 +53,7 @@ def test_cluster_wide_access_is_read_only_nodes_and_pods(docs):
 
 def test_without_the_scheduler_no_jobs():
     (role,) = of_kind(render(set_values=["gpulab.scheduler.enabled=false"]), "Role")
-    assert "jobs" not in {resource for rule in role["rules"] for resource in rule["resources"]}
+    assert not {"jobs", "secrets"} & {resource for rule in role["rules"] for resource in rule["resources"]}
 
 
 def test_only_the_hub_mounts_an_api_token(docs):
@@ -126,6 +128,10 @@ def pods_of(docs: list[dict]) -> dict[str, dict]:
                   "app.kubernetes.io/part-of": "gpulab",  # spawner.kubernetes: KubeSpawner.common_labels
                   "hub.jupyter.org/username": user, "hub.jupyter.org/servername": ""}
         pods[user] = {"labels": labels, "ports": {}}
+    # a scheduled run's pod, labelled as extensions/scheduler/executors/job_manifests.py labels it
+    from gpulab.extensions.scheduler.executors.job_manifests import labels as run_labels
+
+    pods["run"] = {"labels": run_labels("r1"), "ports": {}}
     return pods
 
 
@@ -159,6 +165,12 @@ def test_kubespawner_labels_user_pods_as_the_policies_expect():
     ("hub", "proxy", 8001, True),
     ("proxy", "postgresql", 5432, False),
     ("proxy", "hub", 8082, True),  # /services/projects/
+    # scheduled runs' pods: as user servers (they run users' notebooks)
+    ("run", "hub", 8084, True),  # the runner reports to the scheduler
+    ("run", "hub", 8083, True),  # and logs to MLflow
+    ("run", "postgresql", 5432, False),
+    ("run", "alice", 8888, False),
+    ("alice", "run", 8888, False),
 ])
 def test_network_policies(docs, source, target, port, expected):
     pods = pods_of(docs)
