@@ -40,6 +40,19 @@ import kmock
 from gpulab.spawner.k8s_capacity import pod_requests, quantity
 
 
+async def follow(session: aiohttp.ClientSession, url: str, handle) -> None:
+    """Watch a collection for good: `handle(type, object)` for every event, reconnecting on errors."""
+    while True:
+        try:
+            async with session.get(f"{url}?watch=true", timeout=None) as stream:
+                async for line in stream.content:
+                    if line.strip():
+                        event = json.loads(line)
+                        await handle(event["type"], event["object"])
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await asyncio.sleep(0.2)
+
+
 class Kubelet:
     def __init__(self, base: str, session: aiohttp.ClientSession, workdir: Path):
         self.base = base
@@ -60,15 +73,7 @@ class Kubelet:
             r.raise_for_status()
 
     async def run(self) -> None:
-        while True:
-            try:
-                async with self.session.get(f"{self.base}/api/v1/pods?watch=true", timeout=None) as stream:
-                    async for line in stream.content:
-                        if line.strip():
-                            event = json.loads(line)
-                            await self.handle(event["type"], event["object"])
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                await asyncio.sleep(0.2)
+        await follow(self.session, f"{self.base}/api/v1/pods", self.handle)
 
     async def handle(self, kind: str, pod: dict) -> None:
         meta = pod["metadata"]
@@ -231,19 +236,8 @@ class JobController:
         self.pods_of: dict[str, str] = {}  # job key -> pod name
 
     async def run(self) -> None:
-        await asyncio.gather(self._follow("apis/batch/v1/jobs", self.job_event),
-                             self._follow("api/v1/pods", self.pod_event))
-
-    async def _follow(self, path: str, handle) -> None:
-        while True:
-            try:
-                async with self.session.get(f"{self.base}/{path}?watch=true", timeout=None) as stream:
-                    async for line in stream.content:
-                        if line.strip():
-                            event = json.loads(line)
-                            await handle(event["type"], event["object"])
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                await asyncio.sleep(0.2)
+        await asyncio.gather(follow(self.session, f"{self.base}/apis/batch/v1/jobs", self.job_event),
+                             follow(self.session, f"{self.base}/api/v1/pods", self.pod_event))
 
     async def job_event(self, kind: str, job: dict) -> None:
         meta = job["metadata"]
