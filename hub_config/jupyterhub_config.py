@@ -12,5 +12,10 @@ settings = settings_from_environment()
 prepare_data_dir(settings.values)
 apply_config(settings.values, c)
 pass_hub_environment(c, os.environ)
+if settings.values["scheduler"]["enabled"]:
+    from gpulab.db import database_url
+    from gpulab.extensions.scheduler.metrics import register_run_metrics
+
+    register_run_metrics(database_url(settings.values))
 for extra in config_d_files(settings.config_dir):
     load_subconfig(str(extra))  # noqa: F821

@@ -104,7 +104,8 @@ def test_grafana_dashboard_is_valid_json_with_the_promised_panels(docs):
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
     exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
     for metric in ("jupyterhub_running_servers", "jupyterhub_server_spawn_duration_seconds",
-                   "jupyterhub_request_duration_seconds", "kube_pod_container_resource_requests"):
+                   "jupyterhub_request_duration_seconds", "kube_pod_container_resource_requests",
+                   "gpulab_scheduled_runs"):  # reported by the hub (extensions/scheduler/metrics.py)
         assert metric in exprs
     assert 'resource=~"nvidia_com_gpu|nvidia_com_mig.*"' in exprs  # GPUs and MIG slices allocated
     for panel in panels:

@@ -226,3 +226,11 @@ def test_each_run_is_an_mlflow_run_of_its_owner(hub, alice, monkeypatch):
     assert mlflow_as("sched-watcher").get_experiment(seen.info.experiment_id).name == "radar/scheduled: sweep"
     with pytest.raises(MlflowException):
         mlflow_as("sched-peeker").get_run(project_run["mlflow_run_id"])
+
+
+def test_the_hubs_metrics_count_runs_by_status(hub, alice):
+    """Prometheus scrapes one endpoint per hub; the hub's process reports the scheduler's runs."""
+    wait_run(alice, run_once(alice, notebook("print(1)"))["id"])
+    metrics = hub.api.send("GET", "hub/metrics", None, None).decode()  # the test's service may read:metrics
+    completed = [line for line in metrics.splitlines() if line.startswith('gpulab_scheduled_runs{status="COMPLETED"}')]
+    assert completed and float(completed[0].split()[-1]) >= 1, completed

@@ -28,7 +28,8 @@ c.JupyterHub.services.append({{"name": "test-admin", "api_token": "{ADMIN_TOKEN}
 c.JupyterHub.load_roles.append({{
     "name": "test-admin",
     "scopes": ["admin:users", "admin:servers", "admin-ui", "read:hub", "access:servers", "access:services",
-               "tokens", "admin:groups", "groups", "shares", "list:services", "read:services", "proxy"],
+               "tokens", "admin:groups", "groups", "shares", "list:services", "read:services", "proxy",
+               "read:metrics"],
     "services": ["test-admin"],
 }})
 """

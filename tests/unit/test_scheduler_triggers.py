@@ -20,7 +20,7 @@ from gpulab.db.migrate import upgrade
 from gpulab.extensions.scheduler.core import RunStorage, SchedulerCore, Who
 from gpulab.extensions.scheduler.dispatcher import Dispatcher
 from gpulab.extensions.scheduler.models import Run
-from gpulab.extensions.scheduler.schemas import CreateSchedule, UpdateSchedule
+from gpulab.extensions.scheduler.schemas import CreateRun, CreateSchedule, UpdateSchedule
 from gpulab.hub_config.settings import complete
 
 T0 = datetime(2026, 11, 22, 12, 0, 30, tzinfo=timezone.utc)
@@ -117,3 +117,19 @@ def test_resuming_a_paused_schedule_does_not_replay_the_pause(url, tmp_path):
     clock.now = T0 + timedelta(minutes=11)
     dispatcher.trigger(clock.now)
     assert slots(url) == [(11, 1)]
+
+
+def test_runs_are_counted_by_status_for_prometheus(url, tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gpulab.extensions.scheduler.metrics import register_run_metrics
+
+    registry = CollectorRegistry()
+    register_run_metrics(url, registry)
+    register_run_metrics(url, registry)  # a second load of the hub's configuration adds nothing
+    dispatcher = scheduler(url, Clock(), tmp_path)
+    nb = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])))
+    dispatcher.core.create_run(Who("ann"), CreateRun(name="now", notebook=nb))
+    text = generate_latest(registry).decode()
+    assert 'gpulab_scheduled_runs{status="QUEUED"} 1.0' in text
+    assert 'gpulab_scheduled_runs{status="COMPLETED"} 0.0' in text
