@@ -13,7 +13,6 @@ deadlines and TTLs, volumes (nothing is mounted), and container isolation.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -89,5 +88,5 @@ def test_stopping_a_run_deletes_its_job_and_secret(hub, cluster, owner):
     assert wait_status(owner, run["id"], FINAL)["status"] == "STOPPED"
     wait_for(lambda: job_of(cluster, run["id"]) is None, 30, "the Job to go")
     wait_for(lambda: f"gpulab-run-{run['id']}-token" not in secret_names(cluster), 30, "the Secret to go")
-    time.sleep(1)
-    assert not [p for p in cluster.pods() if p["metadata"].get("labels", {}).get("gpulab.dev/run") == run["id"]]
+    wait_for(lambda: not [p for p in cluster.pods() if p["metadata"].get("labels", {}).get("gpulab.dev/run") == run["id"]],
+             30, "the run's pod to go with its Job")
