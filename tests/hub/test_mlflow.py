@@ -19,13 +19,15 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 from gpulab.extensions.mlflow.naming import PROJECT_TAG
+from gpulab.hub_config.client import HubClient
 from tests.support.hub import wait_for
 from tests.support.kernels import run_in_kernel
+from tests.support.projects import API as PROJECTS, create_project, project_settings
 
 pytestmark = pytest.mark.root
 
 USERS = ["alice", "bob", "vic", "eddie", "mia"]
-GROUPS = {"project:vision:viewer": ["vic"], "project:vision:editor": ["eddie"], "project:vision:maintainer": ["mia"]}
+VISION = {"vic": "viewer", "eddie": "editor"}  # and mia, who creates it, is its maintainer
 
 IN_SERVER = """
 import json, os
@@ -62,12 +64,12 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def hub(module_hub_factory):
-    hub = module_hub_factory.start({"mlflow": {"cache_seconds": 1}})
+def hub(module_hub_factory, projects_root, account_prefix):
+    hub = module_hub_factory.start({**project_settings(projects_root, account_prefix, "m"),
+                                    "mlflow": {"cache_seconds": 1}})
     for name in USERS:
         hub.create_user(name)
-    for group, members in GROUPS.items():
-        hub.api.request("POST", f"hub/api/groups/{group}", {"users": members})
+    create_project(hub, "mia", "vision", VISION)
     return hub
 
 
@@ -191,16 +193,17 @@ def test_creating_a_project_experiment_needs_the_editor_role(mlflow_url, tokens)
     assert response.status_code == 200
 
 
-def test_a_membership_change_through_the_hub_applies(hub, monkeypatch, mlflow_url, tokens):
+def test_a_membership_change_in_the_project_applies(hub, monkeypatch, mlflow_url, tokens):
     mia = client_as(monkeypatch, mlflow_url, tokens["mia"])
     experiment_id = mia.create_experiment(f"vision/late-{uuid.uuid4().hex[:6]}")
     assert rest(mlflow_url, tokens["bob"], "GET", "experiments/get", params={"experiment_id": experiment_id}).status_code == 403
-    hub.api.request("POST", "hub/api/groups/project:vision:viewer/users", {"users": ["bob"]})
+    lead = HubClient(hub.url, tokens["mia"])
+    lead.request("POST", f"{PROJECTS}/vision/members", {"name": "bob", "role": "viewer"})
     try:
         wait_for(lambda: rest(mlflow_url, tokens["bob"], "GET", "experiments/get",
                               params={"experiment_id": experiment_id}).status_code == 200, 30, "bob's new role to apply")
     finally:
-        hub.api.request("DELETE", "hub/api/groups/project:vision:viewer/users", {"users": ["bob"]})
+        lead.request("DELETE", f"{PROJECTS}/vision/members/user/bob")
     wait_for(lambda: rest(mlflow_url, tokens["bob"], "GET", "experiments/get",
                           params={"experiment_id": experiment_id}).status_code == 403, 30, "bob's role to be gone")
 

@@ -14,6 +14,7 @@ import pytest
 from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.spawner.accounts import account_name
 from tests.support.hub import wait_for
+from tests.support.projects import create_project, project_settings
 
 FINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "STOPPED")
 
@@ -38,8 +39,9 @@ def outputs_text(executed: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def hub(module_hub_factory):
-    return module_hub_factory.start({"scheduler": {"prewarm_seconds": 2, "missed_slot_grace_seconds": 30}})
+def hub(module_hub_factory, projects_root, account_prefix):
+    return module_hub_factory.start({**project_settings(projects_root, account_prefix, "s"),
+                                     "scheduler": {"prewarm_seconds": 2, "missed_slot_grace_seconds": 30}})
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +165,9 @@ def test_webhooks_hear_about_start_and_success(hub, alice):
 
 
 def test_project_schedules_follow_project_roles(hub, alice):
-    for name in ("sched-viewer", "sched-editor", "sched-outsider"):
+    for name in ("sched-lead", "sched-viewer", "sched-editor", "sched-outsider"):
         hub.create_user(name)
-    hub.api.request("POST", "hub/api/groups/project:vision:viewer", {"users": ["sched-viewer"]})
-    hub.api.request("POST", "hub/api/groups/project:vision:editor", {"users": ["sched-editor"]})
+    create_project(hub, "sched-lead", "vision", {"sched-viewer": "viewer", "sched-editor": "editor"})
     viewer, editor, outsider = (HubClient(hub.url, hub.user_token(n)) for n in
                                 ("sched-viewer", "sched-editor", "sched-outsider"))
     body = {"name": "nightly", "notebook": notebook("print(1)"), "cron": "0 3 * * *", "project": "vision"}
@@ -215,10 +216,9 @@ def test_each_run_is_an_mlflow_run_of_its_owner(hub, alice, monkeypatch):
         mlflow_as("sched-peeker").get_run(done["mlflow_run_id"])
     assert refused.value.get_http_status_code() in (403, 404)
 
-    hub.create_user("sched-tracker")
-    hub.create_user("sched-watcher")
-    hub.api.request("POST", "hub/api/groups/project:radar:editor", {"users": ["sched-tracker"]})
-    hub.api.request("POST", "hub/api/groups/project:radar:viewer", {"users": ["sched-watcher"]})
+    for name in ("sched-radar-lead", "sched-tracker", "sched-watcher"):
+        hub.create_user(name)
+    create_project(hub, "sched-radar-lead", "radar", {"sched-tracker": "editor", "sched-watcher": "viewer"})
     tracker = HubClient(hub.url, hub.user_token("sched-tracker"))
     project_run = wait_run(tracker, run_once(tracker, notebook("print(2)"), name="sweep", project="radar")["id"])
     assert project_run["status"] == "COMPLETED" and project_run["mlflow_run_id"], project_run

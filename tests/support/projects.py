@@ -51,3 +51,14 @@ class Person:
     def read(self, path: str, owner: str | None = None) -> str:
         return self.client.request("GET", f"user/{owner or self.name}/api/contents/{path}?type=file&format=text")[
             "content"]
+
+
+def create_project(hub, maintainer: str, slug: str, members: dict[str, str]) -> dict:
+    """A real project through the projects API: `maintainer` creates it, then adds each member
+    with their role. Hub groups named like a project's are only ever written by the projects
+    service (it deletes those of unknown projects), so tests must not create them by hand."""
+    lead = HubClient(hub.url, hub.user_token(maintainer))
+    lead.request("POST", API, {"name": slug})
+    for name, role in members.items():
+        lead.request("POST", f"{API}/{slug}/members", {"name": name, "role": role})
+    return lead.request("GET", f"{API}/{slug}")
