@@ -74,7 +74,9 @@ def execute(spec: dict, reporter: Reporter, workdir: Path) -> tuple[str, dict | 
     started = time.monotonic()
     try:
         papermill.execute_notebook(str(source), str(output), parameters=spec["parameters"], kernel_name="python3",
-                                   cwd=os.environ.get("HOME", "."), progress_bar=False, log_output=True,
+                                   cwd=os.environ.get("HOME", "."), progress_bar=False,
+                                   # The cells' streams, as they come, are the run's log.txt (a pod's log).
+                                   stdout_file=sys.stdout, stderr_file=sys.stderr,
                                    on_notebook_start=kernel_ready, on_cell_executed=cell_done)
         return "COMPLETED", None, time.monotonic() - started
     except PapermillExecutionError as error:

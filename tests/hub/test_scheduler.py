@@ -73,6 +73,7 @@ def test_typed_parameters_land_in_the_notebook_and_the_run_is_kept(hub, alice):
     executed = alice.request("GET", f"services/scheduler/api/runs/{run['id']}/files/output.ipynb")
     text = outputs_text(executed)
     assert "float 0.01 int 3 list trial" in text
+    assert "float 0.01 int 3 list trial" in alice.download(f"services/scheduler/api/runs/{run['id']}/files/log.txt").decode()
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "epochs = 3" in "".join(injected[0]["source"])
     if os.geteuid() == 0:
