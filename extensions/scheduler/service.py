@@ -30,7 +30,7 @@ def python_exists(python: str) -> bool:
     return (singleuser_bin_dir(python) / "python").exists()
 
 
-def make_executor(settings: dict, log, directory: HubDirectory, sessions):
+def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage):
     """(executor, GPU ledger): local processes claim GPUs here; on Kubernetes the cluster allocates them."""
     if settings["spawner"]["backend"] != "kubernetes":
         return LocalExecutor(settings, log), Ledger(sessions)
@@ -39,7 +39,7 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions):
         who = await asyncio.to_thread(directory.who, owner)
         return project_roles(list(who.groups))
 
-    return KubernetesExecutor(settings, log, roles_of), None
+    return KubernetesExecutor(settings, log, roles_of, lambda run_id: storage.path(run_id, "log.txt")), None
 
 
 def mlflow_environment(settings: dict, hub: HubClient, log):
@@ -60,7 +60,7 @@ async def main() -> None:
     storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
     inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
     directory = HubDirectory(hub)
-    executor, ledger = make_executor(settings, log, directory, sessions)
+    executor, ledger = make_executor(settings, log, directory, sessions, storage)
     on_kubernetes = isinstance(executor, KubernetesExecutor)
     if on_kubernetes:
         await executor.start_polling()

@@ -34,9 +34,10 @@ def test_the_hubs_role_is_namespaced_and_only_what_spawning_needs(docs):
     granted = {(group, resource): set(rule["verbs"]) for rule in role["rules"]
                for group in rule["apiGroups"] for resource in rule["resources"]}
     assert set(granted) == {("", "pods"), ("", "persistentvolumeclaims"), ("", "events"), ("batch", "jobs"),
-                            ("", "secrets")}
+                            ("", "secrets"), ("", "pods/log")}
     assert granted[("", "events")] == {"get", "list", "watch"}
     assert granted[("", "secrets")] == {"create", "delete"}  # run tokens; no Secret can be read
+    assert granted[("", "pods/log")] == {"get"}  # an ended run's log
     for verbs in granted.values():
         assert "*" not in verbs and not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
         assert verbs <= {"get", "list", "watch", "create", "delete"}
@@ -53,7 +54,7 @@ def test_cluster_wide_access_is_read_only_nodes_and_pods(docs):
 
 def test_without_the_scheduler_no_jobs():
     (role,) = of_kind(render(set_values=["gpulab.scheduler.enabled=false"]), "Role")
-    assert not {"jobs", "secrets"} & {resource for rule in role["rules"] for resource in rule["resources"]}
+    assert not {"jobs", "secrets", "pods/log"} & {resource for rule in role["rules"] for resource in rule["resources"]}
 
 
 def test_only_the_hub_mounts_an_api_token(docs):

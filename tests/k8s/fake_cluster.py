@@ -9,7 +9,7 @@ container's command as a local process on its own 127.0.1.x address (a pod's 0.0
 its own IP, so the server's bind address is rewritten to it), and marks the pod Running
 once the process listens (a server), or Succeeded/Failed with its exit code when the
 process ends (a Job's pod). Deleting the pod stops the process. A small Job controller makes
-each Job's pod and reports the pod's end on the Job.
+each Job's pod and reports the pod's end on the Job. A pod's log is its process's output.
 
 What this is not: a scheduler (no affinity, taints or CPU/memory fitting), a container
 runtime (no images, no user namespaces: processes run from this Python environment as
@@ -23,6 +23,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import aiohttp
 import kmock
+from aiohttp import web
 
 from gpulab.spawner.k8s_capacity import pod_requests, quantity
 
@@ -170,7 +172,7 @@ class Kubelet:
             await asyncio.sleep(0.1)
         if process is None or self.processes.get(key) is not process:
             return  # deleted meanwhile
-        code = process.returncode
+        code = process.returncode if process.returncode >= 0 else 128 - process.returncode  # as a shell reports a signal
         await self.patch(url + "/status", {"status": {
             "phase": "Succeeded" if code == 0 else "Failed",
             "containerStatuses": [{"name": container, "ready": False, "restartCount": 0, "image": "", "imageID": "",
@@ -286,10 +288,22 @@ RESOURCES = {
 }
 
 
+POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+
+
 class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator plus what a real API server does that clients rely on."""
 
+    pod_logs: Path | None = None  # the kubelet's folder of pod outputs, `<pod>.log`
+
     async def __call__(self, raw_request):
+        # The pods/log subresource, from what the kubelet kept of the pod's output.
+        if (found := POD_LOG.match(raw_request.path)) and self.pod_logs is not None:
+            path = self.pod_logs / f"{found.group(2)}.log"
+            if not path.exists():
+                return web.json_response({"kind": "Status", "code": 404, "reason": "NotFound"}, status=404)
+            limit = int(raw_request.query.get("limitBytes", 0)) or None
+            return web.Response(body=path.read_bytes()[:limit], content_type="text/plain")
         # kubernetes_asyncio sends watch=True; kmock recognises only watch=true.
         if raw_request.query.get("watch") == "True":
             raw_request = raw_request.clone(rel_url=raw_request.rel_url.update_query(watch="true"))
@@ -325,6 +339,7 @@ async def main(state: Path, nodes: Path, workdir: Path) -> None:
                 async with session.post(f"{base}/api/v1/nodes", json=node) as r:
                     r.raise_for_status()
             kubelet = Kubelet(base, session, workdir)
+            emulator.pod_logs = workdir
             task = asyncio.ensure_future(asyncio.gather(kubelet.run(), JobController(base, session).run()))
             state.write_text(json.dumps({"url": base}))
             stopped = asyncio.Event()

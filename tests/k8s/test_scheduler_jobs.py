@@ -51,17 +51,30 @@ def test_a_run_is_a_job_whose_pod_runs_the_notebook(hub, cluster, owner):
     job = wait_for(lambda: job_of(cluster, run["id"]), 30, "the run's Job")
     pod = job["spec"]["template"]["spec"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["GPULAB_RUN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == f"gpulab-run-{run['id']}-token"
+    for credential in ("GPULAB_RUN_TOKEN", "MLFLOW_TRACKING_TOKEN"):  # from the run's Secret, not the Job
+        assert env[credential]["valueFrom"]["secretKeyRef"]["name"] == f"gpulab-run-{run['id']}-token"
     assert "CUDA_VISIBLE_DEVICES" not in env and env["NVIDIA_VISIBLE_DEVICES"]["value"] == "void"
     assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
     assert pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": "4000000000"}
 
     done = wait_status(owner, run["id"], FINAL)
-    assert done["status"] == "COMPLETED", done
+    assert done["status"] == "COMPLETED" and done["mlflow_run_id"], done  # the MLflow token reached the pod
     executed = owner.request("GET", f"services/scheduler/api/runs/{run['id']}/files/output.ipynb")
     assert "hello from 42" in outputs_text(executed)
     assert "x = 2" in json.dumps(executed)  # the parameters went in
     wait_for(lambda: f"gpulab-run-{run['id']}-token" not in secret_names(cluster), 30, "the token Secret to go")
+
+
+def test_a_runner_that_dies_leaves_its_pods_log(hub, cluster, owner):
+    """The kernel kills the runner before it can report: the run fails with the exit code and
+    the pod's output (what the runner logged up to then) is the run's log.txt."""
+    run = run_now(owner, notebook("print('the last words', 6 * 7)",
+                                  "import os, signal, time; os.kill(os.getppid(), signal.SIGKILL); time.sleep(5)"))
+    done = wait_status(owner, run["id"], FINAL)
+    assert done["status"] == "FAILED" and "exited with status 137 without reporting" in done["message"], done
+    assert "log.txt" in done["outputs"]
+    log = owner.download(f"services/scheduler/api/runs/{run['id']}/files/log.txt").decode()
+    assert "the last words 42" in log
 
 
 def test_a_gpu_run_asks_the_device_plugin_for_its_gpu(hub, cluster, owner):

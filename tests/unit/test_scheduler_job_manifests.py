@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpulab.extensions.scheduler.executors.job_manifests import (
-    JobRequest, exit_code, home_claim, run_job, token_secret,
+    JobRequest, exit_code, home_claim, run_job, run_secret, split_credentials,
 )
 from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
 
@@ -49,15 +49,20 @@ def test_a_mig_run_asks_for_its_slice_and_a_cpu_run_sees_no_gpu():
     assert "tolerations" not in cpu and "affinity" not in cpu
 
 
-def test_the_token_comes_from_a_secret_and_never_stands_in_the_job():
-    job = run_job(request(CPU_P, env={"GPULAB_RUN_URL": "http://hub/run/r1/"}), KUBE, PROJECTS, [])
-    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    token = next(e for e in env if e["name"] == "GPULAB_RUN_TOKEN")
-    assert token == {"name": "GPULAB_RUN_TOKEN",
-                     "valueFrom": {"secretKeyRef": {"name": "gpulab-run-r1-token", "key": "token"}}}
+def test_credentials_come_from_the_runs_secret_and_never_stand_in_the_job():
+    runner_env = {"GPULAB_RUN_URL": "http://hub/run/r1/", "GPULAB_RUN_TOKEN": "s3cret",
+                  "MLFLOW_TRACKING_URI": "http://hub/services/mlflow", "MLFLOW_TRACKING_TOKEN": "ml-s3cret",
+                  "AWS_SECRET_ACCESS_KEY": "aws-s3cret", "DB_PASSWORD": "pw-s3cret"}
+    plain, credentials = split_credentials(runner_env)
+    assert sorted(plain) == ["GPULAB_RUN_URL", "MLFLOW_TRACKING_URI"]
+    job = run_job(request(CPU_P, env=plain, secret_variables=tuple(credentials)), KUBE, PROJECTS, [])
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in ("GPULAB_RUN_TOKEN", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"):
+        assert env[name] == {"name": name, "valueFrom": {"secretKeyRef": {"name": "gpulab-run-r1-token", "key": name}}}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://hub/services/mlflow"
     assert "s3cret" not in str(job)
-    secret = token_secret("r1", "ml", "s3cret")
-    assert secret["metadata"]["name"] == "gpulab-run-r1-token" and secret["stringData"] == {"token": "s3cret"}
+    secret = run_secret("r1", "ml", credentials)
+    assert secret["metadata"]["name"] == "gpulab-run-r1-token" and secret["stringData"] == credentials
 
 
 def test_home_and_project_folders_are_mounted_like_the_owners_server():

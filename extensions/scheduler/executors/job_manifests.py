@@ -22,8 +22,6 @@ from gpulab.spawner.profiles import Profile
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
 RUN_LABEL = "gpulab.dev/run"
 COMPONENT_LABELS = {"app.kubernetes.io/part-of": "gpulab", "app.kubernetes.io/component": "scheduled-run"}
-TOKEN_VARIABLE = "GPULAB_RUN_TOKEN"
-TOKEN_KEY = "token"
 DEADLINE_MARGIN_SECONDS = 120  # the scheduler stops a run at its timeout; Kubernetes only if it did not
 FINISHED_JOB_TTL_SECONDS = 3600
 
@@ -38,9 +36,10 @@ class JobRequest:
     environment_id: str
     cuda: str | None
     min_driver: str | None
-    env: dict  # the runner's variables, the token excluded
+    env: dict  # the runner's plain variables
     timeout_seconds: int
     project_roles: dict  # {project slug: role} of the owner
+    secret_variables: tuple[str, ...] = ()  # the runner's variables held in the run's Secret (credentials)
 
 
 def job_name(run_id: str) -> str:
@@ -60,11 +59,23 @@ def home_claim(owner: str) -> str:
     return f"home-{safe_slug(owner, max_length=48)}"
 
 
-def token_secret(run_id: str, namespace: str, token: str) -> dict:
+def is_credential(variable: str) -> bool:
+    """Variables that must stand in a Secret, never in the Job (which more people may read)."""
+    return variable.endswith(("_TOKEN", "_PASSWORD")) or "SECRET" in variable
+
+
+def split_credentials(env: dict) -> tuple[dict, dict]:
+    """(plain variables, credentials) of a runner's environment."""
+    return ({k: v for k, v in env.items() if not is_credential(k)},
+            {k: v for k, v in env.items() if is_credential(k)})
+
+
+def run_secret(run_id: str, namespace: str, credentials: dict) -> dict:
+    """The run's credentials (its token, its MLflow token), one key per variable."""
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": secret_name(run_id), "namespace": namespace, "labels": labels(run_id)},
-        "stringData": {TOKEN_KEY: token},
+        "stringData": dict(credentials),
     }
 
 
@@ -80,8 +91,8 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
     volumes += project_vols
     mounts += project_mounts
     env = [{"name": k, "value": str(v)} for k, v in sorted({**request.env, **changes.env}.items())]
-    env.append({"name": TOKEN_VARIABLE, "valueFrom": {"secretKeyRef": {"name": secret_name(request.run_id),
-                                                                        "key": TOKEN_KEY}}})
+    env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(request.run_id), "key": name}}}
+            for name in sorted(request.secret_variables)]
     pod_labels = {**labels(request.run_id), **changes.labels}
     pod_spec = {
         "restartPolicy": "Never",
