@@ -92,30 +92,15 @@ def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str 
     """The run as an MLflow run: parameters, status, duration, the executed notebook."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return None
-    import mlflow
+    from .run_tracking import MlflowRest, log_run
 
+    client = MlflowRest(os.environ["MLFLOW_TRACKING_URI"], os.environ.get("MLFLOW_TRACKING_TOKEN", ""))
     # The scheduler names the experiment (the project's, or a private one of the owner's)
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"scheduled: {spec['schedule']}")
-    with mlflow.start_run(run_name=spec["run_name"]) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in spec["parameters"].items()})
-        mlflow.set_tags({"gpulab.profile": spec["profile"], "gpulab.environment": spec["environment"],
-                         "gpulab.status": status})
-        mlflow.log_metric("duration_seconds", seconds)
-        if output.exists():
-            mlflow.log_artifact(str(output))
-        return run.info.run_id
-
-
-def preload_mlflow() -> None:
-    """Import mlflow (over a second of CPU) while the kernel starts, not after the notebook ran."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        import threading
-
-        threading.Thread(target=__import__, args=("mlflow",), daemon=True).start()
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"scheduled: {spec['schedule']}"
+    return log_run(client, experiment, spec, status, seconds, output)
 
 
 def main() -> int:
-    preload_mlflow()
     reporter = Reporter(os.environ["GPULAB_RUN_URL"], os.environ["GPULAB_RUN_TOKEN"])
     spec = reporter.spec()
     import tempfile

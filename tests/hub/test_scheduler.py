@@ -208,6 +208,12 @@ def test_each_run_is_an_mlflow_run_of_its_owner(hub, alice, monkeypatch):
     logged = mlflow_as("sched-alice").get_run(done["mlflow_run_id"])
     assert logged.data.params == {"lr": "0.5"}
     assert logged.data.tags["gpulab.status"] == "COMPLETED" and logged.data.metrics["duration_seconds"] > 0
+    assert (logged.info.status, logged.info.user_id, logged.info.run_name) == ("FINISHED", "sched-alice", "tracked #1")
+    failed = wait_run(alice, run_once(alice, notebook("1 / 0"), name="tracked")["id"])
+    assert failed["status"] == "FAILED" and failed["mlflow_run_id"], failed
+    failed_run = mlflow_as("sched-alice").get_run(failed["mlflow_run_id"])
+    assert failed_run.info.status == "FAILED" and failed_run.data.tags["gpulab.status"] == "FAILED"
+    assert [a.path for a in mlflow_as("sched-alice").list_artifacts(failed["mlflow_run_id"])] == ["output.ipynb"]
     experiment = mlflow_as("sched-alice").get_experiment(logged.info.experiment_id)
     assert experiment.name == "scheduled: tracked (sched-alice)"
     assert [a.path for a in mlflow_as("sched-alice").list_artifacts(done["mlflow_run_id"])] == ["output.ipynb"]
