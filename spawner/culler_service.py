@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import configure_logging, service_settings
 from gpulab.hub_config.client import ClientError, HubClient
 
@@ -130,4 +131,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    end_with_hub()
     main()

@@ -6,6 +6,8 @@ import logging
 import os
 from urllib.parse import urlparse
 
+from gpulab.extensions.service.lifetime import end_with_hub
+
 
 def main() -> None:
     import uvicorn
@@ -32,4 +34,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    end_with_hub()
     main()

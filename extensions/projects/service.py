@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from importlib import resources
 
 from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 
 from . import api, pages
@@ -68,4 +69,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    end_with_hub()
     asyncio.run(main())

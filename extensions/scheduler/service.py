@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.projects.membership import project_roles
+from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 from gpulab.hub_config.client import HubClient
 from gpulab.spawner.inventory import CachedInventory, load_inventory
@@ -82,4 +83,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    end_with_hub()
     asyncio.run(main())

@@ -12,6 +12,8 @@ import sys
 
 from traitlets.config import Config
 
+from .lifetime import HUB_PID_VARIABLE
+
 SETTINGS_VARIABLE = "GPULAB_SERVICE_SETTINGS"
 NAV_VARIABLE = "GPULAB_NAV"
 BIND_VARIABLE = "GPULAB_SERVICE_BIND"
@@ -89,6 +91,13 @@ def pass_hub_environment(c: Config, environ, names=KUBERNETES_VARIABLES) -> None
     for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
         if "command" in spec:
             spec["environment"] = {**passed, **spec.get("environment", {})}
+
+
+def tie_services_to_hub(c: Config, hub_pid: int) -> None:
+    """Every service the hub starts ends with it (lifetime.end_with_hub)."""
+    for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
+        if "command" in spec:
+            spec["environment"] = {**spec.get("environment", {}), HUB_PID_VARIABLE: str(hub_pid)}
 
 
 def python_module_command(module: str, *args: str) -> list[str]:

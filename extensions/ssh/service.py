@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from gpulab.db import make_engine
+from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 
 from .audit import AuditLog
@@ -58,4 +59,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    end_with_hub()
     sys.exit(asyncio.run(main()))

@@ -22,7 +22,7 @@ import pytest
 
 from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.spawner.accounts import account_name
-from tests.support.hub import wait_for
+from tests.support.hub import services_of, wait_for
 from tests.support.ports import free_port_block
 from tests.support.ssh import OpenSSH, askpass_environment, known_hosts, make_key
 
@@ -502,6 +502,8 @@ def test_a_busy_ssh_port_stops_the_hub_with_a_clear_message(hub_factory):
         hub = hub_factory.prepare({"ssh": {"port": port}})
         with pytest.raises(RuntimeError, match="the hub exited"):
             hub.start()
+    # The services it had started before giving up end with it.
+    wait_for(lambda: not services_of(hub.process.pid), 30, "the failed hub's services to end")
     log = hub.log_path.read_text()
     assert f"cannot listen for SSH on 127.0.0.1:{port}" in log and "address already in use" in log
     assert "set ssh.port and ssh.bind_address, or ssh.enabled: false" in log

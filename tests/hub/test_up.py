@@ -12,7 +12,7 @@ import pytest
 
 from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.spawner.accounts import account_name
-from tests.support.hub import GPULAB, wait_for
+from tests.support.hub import GPULAB, services_of, wait_for
 
 
 def server_processes(account: str) -> list[psutil.Process]:
@@ -109,9 +109,13 @@ def test_sigterm_during_start_up_leaves_no_proxy_behind(hub_factory):
 
 def test_a_hub_killed_outright_starts_again_and_a_lone_orphaned_proxy_is_replaced(hub_factory):
     hub = hub_factory.start()
+    services = services_of(hub.process.pid)
+    assert len(services) >= 4  # projects, MLflow, the scheduler, SSH
     os.kill(hub.process.pid, signal.SIGKILL)  # the hub only: its proxy lives on, holding the ports
     hub.process.wait()
     assert len(proxies_of(hub)) == 1
+    # Its services end with it (each in a session of its own, so no process-group signal reaches them).
+    wait_for(lambda: not services_of(hub.process.pid), 30, "the killed hub's services to end")
     hub.start()
     assert len(proxies_of(hub)) == 1
     hub.create_user("phoenix")

@@ -164,6 +164,20 @@ class RunningHub:
                 self.stop_server(user["name"], server)
 
 
+def services_of(hub_pid: int) -> list:
+    """The live processes of the services the hub `hub_pid` started (GPULAB_HUB_PID)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("GPULAB_HUB_PID") == str(hub_pid) and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return found
+
+
 def write_settings(path: Path, settings: dict) -> None:
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False
