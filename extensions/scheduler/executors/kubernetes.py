@@ -28,7 +28,7 @@ from .local import Launch
 POLL_SECONDS = 1.0
 SELECTOR = ",".join(f"{k}={v}" for k, v in COMPONENT_LABELS.items())
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-LOG_LIMIT_BYTES = 10 * 1024 * 1024  # the tail a huge log keeps is not worth the scheduler's memory
+LOG_LIMIT_BYTES = 10 * 1024 * 1024  # a huge log keeps its first 10 MiB, not the scheduler's memory
 
 
 def default_namespace() -> str:
@@ -122,8 +122,8 @@ class KubernetesExecutor:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _poll(self) -> None:
-        batch, core = shared_client("BatchV1Api"), shared_client("CoreV1Api")
-        jobs = await batch.list_namespaced_job(self.namespace, label_selector=SELECTOR, _preload_content=False)
+        jobs = await shared_client("BatchV1Api").list_namespaced_job(self.namespace, label_selector=SELECTOR,
+                                                                     _preload_content=False)
         codes: dict[str, int | None] = {}
         for job in (await jobs.json())["items"]:
             if RUN_LABEL not in (job["metadata"].get("labels") or {}):
