@@ -2,7 +2,7 @@
 
 import os
 
-from gpulab.extensions.service.config import pass_hub_environment, tie_services_to_hub
+from gpulab.extensions.service.config import pass_hub_environment
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.datadir import prepare_data_dir
 from gpulab.hub_config.launch import config_d_files, settings_from_environment
@@ -11,8 +11,7 @@ c = get_config()  # noqa: F821 (provided by traitlets when it runs this file)
 settings = settings_from_environment()
 prepare_data_dir(settings.values)
 apply_config(settings.values, c)
-pass_hub_environment(c, os.environ)
-tie_services_to_hub(c, os.getpid())  # this file runs in the hub's process
+pass_hub_environment(c, os.environ, os.getpid())  # this file runs in the hub's process
 if settings.values["scheduler"]["enabled"]:
     from gpulab.db import database_url
     from gpulab.extensions.scheduler.metrics import register_run_metrics

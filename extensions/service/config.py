@@ -85,19 +85,13 @@ def add_managed_service(
 KUBERNETES_VARIABLES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 
 
-def pass_hub_environment(c: Config, environ, names=KUBERNETES_VARIABLES) -> None:
-    """Hand the hub's values of `names` (where set) to every service it starts."""
+def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARIABLES) -> None:
+    """Hand every service the hub starts the hub's values of `names` (where set) and the hub's
+    pid, so the service ends with it (lifetime.end_with_hub)."""
     passed = {name: environ[name] for name in names if environ.get(name)}
     for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
         if "command" in spec:
-            spec["environment"] = {**passed, **spec.get("environment", {})}
-
-
-def tie_services_to_hub(c: Config, hub_pid: int) -> None:
-    """Every service the hub starts ends with it (lifetime.end_with_hub)."""
-    for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
-        if "command" in spec:
-            spec["environment"] = {**spec.get("environment", {}), HUB_PID_VARIABLE: str(hub_pid)}
+            spec["environment"] = {**passed, **spec.get("environment", {}), HUB_PID_VARIABLE: str(hub_pid)}
 
 
 def python_module_command(module: str, *args: str) -> list[str]:

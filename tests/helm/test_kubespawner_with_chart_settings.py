@@ -79,12 +79,7 @@ def hub(module_hub_factory, cluster, chart, tmp_path_factory):  # noqa: F811
     (config,) = [d for d in chart if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gpulab-hub"]
     rendered = yaml.safe_load(config["data"]["gpulab.yaml"])
     assert rendered["proxy"]["api_url"] and rendered["spawner"]["backend"] == "kubernetes"
-    kubeconfig = folder / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
-        "clusters": [{"name": "emulated", "cluster": {"server": cluster.url}}],
-        "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "nobody", "namespace": NAMESPACE}}],
-        "users": [{"name": "nobody", "user": {}}]}))
+    kubeconfig = cluster.kubeconfig(folder)
     token = secrets.token_hex(32)
     hub = module_hub_factory.prepare(outside_a_cluster(rendered), name="chart",
                                      extra_env={"KUBECONFIG": str(kubeconfig), "CONFIGPROXY_AUTH_TOKEN": token})

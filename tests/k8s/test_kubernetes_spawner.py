@@ -49,6 +49,16 @@ class Cluster:
     def pods(self) -> list[dict]:
         return self.get(f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]
 
+    def kubeconfig(self, folder: Path) -> Path:
+        """A kubeconfig for this cluster in `folder` (no credentials: the emulator asks for none)."""
+        path = folder / "kubeconfig"
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
+            "clusters": [{"name": "emulated", "cluster": {"server": self.url}}],
+            "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "nobody", "namespace": NAMESPACE}}],
+            "users": [{"name": "nobody", "user": {}}]}))
+        return path
+
     def pod_of(self, user: str) -> dict | None:
         return next((p for p in self.pods() if p["metadata"].get("labels", {}).get("hub.jupyter.org/username") == user),
                     None)
@@ -76,12 +86,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hub(module_hub_factory, cluster, tmp_path_factory):
     folder = tmp_path_factory.mktemp("kube-hub")
-    kubeconfig = folder / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
-        "clusters": [{"name": "emulated", "cluster": {"server": cluster.url}}],
-        "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "nobody", "namespace": NAMESPACE}}],
-        "users": [{"name": "nobody", "user": {}}]}))
+    kubeconfig = cluster.kubeconfig(folder)
     return module_hub_factory.start({
         "spawner": {"backend": "kubernetes", "kubernetes": {"namespace": NAMESPACE}},
         "profiles": [
