@@ -1,0 +1,1 @@
+"""Security tests: fuzzing of every committed OpenAPI description and the isolation matrix."""
