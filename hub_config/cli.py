@@ -109,7 +109,9 @@ def _config_show(args) -> int:
 def _config_validate(args) -> int:
     path = Path(args.config)
     if not path.exists():
-        return _fail(f"{path}: no such file", 2)
+        # `gpulab up` runs on the defaults when there is no file, so they are what is checked.
+        load_settings(None)
+        return _print(f"{path}: no such file; gpulab runs on the defaults, which are valid")
     try:
         load_settings(path)
     except ConfigError as exc:
@@ -119,8 +121,9 @@ def _config_validate(args) -> int:
 
 def _config_edit(args) -> int:
     path = Path(args.config)
+    original = path.read_text() if path.exists() else ""
     try:
-        doc = parse_yaml(path.read_text(), str(path)) if path.exists() else parse_yaml("", str(path))
+        doc = parse_yaml(original, str(path))
     except ConfigError as exc:
         return _fail(f"not editing an invalid file:\n{exc}", 2)
     action = {"set": set_value, "add-item": add_item, "remove-item": remove_item}.get(args.config_command)
@@ -131,7 +134,7 @@ def _config_edit(args) -> int:
             action(doc, args.KEY, parse_value(args.VALUE))
     except EditError as exc:
         return _fail(str(exc), 2)
-    text = dump(doc)
+    text = dump(doc, like=original)
     problems = validate(plain(doc), doc=parse_yaml(text, str(path)))
     if problems:
         listed = "\n".join(p.render(str(path)) for p in problems)

@@ -116,6 +116,7 @@ def secret_paths(schema: dict, prefix: tuple = ()) -> set[tuple]:
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True  # `gpulab config set` writes back what it read, quotes as written
     return yaml
 
 

@@ -30,7 +30,7 @@ def test_unset_and_remove_report_what_is_missing():
         unset_value(doc, "hub.port")
     with pytest.raises(EditError, match="is not a key path"):
         set_value(doc, "hub..port", 1)
-    with pytest.raises(EditError, match="auth.admin_users is not a mapping"):
+    with pytest.raises(EditError, match="auth.admin_users is a list: name an item by its number"):
         set_value(doc, "auth.admin_users.x", 1)
 
 
@@ -68,3 +68,53 @@ def test_set_refuses_to_edit_an_invalid_file(tmp_path, capsys):
     assert cli.main(["config", "set", "hub.port", "1", "--config", str(path)]) == 2
     assert "not editing an invalid file" in capsys.readouterr().err
     assert path.read_text() == "hub: [\n"
+
+
+HAND_WRITTEN = """# the team's hub
+profiles:
+  - {id: cpu, display_name: "CPU", default: true, cpu: {limit: 4}, memory: {limit: 16G}, idle_timeout: 86400}
+  - id: gpu-1
+    display_name: 'One GPU'
+    gpu: {count: 1, models: [A100, H100]}
+hub:
+  port: 8000   # public
+  ip: "0.0.0.0"
+"""
+
+
+def test_set_rewrites_no_other_line(tmp_path):
+    """Issue 15 item 8: flow mappings were wrapped and quotes dropped on every edit."""
+    path = tmp_path / "gpulab.yaml"
+    path.write_text(HAND_WRITTEN)
+    assert cli.main(["config", "set", "hub.port", "9000", "--config", str(path)]) == 0
+    assert path.read_text() == HAND_WRITTEN.replace("port: 8000", "port: 9000")
+
+
+def test_keys_inside_list_items(tmp_path, capsys):
+    path = tmp_path / "gpulab.yaml"
+    path.write_text(HAND_WRITTEN)
+    assert cli.main(["config", "set", "profiles.1.idle_timeout", "3600", "--config", str(path)]) == 0
+    assert path.read_text() == HAND_WRITTEN.replace(
+        "    gpu: {count: 1, models: [A100, H100]}\n", "    gpu: {count: 1, models: [A100, H100]}\n    idle_timeout: 3600\n")
+    assert cli.main(["config", "unset", "profiles.1.idle_timeout", "--config", str(path)]) == 0
+    assert path.read_text() == HAND_WRITTEN
+    assert cli.main(["config", "set", "profiles.5.idle_timeout", "1", "--config", str(path)]) == 2
+    assert "profiles.5 is not set: profiles has 2 item(s)" in capsys.readouterr().err
+    assert cli.main(["config", "set", "profiles.gpu.idle_timeout", "1", "--config", str(path)]) == 2
+    assert "profiles is a list: name an item by its number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", [
+    "auth:\n    admin_users:\n        - alice\nhub:\n    port: 8000\n",
+    "auth:\n  admin_users:\n  - alice\nhub:\n  port: 8000\n",
+])
+def test_edits_keep_the_files_indentation(text):
+    doc = parse_yaml(text)
+    set_value(doc, "hub.port", 9000)
+    assert dump(doc, like=text) == text.replace("8000", "9000")
+
+
+def test_validate_without_a_file_checks_the_defaults(tmp_path, capsys):
+    """`gpulab up` runs on the defaults without a gpulab.yaml; validate agrees instead of exiting 2."""
+    assert cli.main(["config", "validate", "--config", str(tmp_path / "gpulab.yaml")]) == 0
+    assert "runs on the defaults, which are valid" in capsys.readouterr().out
