@@ -21,6 +21,15 @@ class ProfileCard:
     environments: list[EnvironmentOption] = field(default_factory=list)
     checked: bool = False
 
+    @property
+    def availability_note(self) -> str | None:
+        """The live availability line, unless the disabled reason already says it."""
+        if self.availability is None:
+            return None
+        if self.disabled_reason and self.availability.label in self.disabled_reason:
+            return None
+        return self.availability.label
+
 
 def profile_cards(profiles: list[Profile], availability: dict[str, Availability | None],
                   quota_reason: dict[str, str | None], environments: dict[str, list[EnvironmentOption]],
