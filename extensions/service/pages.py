@@ -24,6 +24,18 @@ class PageUser:
         self.json_escaped_name = json.dumps(name)[1:-1]
 
 
+def page_scopes(user: dict | None) -> set[str]:
+    """The scopes the hub's navigation bar looks at. A service sees only its OAuth token's
+    scopes, which never include the hub's "admin-ui", so an admin's Admin link comes from the
+    admin flag instead."""
+    if not user:
+        return set()
+    scopes = set(user.get("scopes", []))
+    if user.get("admin"):
+        scopes.add("admin-ui")
+    return scopes
+
+
 class HubLookPages:
     def __init__(self, template_dirs: list[str], base_url: str = "/", nav: list[dict] | None = None):
         own = [str(resources.files("gpulab.extensions.service") / "templates"),
@@ -47,7 +59,7 @@ class HubLookPages:
             "static_url": lambda path, include_version=True: f"{self.hub_prefix}static/{path}",
             "version_hash": "",
             "admin_access": bool(user and user.get("admin")),
-            "parsed_scopes": set(user.get("scopes", [])) if user else set(),
+            "parsed_scopes": page_scopes(user),
             "services": [],
             "no_spawner_check": True,
             "xsrf_token": handler.xsrf_token.decode(),
