@@ -31,6 +31,12 @@ from .schemas import CreateRun, CreateSchedule, RunnerEvent, RunOut, ScheduleOut
 OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
 
 
+class ScheduleView(ScheduleOut):
+    """A schedule as the API shows it, with the dispatcher's last error on it (belongs in schemas.py)."""
+
+    last_error: str = ""
+
+
 @dataclass(frozen=True)
 class Who:
     name: str
@@ -145,7 +151,7 @@ class SchedulerCore:
     def create_schedule(self, who: Who, request: CreateSchedule | CreateRun) -> Schedule:
         is_schedule = isinstance(request, CreateSchedule)
         if is_schedule:
-            cron.validate(request.cron, request.timezone)
+            cron.validate(request.cron, request.timezone, self.clock())
         self._check_project(who, request.project)
         profile, environment = self._compute(who, request.profile, request.environment)
         now = self.clock()
@@ -190,7 +196,7 @@ class SchedulerCore:
             if "cron" in fields or "timezone" in fields:
                 if schedule.cron is None:
                     raise Invalid("a one-off run has no cron schedule to change")
-                cron.validate(fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone))
+                cron.validate(fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone), self.clock())
             if "profile" in fields or "environment" in fields:
                 owner = self.directory.who(schedule.owner)
                 fields["profile"], fields["environment"] = self._compute(
@@ -210,11 +216,15 @@ class SchedulerCore:
                 raise Conflict("the schedule has a run queued or running; stop it first")
             session.delete(schedule)
 
-    def schedule_out(self, schedule: Schedule) -> ScheduleOut:
-        next_run = None
+    def schedule_out(self, schedule: Schedule) -> ScheduleView:
+        next_run, problem = None, schedule.last_error or ""
         if schedule.cron and schedule.active:
-            next_run = cron.next_slot(schedule.cron, schedule.timezone, max(aware(schedule.last_slot), self.clock()))
-        return ScheduleOut(
+            try:
+                next_run = cron.next_slot(schedule.cron, schedule.timezone,
+                                          max(aware(schedule.last_slot) or self.clock(), self.clock()))
+            except Exception as error:  # a row stored before validation was tightened still lists
+                problem = problem or getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        return ScheduleView(
             id=schedule.id, name=schedule.name, owner=schedule.owner, project=schedule.project,
             notebook_name=schedule.notebook_name, input_path=schedule.input_path, parameters=schedule.parameters,
             cron=schedule.cron, timezone=schedule.timezone, profile=schedule.profile,
@@ -222,7 +232,8 @@ class SchedulerCore:
             max_retries=schedule.max_retries, min_retry_interval_millis=schedule.min_retry_interval_millis,
             retry_on_timeout=schedule.retry_on_timeout, notify=schedule.notify,
             output_formats=schedule.output_formats, tags=schedule.tags, active=schedule.active,
-            next_run=next_run, created_at=aware(schedule.created_at), updated_at=aware(schedule.updated_at))
+            next_run=next_run, created_at=aware(schedule.created_at), updated_at=aware(schedule.updated_at),
+            last_error=problem)
 
     # ------------------------------------------------------------ runs
 

@@ -58,13 +58,15 @@ class Dispatcher:
 
     async def run_forever(self) -> None:
         while True:
-            try:
-                await self.tick()
-            except Exception:  # one bad tick must not stop scheduling
-                self.log.exception("scheduler tick failed")
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.sleep_seconds())
+                await self.tick()
+                timeout = self.sleep_seconds()
+            except Exception:  # one bad tick (a database hiccup) must not stop scheduling
+                self.log.exception("scheduler tick failed")
+                timeout = IDLE_POLL_SECONDS
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except asyncio.TimeoutError:
                 pass
 
@@ -75,7 +77,10 @@ class Dispatcher:
         soonest = IDLE_POLL_SECONDS
         with self.core.sessions() as session:
             for schedule in session.scalars(select(Schedule).where(Schedule.active.is_(True), Schedule.cron.isnot(None))):
-                slot = cron.next_slot(schedule.cron, schedule.timezone, aware(schedule.last_slot))
+                try:
+                    slot = cron.next_slot(schedule.cron, schedule.timezone, aware(schedule.last_slot))
+                except Exception:  # trigger() records it on the schedule
+                    continue
                 soonest = min(soonest, max(0.0, (slot - prewarm - now).total_seconds()))
         return soonest
 
@@ -91,30 +96,42 @@ class Dispatcher:
         prewarm = timedelta(seconds=self.settings["prewarm_seconds"])
         grace = timedelta(seconds=self.settings["missed_slot_grace_seconds"])
         with self.core.sessions() as session:
-            due = [s.id for s in session.scalars(select(Schedule).where(Schedule.active.is_(True),
-                                                                          Schedule.cron.isnot(None)))]
-        for schedule_id in due:
-            def make(session, schedule_id=schedule_id):
-                schedule = session.get(Schedule, schedule_id)
-                if schedule is None or not schedule.active:
-                    return []
-                slots = cron.due_slots(schedule.cron, schedule.timezone, aware(schedule.last_slot), now + prewarm)
-                if not slots:
-                    return []
-                chosen = cron.slots_to_run(slots, now, self.settings["missed_slots"], grace)
-                for slot in chosen:
-                    self.core.queue_run(session, schedule, slot, not_before=slot - prewarm)
-                skipped = [s for s in slots if s not in chosen]
-                if skipped:
-                    self.log.info("schedule %s: %d slot(s) missed while down were skipped (missed_slots: %s)",
-                                  schedule.name, len(skipped), self.settings["missed_slots"])
-                schedule.last_slot = slots[-1]
-                return chosen
+            due = [(s.id, s.last_error) for s in session.scalars(select(Schedule).where(Schedule.active.is_(True),
+                                                                                      Schedule.cron.isnot(None)))]
+        for schedule_id, last_error in due:
+            try:
+                self._trigger_one(schedule_id, now, prewarm, grace)
+            except Exception as error:  # isolated: shown on this schedule, the others go on
+                message = (getattr(error, "message", None) or f"{type(error).__name__}: {error}")[:2000]
+                if message != last_error:  # log once, not every tick
+                    self.log.error("schedule %s cannot be triggered: %s", schedule_id, message, exc_info=True)
+                    with self.core.sessions.begin() as session:
+                        session.execute(update(Schedule).where(Schedule.id == schedule_id).values(last_error=message))
 
-            created = committed(self.core.sessions, make)
-            if created:
-                self.log.info("schedule %s: queued run(s) for %s", schedule_id,
-                              ", ".join(s.isoformat() for s in created))
+    def _trigger_one(self, schedule_id: str, now: datetime, prewarm: timedelta, grace: timedelta) -> None:
+        def make(session, schedule_id=schedule_id):
+            schedule = session.get(Schedule, schedule_id)
+            if schedule is None or not schedule.active:
+                return []
+            if schedule.last_error:
+                schedule.last_error = ""  # it works again (a fixed expression, a passing hiccup)
+            slots = cron.due_slots(schedule.cron, schedule.timezone, aware(schedule.last_slot), now + prewarm)
+            if not slots:
+                return []
+            chosen = cron.slots_to_run(slots, now, self.settings["missed_slots"], grace)
+            for slot in chosen:
+                self.core.queue_run(session, schedule, slot, not_before=slot - prewarm)
+            skipped = [s for s in slots if s not in chosen]
+            if skipped:
+                self.log.info("schedule %s: %d slot(s) missed while down were skipped (missed_slots: %s)",
+                              schedule.name, len(skipped), self.settings["missed_slots"])
+            schedule.last_slot = slots[-1]
+            return chosen
+
+        created = committed(self.core.sessions, make)
+        if created:
+            self.log.info("schedule %s: queued run(s) for %s", schedule_id,
+                          ", ".join(s.isoformat() for s in created))
 
     # ------------------------------------------------------------ running runs
 

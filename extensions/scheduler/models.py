@@ -41,6 +41,8 @@ class Schedule(Base):
     tags: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_slot: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Why the dispatcher could not trigger it ("" when fine): one bad schedule is shown, not fatal
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -95,7 +95,9 @@ def test_a_failing_notebook_ends_failed_with_the_cell_and_traceback_and_keeps_it
     ({"name": "x", "notebook": {"cells": "nope"}}, "not a Jupyter notebook"),
     ({"name": "x"}, "notebook: Field required"),
     ({"name": "x", "notebook": notebook("1"), "profile": "gpu-42"}, "unknown profile 'gpu-42'"),
-    ({"name": "x", "notebook": notebook("1"), "cron": "61 * * * *"}, "invalid cron expression"),
+    ({"name": "x", "notebook": notebook("1"), "cron": "61 * * * *"}, "the minute field '61' is not valid"),
+    ({"name": "x", "notebook": notebook("1"), "cron": "0 0 31 2 *"}, "cron: '0 0 31 2 *' never fires"),
+    ({"name": "x", "notebook": notebook("1"), "cron": "* * * * *", "timezone": "Z" * 300}, "unknown time zone"),
     ({"name": "x", "notebook": notebook("1"), "cron": "* * * * *", "timezone": "Moon/Base"}, "unknown time zone"),
     ({"name": "x", "notebook": notebook("1"), "cron": "* * * * *", "surprise": 1}, "surprise: Extra inputs"),
 ])

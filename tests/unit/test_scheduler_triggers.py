@@ -97,13 +97,56 @@ def test_a_restart_between_slots_neither_duplicates_nor_misses(url, tmp_path):
     assert slots(url) == [(1, 1), (2, 1)]
 
 
-@pytest.mark.parametrize("policy, expected", [("run_once", [(5, 1), (6, 1)]), ("skip", [(6, 1)])])
-def test_slots_missed_while_down_follow_the_policy(url, tmp_path, policy, expected):
+@pytest.mark.parametrize("policy, back_at, expected", [
+    ("run_once", 40, [(6, 1)]),  # back at 12:06:10: 12:01-12:05 missed, 12:06 just passed: one run in all
+    ("skip", 40, [(6, 1)]),  # 12:06 is 10 s late (within the grace), not missed
+    ("run_once", 70, [(6, 1)]),  # back at 12:06:40: every slot missed; the latest runs once
+    ("skip", 70, []),
+])
+def test_slots_missed_while_down_follow_the_policy(url, tmp_path, policy, back_at, expected):
     clock = Clock()
     every_minute(scheduler(url, clock, tmp_path, policy))
-    clock.now = T0 + timedelta(minutes=5, seconds=40)  # down from 12:00:30 to 12:06:10: 12:01-12:05 missed
+    clock.now = T0 + timedelta(minutes=5, seconds=back_at)
     scheduler(url, clock, tmp_path, policy).trigger(clock.now)
     assert slots(url) == expected
+
+
+def store_unchecked_schedule(dispatcher: Dispatcher, cron_expression: str) -> str:
+    """A row as an older release (or a hand edit) could have stored it, bypassing validation."""
+    from sqlalchemy import update
+
+    from gpulab.extensions.scheduler.models import Schedule
+
+    schedule_id = every_minute(dispatcher)
+    with dispatcher.core.sessions.begin() as session:
+        session.execute(update(Schedule).where(Schedule.id == schedule_id).values(cron=cron_expression))
+    return schedule_id
+
+
+def test_a_schedule_that_never_fires_is_refused_and_a_stored_one_stops_only_itself(url, tmp_path):
+    from gpulab.extensions.service.errors import Invalid
+
+    clock = Clock()
+    dispatcher = scheduler(url, clock, tmp_path)
+    nb = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])))
+    with pytest.raises(Invalid, match=r"cron: '0 0 31 2 \*' never fires"):
+        dispatcher.core.create_schedule(Who("ann"), CreateSchedule(name="never", notebook=nb, cron="0 0 31 2 *"))
+    good = every_minute(dispatcher)
+    with pytest.raises(Invalid, match="never fires"):
+        dispatcher.core.update_schedule(Who("ann"), good, UpdateSchedule(cron="0 0 30 2 *"))
+    bad = store_unchecked_schedule(dispatcher, "0 0 31 2 *")
+    clock.now = T0 + timedelta(minutes=1)
+    assert 0 <= dispatcher.sleep_seconds() <= 1  # the loop's sleep computation survives the bad row
+    dispatcher.trigger(clock.now)
+    assert slots(url) == [(1, 1)]  # the good schedule ran its slot
+    listed = {s.id: s for s in dispatcher.core.list_schedules(Who("ann"))}
+    assert "never fires" in listed[bad].last_error and listed[bad].next_run is None
+    assert listed[good].last_error == "" and listed[good].next_run is not None
+    dispatcher.core.update_schedule(Who("ann"), bad, UpdateSchedule(cron="* * * * *"))
+    clock.now = T0 + timedelta(minutes=2)
+    dispatcher.trigger(clock.now)
+    assert dispatcher.core.get_schedule(Who("ann"), bad).last_error == ""
+    assert slots(url) == [(1, 1), (2, 1), (2, 1)]
 
 
 def test_resuming_a_paused_schedule_does_not_replay_the_pause(url, tmp_path):
