@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by ./gpulab and ./test.sh: makes sure gpulab's Python environment exists and is current.
 #
 # The environment lives in .venv inside the checkout. User servers run from it under their
@@ -17,6 +18,21 @@ gpulab_open_to_others() {  # every folder from / to $1 can be entered by other u
 }
 
 gpulab_as_root() { [ "$(id -u)" -eq 0 ]; }
+
+gpulab_step() {  # gpulab_step LOG "what" COMMAND...: one progress line; the output goes to LOG, shown only on failure
+  local log="$1" what="$2" started=$SECONDS
+  shift 2
+  printf 'gpulab: %s ... ' "$what" >&2
+  if "$@" >>"$log" 2>&1; then
+    printf 'done (%ss)\n' "$(( SECONDS - started ))" >&2
+  else
+    local status=$?
+    printf 'failed\n' >&2
+    tail -n 40 "$log" >&2
+    gpulab_log "the whole output is in $log"
+    return "$status"
+  fi
+}
 
 gpulab_apt_install() {  # install the Debian packages that are missing (root only)
   local missing=()
@@ -74,21 +90,24 @@ gpulab_environment() {
   if ! "$python" -c 'import ensurepip' 2>/dev/null; then
     gpulab_apt_install python3-venv || return 1
   fi
+  # pip and setuptools print hundreds of lines on a first install; they go to a log instead.
+  local log
+  log="$(mktemp -t gpulab-install.XXXXXX.log)"
   if [ ! -x "$GPULAB_VENV/bin/python" ]; then
-    gpulab_log "creating the Python environment in $GPULAB_VENV"
     mkdir -p "$(dirname "$GPULAB_VENV")"
-    "$python" -m venv "$GPULAB_VENV"
-    "$GPULAB_VENV/bin/python" -m pip install -q --upgrade pip
+    gpulab_step "$log" "creating the Python environment in $GPULAB_VENV" "$python" -m venv "$GPULAB_VENV"
+    gpulab_step "$log" "updating pip" "$GPULAB_VENV/bin/python" -m pip install -q --upgrade pip
   fi
   local target="$gpulab_root"
-  [ -n "${GPULAB_EXTRAS:-}" ] && target="$gpulab_root[$GPULAB_EXTRAS]"
-  gpulab_log "installing gpulab and its packages (the first time takes a few minutes)"
+  [ -n "${GPULAB_EXTRAS:-}" ] && target="${gpulab_root}[$GPULAB_EXTRAS]"
+  local pip=("$GPULAB_VENV/bin/python" -m pip install -q -c "$gpulab_root/constraints.txt")
   if [ "$editable" = yes ]; then
-    "$GPULAB_VENV/bin/python" -m pip install -q -c "$gpulab_root/constraints.txt" -e "$target"
+    gpulab_step "$log" "installing gpulab and its packages (the first time takes a few minutes)" "${pip[@]}" -e "$target"
   else
-    "$GPULAB_VENV/bin/python" -m pip install -q -c "$gpulab_root/constraints.txt" --force-reinstall --no-deps "$gpulab_root"
-    "$GPULAB_VENV/bin/python" -m pip install -q -c "$gpulab_root/constraints.txt" "$target"
+    gpulab_step "$log" "installing gpulab" "${pip[@]}" --force-reinstall --no-deps "$gpulab_root"
+    gpulab_step "$log" "installing its packages (the first time takes a few minutes)" "${pip[@]}" "$target"
   fi
+  rm -f "$log"
   chmod -R a+rX "$GPULAB_VENV"
   echo "$stamp" >"$GPULAB_VENV/.gpulab-stamp"
 }
