@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
 
 from gpulab.hub_config.client import ClientError, client_from_environment
-from gpulab.hub_config.editing import parse_value
+
+from .parameters import ParameterError, merge
+from .run_options import notebook_location
 
 API = "services/scheduler/api/"
 FINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "STOPPED")
+ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
 class UsageError(Exception):
     """A command-line mistake (exit 2)."""
 
 
-def parameters(pairs: list[str]) -> dict:
-    found = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"-p {pair!r}: expected NAME=VALUE, e.g. -p lr=0.01")
-        found[key] = parse_value(value)
-    return found
+def read_yaml_file(path: str) -> tuple[str, str]:
+    try:
+        return path, Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"-f {path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
+
+
+def parameters(args) -> dict:
+    """The parameter options, merged as Papermill merges them (-b, -f, -y, -p, -r; later wins)."""
+    try:
+        return merge(base64_yaml=args.parameters_base64 or [],
+                     yaml_files=[read_yaml_file(path) for path in args.parameters_file or []],
+                     yaml_texts=args.parameters_yaml or [], inferred=args.parameter or [],
+                     raw=args.parameters_raw or [])
+    except ParameterError as error:
+        raise UsageError(str(error)) from None
 
 
 def read_notebook(path: str) -> dict:
@@ -40,9 +54,9 @@ def read_notebook(path: str) -> dict:
 
 def request_body(args) -> dict:
     body = {"name": args.name or Path(args.notebook).stem, "notebook": read_notebook(args.notebook),
-            "notebook_name": Path(args.notebook).name, "input_path": args.notebook,
-            "parameters": parameters(args.parameter), "max_retries": args.max_retries}
-    for key in ("profile", "environment", "project", "timeout_seconds"):
+            "notebook_name": Path(args.notebook).name, "input_path": notebook_location(Path(args.notebook), os.environ.get("HOME", "")),
+            "parameters": parameters(args), "max_retries": args.max_retries}
+    for key in ("profile", "environment", "project", "timeout_seconds", "kernel_name", "cwd"):
         if getattr(args, key, None) is not None:
             body[key] = getattr(args, key)
     if args.notify_webhook or args.notify_email:
@@ -103,29 +117,49 @@ def _list(args) -> int:
     return 0
 
 
+def schedule_id(text: str) -> str:
+    if not ID.match(text):
+        raise UsageError(f"no schedule {text!r} (ids look like those `gpulab schedule list` prints)")
+    return text
+
+
+def run_id(text: str) -> str:
+    if not ID.match(text):
+        raise UsageError(f"no run {text!r} (ids look like those `gpulab schedule runs` prints)")
+    return text
+
+
 def _set_active(active: bool):
     def command(args) -> int:
-        client_from_environment().request("PATCH", f"{API}schedules/{args.id}", {"active": active})
+        client_from_environment().request("PATCH", f"{API}schedules/{schedule_id(args.id)}", {"active": active})
         return 0
 
     return command
 
 
 def _delete(args) -> int:
-    client_from_environment().request("DELETE", f"{API}schedules/{args.id}")
+    client_from_environment().request("DELETE", f"{API}schedules/{schedule_id(args.id)}")
     return 0
 
 
 def _runs(args) -> int:
-    path = f"{API}runs" + (f"?schedule={args.id}" if args.id else "")
+    path = f"{API}runs" + (f"?schedule={schedule_id(args.id)}" if args.id else "")
     for run in client_from_environment().request("GET", path):
         print(show_run(run))
     return 0
 
 
 def _logs(args) -> int:
-    sys.stdout.write(client_from_environment().download(f"{API}runs/{args.run_id}/files/log.txt").decode(errors="replace"))
+    sys.stdout.write(client_from_environment().download(f"{API}runs/{run_id(args.run_id)}/files/log.txt").decode(errors="replace"))
     return 0
+
+
+def one_line(message: str) -> str:
+    """An error body as one line: the text of an HTML page (a proxy's or a server's), whitespace folded."""
+    if "<" in message and ">" in message:
+        title = re.search(r"<title>(.*?)</title>", message, re.I | re.S)
+        message = title.group(1) if title else re.sub(r"<[^>]+>", " ", message)
+    return " ".join(html.unescape(message).split()) or "no message"
 
 
 def _guard(command):
@@ -133,11 +167,14 @@ def _guard(command):
         try:
             return command(args)
         except UsageError as error:
-            print(f"gpulab: {error}", file=sys.stderr)
+            print(f"gpulab: {one_line(str(error))}", file=sys.stderr)
             return 2
         except ClientError as error:
-            print(f"gpulab: {error.message}", file=sys.stderr)
+            print(f"gpulab: {one_line(error.message)}", file=sys.stderr)
             return 2 if 400 <= error.status < 500 else 1
+        except OSError as error:  # writing --output, a dropped connection...
+            print(f"gpulab: {one_line(str(error))}", file=sys.stderr)
+            return 1
 
     return guarded
 
@@ -148,8 +185,23 @@ def _common(parser) -> None:
     parser.add_argument("--profile", help="compute profile, e.g. gpu-1 (default: the default profile)")
     parser.add_argument("--environment", help="environment id from the catalog (default: the first that fits)")
     parser.add_argument("--project", help="run it for a project (you need to be an editor)")
+    # Papermill's parameter options and precedence (-b < -f < -y < -p < -r); -p and -r take NAME=VALUE
     parser.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE",
-                        help="a parameter, read as YAML: -p lr=0.01 -p epochs=3 (repeatable)")
+                        help="a parameter typed as Papermill types -p: int, float, True/False/None, else a string; "
+                             "-p lr=0.01 -p epochs=3 (repeatable)")
+    parser.add_argument("-r", "--parameters-raw", action="append", metavar="NAME=VALUE",
+                        help="a parameter kept as a string, as Papermill's -r (repeatable)")
+    parser.add_argument("-y", "--parameters-yaml", action="append", metavar="YAML",
+                        help="parameters as a YAML mapping, e.g. -y 'layers: [64, 32]' (repeatable)")
+    parser.add_argument("-f", "--parameters-file", action="append", metavar="FILE",
+                        help="parameters from a YAML file (repeatable)")
+    parser.add_argument("-b", "--parameters-base64", action="append", metavar="BASE64",
+                        help="parameters as base64-encoded YAML (repeatable)")
+    parser.add_argument("-k", "--kernel", dest="kernel_name", metavar="NAME",
+                        help="kernel to run, as Papermill's -k (default: the notebook's kernelspec)")
+    parser.add_argument("--cwd", metavar="DIR",
+                        help="working directory of the kernel, relative to your home on the hub "
+                             "(default: the notebook's folder, else your home)")
     parser.add_argument("--timeout", dest="timeout_seconds", type=int, help="whole-run timeout in seconds")
     parser.add_argument("--max-retries", type=int, default=0, help="retries after a failure (default 0)")
     parser.add_argument("--notify-webhook", action="append", metavar="URL", help="POST events here (repeatable)")

@@ -17,19 +17,22 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_scheduler.environments import EnvironmentManager
-from jupyter_scheduler.exceptions import SchedulerError
+from jupyter_scheduler.exceptions import InputUriError, SchedulerError
 from jupyter_scheduler.extension import SchedulerApp
 from jupyter_scheduler.models import (
     CountJobsQuery, CreateJob, CreateJobDefinition, CreateJobFromDefinition, DescribeJob, DescribeJobDefinition,
     JobFile, ListJobDefinitionsQuery, ListJobDefinitionsResponse, ListJobsQuery, ListJobsResponse, RuntimeEnvironment,
     Status, UpdateJob, UpdateJobDefinition,
 )
+from jupyter_scheduler.pydantic_v1 import ValidationError
 from jupyter_scheduler.scheduler import BaseScheduler
 from tornado import web
 from traitlets import default
 
 from gpulab.hub_config.client import ClientError, client_from_environment
-from gpulab.hub_config.editing import parse_value
+
+from .parameters import ParameterError, from_strings
+from .run_options import notebook_location
 
 API = "services/scheduler/api/"
 STATUS = {"QUEUED": Status.QUEUED, "WAITING": Status.QUEUED, "RUNNING": Status.IN_PROGRESS,
@@ -63,8 +66,11 @@ def call(method: str, path: str, body=None):
 
 
 def typed(parameters: dict | None) -> dict:
-    """jupyter-scheduler sends parameters as strings; read them as YAML, as `gpulab run -p` does."""
-    return {key: parse_value(value) if isinstance(value, str) else value for key, value in (parameters or {}).items()}
+    """jupyter-scheduler sends parameters as strings; type them as `papermill -p` (and `gpulab run -p`) does."""
+    try:
+        return from_strings(parameters)
+    except ParameterError as error:
+        raise CentralError(400, str(error)) from None
 
 
 class CentralEnvironments(EnvironmentManager):
@@ -96,18 +102,32 @@ class CentralScheduler(BaseScheduler):
     def __init__(self, root_dir, environments_manager, db_url=None, config=None, **kwargs):
         super().__init__(root_dir=root_dir, environments_manager=environments_manager, config=config, **kwargs)
 
-    def _notebook(self, input_uri: str) -> dict:
-        path = Path(self.root_dir, input_uri)
-        if not path.is_file():
-            raise CentralError(400, f"notebook {input_uri!r} does not exist")
+    def _path(self, input_uri: str) -> Path:
+        """The notebook's file, which must lie in the server's root (as JupyterLab's paths do)."""
+        shown = input_uri if len(input_uri) <= 80 else input_uri[:77] + "..."
         try:
-            return json.loads(path.read_text())
-        except ValueError:
-            raise CentralError(400, f"{input_uri!r} is not a notebook (not JSON)") from None
+            root = Path(self.root_dir).resolve()
+            path = Path(root, input_uri).resolve()
+            inside = path == root or root in path.parents
+            if not inside or not path.is_file():
+                raise CentralError(400, f"notebook {shown!r} does not exist")
+        except (OSError, ValueError):  # a name too long, a NUL byte...
+            raise CentralError(400, f"notebook {shown!r} does not exist") from None
+        return path
+
+    def _notebook(self, input_uri: str) -> dict:
+        shown = input_uri if len(input_uri) <= 80 else input_uri[:77] + "..."
+        try:
+            return json.loads(self._path(input_uri).read_text())
+        except OSError as error:
+            raise CentralError(400, f"cannot read {shown!r}: {error.strerror or error}") from None
+        except ValueError:  # not JSON, not UTF-8
+            raise CentralError(400, f"{shown!r} is not a notebook (not JSON)") from None
 
     def _request(self, model) -> dict:
+        location = notebook_location(self._path(model.input_uri), os.environ.get("HOME", ""))
         return {"name": model.name, "notebook": self._notebook(model.input_uri),
-                "notebook_name": os.path.basename(model.input_uri), "input_path": model.input_uri,
+                "notebook_name": os.path.basename(model.input_uri), "input_path": location,
                 "parameters": typed(model.parameters), "profile": model.compute_type,
                 "environment": model.runtime_environment_name,
                 "output_formats": [f for f in (model.output_formats or ["ipynb"]) if f in ("ipynb", "html")] or ["ipynb"],
@@ -225,11 +245,32 @@ class CentralScheduler(BaseScheduler):
         return paths
 
 
+def _status(value: str) -> Status:
+    return Status(value.upper())
+
+
+# Query arguments jupyter-scheduler parses without checking (a bad one is its 500)
+QUERY = {"status": _status, "start_time": int, "max_items": int}
+
+
 class CentralStatus:
-    """jupyter-scheduler's handlers turn every error into a 500; keep the central service's 4xx."""
+    """jupyter-scheduler's handlers turn every error into a 500; keep the central service's 4xx,
+    and answer a request jupyter-scheduler could not read with a 400 that says why."""
+
+    async def prepare(self, *args, **kwargs):
+        await super().prepare(*args, **kwargs)  # authenticates first
+        for name, parse in QUERY.items():
+            for value in self.get_query_arguments(name):
+                try:
+                    parse(value)
+                except ValueError:
+                    expected = ", ".join(s.value for s in Status) if name == "status" else "an integer"
+                    raise web.HTTPError(400, f"{name}={value[:40]!r}: expected {expected}") from None
 
     def _handle_request_exception(self, e):
         cause = e.__cause__ if isinstance(e, web.HTTPError) else None
+        if isinstance(cause, (ValidationError, InputUriError)):
+            cause = CentralError(400, str(cause))
         if isinstance(cause, CentralError):
             e = web.HTTPError(cause.status, str(cause))
             self.send_error(cause.status, exc_info=(type(e), e, e.__traceback__))

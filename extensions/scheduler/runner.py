@@ -5,7 +5,10 @@ them with Papermill (parameters injected into the `parameters` cell, typed), rep
 the kernel is ready and after every cell, waits for the slot when started early (prewarm),
 and uploads the executed notebook (the scheduler renders its HTML) and, on failure, the
 failing cell and traceback. The scheduler watches the process and enforces the whole-run timeout.
-Environment: GPULAB_RUN_URL, GPULAB_RUN_TOKEN; MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN
+It outlives a restart of the scheduler or the hub (it runs in a session of its own, with no
+parent-death signal) and keeps its result until a scheduler takes it.
+Environment: GPULAB_RUN_URL, GPULAB_RUN_TOKEN, GPULAB_RUN_DELIVER_SECONDS (how long to keep
+trying to hand over the result); MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN
 make the run an MLflow run too.
 """
 
@@ -16,31 +19,78 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 
+DEFAULT_DELIVER_SECONDS = 3600.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def retryable(error: Exception) -> bool:
+    """Worth trying again: the scheduler is restarting, unreachable or overloaded (not a refusal)."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500 or error.code in (408, 429)
+    return isinstance(error, (urllib.error.URLError, OSError, ValueError))  # ValueError: a cut-off reply
+
+
 class Reporter:
-    def __init__(self, url: str, token: str):
+    """Talks to the scheduler with the run's token.
+
+    The scheduler (or the hub that runs it) may restart while the run executes: the spec and
+    the result (executed notebook, outcome) are retried with backoff until `deadline`
+    (time.monotonic()), so the run's result is kept until a scheduler takes it. Progress
+    reports are best effort: one try, and the run goes on.
+    """
+
+    def __init__(self, url: str, token: str, deadline: float, sleep=time.sleep, clock=time.monotonic):
         self.url = url
         self.token = token
+        self.deadline = deadline
+        self.sleep = sleep
+        self.clock = clock
 
-    def _call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"):
+    def _call(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
+              timeout: float = 60):
         request = urllib.request.Request(self.url + path, data=body, method=method,
                                          headers={"Authorization": f"Bearer {self.token}", "Content-Type": content_type})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read()
         return json.loads(payload) if payload else None
 
+    def _until_deadline(self, method: str, path: str, body: bytes | None = None,
+                        content_type: str = "application/json"):
+        delay = 0.5
+        while True:
+            try:
+                return self._call(method, path, body, content_type)
+            except Exception as error:
+                if not retryable(error) or self.clock() + delay > self.deadline:
+                    raise
+                print(f"gpulab: {method} {path}: the scheduler is not reachable ({error}); "
+                      f"trying again in {delay:.1f}s", file=sys.stderr, flush=True)
+            self.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
     def spec(self) -> dict:
-        return self._call("GET", "spec")
+        return self._until_deadline("GET", "spec")
 
     def event(self, **fields) -> None:
-        self._call("POST", "events", json.dumps(fields).encode())
+        body = json.dumps(fields).encode()
+        if fields.get("kind") == "finished":
+            self._until_deadline("POST", "events", body)
+            return
+        try:
+            self._call("POST", "events", body, timeout=10)
+        except Exception as error:  # progress is shown when the scheduler is back; the run goes on
+            if not retryable(error):
+                raise
+            print(f"gpulab: progress not reported ({error})", file=sys.stderr, flush=True)
 
     def upload(self, name: str, data: bytes) -> None:
-        self._call("PUT", f"files/{name}", data, "application/octet-stream")
+        self._until_deadline("PUT", f"files/{name}", data, "application/octet-stream")
 
 
 def wait_until(moment: str | None) -> None:
@@ -52,40 +102,9 @@ def wait_until(moment: str | None) -> None:
 
 def execute(spec: dict, reporter: Reporter, workdir: Path) -> tuple[str, dict | None, float]:
     """Run the notebook; (status, error details, seconds). The executed notebook is written either way."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    from .execution import execute as execute_with_papermill
 
-    source, output = workdir / "input.ipynb", workdir / "output.ipynb"
-    source.write_text(json.dumps(spec["notebook"]))
-    cells = sum(1 for c in spec["notebook"]["cells"] if c.get("cell_type") == "code")
-    cells += 1 if spec["parameters"] else 0  # Papermill adds a cell with the injected parameters
-    reporter.event(kind="progress", cells_done=0, cells_total=cells)
-    done = {"cells": 0}
-
-    async def kernel_ready(notebook):
-        reporter.event(kind="kernel_ready")
-        # Started early so the kernel is warm: the first cell runs at the slot, not before.
-        await asyncio.get_running_loop().run_in_executor(None, wait_until, spec.get("not_before"))
-
-    def cell_done(cell, cell_index, execute_reply):
-        done["cells"] += 1
-        reporter.event(kind="progress", cells_done=done["cells"])
-
-    started = time.monotonic()
-    try:
-        papermill.execute_notebook(str(source), str(output), parameters=spec["parameters"], kernel_name="python3",
-                                   cwd=os.environ.get("HOME", "."), progress_bar=False,
-                                   # The cells' streams, as they come, are the run's log.txt (a pod's log).
-                                   stdout_file=sys.stdout, stderr_file=sys.stderr,
-                                   on_notebook_start=kernel_ready, on_cell_executed=cell_done)
-        return "COMPLETED", None, time.monotonic() - started
-    except PapermillExecutionError as error:
-        return "FAILED", {"cell_index": error.cell_index, "execution_count": error.exec_count, "ename": error.ename,
-                          "evalue": error.evalue, "traceback": error.traceback, "source": error.source}, \
-            time.monotonic() - started
-    except Exception as error:  # kernel died, bad notebook...: the run fails with the reason
-        return "FAILED", {"ename": type(error).__name__, "evalue": str(error), "message": f"{type(error).__name__}: {error}"}, \
-            time.monotonic() - started
+    return execute_with_papermill(spec, reporter, workdir, wait_until)
 
 
 def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str | None:
@@ -101,7 +120,8 @@ def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str 
 
 
 def main() -> int:
-    reporter = Reporter(os.environ["GPULAB_RUN_URL"], os.environ["GPULAB_RUN_TOKEN"])
+    deliver = float(os.environ.get("GPULAB_RUN_DELIVER_SECONDS") or DEFAULT_DELIVER_SECONDS)
+    reporter = Reporter(os.environ["GPULAB_RUN_URL"], os.environ["GPULAB_RUN_TOKEN"], time.monotonic() + deliver)
     spec = reporter.spec()
     import tempfile
 

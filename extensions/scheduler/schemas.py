@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+from .parameters import ParameterError, checked
+from .run_options import RunOptions, attach
 
 Event = Literal["start", "success", "failure"]
 OutputFormat = Literal["ipynb", "html"]
@@ -35,8 +38,13 @@ class RunPolicy(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     notebook: dict = Field(description="the notebook (nbformat 4 JSON)")
     notebook_name: str = Field("notebook.ipynb", min_length=1, max_length=255)
-    input_path: str = Field("", max_length=1024)
+    input_path: str = Field("", max_length=1024, description="where the notebook is, relative to the owner's home "
+                            "(or absolute); its folder is the working directory unless `cwd` says otherwise")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    kernel_name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
+                                    description="kernel to run (Papermill's -k); default: the notebook's kernelspec")
+    cwd: str | None = Field(None, min_length=1, max_length=1024, pattern=r"^[^\x00]*$",
+                            description="working directory (Papermill's --cwd), relative to the owner's home")
     profile: str | None = None
     environment: str | None = None
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
@@ -59,10 +67,20 @@ class RunPolicy(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _parameters(cls, parameters: dict) -> dict:
-        for key in parameters:
-            if not key.isidentifier():
-                raise ValueError(f"parameter name {key!r} is not a Python identifier")
-        return parameters
+        return _checked(parameters)
+
+    @model_validator(mode="after")
+    def _carry_run_options(self):
+        # The store keeps the notebook as sent; these ride in it to the runner (see run_options.py)
+        self.notebook = attach(self.notebook, RunOptions(self.kernel_name, self.cwd, self.input_path))
+        return self
+
+
+def _checked(parameters: dict | None) -> dict | None:
+    try:
+        return None if parameters is None else checked(parameters)
+    except ParameterError as error:
+        raise ValueError(str(error)) from None
 
 
 class CreateSchedule(RunPolicy):
@@ -89,11 +107,21 @@ class UpdateSchedule(BaseModel):
     max_retries: int | None = Field(None, ge=0, le=10)
     notify: Notify | None = None
 
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, parameters: dict | None) -> dict | None:
+        return _checked(parameters)
+
 
 class RunNow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, parameters: dict | None) -> dict | None:
+        return _checked(parameters)
 
 
 class ScheduleOut(BaseModel):
