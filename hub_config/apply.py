@@ -25,6 +25,7 @@ from . import authenticators
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
 LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
 KUBERNETES_SPAWNER = "gpulab.spawner.kubernetes.GpulabKubeSpawner"
+SUPERVISED_TRAEFIK = "gpulab.hub_config.proxy.SupervisedTraefikProxy"
 OAUTH_CLASSES = {
     "github": "oauthenticator.github.GitHubOAuthenticator",
     "gitlab": "oauthenticator.gitlab.GitLabOAuthenticator",
@@ -93,7 +94,8 @@ def update_proxy(values: dict, c: Config) -> None:
         c.ConfigurableHTTPProxy.should_start = False
         c.ConfigurableHTTPProxy.api_url = proxy["api_url"].rstrip("/")
     elif proxy["kind"] == "traefik":
-        c.JupyterHub.proxy_class = "traefik_file"
+        # traefik_file, restarted when it dies (JupyterHub does this for CHP only)
+        c.JupyterHub.proxy_class = SUPERVISED_TRAEFIK
         c.TraefikFileProviderProxy.should_start = True
         c.TraefikFileProviderProxy.traefik_api_url = api_url
         c.TraefikFileProviderProxy.static_config_file = data_path(values, "proxy", "traefik.toml")
@@ -103,6 +105,8 @@ def update_proxy(values: dict, c: Config) -> None:
         c.JupyterHub.proxy_class = "configurable-http-proxy"
         c.ConfigurableHTTPProxy.should_start = True
         c.ConfigurableHTTPProxy.api_url = api_url
+        # JupyterHub restarts a CHP that died; look every second rather than every 5.
+        c.ConfigurableHTTPProxy.check_running_interval = 1
         c.ConfigurableHTTPProxy.pid_file = data_path(values, "proxy", "chp.pid")
 
 

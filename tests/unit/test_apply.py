@@ -23,7 +23,7 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.JupyterHub.db_url == "sqlite:////srv/gpulab/data/jupyterhub.sqlite"
     assert c.JupyterHub.cookie_secret_file == "/srv/gpulab/data/jupyterhub_cookie_secret"
     assert c.JupyterHub.cleanup_servers is False
-    assert c.JupyterHub.proxy_class == "traefik_file"
+    assert c.JupyterHub.proxy_class == "gpulab.hub_config.proxy.SupervisedTraefikProxy"
     assert c.TraefikFileProviderProxy.traefik_api_url == "http://127.0.0.1:8099"
     assert c.TraefikFileProviderProxy.dynamic_config_file == "/srv/gpulab/data/proxy/rules.toml"
     assert c.JupyterHub.authenticator_class.endswith("LocalAccountsAuthenticator")
@@ -59,6 +59,7 @@ def test_configurable_http_proxy():
     assert c.JupyterHub.proxy_class == "configurable-http-proxy"
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9999"
     assert c.ConfigurableHTTPProxy.should_start is True
+    assert c.ConfigurableHTTPProxy.check_running_interval == 1  # a dead CHP is restarted within a second
 
 
 def test_oidc_maps_groups_from_the_claim():

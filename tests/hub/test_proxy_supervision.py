@@ -1,0 +1,74 @@
+"""Supervision: a proxy or managed service killed outright (SIGKILL) is restarted by the hub.
+
+The done criterion of issue 12: servers reachable through the public port again within 10 s of
+traefik's death, and the outage logged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.error
+import urllib.request
+
+import psutil
+
+from tests.support.hub import ADMIN_TOKEN, services_of, wait_for
+
+
+def traefik_of(hub) -> list[psutil.Process]:
+    """The live traefik processes this hub started (a defunct one does not count)."""
+    marker = str(hub.data_dir / "proxy" / "traefik.toml")
+    found = []
+    for process in psutil.Process(hub.process.pid).children(recursive=True):
+        try:
+            if marker in process.cmdline() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def answers(url: str, token: str = ADMIN_TOKEN) -> bool:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_a_killed_traefik_is_restarted_with_every_route_within_10_s(hub_factory):
+    hub = hub_factory.start()
+    hub.create_user("tess")
+    hub.spawn("tess")
+    status_url = hub.url + "user/tess/api/status"
+    assert answers(status_url)
+    [old] = traefik_of(hub)
+
+    old.send_signal(signal.SIGKILL)
+    wait_for(lambda: not answers(status_url), 5, "the server to be unreachable with traefik dead")
+    wait_for(lambda: answers(status_url), 10, "the server to answer through a restarted traefik")
+
+    [new] = traefik_of(hub)
+    assert new.pid != old.pid
+    assert not psutil.pid_exists(old.pid)  # reaped, not left defunct
+    assert f"The proxy (traefik, pid {old.pid}) exited with status -9" in hub.log_tail(400)
+    # traefik serves the routes in its file at once; the hub logs once it checked them all
+    wait_for(lambda: "the outage lasted at most" in hub.log_tail(400), 30, "the hub to log the outage")
+
+
+def test_a_killed_service_is_restarted_by_the_hub(hub_factory):
+    hub = hub_factory.start()
+    hub.create_user("sam")
+    token = hub.user_token("sam")
+    projects_url = hub.url + "services/projects/api/projects"
+    assert answers(projects_url, token)
+    [old] = [p for p in services_of(hub.process.pid) if "JUPYTERHUB_SERVICE_NAME" in p.environ()
+             and p.environ()["JUPYTERHUB_SERVICE_NAME"] == "projects"]
+
+    os.kill(old.pid, signal.SIGKILL)
+    # JupyterHub polls a managed service every 30 s (plus jitter) and starts it again.
+    wait_for(lambda: "Service projects exited with status -9" in hub.log_tail(400), 70,
+             "the hub to notice the projects service died")
+    wait_for(lambda: answers(projects_url, token), 30, "the projects service to answer again")
