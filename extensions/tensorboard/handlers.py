@@ -11,6 +11,7 @@ All of it is the server owner's only: Jupyter's own authentication guards every 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
@@ -22,6 +23,7 @@ from tornado import web
 from gpulab.extensions.service.errors import ServiceError
 
 from .instances import KEY_LENGTH, TensorBoards, resolve_logdir
+from .page import find_log_folders, human_duration, prefix_font_urls
 
 TEMPLATES = Path(__file__).parent / "templates"
 KEY = rf"(?P<key>[0-9a-f]{{{KEY_LENGTH}}})"
@@ -37,10 +39,12 @@ class _Base(JupyterHandler):
     def chooser(self, status: int = 200, error: str = "", logdir: str = "") -> None:
         self.set_status(status)
         page = self.pages.get_template("chooser.html")
+        folders = [str(p.relative_to(self.root)) or "." for p in find_log_folders(self.root)]
         self.finish(page.render(
-            base=url_path_join(self.base_url, "tensorboard/"), instances=self.boards.summaries(),
+            base=url_path_join(self.base_url, "tensorboard/"), lab=url_path_join(self.base_url, "lab"),
+            instances=self.boards.summaries(), folders=folders, human_duration=human_duration,
             default_logdir=self.default_logdir, logdir=logdir or self.default_logdir, error=error,
-            idle_minutes=round(self.boards.idle_timeout / 60, 1), max_instances=self.boards.max_instances,
+            idle=human_duration(self.boards.idle_timeout), max_instances=self.boards.max_instances,
         ))
 
 
@@ -80,6 +84,14 @@ class InstancesHandler(APIHandler):
             raise web.HTTPError(404, f"no TensorBoard {key} is running")
         self.set_status(204)
         self.finish()
+
+
+def _fix_font_urls(response, request) -> None:
+    """jupyter-server-proxy's rewrite_response hook: TensorBoard's HTML only."""
+    if response.headers.get("Content-Type", "").startswith("text/html"):
+        prefix = re.match(rf"^(.*?/tensorboard/[0-9a-f]{{{KEY_LENGTH}}})/", request.path)
+        if prefix:
+            response.body = prefix_font_urls(response.body, prefix.group(1))
 
 
 class TensorBoardProxy(ProxyHandler):
@@ -129,7 +141,8 @@ def make_handlers(base_url: str, boards: TensorBoards, default_logdir: str, root
         (prefix + "/api/instances", InstancesHandler, {"boards": boards}),
         (prefix + rf"/api/instances/{KEY}", InstancesHandler, {"boards": boards}),
         (prefix + rf"/{KEY}", AddSlash),
-        (prefix + rf"/{KEY}/(?P<path>.*)", TensorBoardProxy, {"boards": boards, "absolute_url": True}),
+        (prefix + rf"/{KEY}/(?P<path>.*)", TensorBoardProxy, {"boards": boards, "absolute_url": True,
+                                                        "rewrite_response": [_fix_font_urls]}),
     ]
 
 
