@@ -114,12 +114,14 @@ def build_app(settings: dict):
 
     import mlflow.server.auth as mlflow_auth
 
-    from . import access, fastpath
+    from . import access, artifacts, fastpath
     from .accounts import Accounts
     from .browser import BrowserSessions
     from .hooks import Hooks
     from .identity import HubIdentities
+    from .limits import limit_json_depth
 
+    artifacts.install(artifacts.ArtifactRoot(settings["artifacts_destination"]))
     initialize_backend_stores(settings["backend_store_uri"], settings["backend_store_uri"], "mlflow-artifacts:/")
     asgi_app = create_app(flask_app)  # MLflow's auth app: its store, validators and FastAPI bridge
 
@@ -142,7 +144,7 @@ def build_app(settings: dict):
     flask_app.before_request_funcs.setdefault(None, []).insert(0, oauth_callback)
     Hooks(settings["static_prefix"], accounts, identities.project_exists, _get_tracking_store,
           on_grant=decisions.forget_all).install(flask_app)
-    return without_paths(asgi_app, [settings["static_prefix"] + ASSISTANT_PATH, ASSISTANT_PATH])
+    return limit_json_depth(without_paths(asgi_app, [settings["static_prefix"] + ASSISTANT_PATH, ASSISTANT_PATH]))
 
 
 def without_paths(app, prefixes: list[str]):

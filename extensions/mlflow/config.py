@@ -2,7 +2,9 @@
 
 The hub starts the service (`python -m gpulab.extensions.mlflow`) at /services/mlflow/, gives
 it a least-privilege role, lets every user and every user server's token reach it, and sets
-the MLflow variables in every user server's environment.
+the MLflow variables in every user server's environment. A hub running as root starts it as
+its own system account (e.g. "gpulab_svc-mlflow"), which owns the MLflow folder and nothing
+else: MLflow writes what users send, so it must not hold root's rights.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from gpulab.extensions.service.config import (
     add_service_role,
     grant_server_tokens_access,
     grant_users_access,
+    own_account,
     python_module_command,
     service_prefix,
     service_url,
@@ -45,6 +48,15 @@ def artifacts_destination(values: dict) -> str:
     if "://" in configured:
         return configured
     return str(Path(values["hub"]["data_dir"], configured).resolve())
+
+
+def owned_folders(values: dict) -> list[str]:
+    """What the service's account owns: its data folder, and a local artifact store kept elsewhere."""
+    folders = [str(data_folder(values))]
+    destination = artifacts_destination(values)
+    if "://" not in destination and data_folder(values) not in Path(destination).parents:
+        folders.append(destination)
+    return folders
 
 
 def tracking_uri(values: dict) -> str:
@@ -105,7 +117,8 @@ def update_mlflow(values: dict, c: Config) -> None:
         return
     from gpulab.hub_config.apply import add_nav_link
 
-    add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values))
+    add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values),
+                        run_as=own_account(values, NAME, owned_folders(values)))
     add_service_role(c, NAME, list(SERVICE_SCOPES))
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)

@@ -6,7 +6,10 @@ They run after MLflow has authenticated and authorized the request:
   roles are granted on it;
 - a rename cannot move an experiment into or out of a project, and the `gpulab.project`
   tag cannot be set or removed by hand;
-- a new run is recorded under the hub user, whatever the client claims.
+- a new run is recorded under the hub user, whatever the client claims;
+- an experiment cannot choose its artifact location: every experiment keeps its artifacts
+  in the server's own store (mlflow-artifacts:/<experiment id>), see artifacts.py;
+- a GraphQL request must parse and stay shallow (limits.py) before MLflow parses it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Callable
 
 from flask import Flask, Response, g, request
 
-from gpulab.extensions.service.errors import NotAllowed, ServiceError
+from gpulab.extensions.service.errors import Invalid, NotAllowed, ServiceError
 
 from .accounts import Accounts
+from .limits import graphql_problem
 from .naming import PROJECT_TAG, check_rename, project_for_new_experiment
 
 log = logging.getLogger("gpulab.mlflow")
@@ -35,6 +39,7 @@ class Hooks:
         self.project_exists = project_exists
         self.tracking_store = tracking_store  # mlflow.server.handlers._get_tracking_store
         self.routes = {}
+        self.graphql_path = static_prefix + "/graphql"
         for api in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
             base = static_prefix + api
             self.routes[base + "/experiments/create"] = self._create_experiment
@@ -52,6 +57,9 @@ class Hooks:
     # ------------------------------------------------------------ Flask hooks
 
     def before_request(self) -> Response | None:
+        if request.path == self.graphql_path:
+            problem = graphql_problem(request.get_json(force=True, silent=True))
+            return _error(Invalid(problem)) if problem else None
         hook = self.routes.get(request.path) if request.method == "POST" else None
         identity = g.get("gpulab_identity")
         if hook is None or identity is None:
@@ -79,6 +87,11 @@ class Hooks:
     # ------------------------------------------------------------ rules (the body is Flask's cached JSON)
 
     def _create_experiment(self, body: dict, identity) -> None:
+        if body.get("artifact_location"):
+            raise Invalid(
+                "artifact_location cannot be chosen on this server: every experiment keeps its artifacts "
+                "in the hub's MLflow artifact store (mlflow-artifacts:/<experiment id>); leave it out"
+            )
         tags = body.get("tags") or []
         if any(isinstance(t, dict) and t.get("key") == PROJECT_TAG for t in tags):
             raise NotAllowed(f"the {PROJECT_TAG} tag is set by gpulab from the experiment's name")

@@ -9,11 +9,16 @@ from the name, so a project created later does not take over older experiments.
 
 `Default (<user>)` is each user's own default experiment (MLFLOW_EXPERIMENT_NAME in their
 servers); nobody else may create or take that name.
+
+Names are compared in a normal form (Unicode NFKC, whitespace trimmed and collapsed, the
+user's name without case), so look-alikes such as `Default (bob) ` or `Default\u00a0(bob)` or
+`vision\uff0fsweep` (a full-width slash) are judged as the names they imitate.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Callable
 
 from gpulab.extensions.projects.membership import SLUG, project_roles
@@ -23,21 +28,27 @@ from .identity import Identity
 
 PROJECT_TAG = "gpulab.project"
 WRITER_ROLES = ("editor", "maintainer")
-DEFAULT_EXPERIMENT = re.compile(r"^Default \((?P<user>.+)\)$")
+DEFAULT_EXPERIMENT = re.compile(r"^Default ?\((?P<user>.+)\)$")  # matched on the normal form
+
+
+def normal_form(name: str) -> str:
+    """What a name reads as: NFKC (compatibility characters folded), whitespace trimmed and collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", name).split())
 
 
 def project_of_name(name: str) -> str | None:
     """The project slug a name points at (`vision/...` -> "vision"), or None."""
-    slug, slash, rest = name.partition("/")
+    slug, slash, rest = normal_form(name).partition("/")
     if not slash or not rest.strip() or not SLUG.match(slug):
         return None
     return slug
 
 
 def check_reserved(name: str, identity: Identity) -> None:
-    reserved = DEFAULT_EXPERIMENT.match(name)
-    if reserved and reserved.group("user") != identity.name and not identity.admin:
-        raise NotAllowed(f"the experiment name {name!r} is reserved for {reserved.group('user')}'s own runs")
+    reserved = DEFAULT_EXPERIMENT.match(normal_form(name))
+    owner = reserved.group("user").strip() if reserved else None
+    if owner is not None and owner.casefold() != identity.name.casefold() and not identity.admin:
+        raise NotAllowed(f"the experiment name {name!r} is reserved for {owner}'s own runs")
 
 
 def project_for_new_experiment(name: str, identity: Identity, project_exists: Callable[[str], bool]) -> str | None:

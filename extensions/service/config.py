@@ -2,21 +2,26 @@
 
 Locally the hub starts each service itself (a managed service). A service gets the part of
 the settings it needs as JSON in GPULAB_SERVICE_SETTINGS: the hub logs a service's command
-line but not its environment, so secrets stay out of the log.
+line but not its environment, so secrets stay out of the log. A service that needs no root
+declares its own system account (`run_as`); a hub running as root starts it as that
+account (service_account.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from traitlets.config import Config
 
 from .lifetime import HUB_PID_VARIABLE
+from .service_account import ServiceAccount, prepare, service_account_name
 
 SETTINGS_VARIABLE = "GPULAB_SERVICE_SETTINGS"
 NAV_VARIABLE = "GPULAB_NAV"
 BIND_VARIABLE = "GPULAB_SERVICE_BIND"
+RUN_AS_VARIABLE = "GPULAB_SERVICE_ACCOUNT"  # {"name": ..., "owns": [...]}: what the hub prepares
 
 # Services listen at hub.internal_port + offset: on 127.0.0.1, or, when hub.service_host is
 # set (the proxy and user servers run elsewhere), on every interface (BIND_VARIABLE).
@@ -49,6 +54,11 @@ def service_prefix(values: dict, name: str) -> str:
     return f"{values['hub']['base_url']}services/{name}/"
 
 
+def own_account(values: dict, name: str, owns: list[str]) -> ServiceAccount:
+    """The service's own system account, named apart from every hub user's (see service_account)."""
+    return ServiceAccount(service_account_name(values["spawner"]["local"]["account_prefix"], name), tuple(owns))
+
+
 def _list(section, key: str) -> list:
     if key not in section:
         section[key] = []
@@ -65,8 +75,13 @@ def add_managed_service(
     display: bool = True,
     environment: dict | None = None,
     listen: bool = True,
+    run_as: ServiceAccount | None = None,
 ) -> dict:
-    """A service the hub starts (and, if it listens, proxies at /services/<name>/); returns its spec."""
+    """A service the hub starts (and, if it listens, proxies at /services/<name>/); returns its spec.
+
+    `run_as`: when the hub runs as root, the service runs as this account, which owns its
+    folders (see run_services_as_their_accounts); otherwise as the hub's user.
+    """
     spec = {
         "name": name,
         "command": command,
@@ -74,6 +89,8 @@ def add_managed_service(
                         **(environment or {})},
         "display": display,
     }
+    if run_as is not None:
+        spec["environment"][RUN_AS_VARIABLE] = json.dumps({"name": run_as.name, "owns": list(run_as.owns)})
     if listen:
         spec.update(url=service_url(values, name), oauth_no_confirm=True)
     _list(c.JupyterHub, "services").append(spec)
@@ -85,13 +102,29 @@ def add_managed_service(
 KUBERNETES_VARIABLES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 
 
-def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARIABLES) -> None:
-    """Hand every service the hub starts the hub's values of `names` (where set) and the hub's
-    pid, so the service ends with it (lifetime.end_with_hub)."""
+def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARIABLES,
+                         euid: int | None = None) -> None:
+    """What only the running hub knows, for every service it starts: the hub's values of
+    `names` (where set), the hub's pid, so the service ends with it (lifetime.end_with_hub),
+    and, when the hub is root, the accounts services run as (run_services_as_their_accounts).
+    Called in the hub's process as it loads its configuration."""
     passed = {name: environ[name] for name in names if environ.get(name)}
     for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
         if "command" in spec:
             spec["environment"] = {**passed, **spec.get("environment", {}), HUB_PID_VARIABLE: str(hub_pid)}
+    if (os.geteuid() if euid is None else euid) == 0:
+        run_services_as_their_accounts(c)
+
+
+def run_services_as_their_accounts(c: Config, prepare_account=prepare) -> None:
+    """Start each service that declared `run_as` as its account, made ready first (root only:
+    creates accounts, hands over folders)."""
+    for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
+        declared = spec.get("environment", {}).get(RUN_AS_VARIABLE)
+        if declared:
+            account = json.loads(declared)
+            prepare_account(ServiceAccount(account["name"], tuple(account["owns"])))
+            spec["user"] = account["name"]
 
 
 def python_module_command(module: str, *args: str) -> list[str]:
