@@ -117,6 +117,14 @@ class RunnerApi(ApiHandler):
         return self.settings["core"]
 
 
+class RunnerReady(RunnerApi):
+    """Answers once the service listens: the dispatcher starts runs only after it can reach this."""
+
+    def get(self):
+        self.set_status(204)
+        self.finish()
+
+
 class RunnerSpec(RunnerApi):
     def get(self, run_id):
         self.write_json(self.core.runner_spec(run_id, self.token))
@@ -154,6 +162,7 @@ ROUTES = [
     (rf"api/runs/{ID}", OneRun),
     (rf"api/runs/{ID}/stop", StopRun),
     (rf"api/runs/{ID}/files/([a-z.]+)", RunFile),
+    ("runner/ready", RunnerReady),
     (rf"runner/{ID}/spec", RunnerSpec),
     (rf"runner/{ID}/events", RunnerEvents),
     (rf"runner/{ID}/files/([a-z.]+)", RunnerFiles),

@@ -29,6 +29,8 @@ from .models import (
 )
 
 IDLE_POLL_SECONDS = 1.0
+LAUNCH_GRACE_SECONDS = 120  # a RUNNING run with no runner reference after this was never launched
+DELIVERY_GRACE_SECONDS = 600  # how long after its timeout a runner keeps trying to hand over its results
 
 
 async def _no_extra_env(schedule: Schedule) -> dict:
@@ -57,6 +59,7 @@ class Dispatcher:
         self._wake.set()
 
     async def run_forever(self) -> None:
+        await self.wait_until_reachable()
         while True:
             self._wake.clear()
             try:
@@ -69,6 +72,21 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except asyncio.TimeoutError:
                 pass
+
+    async def wait_until_reachable(self) -> None:
+        """Start nothing before runners can reach this service: a runner launched earlier would
+        find its scheduler refusing connections."""
+        from tornado.httpclient import AsyncHTTPClient
+
+        client = AsyncHTTPClient()
+        while True:
+            try:
+                await client.fetch(self.runner_url + "ready", request_timeout=5)
+                self.log.info("runners reach the scheduler at %s; dispatching", self.runner_url)
+                return
+            except Exception as error:  # refused, timed out, not ours yet: try again
+                self.log.debug("not reachable yet at %sready: %s", self.runner_url, error)
+            await asyncio.sleep(0.2)
 
     def sleep_seconds(self) -> float:
         """Until the next slot's prewarm time, at most IDLE_POLL_SECONDS (running runs are watched)."""
@@ -136,26 +154,39 @@ class Dispatcher:
     # ------------------------------------------------------------ running runs
 
     async def supervise(self, now: datetime) -> None:
+        """Watch RUNNING runs, whoever started them: runners outlive a restart of the scheduler or
+        the hub, and a fresh process finds them by their reference (pid and start ticks)."""
         with self.core.sessions() as session:
             running = [(r.id, r.status, r.executor_ref, aware(r.started_at), r.outcome)
                        for r in session.scalars(select(Run).where(Run.status.in_((RUNNING, STOPPING))))]
         for run_id, status, ref, started, outcome in running:
             schedule = self._schedule_of(run_id)
+            if not ref:  # a scheduler stopped between marking it RUNNING and launching the runner
+                if started and now - started > timedelta(seconds=LAUNCH_GRACE_SECONDS):
+                    self.finish(run_id, FAILED, "the scheduler stopped while starting the runner")
+                continue
             if status == STOPPING:
                 await asyncio.to_thread(self.executor.stop, ref)
                 self.finish(run_id, STOPPED, None)
                 continue
             code = self.executor.exit_code(ref)
             if code is None:
-                if started and now - started > timedelta(seconds=schedule.timeout_seconds):
+                # A runner that has reported its outcome is only handing over its files: no timeout.
+                if not outcome and started and now - started > timedelta(seconds=schedule.timeout_seconds):
                     await asyncio.to_thread(self.executor.stop, ref)
                     self.finish(run_id, TIMED_OUT,
                                 f"timed out after {schedule.timeout_seconds}s (timeout_seconds); the kernel was stopped")
                 continue
-            if outcome == COMPLETED and code == 0:
+            outcome = self._outcome(run_id)  # read after the exit: the runner reports before it ends
+            # -1: it ended while another scheduler process was its parent; what it reported decides.
+            if outcome == COMPLETED and code in (0, -1):
                 self.finish(run_id, COMPLETED, "")
             else:
                 self.finish(run_id, FAILED, self._failure_message(run_id, code))
+
+    def _outcome(self, run_id: str) -> str:
+        with self.core.sessions() as session:
+            return session.get(Run, run_id).outcome
 
     def _failure_message(self, run_id: str, code: int) -> str:
         with self.core.sessions() as session:
@@ -165,6 +196,8 @@ class Dispatcher:
             return f"{error['ename']}{cell}: {error.get('evalue', '')}".strip()
         if error.get("message"):
             return error["message"]
+        if code == -1:
+            return "the runner ended without reporting a result (killed?); see log.txt"
         return f"the runner exited with status {code} without reporting a result; see log.txt"
 
     def _schedule_of(self, run_id: str) -> Schedule:
@@ -172,18 +205,24 @@ class Dispatcher:
             return session.get(Schedule, session.get(Run, run_id).schedule_id)
 
     def finish(self, run_id: str, status: str, message: str | None) -> None:
+        """End a running run, exactly once: a second call (or a second process) changes nothing."""
         now = self.clock()
         retry = None
         with self.core.sessions.begin() as session:
+            ended = session.execute(update(Run).where(Run.id == run_id, Run.status.in_((RUNNING, STOPPING)))
+                                    .values(status=status, ended_at=now)).rowcount
+            if not ended:
+                return
             run = session.get(Run, run_id)
             schedule = session.get(Schedule, run.schedule_id)
-            run.status, run.ended_at = status, now
             if message is not None:
                 run.message = message
             if "log.txt" not in run.outputs and self.core.storage.path(run_id, "log.txt").exists():
                 run.outputs = [*run.outputs, "log.txt"]
             claim_id = run.claim_id
-            retryable = status == FAILED or (status == TIMED_OUT and schedule.retry_on_timeout)
+            # An attempt whose runner reported COMPLETED is never run again, whatever else failed.
+            retryable = run.outcome != COMPLETED and (
+                status == FAILED or (status == TIMED_OUT and schedule.retry_on_timeout))
             if retryable and run.attempt <= schedule.max_retries:
                 retry = self.core.queue_run(session, schedule, run.slot, attempt=run.attempt + 1,
                                             parameters=run.parameters, not_before=now + retry_delay(schedule))
@@ -210,7 +249,7 @@ class Dispatcher:
                 schedule = session.get(Schedule, run.schedule_id)
                 if run.status not in (QUEUED, WAITING) or aware(run.not_before) > now:
                     continue
-                owner = run.owner
+                owner, slot = run.owner, aware(run.slot)
             reason = self._limit_reason(owner, running)
             claim = None
             if reason is None:
@@ -218,7 +257,7 @@ class Dispatcher:
             if reason is not None:
                 self._wait(run_id, reason)
                 continue
-            if await self._start(run_id, schedule, claim):
+            if await self._start(run_id, schedule, claim, slot):
                 running.append(owner)
                 with self.core.sessions() as session:
                     self.notifier.send("start", schedule, self.core.run_out(session, session.get(Run, run_id)))
@@ -256,18 +295,23 @@ class Dispatcher:
             session.execute(update(Run).where(Run.id == run_id, Run.status.in_((QUEUED, WAITING)))
                             .values(status=WAITING, message=reason))
 
-    async def _start(self, run_id: str, schedule: Schedule, claim) -> bool:
+    async def _start(self, run_id: str, schedule: Schedule, claim, slot: datetime | None) -> bool:
         token = secrets.token_urlsafe(32)
         devices = list(claim.devices) if claim else []
+        # Launched up to prewarm_seconds early so the kernel is warm; the runner holds the first
+        # cell until the slot, so the run starts at its slot, not at the launch.
+        started = max(self.clock(), slot) if slot else self.clock()
         with self.core.sessions.begin() as session:
             moved = session.execute(update(Run).where(Run.id == run_id, Run.status.in_((QUEUED, WAITING))).values(
-                status=RUNNING, message="", started_at=self.clock(), token_hash=token_digest(token),
+                status=RUNNING, message="", started_at=started, token_hash=token_digest(token),
                 claim_id=claim.claim_id if claim else "", devices=devices)).rowcount
         if not moved:  # another scheduler process started it, or it was stopped meanwhile
             if claim and self.ledger is not None:
                 self.ledger.release(claim.claim_id)
             return False
         env = {"GPULAB_RUN_URL": f"{self.runner_url}{run_id}/", "GPULAB_RUN_TOKEN": token,
+               # how long the runner keeps trying to reach the scheduler (a restart of the hub or of it)
+               "GPULAB_RUN_DELIVER_SECONDS": str(schedule.timeout_seconds + DELIVERY_GRACE_SECONDS),
                "CUDA_VISIBLE_DEVICES": ",".join(devices), **await self.extra_env(schedule)}
         environment = next(e for e in self.core.environments if e.id == schedule.environment)
         profile = self.core.profile(schedule.profile)

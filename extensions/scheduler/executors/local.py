@@ -111,7 +111,7 @@ class LocalExecutor:
             if code is not None:
                 self.children.pop(pid, None)
             return code
-        return None if same_process(pid, ticks) else -1
+        return None if alive(pid, ticks) else -1
 
     def stop(self, ref: str) -> None:
         """Stop the runner and everything it started (the kernel has a session of its own)."""
@@ -141,6 +141,17 @@ class LocalExecutor:
         limiter, _ = detect_limiter()
         if limiter is not None:
             limiter.remove(f"run-{run_id}")
+
+
+def alive(pid: int, ticks: int | None) -> bool:
+    """Whether the runner `pid` (started at `ticks`) still runs. A runner whose scheduler died
+    is reaped by init, or by nobody in a container: a zombie has ended."""
+    if not same_process(pid, ticks):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def gpulab_python() -> str:
