@@ -195,6 +195,11 @@ class GatewayConnection(asyncssh.SSHServer):
             self.audit("refused", identity=self.identity, target=self.target.label, source=self.source,
                        reason=str(exc))
             raise
+        except Exception as exc:  # a bug or an unforeseen failure: still an answer, never a hang
+            self.gateway.log.exception("SSH to %s for %s failed", self.target.label, self.identity)
+            self.audit("refused", identity=self.identity, target=self.target.label, source=self.source,
+                       reason=f"gateway error: {type(exc).__name__}")
+            raise Refused(f"the gateway could not reach {self.target.describe()}; the hub's log says why") from None
         if self.upstream_connection is None:
             self.upstream_connection = connection
             asyncio.ensure_future(self._close_with(connection))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import asyncssh
 
+from .pipes import copy_output, feed_stdin
+
 # Variables a client may send (OpenSSH sends LANG and LC_* by default).
 CLIENT_VARIABLES = re.compile(r"^(LANG|LANGUAGE|LC_[A-Z_]+|COLORTERM|TERM_PROGRAM(_VERSION)?)$")
 HANG_UP_GRACE = 2.0  # seconds a session's processes get after SIGHUP before SIGKILL
@@ -94,8 +96,7 @@ class SessionRunner:
             process.exit(status)
 
     async def _run_with_pipes(self, process, argv, environ, cwd) -> int | None:
-        # Plain pipes, not asyncio's stream wrappers: asyncssh drives pipes with flow control
-        # (its redirection of asyncio StreamReaders breaks when output outpaces the client).
+        # Our own copies, not process.redirect(): see pipes.py for why.
         stdin_read, stdin_write = os.pipe()
         stdout_read, stdout_write = os.pipe()
         stderr_read, stderr_write = os.pipe()
@@ -111,13 +112,22 @@ class SessionRunner:
         finally:
             for fd in (stdin_read, stdout_write, stderr_write):
                 os.close(fd)
-        process.set_redirect_pid(child.pid)
-        # No EOF when one pipe ends: asyncssh would send it on the channel, which ends the
-        # other stream too, and stderr still in its pipe after stdout's end would be lost.
-        await process.redirect(stdin=os.fdopen(stdin_write, "wb", buffering=0),
-                               stdout=os.fdopen(stdout_read, "rb", buffering=0),
-                               stderr=os.fdopen(stderr_read, "rb", buffering=0), send_eof=False)
-        return await self._finish(process, child, [process.stdout, process.stderr], [stdout_read, stderr_read])
+        stdin = asyncio.ensure_future(feed_stdin(process.stdin, stdin_write, lambda name: _signal(child, name)))
+        # Like sshd: the session ends when the command exited and its output pipes ended
+        # (a background job that keeps stdout open keeps the session open).
+        outputs = asyncio.gather(copy_output(stdout_read, process.stdout), copy_output(stderr_read, process.stderr))
+        closed = asyncio.ensure_future(process.wait_closed())
+        done = asyncio.ensure_future(_both(child.wait(), outputs))
+        try:
+            await asyncio.wait({closed, done}, return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():
+                await self._hang_up(child)
+                return None
+            return child.returncode
+        finally:
+            for task in (stdin, closed, done, outputs):
+                task.cancel()
+            await asyncio.gather(stdin, outputs, return_exceptions=True)
 
     async def _run_in_terminal(self, process, argv, environ, cwd) -> int | None:
         controller, terminal = pty.openpty()
@@ -139,7 +149,7 @@ class SessionRunner:
         await process.redirect(stdin=writer, stdout=reader)
         return await self._finish(process, child, [process.stdout])
 
-    async def _finish(self, process, child, outputs, pipes=()) -> int | None:
+    async def _finish(self, process, child, outputs) -> int | None:
         closed = asyncio.ensure_future(process.wait_closed())
         exited = asyncio.ensure_future(child.wait())
         await asyncio.wait({closed, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -148,7 +158,6 @@ class SessionRunner:
             await self._hang_up(child)
             return None
         try:
-            await asyncio.wait_for(_read_out(pipes), OUTPUT_GRACE)
             await asyncio.wait_for(asyncio.gather(*(out.drain() for out in outputs)), OUTPUT_GRACE)
         except (asyncio.TimeoutError, asyncssh.Error, BrokenPipeError, ConnectionError):
             pass
@@ -168,17 +177,19 @@ class SessionRunner:
                 continue
 
 
-def _unread_bytes(fd: int) -> int:
-    try:
-        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
-    except OSError:  # closed: asyncssh read it to the end
-        return 0
+def _signal(child, name: str) -> None:
+    """A signal the client sent (`ssh` sends them by name, e.g. "INT"), to the command."""
+    number = getattr(signal, f"SIG{name}", None)
+    if isinstance(number, signal.Signals) and child.returncode is None:
+        try:
+            os.kill(child.pid, number)
+        except ProcessLookupError:
+            pass
 
 
-async def _read_out(pipes) -> None:
-    """Until asyncssh has taken everything the command left in its output pipes."""
-    while any(_unread_bytes(fd) for fd in pipes):
-        await asyncio.sleep(0.01)
+async def _both(exited, outputs) -> None:
+    await exited
+    await outputs
 
 
 class HomeSFTPServer(asyncssh.SFTPServer):

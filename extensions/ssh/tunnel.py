@@ -19,17 +19,25 @@ class SocketEnd:
         self.writer = writer
 
     async def feed(self, data: bytes) -> None:
-        """Bytes that arrived on the WebSocket, for asyncssh."""
+        """Bytes that arrived on the WebSocket, for asyncssh (dropped once asyncssh closed its end)."""
+        if self.writer.is_closing():
+            return
         self.writer.write(data)
-        await self.writer.drain()
+        try:
+            await self.writer.drain()
+        except ConnectionError:
+            pass  # asyncssh closed the connection: the session is over
 
     async def relay(self, send: Callable[[bytes], Awaitable[object]]) -> None:
         """Bytes asyncssh wrote, sent on with `send` until asyncssh closes its end."""
-        while True:
-            data = await self.reader.read(CHUNK)
-            if not data:
-                return
-            await send(data)
+        try:
+            while True:
+                data = await self.reader.read(CHUNK)
+                if not data:
+                    return
+                await send(data)
+        except ConnectionError:
+            return  # the other side ended: the session is over
 
     def close(self) -> None:
         self.writer.close()

@@ -57,11 +57,17 @@ class Upstream:
 
     async def open(self, identity: str, target: Target, notify: Callable[[str], None]) -> asyncssh.SSHClientConnection:
         try:
-            token, token_id = await self.hub.mint_access_token(identity, target)
+            return await self._open(identity, target, notify)
         except HubError as exc:
+            # Any hub answer the steps below did not expect (a user deleted meanwhile, an
+            # admin naming a user who does not exist, the hub down): a reason, not a hang.
             if exc.status in (400, 403, 404):
                 raise Refused(f"there is no server {target.login!r} that you ({identity}) may use") from None
-            raise
+            self.log.warning("SSH to %s for %s: the hub answered %s", target.label, identity, exc)
+            raise Refused(f"the hub cannot open {target.describe()} now ({exc.status}); try again later") from None
+
+    async def _open(self, identity: str, target: Target, notify: Callable[[str], None]) -> asyncssh.SSHClientConnection:
+        token, token_id = await self.hub.mint_access_token(identity, target)
         try:
             model = await self._running_server(identity, target, notify)
             websocket = await self._open_websocket(model["url"], token, target)
@@ -148,7 +154,7 @@ class Upstream:
     async def _ssh(self, websocket, identity: str, target: Target) -> asyncssh.SSHClientConnection:
         seed = endpoint_seed(self.settings.master_secret, target.owner, target.server)
         sock, end = await socket_pair()
-        pumps = [asyncio.ensure_future(end.relay(lambda data: websocket.write_message(data, binary=True))),
+        pumps = [asyncio.ensure_future(end.relay(lambda data: _send(websocket, data))),
                  asyncio.ensure_future(_websocket_to_socket(websocket, end))]
         try:
             connection = await asyncssh.run_client(
@@ -171,6 +177,13 @@ class Upstream:
 
         asyncio.ensure_future(_close_after(connection, cleanup))
         return connection
+
+
+async def _send(websocket, data: bytes) -> None:
+    try:
+        await websocket.write_message(data, binary=True)
+    except WebSocketClosedError:
+        raise ConnectionError("the WebSocket closed") from None  # the session's normal end
 
 
 async def _websocket_to_socket(websocket, end) -> None:
