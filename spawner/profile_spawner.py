@@ -16,7 +16,7 @@ from pathlib import Path
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Dict, List, Unicode, default
+from traitlets import Any, Dict, List, Unicode, default
 
 from gpulab.db import make_engine, make_session_factory
 from gpulab.images.catalog import Environment, load_catalog
@@ -29,6 +29,7 @@ from .ledger import Claim, ClaimRefused, Ledger, gpus_by_owner
 from .limits import Limits
 from .profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, unknown_options, visible_profiles
 from .quotas import Usage, quota_problem
+from .refusals import forget_refused_spawn, is_refusal
 
 FULL = 409  # the profile exists and is allowed, but its GPUs are all in use
 OVER_QUOTA = 403
@@ -111,6 +112,9 @@ class ProfileSpawnerMixin(Spawner):
     devices = List()
     profile_id = Unicode("")
     environment_id = Unicode("")
+    # The user_options of this server's last admitted spawn (None: never admitted); kept in its
+    # state so a refused spawn can put them back.
+    accepted_options = Any(None)
 
     # ------------------------------------------------------------ configuration, parsed once
 
@@ -238,7 +242,24 @@ class ProfileSpawnerMixin(Spawner):
         return SpawnPlan(profile, environment)
 
     async def start(self):
-        plan = self.plan_spawn(self.user_options or {})
+        try:
+            await self.admit(self.user_options or {})
+        except BaseException as error:
+            if is_refusal(error):
+                forget_refused_spawn(self, self.accepted_options)
+            raise
+        self.accepted_options = dict(self.user_options or {})
+        try:
+            result = await super().start()
+        except BaseException:
+            self.release_gpus()
+            raise
+        self.holder_started()
+        return result
+
+    async def admit(self, options: dict) -> SpawnPlan:
+        """Resolve the choice, check quotas and claim GPUs; a 4xx when the spawn is refused."""
+        plan = self.plan_spawn(options)
         self._plan = plan
         self.profile_id, self.environment_id = plan.profile.id, plan.environment.id
         self.claim_id, self.devices = "", []
@@ -249,13 +270,7 @@ class ProfileSpawnerMixin(Spawner):
             problem = self._quota_problem(self._standing(), {}, 0)
             if problem:
                 raise web.HTTPError(OVER_QUOTA, problem)
-        try:
-            result = await super().start()
-        except BaseException:
-            self.release_gpus()
-            raise
-        self.holder_started()
-        return result
+        return plan
 
     async def reserve_gpus(self, plan: SpawnPlan) -> None:
         """Claim devices in the ledger (the local way); raise 409/403 with the reason if refused."""
@@ -318,6 +333,8 @@ class ProfileSpawnerMixin(Spawner):
             state.update(claim_id=self.claim_id, devices=list(self.devices))
         if self.profile_id:
             state.update(profile=self.profile_id, environment=self.environment_id)
+        if self.accepted_options is not None:
+            state["accepted_options"] = self.accepted_options
         return state
 
     def load_state(self, state):
@@ -326,7 +343,9 @@ class ProfileSpawnerMixin(Spawner):
         self.devices = state.get("devices", [])
         self.profile_id = state.get("profile", "")
         self.environment_id = state.get("environment", "")
+        self.accepted_options = state.get("accepted_options", self.accepted_options)
 
     def clear_state(self):
+        """Forget the running server; `accepted_options` outlives it (it is about the next spawn)."""
         super().clear_state()
         self.claim_id, self.devices, self.profile_id, self.environment_id = "", [], "", ""

@@ -18,6 +18,7 @@ import pytest
 from gpulab.hub_config.client import ClientError
 from gpulab.spawner.accounts import account_name
 from tests.support.declared_gpus import declared_inventory
+from tests.support.hub import wait_for
 from tests.support.sessions import signed_in_user
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +104,38 @@ def test_refused_choices_are_4xx_with_the_reason(hub, options, status, message):
     error = refused(lambda: hub.api.request("POST", "hub/api/users/chooser/server", options))
     assert (error.status, message in error.message) == (status, True), error.message
     assert hub.server_model("chooser") is None
+
+
+def test_refused_named_spawns_leave_no_server_behind(hub):
+    make_user(hub, "namer")
+    for name in ("try1", "try2", "try3", "try4"):  # more than the limit of 3 named servers
+        error = refused(lambda: hub.api.request("POST", f"hub/api/users/namer/servers/{name}", {"profile": "nope"}))
+        assert (error.status, "unknown profile 'nope'" in error.message) == (400, True), error.message
+    assert set(hub.api.request("GET", "hub/api/users/namer?include_stopped_servers=1")["servers"]) == {""}
+    hub.spawn("namer", "good", {"profile": "cpu"})
+    hub.stop_server("namer", "good")
+
+
+def test_a_refused_spawn_keeps_the_options_of_the_last_admitted_one(hub):
+    make_user(hub, "keeper")
+    hub.spawn("keeper", options={"profile": "cpu"})
+    hub.stop_server("keeper")
+    error = refused(lambda: hub.api.request("POST", "hub/api/users/keeper/server", {"profile": "nope"}))
+    assert error.status == 400
+    stopped = hub.api.request("GET", "hub/api/users/keeper?include_stopped_servers=1")["servers"][""]
+    assert stopped["user_options"] == {"profile": "cpu"}
+    hub.api.request("POST", "hub/api/users/keeper/server")  # no body: the stored options are used
+    wait_for(lambda: (hub.server_model("keeper") or {}).get("ready"), 90, "keeper's server")
+    assert server_env(hub, "keeper", hub.settings["spawner"]["local"]["account_prefix"])["GPULAB_PROFILE"] == "cpu"
+    hub.stop_server("keeper")
+
+
+def test_a_refused_first_spawn_stores_no_options(hub):
+    make_user(hub, "first")
+    assert refused(lambda: hub.api.request("POST", "hub/api/users/first/server", {"profile": "nope"})).status == 400
+    hub.api.request("POST", "hub/api/users/first/server")  # no body: the default profile, not "nope"
+    wait_for(lambda: (hub.server_model("first") or {}).get("ready"), 90, "first's server")
+    hub.stop_server("first")
 
 
 def test_gpu_servers_see_only_their_devices_and_cpu_servers_none(hub, hub_defaults):
