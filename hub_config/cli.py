@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--admin", metavar="NAME", action="append", help="make NAME an admin (repeatable)")
     up.set_defaults(func=_up)
 
+    down = commands.add_parser("down", help="with --purge: remove what gpulab made on this machine")
+    down.add_argument("--purge", action="store_true",
+                      help="remove gpulab's system accounts, project groups, data directory and projects folder")
+    down.add_argument("--remove-homes", action="store_true", help="remove the users' homes too (kept otherwise)")
+    down.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    down.add_argument("--config", metavar="FILE", help=f"settings file (default: ./{DEFAULT_FILENAME} if present)")
+    down.add_argument("--data-dir", metavar="DIR", help="the data directory `gpulab up` used (default: .gpulab)")
+    down.set_defaults(func=_down)
+
     config = commands.add_parser("config", help="show, check and edit gpulab.yaml")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 
@@ -94,6 +103,38 @@ def _up(args) -> int:
     from .up import run_up
 
     return run_up(args)
+
+
+def _down(args) -> int:
+    from .purge import carry_out, hub_listening, plan_purge
+    from .up import find_settings_file
+
+    if not args.purge:
+        return _fail("`gpulab up` runs in the foreground: stop it with Ctrl-C or SIGTERM (servers keep running). "
+                     "`gpulab down --purge` removes everything gpulab made here.", 2)
+    overrides = {"hub": {"data_dir": str(Path(args.data_dir).resolve())}} if args.data_dir else {}
+    try:
+        settings = load_settings(find_settings_file(args.config), overrides)
+    except ConfigError as exc:
+        return _fail(f"invalid settings:\n{exc}", 2)
+    if settings.values["spawner"]["backend"] != "local":
+        return _fail("on Kubernetes, remove gpulab with `helm uninstall` (volumes follow your storage class's policy)", 2)
+    running = hub_listening(settings.values)
+    if running:
+        return _fail(f"a hub still answers at {running}: stop `gpulab up` first", 1)
+    plan = plan_purge(settings.values, args.remove_homes)
+    print(f"gpulab down --purge removes:\n{plan.describe()}")
+    if plan.empty:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return _fail("not removing anything without confirmation: run it in a terminal, or add --yes", 2)
+        if input("Type 'purge' to remove all of the above: ").strip() != "purge":
+            return _fail("nothing removed", 1)
+    problems = carry_out(plan)
+    if problems:
+        return _fail("removed the rest, but:\n" + "\n".join(f"  {p}" for p in problems), 1)
+    return _print("removed")
 
 
 def _config_show(args) -> int:
