@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 
 from tornado import web
 
@@ -144,6 +145,14 @@ class RunnerFiles(RunnerApi):
         self.finish()
 
 
+class OpenApiDocument(ApiHandler):
+    """The API's description, as committed in the repository."""
+
+    def get(self):
+        self.set_header("Content-Type", "application/yaml")
+        self.finish(resources.files("gpulab.extensions.scheduler").joinpath("openapi.yaml").read_text())
+
+
 class SchedulesPage(PageHandler):
     @web.authenticated
     def get(self):
@@ -154,6 +163,7 @@ class SchedulesPage(PageHandler):
 
 ID = r"([0-9a-f-]{36})"
 ROUTES = [
+    ("api/openapi.yaml", OpenApiDocument),
     ("api/options", Options),
     ("api/schedules", Schedules),
     (rf"api/schedules/{ID}", OneSchedule),

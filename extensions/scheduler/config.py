@@ -22,6 +22,9 @@ def update_scheduler(values: dict, c: Config) -> None:
 
     if not values["scheduler"]["enabled"]:
         return
+    from .webhooks import allowed_networks
+
+    allowed_networks(values["scheduler"]["notifications"]["webhook_allowed_networks"])  # a bad entry stops here
     prefix = service_prefix(values, "scheduler")
     settings = {
         "profiles": values["profiles"], "environments": values["environments"], "quotas": values["quotas"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,11 +25,12 @@ from gpulab.images.catalog import load_catalog
 from gpulab.spawner.environments import offered, options_for, resolve_environment
 from gpulab.spawner.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
 
-from . import cron
+from . import cron, webhooks
 from .models import ACTIVE_STATES, FINAL_STATES, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
 from .schemas import CreateRun, CreateSchedule, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
 
 OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
+MAX_CELLS = 1_000_000
 
 
 class ScheduleView(ScheduleOut):
@@ -143,6 +145,13 @@ class SchedulerCore:
                                                "unavailable": o.unavailable} for o in options]})
         return {"profiles": profiles}
 
+    def _check_webhooks(self, notify: dict) -> None:
+        """400 for a webhook that reaches an internal address (checked again when sending)."""
+        allowed = webhooks.allowed_networks(
+            self.settings["scheduler"]["notifications"].get("webhook_allowed_networks", []))
+        for url in notify.get("webhooks") or []:
+            webhooks.check(url, allowed)
+
     def profile(self, profile_id: str) -> Profile:
         return next(p for p in self.profiles if p.id == profile_id)
 
@@ -152,6 +161,7 @@ class SchedulerCore:
         is_schedule = isinstance(request, CreateSchedule)
         if is_schedule:
             cron.validate(request.cron, request.timezone, self.clock())
+        self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile, environment = self._compute(who, request.profile, request.environment)
         now = self.clock()
@@ -197,6 +207,8 @@ class SchedulerCore:
                 if schedule.cron is None:
                     raise Invalid("a one-off run has no cron schedule to change")
                 cron.validate(fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone), self.clock())
+            if "notify" in fields:
+                self._check_webhooks(fields["notify"] or {})
             if "profile" in fields or "environment" in fields:
                 owner = self.directory.who(schedule.owner)
                 fields["profile"], fields["environment"] = self._compute(
@@ -362,6 +374,10 @@ class SchedulerCore:
                     "schedule": schedule.name, "profile": schedule.profile, "environment": schedule.environment}
 
     def runner_event(self, run_id: str, token: str, event: RunnerEvent) -> None:
+        for name in ("cells_done", "cells_total"):
+            value = getattr(event, name)
+            if value is not None and not 0 <= value <= MAX_CELLS:  # the column is a 32-bit integer
+                raise Invalid(f"{name}: {value} is out of range (0-{MAX_CELLS})")
         with self.sessions.begin() as session:
             run = self._runner_run(session, run_id, token)
             if event.kind == "kernel_ready":
@@ -388,8 +404,13 @@ class SchedulerCore:
         self.storage.write(run_id, name, data)
         stored = [name]
         if wants_html:
-            self.storage.write(run_id, "output.html", self.render_html(data))
-            stored.append("output.html")
+            try:
+                html = self.render_html(data)
+            except Exception:  # the notebook is kept; a refusal would only make the runner retry
+                logging.getLogger("gpulab.scheduler").exception("run %s: could not render output.html", run_id)
+            else:
+                self.storage.write(run_id, "output.html", html)
+                stored.append("output.html")
         with self.sessions.begin() as session:
             run = session.get(Run, run_id)
             run.outputs = [*run.outputs, *(s for s in stored if s not in run.outputs)]

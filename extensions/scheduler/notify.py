@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import smtplib
 import threading
-import urllib.request
 from email.message import EmailMessage
 
+from . import webhooks
 from .models import Schedule
 from .schemas import RunOut
 
@@ -23,6 +23,7 @@ class Notifier:
 
     def __init__(self, settings: dict, log):
         self.timeout = settings["webhook_timeout_seconds"]
+        self.allowed = webhooks.allowed_networks(settings.get("webhook_allowed_networks", []))
         self.smtp = settings["smtp"]
         self.log = log
 
@@ -37,12 +38,12 @@ class Notifier:
             threading.Thread(target=self._mail, args=(notify["emails"], body), daemon=True).start()
 
     def _post(self, url: str, body: dict) -> None:
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "gpulab-scheduler"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
-        except Exception as error:  # a broken webhook is the owner's to fix; log and go on
+            # Checked again now: the name may resolve elsewhere than at creation, or the allowed list changed.
+            status = webhooks.post(url, json.dumps(body).encode(), self.allowed, self.timeout)
+            if status >= 300:
+                self.log.warning("webhook for %s (%s) answered %s", body["schedule"]["name"], body["event"], status)
+        except Exception as error:  # a broken or refused webhook is the owner's to fix; log and go on
             self.log.warning("webhook for %s (%s) failed: %s", body["schedule"]["name"], body["event"], error)
 
     def _mail(self, recipients: list[str], body: dict) -> None:

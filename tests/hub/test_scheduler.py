@@ -41,7 +41,9 @@ def outputs_text(executed: dict) -> str:
 @pytest.fixture(scope="module")
 def hub(module_hub_factory, projects_root, account_prefix):
     return module_hub_factory.start({**project_settings(projects_root, account_prefix, "s"),
-                                     "scheduler": {"prewarm_seconds": 2, "missed_slot_grace_seconds": 30}})
+                                     "scheduler": {"prewarm_seconds": 2, "missed_slot_grace_seconds": 30,
+                                                   # the test's own webhook receiver listens on loopback
+                                                   "notifications": {"webhook_allowed_networks": ["127.0.0.1/32"]}}})
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +167,25 @@ def test_webhooks_hear_about_start_and_success(hub, alice):
         assert Hook.received[1]["run"]["id"] == run["id"] and Hook.received[1]["run"]["status"] == "COMPLETED"
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("url", ["http://[::1]:8080/", "http://169.254.169.254/latest/meta-data/",
+                                 "http://10.0.0.5/hook", "http://[::ffff:127.0.0.2]/", "http://127.0.0.2:80/"])
+def test_webhooks_to_internal_addresses_are_400_unless_allowed(hub, alice, url):
+    body = {"name": "hooked", "notebook": notebook("1"), "cron": "0 3 * * *",
+            "notify": {"webhooks": [url], "on": ["failure"]}}
+    with pytest.raises(ClientError) as refused:
+        alice.request("POST", "services/scheduler/api/schedules", body)
+    assert refused.value.status == 400 and "webhook_allowed_networks" in refused.value.message, refused.value.message
+    allowed = alice.request("POST", "services/scheduler/api/schedules",
+                            {**body, "notify": {"webhooks": ["http://127.0.0.1:9/hook"], "on": ["failure"]}})
+    try:
+        with pytest.raises(ClientError) as refused:
+            alice.request("PATCH", f"services/scheduler/api/schedules/{allowed['id']}",
+                          {"notify": {"webhooks": [url], "on": ["failure"]}})
+        assert refused.value.status == 400
+    finally:
+        alice.request("DELETE", f"services/scheduler/api/schedules/{allowed['id']}")
 
 
 def test_project_schedules_follow_project_roles(hub, alice):
