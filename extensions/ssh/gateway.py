@@ -18,7 +18,8 @@ import asyncssh
 from .audit import AuditLog
 from .hubapi import HubAPI, HubError
 from .publickeys import fingerprint
-from .ratelimit import FailureLimiter
+from .lockouts import LockoutStore
+from .ratelimit import FailureLimiter, source_key
 from .relay import SessionRelay, TCPRelay
 from .store import KeyStore
 from .targets import BadLogin, Target, parse_login, token_allows
@@ -36,18 +37,20 @@ class GatewaySettings:
 
 class Gateway:
     def __init__(self, settings: GatewaySettings, host_key: asyncssh.SSHKey, keys: KeyStore, hub: HubAPI,
-                 upstream: Upstream, limiter: FailureLimiter, audit: AuditLog, log):
+                 upstream: Upstream, limiter: FailureLimiter, lockouts: LockoutStore, audit: AuditLog, log):
         self.settings = settings
         self.host_key = host_key
         self.keys = keys
         self.hub = hub
         self.upstream = upstream
         self.limiter = limiter
+        self.lockouts = lockouts
         self.audit = audit
         self.log = log
         self.listener = None
 
     async def start(self) -> None:
+        self.limiter.restore(await asyncio.to_thread(self.lockouts.active, self.limiter.clock()))
         self.listener = await asyncssh.listen(
             self.settings.bind_address, self.settings.port,
             server_factory=lambda: GatewayConnection(self),
@@ -89,12 +92,6 @@ class GatewayConnection(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.source = str(peer[0])
 
-    def _limit_keys(self) -> tuple[str, ...]:
-        keys = [f"source:{self.source}"]
-        if self.target is not None:
-            keys.append(f"user:{self.target.owner}")
-        return tuple(keys)
-
     def begin_auth(self, username: str) -> bool:
         self.login = username
         try:
@@ -106,12 +103,13 @@ class GatewayConnection(asyncssh.SSHServer):
         return True
 
     def _refuse_if_locked(self) -> None:
-        wait = self.gateway.limiter.locked_for(*self._limit_keys())
+        # Only the source address is ever locked: a user's valid key must keep working
+        # whoever fails on purpose in their name.
+        wait = self.gateway.limiter.locked_for(source_key(self.source))
         if wait:
             self.audit("refused", login=self.login, source=self.source, reason="locked out")
             raise asyncssh.PermissionDenied(
-                f"too many failed sign-ins from {self.source} or for {self.target.owner}; "
-                f"try again in {math.ceil(wait)} s")
+                f"too many failed sign-ins from {self.source}; try again in {math.ceil(wait)} s")
 
     def public_key_auth_supported(self) -> bool:
         return True
@@ -121,6 +119,8 @@ class GatewayConnection(asyncssh.SSHServer):
         key_fingerprint = fingerprint(key)
         owner = await asyncio.to_thread(self.gateway.keys.owner_of, key_fingerprint)
         if owner is None:
+            # Counted once, when the connection ends unsigned-in: a client offers its keys in
+            # turn, and a later one may be right. Not slowed: keys cannot be guessed.
             self.keys_refused += 1
             return False
         self.candidate = (owner, "publickey", key_fingerprint)
@@ -137,7 +137,7 @@ class GatewayConnection(asyncssh.SSHServer):
             self.gateway.log.error("cannot check a token with the hub: %s", exc)
             return False
         if found is None:
-            self._failed("password")
+            await self._failed("password")
             return False
         owner, scopes = found
         if not token_allows(scopes, self.target):
@@ -148,39 +148,47 @@ class GatewayConnection(asyncssh.SSHServer):
         self.candidate = (owner, "token", None)
         return True
 
-    def _failed(self, method: str) -> None:
+    async def _failed(self, method: str) -> None:
+        """Count a failed password: lock the source out after too many (saved, so a restart
+        keeps it), and hold the refusal back while the user is over the limit (guessing a
+        user's token gets no faster with more addresses)."""
+        self._count_failure(method)
+        await self._hold_refusal()
+        self._refuse_if_locked()
+
+    def _count_failure(self, method: str) -> None:
         self.audit("auth-failed", login=self.login, source=self.source, method=method)
-        locked = self.gateway.limiter.failed(*self._limit_keys())
-        for key in locked:
-            self.audit("locked-out", who=key, seconds=int(self.gateway.limiter.lockout))
-        if locked:
-            self._refuse_if_locked()
+        limiter = self.gateway.limiter
+        locked = limiter.failed(source_key(self.source), self.target.owner if self.target else None)
+        for key, until in locked.items():
+            self.audit("locked-out", who=key, seconds=int(limiter.lockout))
+            asyncio.ensure_future(asyncio.to_thread(self.gateway.lockouts.lock, key, until))
+
+    async def _hold_refusal(self) -> None:
+        delay = self.gateway.limiter.hold(self.target.owner)
+        if delay:
+            self.audit("slowed", login=self.login, source=self.source, seconds=round(delay, 1))
+            await asyncio.sleep(delay)
 
     def auth_completed(self) -> None:
         # asyncssh validates the key (or password) of a request right before accepting it,
         # so the latest candidate is the one that signed in.
         identity, method, key = self.candidate
         self.identity = identity
-        self.gateway.limiter.succeeded(f"user:{self.target.owner}")
+        self.gateway.limiter.succeeded(self.target.owner)
         self.audit("login", identity=identity, login=self.login, source=self.source, method=method, key=key)
         if key is not None:
             asyncio.ensure_future(asyncio.to_thread(self.gateway.keys.mark_used, key))
 
     def connection_lost(self, exc):
         if self.identity is None and self.keys_refused:
-            self._count_refused_keys()
+            self._count_failure("publickey")  # locks the source for its next connection
         if self.upstream_task is not None:
             self.upstream_task.cancel()
         if self.upstream_connection is not None:
             self.upstream_connection.close()
         if self.identity is not None:
             self.audit("logout", identity=self.identity, target=self.target.label, source=self.source)
-
-    def _count_refused_keys(self) -> None:
-        try:
-            self._failed("publickey")
-        except asyncssh.PermissionDenied:
-            pass  # the connection is gone already; the lockout applies to the next one
 
     # ------------------------------------------------------------ channels
 

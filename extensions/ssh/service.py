@@ -20,6 +20,7 @@ from gpulab.extensions.service.runner import build_application, configure_loggin
 from .audit import AuditLog
 from .gateway import Gateway, GatewaySettings
 from .hubapi import HubAPI
+from .lockouts import LockoutStore
 from .publickeys import fingerprint
 from .ratelimit import FailureLimiter
 from .store import KeyStore
@@ -36,14 +37,15 @@ async def main() -> int:
     audit = AuditLog(settings["audit_log"])
     audit.open()
     host_key = gateway_host_key(Path(settings["host_key"]))
-    keys = KeyStore(make_engine(settings["database_url"]))
+    engine = make_engine(settings["database_url"])
+    keys = KeyStore(engine)
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     upstream = Upstream(hub, UpstreamSettings(
         settings["servers_url"], settings["start_stopped_servers"], settings["start_timeout"],
         master_secret(Path(settings["master_secret"]))), audit, log)
     limiter = FailureLimiter(settings["max_failed_attempts"], settings["failure_window"], settings["lockout"])
     gateway = Gateway(GatewaySettings(settings["bind_address"], settings["port"], settings["allow_token_password"]),
-                      host_key, keys, hub, upstream, limiter, audit, log)
+                      host_key, keys, hub, upstream, limiter, LockoutStore(engine), audit, log)
     try:
         await gateway.start()
     except OSError as exc:

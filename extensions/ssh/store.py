@@ -20,6 +20,7 @@ from gpulab.extensions.service.errors import Conflict, NotFound
 from .publickeys import PublicKey
 
 MAX_KEYS_PER_USER = 50
+MAX_KEY_ID = 2**31 - 1  # Integer ids: 32 bits on PostgreSQL
 
 
 class SSHKeyRow(Base):
@@ -91,6 +92,8 @@ class KeyStore:
             return [_record(row) for row in rows]
 
     def delete(self, username: str, key_id: int) -> None:
+        if not 0 < key_id <= MAX_KEY_ID:  # beyond the column's range no key can exist (and the driver would fail)
+            raise NotFound(f"you have no SSH key with id {key_id}")
         with self.sessions() as session:
             row = session.get(SSHKeyRow, key_id)
             if row is None or row.username != username:

@@ -336,10 +336,24 @@ def test_token_passwords_work_and_repeated_wrong_ones_lock_out(hub, ssh_port, tr
     assert "too many failed sign-ins" in errors(locked)
     log = "\n".join(audit_lines(hub))
     assert "auth-failed login=carol source=127.0.0.2 method=password" in log
-    assert "locked-out who=source:127.0.0.2" in log and "locked-out who=user:carol" in log
+    assert "locked-out who=source:127.0.0.2" in log and "who=user:" not in log  # an address, never a user
     for secret in (token, narrow, carol_token, "not-a-token-0"):
         assert secret not in log
     hub.stop_server("dave")
+
+
+def test_failures_in_a_users_name_lock_the_address_never_the_users_valid_key(hub, alice_running, ssh_port, trusted, keys):
+    """Issue 12, finding 7: wrong keys for alice from one address must not lock alice out."""
+    attacker = OpenSSH(ssh_port, trusted, keys["stranger"], source="127.0.0.6")
+    for _ in range(MAX_FAILURES + 1):
+        assert attacker.ssh("alice", "true").returncode == 255
+    locked = attacker.ssh("alice", "true")
+    assert locked.returncode == 255 and "too many failed sign-ins from 127.0.0.6" in errors(locked)
+    elsewhere = OpenSSH(ssh_port, trusted, keys["alice"], source="127.0.0.7")
+    result = elsewhere.ssh("alice", "echo still-in")
+    assert result.returncode == 0, errors(result)
+    assert text(result).strip() == "still-in"
+    assert not any("locked-out who=user:" in line for line in audit_lines(hub))
 
 
 def test_endpoint_accepts_only_the_gateway(hub, alice_running):
@@ -418,6 +432,17 @@ def test_keys_api_validates_and_keeps_keys_to_one_user(hub, keys, tmp_path):
     with pytest.raises(ClientError) as anonymous:
         HubClient(hub.url, "").request("GET", "services/ssh/api/keys")
     assert anonymous.value.status == 403
+
+
+def test_keys_api_answers_bad_input_with_4xx_never_5xx(hub):
+    """Issue 12, finding 10."""
+    alice_api = as_user(hub, "alice")
+    with pytest.raises(ClientError) as huge:
+        alice_api.request("DELETE", "services/ssh/api/keys/9223372036854775808")
+    assert huge.value.status == 404 and "9223372036854775808" in huge.value.message
+    with pytest.raises(ClientError) as nested:
+        alice_api.send("POST", "services/ssh/api/keys", b"[" * 100_000, "application/json")
+    assert 400 <= nested.value.status < 500, nested.value.message
 
 
 def test_keys_page_lists_fingerprints_and_the_config_block(hub, keys):

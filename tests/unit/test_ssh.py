@@ -16,6 +16,8 @@ from gpulab.db.migrate import upgrade
 from gpulab.extensions.service.errors import Conflict, Invalid, NotFound
 from gpulab.extensions.ssh.audit import audit_line
 from gpulab.extensions.ssh.config import gateway_settings, public_host, servers_url
+from gpulab.extensions.ssh.hubapi import HubError
+from gpulab.extensions.ssh.lockouts import LockoutStore
 from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.ratelimit import FailureLimiter
 from gpulab.extensions.ssh.sessions import command_line, session_environment
@@ -29,7 +31,7 @@ from gpulab.extensions.ssh.trust import (
     gateway_host_key,
     master_secret,
 )
-from gpulab.extensions.ssh.upstream import websocket_url
+from gpulab.extensions.ssh.upstream import Refused, Upstream, websocket_url
 from gpulab.extensions.ssh.web import connection_info, ssh_config_block
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete, deep_merge
@@ -92,34 +94,71 @@ class Clock:
         return self.now
 
 
-def test_limiter_locks_after_max_failures_within_the_window_and_unlocks_after_lockout():
+def test_limiter_locks_a_source_after_max_failures_within_the_window_and_unlocks_after_lockout():
     clock = Clock()
     limiter = FailureLimiter(max_failures=3, window=60, lockout=300, clock=clock)
-    assert limiter.failed("source:a", "user:u") == []
-    assert limiter.failed("source:a", "user:u") == []
+    assert limiter.failed("source:a", "u") == {}
+    assert limiter.failed("source:a", "u") == {}
     assert limiter.locked_for("source:a") == 0
-    assert limiter.failed("source:a", "user:u") == ["source:a", "user:u"]
-    assert limiter.locked_for("source:b", "user:u") == 300
+    assert limiter.failed("source:a", "u") == {"source:a": 1300.0}
+    assert limiter.locked_for("source:a") == 300
+    assert limiter.locked_for("source:b") == 0
     clock.now += 299
     assert limiter.locked_for("source:a") == 1
     clock.now += 1
-    assert limiter.locked_for("source:a", "user:u") == 0
+    assert limiter.locked_for("source:a") == 0
+
+
+def test_failures_in_a_users_name_never_lock_the_user_only_space_their_refusals():
+    """Issue 12, finding 7: failing on purpose for alice from many addresses must not lock alice out."""
+    clock = Clock()
+    limiter = FailureLimiter(max_failures=3, window=60, lockout=300, clock=clock)
+    for source in "abc":
+        limiter.failed(f"source:{source}", "alice")
+    assert all(limiter.locked_for(f"source:{s}") == 0 for s in "abcd")  # nothing is locked
+    assert limiter.hold("bob") == 0
+    # over the limit: each further refusal for alice waits for the next slot, 20 s apart,
+    # whichever address asks, so guessing her token gets no faster with more addresses
+    assert [limiter.hold("alice") for _ in range(3)] == [0, 20, 40]
+    clock.now += 30
+    assert limiter.hold("alice") == 30
+    limiter.succeeded("alice")
+    assert limiter.hold("alice") == 0
 
 
 def test_limiter_forgets_failures_older_than_the_window():
     clock = Clock()
     limiter = FailureLimiter(max_failures=2, window=60, lockout=300, clock=clock)
-    limiter.failed("user:u")
+    limiter.failed("source:a", "u")
     clock.now += 61
-    assert limiter.failed("user:u") == []
-    assert limiter.locked_for("user:u") == 0
+    assert limiter.failed("source:a", "u") == {}
+    assert limiter.locked_for("source:a") == 0
+    assert limiter.hold("u") == 0
 
 
 def test_a_successful_sign_in_clears_the_users_failures_but_not_the_sources():
     limiter = FailureLimiter(max_failures=2, window=60, lockout=300, clock=Clock())
-    limiter.failed("source:a", "user:u")
-    limiter.succeeded("user:u")
-    assert limiter.failed("source:a", "user:u") == ["source:a"]
+    limiter.failed("source:a", "u")
+    limiter.succeeded("u")
+    assert limiter.failed("source:a", "u") == {"source:a": 1300.0}
+
+
+def test_lockouts_are_saved_and_restored_across_a_restart(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
+    upgrade(url)
+    clock = Clock()
+    clock.now = 1_800_000_000.0
+    before = FailureLimiter(max_failures=1, window=60, lockout=300, clock=clock)
+    saved = LockoutStore(make_engine(url))
+    for key, until in before.failed("source:203.0.113.7", "u").items():
+        saved.lock(key, until)
+    saved.lock("source:198.51.100.1", clock.now - 1)  # over already
+    clock.now += 100
+    after = FailureLimiter(max_failures=1, window=60, lockout=300, clock=clock)
+    after.restore(LockoutStore(make_engine(url)).active(clock.now))
+    assert after.locked_for("source:203.0.113.7") == 200
+    assert after.locked_for("source:198.51.100.1") == 0
+    assert LockoutStore(make_engine(url)).active(clock.now) == {"source:203.0.113.7": clock.now + 200}
 
 
 # ---------------------------------------------------------------- audit lines and sessions
@@ -204,6 +243,13 @@ def test_keys_are_added_listed_used_and_deleted_per_user(store):
         store.delete("bob", record.id)
     store.delete("alice", record.id)
     assert store.owner_of(key.fingerprint) is None
+
+
+@pytest.mark.parametrize("key_id", [0, 2**31, 9223372036854775808, 10**40])
+def test_deleting_an_id_out_of_range_is_not_found(store, key_id):
+    with pytest.raises(NotFound) as missing:
+        store.delete("alice", key_id)
+    assert str(key_id) in missing.value.message
 
 
 def test_a_key_belongs_to_one_user_only(store):
@@ -296,3 +342,31 @@ def test_config_block_names_the_host_port_user_and_host_key():
     assert block.splitlines()[:4] == ["Host gpulab-gpu", "    HostName lab.example.com", "    Port 2222",
                                       "    User alice+gpu"]
     assert ssh_config_block(info, alias="lab").startswith("Host lab\n")
+
+
+# ---------------------------------------------------------------- refusals
+
+
+class FailingHub:
+    """A hub that answers every call with one error (what a hub under maintenance does)."""
+
+    def __init__(self, status: int, message: str = "down"):
+        self.error = HubError(status, message)
+
+    async def mint_access_token(self, user, target):
+        raise self.error
+
+
+@pytest.mark.parametrize("status, message", [
+    (404, "there is no server 'carol' that you (ada) may use"),
+    (500, "the hub cannot open carol's default server now (500); try again later"),
+    (599, "the hub cannot open carol's default server now (599); try again later"),
+])
+def test_every_hub_error_becomes_a_refusal_with_a_reason(status, message):
+    import asyncio
+    import logging
+
+    upstream = Upstream(FailingHub(status), None, audit=lambda *a, **k: None, log=logging.getLogger("test"))
+    with pytest.raises(Refused) as refused:
+        asyncio.run(upstream.open("ada", Target("carol", ""), notify=lambda text: None))
+    assert str(refused.value) == message
