@@ -1,0 +1,140 @@
+"""The isolation matrix, replayed as ordinary users against one real hub (issue 12).
+
+alice owns a server, a kernel, a terminal, files, a schedule and a finished run, an MLflow run
+with an artifact, an SSH key and project "vision" (bob is an editor; mallory is in nothing);
+see `isolation_world`. Each cell (`isolation_web`, `isolation_system`) is one test per
+intruder: alice (or whoever owns the thing) must get in, so the probe can see access, and
+bob, mallory or a request with no credentials must not.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.security.isolation_probes import as_account, as_uid, http, reads
+from tests.security.isolation_system import (PROCESSES, find_process, hub_workdir_passable, secrets_of, send_to_kernel,
+                                              system_cells)
+from tests.security.isolation_web import web_cells
+from tests.security.isolation_world import SECRET_FILE, build_world
+from tests.support.hub import HubFactory, wait_for
+from tests.support.projects import project_settings
+from tests.support.ssh import OpenSSH, known_hosts
+
+pytestmark = pytest.mark.root
+
+CELLS = [*web_cells(), *system_cells()]
+
+
+@pytest.fixture(scope="module")
+def world(hub_defaults, projects_root, account_prefix, tmp_path_factory):
+    # The hub's folder must be one other accounts can pass through (pytest's are root's only),
+    # so that what keeps bob out of the data directory is gpulab's doing.
+    root = Path(tempfile.mkdtemp(prefix="gpulab-isolation-", dir="/tmp"))
+    root.chmod(0o755)
+    factory = HubFactory(root, hub_defaults)
+    try:
+        hub = factory.start(project_settings(projects_root, account_prefix, "iso"))
+        yield build_world(hub, tmp_path_factory.mktemp("keys"))
+    finally:
+        factory.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def matrix():
+    for cell in CELLS:
+        for intruder in cell.intruders:
+            yield pytest.param(cell, intruder, id=f"{cell.id}/{intruder}")
+
+
+@pytest.mark.parametrize("cell, intruder", list(matrix()))
+def test_cell_is_denied(world, cell, intruder):
+    assert cell.probe(world, cell.owner), f"control: {cell.owner} cannot reach {cell.id} either; the probe proves nothing"
+    assert not cell.probe(world, intruder), f"{intruder} reached {cell.id}"
+
+
+@pytest.mark.parametrize("intruder", ["bob", "mallory"])
+def test_the_data_directory_alone_keeps_accounts_out(world, intruder):
+    assert hub_workdir_passable(world, intruder)
+
+
+@pytest.mark.parametrize("target", PROCESSES)
+def test_no_secret_is_on_a_command_line(world, target):
+    """Command lines are world-readable in /proc (no hidepid here), so no token may be on one."""
+    process = find_process(world, target)
+    shown = as_account(world, "bob", "cat", f"/proc/{process.pid}/cmdline")
+    assert shown.returncode == 0 and shown.stdout, "control: bob reads command lines"
+    leaked = [s[:6] + "..." for s in secrets_of(world, process) if s.encode() in shown.stdout]
+    assert not leaked, f"secrets on the command line of {target}: {leaked}"
+
+
+@pytest.mark.parametrize("intruder", ["bob"])
+def test_ssh_as_alice_with_someone_elses_key_is_refused(world, intruder, tmp_path):
+    port = world.hub.ports["ssh"]
+    trusted = known_hosts(world.hub, port, tmp_path)
+    alice = OpenSSH(port, trusted, world.keys["alice"]).ssh("alice", f"cat {SECRET_FILE}")
+    assert alice.returncode == 0 and world.secret in alice.stdout.decode(), alice.stderr.decode()
+    # from its own loopback address, so a lock-out could never spill onto alice's control
+    other = OpenSSH(port, trusted, world.keys[intruder], source="127.0.0.5").ssh("alice", f"cat {SECRET_FILE}")
+    assert other.returncode == 255 and world.secret not in other.stdout.decode()
+
+
+def test_kernel_ports_run_nothing_without_the_key(world):
+    """bob can find the kernel's ports but not read its key: what he sends unsigned or signed
+    with a guess reaches the kernel, which logs it as invalid and runs nothing; alice's runs."""
+    home, key = world.home("alice"), json.loads(world.connection_file.read_text())["key"]
+    log = world.hub.data_dir / "logs" / "servers" / f"{world.accounts['alice'].pw_name}.log"
+    refusals = lambda: log.read_text(errors="replace").count("Invalid message")  # noqa: E731
+    for attempt, guess in enumerate(("", "a-guessed-key")):
+        before = refusals()
+        sent = send_to_kernel(world, "bob", guess, f"open({str(home / f'zmq-bob-{attempt}')!r}, 'w')")
+        assert sent.returncode == 0, sent.stderr.decode()
+        wait_for(lambda: refusals() > before, 30, f"the kernel to refuse bob's message {attempt}")
+    control = send_to_kernel(world, "alice", key, f"open({str(home / 'zmq-alice')!r}, 'w')")
+    assert control.stdout.strip() == b"ok" and (home / "zmq-alice").exists(), control.stderr.decode()
+    assert not list(home.glob("zmq-bob-*"))
+
+
+def mlflow(world, who: str, method: str, path: str, **kwargs) -> requests.Response:
+    return http(world, who, method, world.hub.url + "services/mlflow/" + path, **kwargs)
+
+
+def run_at(world, who: str, location: str) -> tuple[requests.Response, str | None]:
+    """An experiment of `who`'s with `location` as its artifact location, and a run in it."""
+    created = mlflow(world, who, "POST", "api/2.0/mlflow/experiments/create",
+                     json={"name": f"loot-{secrets.token_hex(4)}", "artifact_location": location})
+    if created.status_code != 200:
+        return created, None
+    run = mlflow(world, who, "POST", "api/2.0/mlflow/runs/create",
+                 json={"experiment_id": created.json()["experiment_id"]})
+    return run, run.json()["run"]["info"]["run_id"] if run.status_code == 200 else None
+
+
+def test_mlflow_serves_no_file_outside_its_artifact_root(world):
+    """Finding 1: an experiment located in bob's home, its run's artifact folder a link to the
+    hub's data directory, and get-artifact served the cookie secret (MLflow ran as root)."""
+    cookie_secret = world.hub.data_dir / "jupyterhub_cookie_secret"
+    assert reads(world, "bob", str(cookie_secret)) is False and as_uid(0, "cat", str(cookie_secret)).stdout
+    loot = world.home("bob") / "mlart"
+    response, run = run_at(world, "bob", f"file://{loot}")
+    if run is not None:  # link the run's artifact folder to the hub's data directory, as bob
+        as_account(world, "bob", "mkdir", "-p", str(loot / run))
+        as_account(world, "bob", "ln", "-sfn", str(world.hub.data_dir), str(loot / run / "artifacts"))
+        response = mlflow(world, "bob", "GET", f"get-artifact?path=jupyterhub_cookie_secret&run_uuid={run}")
+    assert response.status_code < 500 and cookie_secret.read_text().strip() not in response.text
+
+
+def test_mlflow_writes_no_file_outside_its_artifact_root(world):
+    """Finding 1: an experiment located in alice's home, and upload-artifact wrote there."""
+    planted = world.home("alice") / "planted"
+    response, run = run_at(world, "bob", f"file://{planted}")
+    if run is not None:
+        response = mlflow(world, "bob", "POST", f"ajax-api/2.0/mlflow/upload-artifact?run_uuid={run}&path=x.txt",
+                          data=b"from bob")
+    assert response.status_code < 500 and not planted.exists(), f"bob wrote into alice's home ({response.status_code})"
