@@ -116,15 +116,38 @@ def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARI
         run_services_as_their_accounts(c)
 
 
-def run_services_as_their_accounts(c: Config, prepare_account=prepare) -> None:
+def run_services_as_their_accounts(c: Config) -> None:
     """Start each service that declared `run_as` as its account, made ready first (root only:
-    creates accounts, hands over folders)."""
-    for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
-        declared = spec.get("environment", {}).get(RUN_AS_VARIABLE)
-        if declared:
-            account = json.loads(declared)
-            prepare_account(ServiceAccount(account["name"], tuple(account["owns"])))
+    creates accounts, hands over folders), in its first folder."""
+    declared = [json.loads(spec["environment"][RUN_AS_VARIABLE]) for spec in _managed(c)
+                if RUN_AS_VARIABLE in spec.get("environment", {})]
+    if declared:
+        _create_private(hub_database_file(c))
+    for spec in _managed(c):
+        if RUN_AS_VARIABLE in spec.get("environment", {}):
+            account = json.loads(spec["environment"][RUN_AS_VARIABLE])
+            prepare(ServiceAccount(account["name"], tuple(account["owns"])))
             spec["user"] = account["name"]
+            if account["owns"]:
+                spec.setdefault("cwd", account["owns"][0])
+
+
+def _managed(c: Config) -> list[dict]:
+    return [spec for spec in (c.JupyterHub.services if "services" in c.JupyterHub else []) if "command" in spec]
+
+
+def hub_database_file(c: Config) -> str | None:
+    """JupyterHub's SQLite file, if it keeps one (pure)."""
+    url = c.JupyterHub.db_url if "db_url" in c.JupyterHub else ""
+    return url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+
+
+def _create_private(path: str | None) -> None:
+    """JupyterHub creates its database after this, with the hub's umask (0644 at 022): a service
+    account passing through the data directory could read it. An empty file is a new SQLite
+    database, and SQLite keeps the file's mode."""
+    if path and not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL | os.O_NOFOLLOW, 0o600))
 
 
 def python_module_command(module: str, *args: str) -> list[str]:

@@ -13,9 +13,9 @@ before any service starts), calls `prepare` and sets `user` if it runs as root:
    moved over once, never through links);
 3. it may pass through the folders above them that it could not (one POSIX ACL entry,
    search only); when that opens the folder's private parent (the hub's data directory),
-   the other users' bits come off the entries beside the folder first, and a default ACL
-   keeps them off what the hub creates there later, so passing through opens nothing else
-   there (JupyterHub's database would otherwise be created 0644).
+   the other users' bits come off the entries beside the folder first, so passing through
+   opens nothing else there (the hub's databases are created 0644; config.py creates
+   JupyterHub's, which does not exist yet on a first start, private beforehand).
 
 When the hub is not root, nothing changes: the service runs as the hub's user, as before.
 """
@@ -99,8 +99,6 @@ def hand_over(folder: Path, entry: pwd.struct_passwd) -> None:
     for parent in _unsearchable_parents(folder, entry):
         if parent == folder.parent:
             close_neighbours(folder)
-            # What the hub creates there later (its database on a first start) is private too.
-            _setfacl(["-d", "-m", "u::rwx,g::---,o::---"], parent, entry)
         _setfacl(["-m", f"u:{entry.pw_uid}:x"], parent, entry)
 
 
