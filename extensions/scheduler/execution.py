@@ -117,7 +117,8 @@ def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | Non
     cells += 1 if spec["parameters"] else 0  # Papermill adds a cell with the injected parameters
     reporter.event(kind="progress", cells_done=0, cells_total=cells)
     done = {"cells": 0}
-    partial = PartialNotebook(lambda data: reporter.upload("output.ipynb", data))
+    # One try: a partial copy is not worth holding the run up while the scheduler is away
+    partial = PartialNotebook(lambda data: reporter._call("PUT", "files/output.ipynb", data, "application/octet-stream"))
 
     async def kernel_ready(notebook):
         partial.started(notebook)
