@@ -250,3 +250,16 @@ def test_links_never_follow_a_folder_the_user_replaced_with_a_link(tmp_path):
     assert sorted(p.name for p in (homes / "amy" / "projects").iterdir()) == ["mine"]
     storage.remove_project("vision", ["mallory"])
     assert not (root / "vision").exists() and len(list((root / ".trash").iterdir())) == 1
+
+
+def test_a_name_deleted_twice_within_a_second_goes_to_the_trash_twice(tmp_path):
+    root = tmp_path / "projects"
+    storage = LocalStorage(root, "x-", "x-", str(tmp_path / "homes"), str(tmp_path), isolated=False)
+    for content in ("first", "second"):
+        storage.check_available("vision")
+        storage.apply_project("vision", {})
+        (root / "vision" / "files" / "note.txt").write_text(content)
+        storage.remove_project("vision", [])
+    assert not (root / "vision").exists()
+    kept = sorted(p.read_text() for p in (root / ".trash").glob("vision-*/files/note.txt"))
+    assert kept == ["first", "second"]

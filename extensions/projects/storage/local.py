@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import pwd
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -192,7 +193,9 @@ class LocalStorage:
                 trash = self.root / TRASH
                 trash.mkdir(mode=0o700, exist_ok=True)
                 stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-                target = trash / f"{slug}-{stamp}"
+                # A name no earlier deletion took (a project re-created and deleted within the same
+                # second once collided here, failing half-way); the folder replaces mkdtemp's empty one.
+                target = Path(tempfile.mkdtemp(prefix=f"{slug}-{stamp}-", dir=trash))
                 os.rename(self.root / slug, target)
                 log.info("moved the folder of deleted project %s to %s", slug, target)
             if self.isolated:
