@@ -5,6 +5,8 @@ Fixtures:
 - `account_prefix` (session): a random system-account prefix (e.g. "t3f9a-") so parallel
   runs never share accounts; every account made with it is deleted at the end.
 - `homes_root` (session): a folder other users can traverse, holding the test users' homes.
+- `hubs_root` (session): a folder other users can traverse, holding the test hubs' data
+  directories (services that run as their own accounts must reach their folders).
 - `hub_defaults` (session): settings every test hub starts from (prefix, homes, project root, timeouts).
 - `hub_factory`: starts hubs with `.start(settings)`; stops their servers and them after the test.
 - `module_hub_factory` (module): the same, shared by a module's tests.
@@ -31,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from gpulab.extensions.service.service_account import MARKER as SERVICE_MARKER
+from gpulab.extensions.service.service_account import remove_service_account, service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER, remove_account
 from tests.support.hub import HubFactory
 
@@ -57,10 +61,14 @@ def is_root() -> bool:
 def account_prefix():
     prefix = f"t{secrets.token_hex(2)}-"
     yield prefix
+    service_prefix = service_account_name(prefix, "")  # services' own accounts (MLflow's)
     for entry in pwd.getpwall():
         if entry.pw_name.startswith(prefix) and entry.pw_gecos == MANAGED_MARKER:
             subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
             remove_account(entry.pw_name)
+        elif entry.pw_name.startswith(service_prefix) and entry.pw_gecos == SERVICE_MARKER:
+            subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
+            remove_service_account(entry.pw_name)
 
 
 @pytest.fixture(scope="session")
@@ -82,16 +90,27 @@ def hub_defaults(account_prefix, homes_root, projects_root) -> dict:
     }
 
 
+@pytest.fixture(scope="session")
+def hubs_root():
+    """Where test hubs keep their data directories: a folder services' own accounts (MLflow's)
+    may pass through, as they may a real install's. pytest's temporary root is private, and
+    pytest closes it again (ACL mask included) whenever a session starts."""
+    root = Path(tempfile.mkdtemp(prefix="gpulab-test-hubs-", dir="/tmp"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
-def hub_factory(tmp_path, hub_defaults):
-    factory = HubFactory(tmp_path, hub_defaults)
+def hub_factory(hubs_root, hub_defaults):
+    factory = HubFactory(Path(tempfile.mkdtemp(prefix="hubs-", dir=hubs_root)), hub_defaults)
     yield factory
     factory.cleanup()
 
 
 @pytest.fixture(scope="module")
-def module_hub_factory(tmp_path_factory, hub_defaults):
-    factory = HubFactory(tmp_path_factory.mktemp("hubs"), hub_defaults)
+def module_hub_factory(hubs_root, hub_defaults):
+    factory = HubFactory(Path(tempfile.mkdtemp(prefix="module-hubs-", dir=hubs_root)), hub_defaults)
     yield factory
     factory.cleanup()
 
