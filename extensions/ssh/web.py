@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from importlib import resources
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
+from gpulab.extensions.service.errors import Invalid, NotFound
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
 from .publickeys import MAX_COMMENT, parse_public_key
@@ -14,6 +17,8 @@ from .store import KeyStore
 
 
 class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # as openapi.yaml says: a misspelt field is a 400, not ignored
+
     public_key: str = Field(min_length=1, max_length=20000, description="one OpenSSH public key line")
     comment: str = Field(default="", max_length=MAX_COMMENT)
 
@@ -61,9 +66,27 @@ class KeysHandler(ApiHandler):
         self.write_json(record.as_json(), status=201)
 
 
+def key_id(text: str) -> int:
+    """A key id from the URL; anything that is not one names no key (404, like a missing one)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise NotFound(f"you have no SSH key with id {text[:40]!r}")
+    return int(text)
+
+
+def server_name(text: str) -> str:
+    """A named server as the ssh_config block writes it: no spaces or control characters,
+    which would add lines of its own to the user's ~/.ssh/config."""
+    if len(text) > 255 or not SERVER_NAME.match(text):
+        raise Invalid("server must be a server name: letters, digits and - _ . only, at most 255")
+    return text
+
+
+SERVER_NAME = re.compile(r"^[\w.-]*$", re.ASCII)
+
+
 class KeyHandler(ApiHandler):
-    async def delete(self, key_id: str):
-        await asyncio.to_thread(self.settings["ssh_keys"].delete, self.user_name, int(key_id))
+    async def delete(self, key_text: str):
+        await asyncio.to_thread(self.settings["ssh_keys"].delete, self.user_name, key_id(key_text))
         self.set_status(204)
         self.finish()
 
@@ -71,8 +94,16 @@ class KeyHandler(ApiHandler):
 class ConnectionHandler(ApiHandler):
     def get(self):
         info = connection_info(self.settings["ssh_settings"], self.user_name)
-        server = self.get_argument("server", "")
+        server = server_name(self.get_argument("server", ""))
         self.write_json({**info, "ssh_config": ssh_config_block(info, server)})
+
+
+class OpenApiDocument(ApiHandler):
+    """The API's description, as committed in the repository."""
+
+    def get(self):
+        self.set_header("Content-Type", "application/yaml")
+        self.finish(resources.files("gpulab.extensions.ssh").joinpath("openapi.yaml").read_text())
 
 
 class KeysPage(PageHandler):
@@ -84,8 +115,9 @@ class KeysPage(PageHandler):
 
 
 ROUTES = [
+    ("api/openapi.yaml", OpenApiDocument),
     ("api/keys", KeysHandler),
-    (r"api/keys/(\d+)", KeyHandler),
+    (r"api/keys/([^/]+)", KeyHandler),
     ("api/connection", ConnectionHandler),
     ("", KeysPage),
 ]

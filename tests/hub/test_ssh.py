@@ -35,6 +35,7 @@ def hub(module_hub_factory):
         "ssh": {"allow_token_password": True, "max_failed_attempts": MAX_FAILURES, "lockout": 600},
         "quotas": {"users": {"erin": {"max_servers": 0}}},
         "spawner": {"environment": {"MLFLOW_TRACKING_URI": "http://mlflow.test/"}},
+        "mlflow": {"enabled": False},  # not under test here
     })
     for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
         hub.create_user(name)

@@ -32,7 +32,7 @@ TRACEBACK_MARKERS = ("Task exception was never retrieved", "WebSocketClosedError
 
 @pytest.fixture(scope="module")
 def hub(module_hub_factory):
-    hub = module_hub_factory.start({"auth": {"admin_users": ["ada"]}})
+    hub = module_hub_factory.start({"auth": {"admin_users": ["ada"]}, "mlflow": {"enabled": False}})
     hub.create_user("alice")
     hub.create_user("ada")
     return hub
