@@ -1,16 +1,22 @@
-"""SSH through gpulab: command latency and file-copy throughput, against a plain local copy.
+"""SSH through gpulab against Debian's stock sshd on the same machine, as the same account.
 
 One run starts a hub (`gpulab up`, its SSH gateway, one user server with the in-server
-endpoint) on random ports with a temp data dir, registers a fresh key, then measures:
+endpoint) on random ports with a temp data dir, registers a fresh key, starts
+/usr/sbin/sshd on a loopback port (its own host key and config, the same key authorized,
+switching to the user server's own system account; root only), then measures both:
 
-- `ssh -p PORT user@127.0.0.1 true` against the running server: N runs (default 20) after
-  one warm-up, each a new OpenSSH connection (sign-in, hub access check, WebSocket to the
-  server, SSH inside it, the command, exit status); p50, min, max.
-- scp of a SIZE MB file (default 200, random bytes) into the server and back, through the
-  gateway, against `cp` of the same file on this machine (the floor: same disk, no network,
-  no encryption). The copies are checked with sha256.
+- `ssh true`: N runs (default 20) after one warm-up, each a new OpenSSH connection; p50,
+  min, max. Through gpulab that is sign-in, hub access check, WebSocket to the server, SSH
+  inside it, the command and its exit status.
+- scp of a SIZE MB file (default 200, random bytes) into the home and back, and the same
+  bytes through `cat` (`ssh host 'cat > f' < file`, `ssh host 'cat f' > copy`); every copy
+  is checked with sha256.
 
-Run: `.venv/bin/python benchmarks/ssh.py [-n 20] [--size-mb 200]` (as root for per-user accounts).
+Then the gpulab / sshd ratios (throughput: gpulab MB/s over sshd MB/s; goal at least 0.5;
+`ssh true` p50 under 300 ms).
+
+Run: `.venv/bin/python benchmarks/ssh.py [-n 20] [--size-mb 200]` as root (as another user
+only the gpulab column is measured).
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpulab.hub_config.client import HubClient  # noqa: E402
-from gpulab.spawner.accounts import MANAGED_MARKER, remove_account  # noqa: E402
+from gpulab.spawner.accounts import MANAGED_MARKER, account_name, remove_account  # noqa: E402
 from tests.support.hub import prepare_hub  # noqa: E402
 from tests.support.ssh import OpenSSH, known_hosts, make_key  # noqa: E402
+from tests.support.sshd import start_sshd  # noqa: E402
 
 USER = "bench"
 
@@ -51,6 +58,59 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def measure(client: OpenSSH, login: str, runs: int, original: Path, work: Path) -> dict[str, float]:
+    """Seconds for each operation against one SSH server; raises if a copy differs."""
+    ssh_true = client.ssh_command(login, "true")
+    timed(ssh_true)  # warm-up
+    latencies = [timed(ssh_true) for _ in range(runs)]
+    options = ["-P", str(client.port), *client.options()]
+    back = work / f"back-{login}.bin"
+    results = {
+        "p50": statistics.median(latencies), "min": min(latencies), "max": max(latencies),
+        "scp up": timed(["scp", *options, str(original), f"{login}@127.0.0.1:payload.bin"]),
+        "scp down": timed(["scp", *options, f"{login}@127.0.0.1:payload.bin", str(back)]),
+    }
+    expected = sha256(original)
+    assert sha256(back) == expected, "scp down differs"
+    started = time.perf_counter()
+    with open(original, "rb") as source:
+        subprocess.run(client.ssh_command(login, "cat > cat-payload.bin"), stdin=source, check=True, capture_output=True)
+    results["cat up"] = time.perf_counter() - started
+    started = time.perf_counter()
+    with open(back, "wb") as copy:
+        subprocess.run(client.ssh_command(login, "cat cat-payload.bin"), stdout=copy, check=True)
+    results["cat down"] = time.perf_counter() - started
+    assert sha256(back) == expected, "cat down differs"
+    remote = subprocess.run(client.ssh_command(login, "sha256sum payload.bin cat-payload.bin; rm -f payload.bin cat-payload.bin"),
+                            capture_output=True, text=True)
+    assert [line.split()[0] for line in remote.stdout.splitlines()] == [expected, expected], "an upload differs"
+    back.unlink()
+    return results
+
+
+def report(size: int, runs: int, columns: dict[str, dict[str, float]]) -> None:
+    names = list(columns)
+    print(f"
+`ssh true`, {runs} connections after a warm-up (seconds)
+")
+    print(f"{'':10}" + "".join(f"{name:>10}" for name in names) + ("  gpulab / sshd" if len(names) == 2 else ""))
+    for row in ("p50", "min", "max"):
+        values = [columns[name][row] for name in names]
+        ratio = f"{values[0] / values[1]:15.2f}" if len(values) == 2 else ""
+        print(f"{row:10}" + "".join(f"{v:10.3f}" for v in values) + ratio)
+    print(f"
+{size} MB copies (MB/s; ratio = gpulab throughput / sshd throughput, goal >= 0.5)
+")
+    print(f"{'':10}" + "".join(f"{name:>10}" for name in names) + ("  gpulab / sshd" if len(names) == 2 else ""))
+    for row in ("scp up", "scp down", "cat up", "cat down"):
+        rates = [size / columns[name][row] for name in names]
+        ratio = f"{rates[0] / rates[1]:15.2f}" if len(rates) == 2 else ""
+        print(f"{row:10}" + "".join(f"{r:10.1f}" for r in rates) + ratio)
+    p50 = columns["gpulab"]["p50"]
+    print(f"
+gpulab `ssh true` p50 {p50 * 1000:.0f} ms (goal < 300 ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=20, help="ssh runs (default 20)")
@@ -60,11 +120,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gpulab-bench-ssh-", dir="/tmp"))
     work.chmod(0o755)
     prefix = f"b{os.getpid() % 10000}-"
-    hub = prepare_hub(work / "hub", {}, {
+    hub = prepare_hub(work / "hub", {"mlflow": {"enabled": False}}, {
         "spawner": {"start_timeout": 90, "local": {"account_prefix": prefix, "home_root": str(work / "homes")}},
     })
     hub.settings["hub"]["log_level"] = "INFO"
     ssh_port = hub.ports["ssh"]
+    sshd = None
+    columns: dict[str, dict[str, float]] = {}
     try:
         hub.start()
         hub.create_user(USER)
@@ -72,26 +134,20 @@ def main() -> None:
         HubClient(hub.url, hub.user_token(USER)).request(
             "POST", "services/ssh/api/keys", {"public_key": key.with_suffix(".pub").read_text()})
         hub.spawn(USER)
-        client = OpenSSH(ssh_port, known_hosts(hub, ssh_port, work / "keys"), key, timeout=600)
-        ssh_true = client.ssh_command(USER, "true")
-
-        timed(ssh_true)  # warm-up
-        latencies = [timed(ssh_true) for _ in range(args.n)]
-
         original = work / "payload.bin"
         with open(original, "wb") as out:
             for _ in range(args.size_mb):
                 out.write(os.urandom(1_000_000))
-        local_copy = work / "homes" / "local-copy.bin"
-        (work / "homes").mkdir(exist_ok=True)
-        cp_seconds = timed(["cp", str(original), str(local_copy)])
-        scp_up = timed(["scp", "-P", str(ssh_port), *client.options(), str(original), f"{USER}@127.0.0.1:payload.bin"])
-        back = work / "back.bin"
-        scp_down = timed(["scp", "-P", str(ssh_port), *client.options(), f"{USER}@127.0.0.1:payload.bin", str(back)])
-        expected = sha256(original)
-        remote = subprocess.run(client.ssh_command(USER, "sha256sum payload.bin"), capture_output=True, text=True)
-        assert remote.stdout.split()[0] == expected and sha256(back) == expected, "a copy differs"
+        client = OpenSSH(ssh_port, known_hosts(hub, ssh_port, work / "keys"), key, timeout=600)
+        columns["gpulab"] = measure(client, USER, args.n, original, work)
+        if os.geteuid() == 0:
+            account = account_name(USER, prefix)
+            sshd = start_sshd(account, key.with_suffix(".pub"), key)
+            sshd.client.timeout = 600
+            columns["sshd"] = measure(sshd.client, account, args.n, original, work)
     finally:
+        if sshd is not None:
+            sshd.stop()
         hub.stop_all_servers() if hub.process and hub.process.poll() is None else None
         hub.stop()
         if os.geteuid() == 0:
@@ -99,19 +155,7 @@ def main() -> None:
                 if entry.pw_name.startswith(prefix) and entry.pw_gecos == MANAGED_MARKER:
                     remove_account(entry.pw_name)
         shutil.rmtree(work, ignore_errors=True)
-
-    p50 = statistics.median(latencies)
-    size = args.size_mb
-    print(f"\n`ssh true` against a running server through gpulab, {args.n} connections after a warm-up\n")
-    print(f"{'p50 s':>8} {'min s':>8} {'max s':>8}")
-    print(f"{p50:8.3f} {min(latencies):8.3f} {max(latencies):8.3f}")
-    print(f"\ncopy of a {size} MB file\n")
-    print(f"{'copy':44} {'seconds':>8} {'MB/s':>8} {'time / local cp':>16}")
-    for label, seconds in [("local cp (same machine, no network)", cp_seconds),
-                           ("scp into the server through gpulab", scp_up),
-                           ("scp out of the server through gpulab", scp_down)]:
-        print(f"{label:44} {seconds:8.2f} {size / seconds:8.1f} {seconds / cp_seconds:16.1f}")
-    print("\n(each scp is a fresh connection: sign-in, access check, WebSocket, SSH inside the server)")
+    report(args.size_mb, args.n, columns)
 
 
 if __name__ == "__main__":
