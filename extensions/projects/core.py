@@ -153,7 +153,7 @@ class Projects:
         return actor.admin or not self.creators or bool(actor.groups & set(self.creators))
 
     async def create(self, actor: Actor, name: str, description: str = "") -> Project:
-        check_name(name)
+        name = check_name(name)
         self._check_description(description)
         if not self.may_create(actor):
             raise NotAllowed(f"only members of {', '.join(self.creators)} (and admins) may create projects")

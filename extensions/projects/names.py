@@ -2,10 +2,14 @@
 
 A project's name is its slug: it appears in URLs (/services/projects/<name>), in hub
 group names (project:<name>:editor), in folder names (~/projects/<name>) and in system
-group names, so it is kept to lowercase letters, digits and dashes.
+group names, so it is kept to lowercase letters, digits and dashes. A name is judged in its
+normal form (Unicode NFKC, trimmed), so a look-alike of a reserved name (full-width "ａｐｉ",
+"api" with a no-break space) is refused as that name, and " vision " is "vision".
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from gpulab.extensions.service.errors import Invalid
 
@@ -20,8 +24,14 @@ RESERVED = frozenset({
 })
 
 
+def normal_name(name: str) -> str:
+    """What a name reads as: compatibility characters folded (NFKC), surrounding whitespace gone."""
+    return unicodedata.normalize("NFKC", name).strip()
+
+
 def name_problem(name: str) -> str | None:
-    """Why `name` cannot be a project name, or None when it can."""
+    """Why `name` (in its normal form) cannot be a project name, or None when it can."""
+    name = normal_name(name)
     if not name:
         return "a project name is required"
     if "/" in name or "\\" in name or ".." in name or name.startswith("."):
@@ -37,8 +47,8 @@ def name_problem(name: str) -> str | None:
 
 
 def check_name(name: str) -> str:
-    """`name` if it is a valid project name; raises Invalid (400) with the reason otherwise."""
+    """The normal form of `name` if it is a valid project name; raises Invalid (400) with the reason otherwise."""
     problem = name_problem(name)
     if problem:
         raise Invalid(problem)
-    return name
+    return normal_name(name)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from tornado import web
 
 from .errors import ServiceError
+from .limits import MAX_JSON_BODY, MAX_JSON_DEPTH, json_too_deep
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -86,10 +87,15 @@ class ApiHandler(ServiceHandler):
         super().check_xsrf_cookie()
 
     def body_as(self, model: type[Model]) -> Model:
-        """The request body validated against `model`; 400 naming the field otherwise."""
+        """The request body validated against `model`; 400 naming the field otherwise (413 too big)."""
+        body = self.request.body or b"{}"
+        if len(body) > MAX_JSON_BODY:
+            raise web.HTTPError(413, f"the request body has {len(body)} bytes; at most {MAX_JSON_BODY} are accepted")
+        if json_too_deep(body):
+            raise web.HTTPError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
             raise web.HTTPError(400, "the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "the request body must be a JSON object")

@@ -59,6 +59,16 @@ def test_bad_names(name):
     assert name_problem(name)
 
 
+@pytest.mark.parametrize("name", ["\uff41\uff50\uff49", "api\u00a0", " api ", "\u2003admin"])
+def test_look_alikes_of_reserved_names_are_refused_as_those_names(name):
+    assert "is reserved" in (name_problem(name) or "")
+
+
+def test_a_name_is_created_in_its_normal_form(world):
+    projects, _, _ = world
+    assert run(projects.create(actor(projects, "alice"), " \uff56ision\u00a0")).slug == "vision"
+
+
 def test_the_creator_becomes_maintainer_and_every_change_is_synced(world):
     projects, _, sync = world
     alice = actor(projects, "alice")
