@@ -153,6 +153,13 @@ class OpenApiDocument(ApiHandler):
         self.finish(resources.files("gpulab.extensions.scheduler").joinpath("openapi.yaml").read_text())
 
 
+class NoSuchApi(SchedulerApi):
+    """Unknown API paths (and malformed ids) answer in JSON like every other error."""
+
+    def prepare(self):
+        raise web.HTTPError(404, f"no such API path: {self.request.path}")
+
+
 class SchedulesPage(PageHandler):
     @web.authenticated
     def get(self):
@@ -176,5 +183,6 @@ ROUTES = [
     (rf"runner/{ID}/spec", RunnerSpec),
     (rf"runner/{ID}/events", RunnerEvents),
     (rf"runner/{ID}/files/([a-z.]+)", RunnerFiles),
+    (r"(?:api|runner)/.*", NoSuchApi),
     ("", SchedulesPage),
 ]

@@ -1,0 +1,126 @@
+"""Fuzzing the scheduler's REST API (schemathesis over extensions/scheduler/openapi.yaml).
+
+A real hub and scheduler; requests go through the hub's proxy with an ordinary user's token.
+Every operation gets valid requests (the response must be described, with a body that fits its
+schema) and invalid ones (never a 5xx). Bounded: a few examples per operation, no example
+database, so the whole module takes about a minute. Also the bodies and numbers that were
+500s: 100,000 nested `[` and integers past 64 bits.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import checks
+from schemathesis.generation import GenerationMode
+
+from tests.support.openapi import load_spec
+
+SPEC = load_spec(Path(str(resources.files("gpulab.extensions.scheduler") / "openapi.yaml")))
+POSITIVE_EXAMPLES = 8
+NEGATIVE_EXAMPLES = 6
+
+
+def fuzzable(spec: dict) -> dict:
+    """The document with notebooks narrowed to a few Markdown cells: generated runs then start a
+    kernel but execute no generated code, which keeps the fuzzing bounded and harmless."""
+    narrowed = json.loads(json.dumps(spec))
+    cell = {"type": "object", "additionalProperties": False, "required": ["cell_type", "source", "metadata"],
+            "properties": {"cell_type": {"const": "markdown"}, "source": {"type": "string", "maxLength": 40},
+                           "metadata": {"type": "object", "maxProperties": 0}}}
+    notebook = narrowed["components"]["schemas"]["Notebook"]
+    notebook["properties"]["cells"] = {"type": "array", "maxItems": 3, "items": cell}
+    notebook["properties"]["metadata"] = {"type": "object", "maxProperties": 0}
+    notebook["additionalProperties"] = False
+    return narrowed
+
+
+SCHEMA = schemathesis.openapi.from_dict(fuzzable(SPEC))
+OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub_factory):
+    # No MLflow (not under test); one run at a time, so generated runs queue instead of piling up.
+    return module_hub_factory.start({"mlflow": {"enabled": False},
+                                     "scheduler": {"max_concurrent_runs": 1, "max_runs_per_user": 1}})
+
+
+@pytest.fixture(scope="module")
+def token(hub) -> str:
+    hub.create_user("fuzz-fay")
+    return hub.user_token("fuzz-fay")
+
+
+def base_url(hub) -> str:
+    return hub.url.rstrip("/") + "/services/scheduler"
+
+
+FUZZ = settings(deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
+def test_valid_requests_get_described_responses(hub, token, operation):
+    @settings(FUZZ, max_examples=POSITIVE_EXAMPLES)
+    @given(case=operation.as_strategy(GenerationMode.POSITIVE))
+    def call(case):
+        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
+        case.validate_response(response, checks=[checks.not_a_server_error, checks.status_code_conformance,
+                                                 checks.content_type_conformance,
+                                                 checks.response_schema_conformance])
+
+    call()
+
+
+@pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.method.upper() != "GET"], ids=lambda o: o.label)
+def test_invalid_requests_are_never_5xx(hub, token, operation):
+    @settings(FUZZ, max_examples=NEGATIVE_EXAMPLES)
+    @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
+    def call(case):
+        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
+        case.validate_response(response, checks=[checks.not_a_server_error])
+
+    call()
+
+
+def send(hub, token: str, method: str, path: str, data: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(base_url(hub) + path, data=data, method=method,
+                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+NOTEBOOK = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/api/schedules"), ("POST", "/api/runs"),
+                                          ("POST", "/runner/00000000-0000-0000-0000-000000000000/events")])
+def test_deeply_nested_bodies_are_4xx(hub, token, method, path):
+    status, body = send(hub, token, method, path, b"[" * 100_000)
+    assert 400 <= status < 500, (status, body)
+    status, body = send(hub, token, method, path, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert 400 <= status < 500, (status, body)
+
+
+@pytest.mark.parametrize("field", ["timeout_seconds", "max_retries", "min_retry_interval_millis"])
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**400])
+def test_integers_past_their_range_are_400_naming_the_field(hub, token, field, value):
+    body = {"name": "big", "notebook": NOTEBOOK, "cron": "0 3 * * *", field: value}
+    status, answer = send(hub, token, "POST", "/api/schedules", json.dumps(body).encode())
+    assert status == 400 and field in answer["message"], (status, answer)
+
+
+def test_ids_past_64_bits_are_404(hub, token):
+    status, _ = send(hub, token, "DELETE", f"/api/runs/{2**63}", b"")
+    assert status == 404
