@@ -26,6 +26,7 @@ LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticat
 LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
 KUBERNETES_SPAWNER = "gpulab.spawner.kubernetes.GpulabKubeSpawner"
 SUPERVISED_TRAEFIK = "gpulab.hub_config.proxy.SupervisedTraefikProxy"
+MAX_HEADER_BYTES = 48 * 1024
 OAUTH_CLASSES = {
     "github": "oauthenticator.github.GitHubOAuthenticator",
     "gitlab": "oauthenticator.gitlab.GitLabOAuthenticator",
@@ -101,6 +102,11 @@ def update_proxy(values: dict, c: Config) -> None:
         c.TraefikFileProviderProxy.static_config_file = data_path(values, "proxy", "traefik.toml")
         c.TraefikFileProviderProxy.dynamic_config_file = data_path(values, "proxy", "rules.toml")
         c.TraefikFileProviderProxy.traefik_log_level = "WARN"
+        # Headers past tornado's 64 KiB make the hub and servers drop the connection, which
+        # traefik turns into a 502; refuse them at traefik instead, a 431 (Go adds 4 KiB slack).
+        entrypoint = "https" if values["hub"]["tls"]["cert_file"] else "http"
+        c.TraefikFileProviderProxy.extra_static_config = {
+            "entryPoints": {entrypoint: {"http": {"maxHeaderBytes": MAX_HEADER_BYTES}}}}
     else:
         c.JupyterHub.proxy_class = "configurable-http-proxy"
         c.ConfigurableHTTPProxy.should_start = True
@@ -225,6 +231,9 @@ def update_templates(values: dict, c: Config) -> None:
     """gpulab's page templates extend the hub's; extensions add navigation links."""
     c.JupyterHub.template_paths = [str(resources.files("gpulab.hub_config") / "templates")]
     c.JupyterHub.template_vars = {"gpulab_nav": []}
+    if values["auth"]["type"] == "local":
+        # Admins see "Sign-ups" with the number waiting (NativeAuthenticator's /hub/authorize).
+        c.JupyterHub.template_vars["gpulab_pending_signups"] = authenticators.pending_signups
 
 
 def add_nav_link(c: Config, label: str, url: str) -> None:

@@ -84,3 +84,11 @@ def github_team_groups(auth_state: dict) -> list[str]:
     """Hub group names for a GitHub user: each team as "org:team-slug"."""
     teams = auth_state.get("teams") or []
     return sorted(f"{t['organization']['login']}:{t['slug']}" for t in teams)
+
+
+def pending_signups(user) -> int:
+    """Sign-ups waiting for approval, for the navigation bar of an admin (0 for anyone else):
+    a template variable the hub evaluates per page with the signed-in user."""
+    if user is None or not getattr(user, "admin", False):
+        return 0
+    return user.db.query(UserInfo).filter(UserInfo.is_authorized.is_(False)).count()

@@ -53,3 +53,21 @@ def test_repeated_wrong_passwords_block_the_username(hub):
     for _ in range(3):
         assert "Invalid username or password" in sign_in(hub, "forgetful", "wrong-password-x").text
     assert sign_in(hub, "forgetful", PASSWORD).status_code == 200  # blocked: the form again, no redirect
+
+
+def signups_link(page: str) -> str | None:
+    found = re.search(r'<a class="nav-link" href="/hub/authorize" id="gpulab-signups">(.*?)</a>', page, re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", found.group(1)).split()) if found else None
+
+
+def test_admins_see_waiting_sign_ups_in_the_navigation(hub):
+    """Issue 15 item 1: /hub/authorize had no link, and nothing told an admin a sign-up waited."""
+    admin = sign_in(hub, "boss", password_of(hub, "boss")).session
+    before = signups_link(admin.get(hub.url + "hub/home").text)
+    waiting = int(before.split()[-1]) if before and before.split()[-1].isdigit() else 0
+    sign_up(hub, "hopeful", PASSWORD)
+    assert signups_link(admin.get(hub.url + "hub/home").text) == f"Sign-ups {waiting + 1}"
+    admin.get(hub.url + "hub/authorize/hopeful")
+    assert signups_link(admin.get(hub.url + "hub/home").text) == (f"Sign-ups {waiting}" if waiting else "Sign-ups")
+    member = sign_in(hub, "hopeful", PASSWORD).session
+    assert signups_link(member.get(hub.url + "hub/home").text) is None
