@@ -12,7 +12,7 @@ before any service starts), calls `prepare` and sets `user` if it runs as root:
 2. it is handed its folders (created if missing, owned by it, mode 0700; the contents are
    moved over once, never through links);
 3. it may pass through the folders above them that it could not (one POSIX ACL entry,
-   search only); when that opens the folder's private parent (the hub's data directory),
+   search only, written as an extended attribute: no `setfacl` needed); when that opens the folder's private parent (the hub's data directory),
    the other users' bits come off the entries beside the folder first, so passing through
    opens nothing else there (the hub's databases are created 0644; config.py creates
    JupyterHub's, which does not exist yet on a first start, private beforehand).
@@ -99,13 +99,32 @@ def hand_over(folder: Path, entry: pwd.struct_passwd) -> None:
     for parent in _unsearchable_parents(folder, entry):
         if parent == folder.parent:
             close_neighbours(folder)
-        _setfacl(["-m", f"u:{entry.pw_uid}:x"], parent, entry)
+        try:
+            let_through(parent, entry.pw_uid)
+        except OSError as exc:
+            raise ServiceAccountError(f"cannot let {entry.pw_name} pass through {parent}: {exc}") from None
 
 
-def _setfacl(args: list[str], path: Path, entry: pwd.struct_passwd) -> None:
-    result = subprocess.run(["setfacl", *args, str(path)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ServiceAccountError(f"cannot let {entry.pw_name} pass through {path}: {result.stderr.strip()}")
+def let_through(folder: Path, uid: int) -> None:
+    """Add search permission for `uid` to the folder's ACL (as `setfacl -m u:<uid>:x` does:
+    the other entries kept, the mask recomputed; `chmod` clears the mask, so this is redone at
+    each start)."""
+    from gpulab.extensions.projects.storage import acl  # the kernel's ACL format, shared
+
+    entries = acl.get_acl(folder)
+    if not entries:  # no ACL yet: its mode bits are one
+        mode = os.stat(folder).st_mode
+        entries = [acl.Entry(acl.USER_OBJ, acl.UNDEFINED_ID, (mode >> 6) & 7),
+                   acl.Entry(acl.GROUP_OBJ, acl.UNDEFINED_ID, (mode >> 3) & 7),
+                   acl.Entry(acl.OTHER, acl.UNDEFINED_ID, mode & 7)]
+    granted = {(e.tag, e.id): e.perm for e in entries if e.tag != acl.MASK}
+    granted[(acl.USER, uid)] = granted.get((acl.USER, uid), 0) | 1
+    mask = 0
+    for (tag, _), perm in granted.items():
+        if tag in (acl.GROUP_OBJ, acl.USER, acl.GROUP):
+            mask |= perm
+    updated = [acl.Entry(tag, ident, perm) for (tag, ident), perm in granted.items()]
+    acl.set_acl(folder, sorted([*updated, acl.Entry(acl.MASK, acl.UNDEFINED_ID, mask)]))
 
 
 def close_neighbours(folder: Path) -> None:
