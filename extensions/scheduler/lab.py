@@ -251,6 +251,8 @@ def _status(value: str) -> Status:
 
 # Query arguments jupyter-scheduler parses without checking (a bad one is its 500)
 QUERY = {"status": _status, "start_time": int, "max_items": int}
+# Fields its models read before validating them (a missing one is a KeyError, its 500)
+CREATING = (("/scheduler/jobs", "/scheduler/job_definitions"), ("name", "input_uri", "runtime_environment_name"))
 
 
 class CentralStatus:
@@ -266,6 +268,15 @@ class CentralStatus:
                 except ValueError:
                     expected = ", ".join(s.value for s in Status) if name == "status" else "an integer"
                     raise web.HTTPError(400, f"{name}={value[:40]!r}: expected {expected}") from None
+        paths, fields = CREATING
+        if self.request.method == "POST" and self.request.path.rstrip("/").endswith(paths):
+            try:
+                body = json.loads(self.request.body or b"{}")
+            except ValueError:
+                raise web.HTTPError(400, "the request body is not valid JSON") from None
+            missing = [f for f in fields if not isinstance(body, dict) or not isinstance(body.get(f), str)]
+            if missing:
+                raise web.HTTPError(400, f"missing or not a string: {', '.join(missing)}")
 
     def _handle_request_exception(self, e):
         cause = e.__cause__ if isinstance(e, web.HTTPError) else None
