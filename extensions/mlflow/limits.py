@@ -16,7 +16,8 @@ MAX_GRAPHQL_DEPTH = 32  # MLflow itself refuses selections deeper than 10, after
 # Raw bytes, never parsed as JSON: artifact uploads (proxied PUTs and the UI's upload-artifact).
 UNPARSED_BODIES = re.compile(r"/mlflow-artifacts/artifacts/|/upload-artifact$")
 
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_QUOTED = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS_OR_QUOTES = bytes(c for c in range(256) if c not in b'[]{}"')
 _GRAPHQL_TOKENS = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}()\[\]]', re.DOTALL)
 
 
@@ -36,7 +37,19 @@ def depth_exceeds(tokens, opening, closing, limit: int) -> bool:
 def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     if body.count(b"[") + body.count(b"{") <= limit:
         return False  # the common case, without a scan
-    return depth_exceeds(_JSON_TOKENS.finditer(body), (b"[", b"{"), (b"]", b"}"), limit)
+    # In C: escaped backslashes, then escaped quotes out (so every quote left delimits a
+    # string), then all but brackets and quotes, then the strings; one pass over what is left.
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = _QUOTED.sub(b"", unescaped.translate(None, _NOT_BRACKETS_OR_QUOTES))
+    depth = 0
+    for byte in brackets:
+        if byte in (91, 123):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def graphql_problem(body: dict | None, limit: int = MAX_GRAPHQL_DEPTH) -> str | None:
