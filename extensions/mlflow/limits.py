@@ -68,7 +68,7 @@ def graphql_problem(body: dict | None, limit: int = MAX_GRAPHQL_DEPTH) -> str | 
     return None
 
 
-def json_error(status: int, code: str, message: str) -> bytes:
+def json_error(code: str, message: str) -> bytes:
     return json.dumps({"error_code": code, "message": message}).encode()
 
 
@@ -93,7 +93,7 @@ def limit_json_depth(app, limit: int = MAX_JSON_DEPTH):
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if json_too_deep(body, limit):
-            payload = json_error(400, "INVALID_PARAMETER_VALUE", f"the JSON body nests deeper than {limit} levels")
+            payload = json_error("INVALID_PARAMETER_VALUE", f"the JSON body nests deeper than {limit} levels")
             await send({"type": "http.response.start", "status": 400,
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(payload)).encode())]})
