@@ -72,3 +72,15 @@ def test_a_killed_service_is_restarted_by_the_hub(hub_factory):
     wait_for(lambda: "Service projects exited with status -9" in hub.log_tail(400), 70,
              "the hub to notice the projects service died")
     wait_for(lambda: answers(projects_url, token), 30, "the projects service to answer again")
+
+
+def test_an_oversized_header_is_a_431_from_the_proxy_not_a_502(hub_factory):
+    hub = hub_factory.start()
+    for size, expected in ((100_000, 431), (20_000, 403)):  # 403: a well-sized header with a bad token
+        request = urllib.request.Request(hub.url + "hub/api/users", headers={"Authorization": "token " + "x" * size})
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            status = 200
+        except urllib.error.HTTPError as error:
+            status = error.code
+        assert status == expected, size

@@ -26,6 +26,8 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.JupyterHub.proxy_class == "gpulab.hub_config.proxy.SupervisedTraefikProxy"
     assert c.TraefikFileProviderProxy.traefik_api_url == "http://127.0.0.1:8099"
     assert c.TraefikFileProviderProxy.dynamic_config_file == "/srv/gpulab/data/proxy/rules.toml"
+    # oversized headers are a 431 from traefik, below what tornado (hub, servers) would drop as a 502
+    assert c.TraefikFileProviderProxy.extra_static_config == {"entryPoints": {"http": {"http": {"maxHeaderBytes": 49152}}}}
     assert c.JupyterHub.authenticator_class.endswith("LocalAccountsAuthenticator")
     assert c.NativeAuthenticator.open_signup is False
     assert c.LocalAccountsAuthenticator.initial_admin_password_file == "/srv/gpulab/data/initial-admin-password"
