@@ -39,6 +39,7 @@ def via_own_server(method: str):
     def probe(world: World, who: str) -> bool:
         link = world.home(who) / "alice-home"
         as_account(world, who, "ln", "-sfn", str(world.home("alice")), str(link))
+        assert link.is_symlink(), f"{who} could not make the link in their own home"
         if method == "GET":
             url = world.hub.url + f"user/{who}/api/contents/alice-home/{SECRET_FILE}"
             return granted(http(world, who, "GET", url), world.secret)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.security.isolation_probes import as_account, as_uid, http, reads
+from tests.security.isolation_probes import as_account, as_uid, granted, headers, http, reads
 from tests.security.isolation_system import (PROCESSES, find_process, hub_workdir_passable, secrets_of, send_to_kernel,
                                               system_cells)
 from tests.security.isolation_web import web_cells
@@ -83,6 +83,22 @@ def test_ssh_as_alice_with_someone_elses_key_is_refused(world, intruder, tmp_pat
     # from its own loopback address, so a lock-out could never spill onto alice's control
     other = OpenSSH(port, trusted, world.keys[intruder], source="127.0.0.5").ssh("alice", f"cat {SECRET_FILE}")
     assert other.returncode == 255 and world.secret not in other.stdout.decode()
+
+
+@pytest.mark.parametrize("port", ["proxy_api", "public"])
+@pytest.mark.parametrize("who", ["anonymous", "bob"])
+def test_the_proxys_routing_api_needs_the_hubs_credentials(world, port, who):
+    """traefik's API (and its dashboard) would show every route and target; only the hub holds
+    its password. The control: the routes exist (the hub lists alice's) and traefik's API answers 401."""
+    assert "/user/alice/" in world.targets
+    base = f"http://127.0.0.1:{world.hub.ports[port]}/"
+    for path in ("api/http/routers", "api/rawdata", "dashboard/"):
+        for auth in ([None, ("jupyterhub", world.tokens["bob"])] if who == "bob" else [None]):
+            response = requests.get(base + path, headers=headers(world, who), auth=auth, allow_redirects=False,
+                                    timeout=60)
+            assert not granted(response), (port, path, response.status_code, response.text[:200])
+            if port == "proxy_api" and path.startswith("api/"):
+                assert response.status_code == 401  # traefik's API is there and wants its password
 
 
 def test_kernel_ports_run_nothing_without_the_key(world):
