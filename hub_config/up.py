@@ -12,7 +12,7 @@ import psutil
 
 from gpulab.db import database_url
 from gpulab.db.migrate import upgrade
-from gpulab.spawner.local import NO_ISOLATION_WARNING, first_unreachable, singleuser_bin_dir
+from gpulab.spawner.local import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
 
 from . import __version__
 from .apply import public_url
@@ -73,15 +73,19 @@ def banner(settings: LoadedSettings) -> str:
         lines.append(f"  sign in:  through {auth['type']}; admins: {', '.join(auth['admin_users']) or 'from admin_groups'}")
     if os.geteuid() != 0:
         lines.append("WARNING: " + NO_ISOLATION_WARNING % os.environ.get("USER", "this user"))
-    else:
-        server = singleuser_bin_dir(values["spawner"]["local"]["python"]) / "jupyterhub-singleuser"
-        blocked = first_unreachable(server, NOBODY, [NOBODY])
-        if blocked is not None:
-            lines.append(
-                f"WARNING: user servers run under their own accounts but cannot reach {server}: {blocked} "
-                "is private. Install gpulab under /opt or set spawner.local.python."
-            )
     return "\n".join(lines)
+
+
+def unrunnable_servers(values: dict) -> str | None:
+    """Why no user's account could run a server, or None (as root, local backend). An
+    environment without jupyterhub-singleuser is left to the spawn, which names it."""
+    if os.geteuid() != 0 or values["spawner"]["backend"] != "local":
+        return None
+    bin_dir = singleuser_bin_dir(values["spawner"]["local"]["python"])
+    if not (bin_dir / "jupyterhub-singleuser").exists():
+        return None
+    problem = unrunnable_server(bin_dir, NOBODY, [NOBODY])
+    return unrunnable_message("user servers run under their own accounts, and an account", *problem) if problem else None
 
 
 def missing_proxy(values: dict) -> str | None:
@@ -124,7 +128,7 @@ def run_up(args) -> int:
     except ConfigError as exc:
         print(f"gpulab: not starting, the settings are invalid:\n{exc}", file=sys.stderr)
         return 2
-    missing = missing_proxy(settings.values)
+    missing = missing_proxy(settings.values) or unrunnable_servers(settings.values)
     if missing:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1

@@ -58,6 +58,46 @@ def first_unreachable(path: Path, uid: int, gids: list[int]) -> Path | None:
     return None
 
 
+def server_programs(bin_dir: Path) -> list[Path]:
+    """What starting a server runs: jupyterhub-singleuser, the interpreter its #! line names, and
+    where that interpreter's links lead (a venv's python often links into its creator's home)."""
+    script = bin_dir / "jupyterhub-singleuser"
+    programs = [script]
+    try:
+        first_line = script.open("rb").readline()
+    except OSError:
+        return programs
+    if first_line.startswith(b"#!/"):
+        programs += _link_chain(Path(first_line[2:].split()[0].decode(errors="replace")))
+    return programs
+
+
+def _link_chain(path: Path, max_hops: int = 40) -> list[Path]:
+    """`path` and every place its links lead through, hop by hop (each hop must be reachable)."""
+    chain = [path]
+    while path.is_symlink() and len(chain) <= max_hops:
+        target = Path(os.readlink(path))
+        path = target if target.is_absolute() else path.parent / target
+        chain.append(Path(os.path.normpath(path)))
+    return chain
+
+
+def unrunnable_server(bin_dir: Path, uid: int, gids: list[int]) -> tuple[Path, Path] | None:
+    """(program, the folder or file in its way) when uid/gids cannot run a server from bin_dir."""
+    for program in server_programs(bin_dir):
+        blocked = first_unreachable(program, uid, gids)
+        if blocked is not None:
+            return program, blocked
+    return None
+
+
+def unrunnable_message(who: str, program: Path, blocked: Path) -> str:
+    return (f"{who} cannot run {program}: {blocked} is not open to other users. Install gpulab's environment "
+            "where every account can read it (./gpulab does, under /opt/gpulab, when the checkout is private; "
+            "a venv made from a Python under /root links into /root: make it from /usr/bin/python3), or set "
+            "spawner.local.python to such an environment")
+
+
 class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     """Starts `jupyterhub-singleuser` as a local process, as the user's own account."""
 
@@ -183,13 +223,9 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
             )
         if self.isolated:
             entry = pwd.getpwnam(self.account)
-            blocked = first_unreachable(server, entry.pw_uid, os.getgrouplist(self.account, entry.pw_gid))
-            if blocked is not None:
-                raise SpawnError(
-                    f"{self.account} cannot reach the server environment {bin_dir}: {blocked} is not "
-                    "open to other users. Install gpulab outside a private folder (e.g. /opt/gpulab) or "
-                    "set spawner.local.python to an environment others can read"
-                )
+            problem = unrunnable_server(bin_dir, entry.pw_uid, os.getgrouplist(self.account, entry.pw_gid))
+            if problem is not None:
+                raise SpawnError(unrunnable_message(f"{self.user.name}'s account {self.account}", *problem))
 
     def _redirect_output(self) -> None:
         self._output = None
