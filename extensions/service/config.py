@@ -119,17 +119,15 @@ def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARI
 def run_services_as_their_accounts(c: Config) -> None:
     """Start each service that declared `run_as` as its account, made ready first (root only:
     creates accounts, hands over folders), in its first folder."""
-    declared = [json.loads(spec["environment"][RUN_AS_VARIABLE]) for spec in _managed(c)
-                if RUN_AS_VARIABLE in spec.get("environment", {})]
+    declared = [spec for spec in _managed(c) if RUN_AS_VARIABLE in spec.get("environment", {})]
     if declared:
         _create_private(hub_database_file(c))
-    for spec in _managed(c):
-        if RUN_AS_VARIABLE in spec.get("environment", {}):
-            account = json.loads(spec["environment"][RUN_AS_VARIABLE])
-            prepare(ServiceAccount(account["name"], tuple(account["owns"])))
-            spec["user"] = account["name"]
-            if account["owns"]:
-                spec.setdefault("cwd", account["owns"][0])
+    for spec in declared:
+        account = json.loads(spec["environment"][RUN_AS_VARIABLE])
+        prepare(ServiceAccount(account["name"], tuple(account["owns"])))
+        spec["user"] = account["name"]
+        if account["owns"]:
+            spec.setdefault("cwd", account["owns"][0])
 
 
 def _managed(c: Config) -> list[dict]:

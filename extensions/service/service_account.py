@@ -74,7 +74,7 @@ def ensure_account(name: str) -> pwd.struct_passwd:
     if entry is None:
         result = subprocess.run(
             ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", next(s for s in NO_LOGIN_SHELLS if os.path.exists(s) or s == "/bin/false"), "--comment", MARKER, name],
+             "--shell", _no_login_shell(), "--comment", MARKER, name],
             capture_output=True, text=True,
         )
         entry = _lookup(name)
@@ -160,6 +160,10 @@ def _unsearchable_parents(folder: Path, entry: pwd.struct_passwd) -> list[Path]:
         if not can:  # (an ACL entry may let it through already; setting it again is harmless)
             blocked.append(parent)
     return blocked
+
+
+def _no_login_shell() -> str:
+    return next((shell for shell in NO_LOGIN_SHELLS if os.path.exists(shell)), "/bin/false")
 
 
 def _lookup(name: str) -> pwd.struct_passwd | None:
