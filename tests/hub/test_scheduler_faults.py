@@ -14,6 +14,8 @@ import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
+
 
 from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.spawner.accounts import account_name
@@ -116,3 +118,27 @@ def test_killing_the_hub_mid_run_keeps_the_run_and_nothing_starts_before_the_sch
     assert done["status"] == "COMPLETED", (done, run_log(hub, done["id"]))  # not "connection refused"
     assert datetime.fromisoformat(done["started_at"]) >= datetime.fromisoformat(done["slot"])
     assert len(missed()) == 1  # run_once: one run for the outage
+
+
+def processes_of_run(run_id: str) -> list[psutil.Process]:
+    from gpulab.extensions.scheduler.executors.local import leftovers
+
+    return [p for p in leftovers(run_id) if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_runner_fails_once_keeps_its_log_and_leaves_no_kernel(hub_factory):
+    hub = hub_factory.start(SETTINGS)
+    hub.create_user("fault-ria")
+    ria = HubClient(hub.url, hub.user_token("fault-ria"))
+    run = run_once(ria, notebook("print('before the kill', flush=True)", "import time; time.sleep(300)"))
+    wait_for(lambda: ria.request("GET", f"services/scheduler/api/runs/{run['id']}")["cells_done"] >= 1, 120,
+             "the first cell")
+    [runner] = [p for p in processes_of_run(run["id"]) if "scheduler.runner" in " ".join(p.cmdline())]
+    runner.kill()
+    done = wait_run(ria, run["id"], timeout=60)
+    assert done["status"] == "FAILED" and "without reporting a result" in done["message"], done
+    assert "log.txt" in done["outputs"]
+    assert "before the kill" in ria.download(f"services/scheduler/api/runs/{run['id']}/files/log.txt").decode()
+    assert [r["attempt"] for r in ria.request("GET", "services/scheduler/api/runs")
+            if r["schedule_id"] == run["schedule_id"]] == [1]
+    wait_for(lambda: not processes_of_run(run["id"]), 30, "the orphaned kernel to be stopped")

@@ -177,3 +177,30 @@ def test_progress_is_best_effort_and_the_result_gives_up_at_the_deadline():
     with pytest.raises(OSError):
         reporter.event(kind="finished", status="COMPLETED")
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0] and sum(slept) <= 20
+
+
+async def test_nothing_is_dispatched_before_runners_can_reach_the_service(dispatcher):
+    """run_forever waits on runner/ready: while nothing answers there it starts no run."""
+    import asyncio
+    import socket
+
+    from tornado.web import Application, RequestHandler
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dispatcher.runner_url = f"http://127.0.0.1:{port}/runner/"
+    waiting = asyncio.ensure_future(dispatcher.wait_until_reachable())
+    for _ in range(20):  # several refused probes
+        await asyncio.sleep(0.05)
+    assert not waiting.done()
+
+    class Ready(RequestHandler):
+        def get(self):
+            self.set_status(204)
+
+    server = Application([("/runner/ready", Ready)]).listen(port, "127.0.0.1")
+    try:
+        await asyncio.wait_for(waiting, 30)
+    finally:
+        server.stop()

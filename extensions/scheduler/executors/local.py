@@ -77,6 +77,8 @@ class LocalExecutor:
             become()
 
         launch.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A session of its own, and no parent-death signal (fork clears the service's
+        # PR_SET_PDEATHSIG): the runner outlives a restart of the scheduler or the hub.
         with open(launch.log_path, "ab") as log:
             process = subprocess.Popen([str(bin_dir / "python"), "-m", RUNNER], env=env, cwd=home, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
@@ -138,9 +140,29 @@ class LocalExecutor:
             child.wait()
 
     def cleanup(self, run_id: str) -> None:
+        """After a run ended: its leftover processes (a killed runner's kernel lives on in a session
+        of its own, and may hold the run's GPU) and its cgroup."""
+        for process in leftovers(run_id):
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
         limiter, _ = detect_limiter()
         if limiter is not None:
             limiter.remove(f"run-{run_id}")
+
+
+def leftovers(run_id: str) -> list[psutil.Process]:
+    """Processes still carrying the run's address (the runner and what it started inherit it)."""
+    mark = f"/{run_id}/"
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("GPULAB_RUN_URL", "").endswith(mark):
+                found.append(process)
+        except (psutil.Error, OSError):  # gone, or not ours to read
+            pass
+    return found
 
 
 def alive(pid: int, ticks: int | None) -> bool:
