@@ -64,12 +64,12 @@ def websocket_opens(world: World, who: str, url: str) -> bool:
     return asyncio.run(attempt())
 
 
-def as_uid(uid: int, *command: str) -> subprocess.CompletedProcess:
+def as_uid(uid: int, *command: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     """`command` in a fresh process of account `uid` with its groups from /etc/group (as is for root)."""
     if uid != 0:
         entry = pwd.getpwuid(uid)
         command = ("setpriv", f"--reuid={uid}", f"--regid={entry.pw_gid}", "--init-groups", *command)
-    return subprocess.run(command, capture_output=True, timeout=60)
+    return subprocess.run(command, capture_output=True, input=stdin, timeout=120)
 
 
 def as_account(world: World, who: str, *command: str) -> subprocess.CompletedProcess:

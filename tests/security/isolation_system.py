@@ -22,7 +22,7 @@ from tests.security.isolation_world import PLAN_FILE, SECRET_FILE, World
 
 OWNER = "owner"  # the control of a /proc or data-file cell: whoever owns the process or file
 SERVICES = ("scheduler", "ssh", "projects", "mlflow")
-PROCESSES = ("alice-server", "alice-kernel", "hub", "proxy", *SERVICES)
+PROCESSES = ("alice-server", "alice-kernel", "alice-terminal", "hub", "proxy", *SERVICES)
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
 
 
@@ -81,6 +81,8 @@ def find_process(world: World, target: str) -> psutil.Process:
         if target == "alice-server" and owner == alice and "jupyterhub-singleuser" in line:
             return process
         if target == "alice-kernel" and owner == alice and world.kernel_id in line:
+            return process
+        if target == "alice-terminal" and owner == alice and process.terminal():
             return process
         if target in SERVICES and owner not in users and re.search(rf"-m gpulab\.extensions\.{target}\b", line):
             return process
@@ -199,6 +201,26 @@ def data_dir_listed(world: World, who: str) -> bool:
     uid = world.hub.data_dir.stat().st_uid if who == OWNER else uid_of(world, who)
     result = as_uid(uid, "ls", "-a", str(world.hub.data_dir))
     return result.returncode == 0 and b"jupyterhub_cookie_secret" in result.stdout
+
+
+# Run as an intruder: which of the paths on stdin it can open and read.
+READABLE = """
+import sys
+for path in sys.stdin.read().splitlines():
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        print(path)
+    except OSError:
+        pass
+"""
+
+
+def readable_files(uid: int, paths: list[str]) -> list[str]:
+    """Those of `paths` account `uid` can open and read (one process for them all)."""
+    result = as_uid(uid, sys.executable, "-c", READABLE, stdin="\n".join(paths).encode())
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().splitlines()
 
 
 def system_cells() -> list[Cell]:

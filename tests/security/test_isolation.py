@@ -9,9 +9,12 @@ bob, mallory or a request with no credentials must not.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -19,8 +22,8 @@ import pytest
 import requests
 
 from tests.security.isolation_probes import as_account, as_uid, granted, headers, http, reads
-from tests.security.isolation_system import (PROCESSES, find_process, hub_workdir_passable, secrets_of, send_to_kernel,
-                                              system_cells)
+from tests.security.isolation_system import (PROCESSES, find_process, hub_workdir_passable, readable_files, secrets_of,
+                                              send_to_kernel, system_cells)
 from tests.security.isolation_web import web_cells
 from tests.security.isolation_world import SECRET_FILE, build_world
 from tests.support.hub import HubFactory, wait_for
@@ -62,6 +65,24 @@ def test_cell_is_denied(world, cell, intruder):
 @pytest.mark.parametrize("intruder", ["bob", "mallory"])
 def test_the_data_directory_alone_keeps_accounts_out(world, intruder):
     assert hub_workdir_passable(world, intruder)
+
+
+@pytest.mark.parametrize("intruder", ["bob", "mallory"])
+def test_no_file_in_the_data_directory_is_readable(world, intruder):
+    """Every file there now, not only the ones the matrix names: each readable by its owner."""
+    owners = {}  # path -> uid of its owner, for the regular files (a WAL file may come and go)
+    for folder, _, names in os.walk(world.hub.data_dir):
+        for path in (os.path.join(folder, name) for name in names):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISREG((info := os.stat(path)).st_mode):
+                    owners[path] = info.st_uid
+    assert len(owners) > 20
+    files = sorted(owners)
+    for owner in set(owners.values()):
+        mine = [path for path in files if owners[path] == owner]
+        unread = set(mine) - set(readable_files(owner, mine))
+        assert not [path for path in unread if os.path.exists(path)], "control: owners read their files"
+    assert readable_files(world.accounts[intruder].pw_uid, files) == []
 
 
 @pytest.mark.parametrize("target", PROCESSES)
