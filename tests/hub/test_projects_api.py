@@ -6,6 +6,7 @@ does not describe; the last test checks that every described response was exerci
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -202,6 +203,21 @@ def test_deleting_a_project(api, tokens, hub):
     assert message(api, "GET", "/api/projects/scratch", eve, expect=404)
     groups = [g["name"] for g in hub.api.request("GET", "hub/api/groups")]
     assert not [g for g in groups if g.startswith("project:scratch:")]
+
+
+def test_deleting_a_name_again_and_again_is_never_a_500_and_leaves_nothing(api, tokens, hub):
+    eve = tokens["eve"]
+    for _ in range(2):  # re-created and deleted within the same second: the trash names once collided
+        assert api.call("POST", "/api/projects", eve, {"name": "churn"})[0] == 201
+        assert api.call("DELETE", "/api/projects/churn", eve)[0] == 204
+    assert api.call("POST", "/api/projects", eve, {"name": "churn"})[0] == 201
+    with ThreadPoolExecutor(4) as pool:  # deletes racing each other: one wins, the rest find nothing
+        statuses = sorted(pool.map(lambda _: api.call("DELETE", "/api/projects/churn", eve)[0], range(4)))
+    assert statuses == [204, 404, 404, 404]
+    groups = [g["name"] for g in hub.api.request("GET", "hub/api/groups")]
+    assert not [g for g in groups if g.startswith("project:churn:")]
+    assert api.call("POST", "/api/projects", eve, {"name": "churn"})[0] == 201
+    assert api.call("DELETE", "/api/projects/churn", eve)[0] == 204
 
 
 def test_every_described_response_was_exercised(api):
