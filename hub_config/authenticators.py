@@ -9,6 +9,7 @@ from pathlib import Path
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+from nativeauthenticator.handlers import SignUpHandler, ToggleAuthorizationHandler
 from nativeauthenticator.orm import UserInfo
 from traitlets import Unicode
 
@@ -38,6 +39,31 @@ class LocalLoginHandler(NativeLoginHandler):
         self.finish(await self._render(login_error=error, username=data.get("username")))
 
 
+class _ApprovedAreHubUsers:
+    """An approved sign-up becomes a hub user at once, not at its first sign-in, so a team lead
+    can add the new colleague to a project right after approving them."""
+
+    def hub_user_if_approved(self, name: str) -> None:
+        info = UserInfo.find(self.db, self.authenticator.normalize_username(name))
+        if info is not None and info.is_authorized:
+            self.user_from_username(info.username)
+
+
+class ApprovalHandler(_ApprovedAreHubUsers, ToggleAuthorizationHandler):
+    async def get(self, slug):
+        await super().get(slug)  # admins only; toggles the approval
+        self.hub_user_if_approved(slug)
+
+
+class OpenSignUpHandler(_ApprovedAreHubUsers, SignUpHandler):
+    async def post(self):
+        await super().post()
+        self.hub_user_if_approved(self.get_body_argument("username", "", strip=False))  # open sign-up approves
+
+
+HANDLERS = {r"/login": LocalLoginHandler, r"/authorize/([^/]*)": ApprovalHandler, r"/signup": OpenSignUpHandler}
+
+
 class LocalAccountsAuthenticator(NativeAuthenticator):
     """NativeAuthenticator that gives each configured admin a first password.
 
@@ -54,8 +80,7 @@ class LocalAccountsAuthenticator(NativeAuthenticator):
     ).tag(config=True)
 
     def get_handlers(self, app):
-        return [(path, LocalLoginHandler if path == r"/login" else handler)
-                for path, handler in super().get_handlers(app)]
+        return [(path, HANDLERS.get(path, handler)) for path, handler in super().get_handlers(app)]
 
     def add_user(self, user):
         # Called by the hub for every user it knows at start-up, admins from config included.

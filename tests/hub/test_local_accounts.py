@@ -71,3 +71,16 @@ def test_admins_see_waiting_sign_ups_in_the_navigation(hub):
     assert signups_link(admin.get(hub.url + "hub/home").text) == (f"Sign-ups {waiting}" if waiting else "Sign-ups")
     member = sign_in(hub, "hopeful", PASSWORD).session
     assert signups_link(member.get(hub.url + "hub/home").text) is None
+
+
+def test_an_approved_sign_up_can_join_a_project_before_signing_in(hub):
+    """Issue 15 item 1: "Add member" said "there is no hub user named 'bob'" until bob signed in once."""
+    from tests.support.projects import create_project
+
+    sign_up(hub, "colleague", PASSWORD)
+    names = [u["name"] for u in hub.api.request("GET", "hub/api/users")]
+    assert "colleague" not in names  # waiting for approval: not a hub user yet
+    sign_in(hub, "boss", password_of(hub, "boss")).session.get(hub.url + "hub/authorize/colleague")
+    project = create_project(hub, "boss", "first-team", {"colleague": "editor"})
+    assert {m["name"]: m["role"] for m in project["members"]}["colleague"] == "editor"
+    assert sign_in(hub, "colleague", PASSWORD).status_code == 302
