@@ -214,3 +214,19 @@ def test_a_shallow_graphql_query_still_works(url, tokens):
     query = 'query { mlflowGetRun(input: {runId: "%s"}) { run { info { runId } } } }' % run
     response = call(url, tokens["alice"], "POST", "graphql", json={"query": query})
     assert response.status_code == 200 and response.json()["data"]["mlflowGetRun"]["run"]["info"]["runId"] == run
+
+
+# ------------------------------------------------------------ upgrading (last: restarts the hub)
+
+
+def test_an_install_whose_mlflow_ran_as_root_keeps_its_data(hub, url, tokens, service_account):
+    experiment, run = new_run(url, tokens["alice"])
+    hub.stop()
+    for root, dirs, files in os.walk(hub.data_dir / "mlflow"):  # as an older gpulab left it
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, 0, 0, follow_symlinks=False)
+    hub.start()
+    got = call(url, tokens["alice"], "GET", "api/2.0/mlflow/runs/get", params={"run_id": run})
+    assert got.status_code == 200 and got.json()["run"]["info"]["experiment_id"] == experiment
+    uid = pwd.getpwnam(service_account).pw_uid
+    assert {os.lstat(p).st_uid for p in (hub.data_dir / "mlflow").rglob("*")} == {uid}
