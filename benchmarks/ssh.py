@@ -90,25 +90,20 @@ def measure(client: OpenSSH, login: str, runs: int, original: Path, work: Path) 
 
 def report(size: int, runs: int, columns: dict[str, dict[str, float]]) -> None:
     names = list(columns)
-    print(f"
-`ssh true`, {runs} connections after a warm-up (seconds)
-")
+    print(f"\n`ssh true`, {runs} connections after a warm-up (seconds)\n")
     print(f"{'':10}" + "".join(f"{name:>10}" for name in names) + ("  gpulab / sshd" if len(names) == 2 else ""))
     for row in ("p50", "min", "max"):
         values = [columns[name][row] for name in names]
         ratio = f"{values[0] / values[1]:15.2f}" if len(values) == 2 else ""
         print(f"{row:10}" + "".join(f"{v:10.3f}" for v in values) + ratio)
-    print(f"
-{size} MB copies (MB/s; ratio = gpulab throughput / sshd throughput, goal >= 0.5)
-")
+    print(f"\n{size} MB copies (MB/s; ratio = gpulab throughput / sshd throughput, goal >= 0.5)\n")
     print(f"{'':10}" + "".join(f"{name:>10}" for name in names) + ("  gpulab / sshd" if len(names) == 2 else ""))
     for row in ("scp up", "scp down", "cat up", "cat down"):
         rates = [size / columns[name][row] for name in names]
         ratio = f"{rates[0] / rates[1]:15.2f}" if len(rates) == 2 else ""
         print(f"{row:10}" + "".join(f"{r:10.1f}" for r in rates) + ratio)
     p50 = columns["gpulab"]["p50"]
-    print(f"
-gpulab `ssh true` p50 {p50 * 1000:.0f} ms (goal < 300 ms)")
+    print(f"\ngpulab `ssh true` p50 {p50 * 1000:.0f} ms (goal < 300 ms)")
 
 
 def main() -> None:
