@@ -96,8 +96,12 @@ def _run(args) -> int:
         return 0
     run = wait(client, run["id"])
     print(show_run(run))
-    if run.get("error", {}) and run["error"].get("traceback"):
-        print("\n".join(run["error"]["traceback"]), file=sys.stderr)
+    error = run.get("error") or {}
+    if error.get("traceback"):
+        print("\n".join(error["traceback"]), file=sys.stderr)
+    if error.get("cell_index") is not None:  # numbered as in the notebook the user opens, and as Papermill says
+        print(f"the failing cell: cell {error['cell_index']} of {run['notebook_name']} "
+              f"(In [{error.get('execution_count')}])", file=sys.stderr)
     if args.output and "output.ipynb" in run["outputs"]:
         Path(args.output).write_bytes(client.download(f"{API}runs/{run['id']}/files/output.ipynb"))
     return 0 if run["status"] == "COMPLETED" else 1

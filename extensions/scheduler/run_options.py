@@ -39,8 +39,13 @@ def detach(notebook: dict) -> tuple[dict, RunOptions]:
     found = plain.get("metadata", {}).pop(KEY, None)
     if not isinstance(found, dict):
         return plain, RunOptions()
-    text = lambda key: found.get(key) if isinstance(found.get(key), str) and found.get(key) else None  # noqa: E731
-    return plain, RunOptions(kernel_name=text("kernel_name"), cwd=text("cwd"), input_path=text("input_path") or "")
+    return plain, RunOptions(kernel_name=_text(found, "kernel_name"), cwd=_text(found, "cwd"),
+                             input_path=_text(found, "input_path") or "")
+
+
+def _text(found: dict, key: str) -> str | None:
+    value = found.get(key)
+    return value if isinstance(value, str) and value else None
 
 
 def working_directory(options: RunOptions, home: str) -> tuple[str, bool]:

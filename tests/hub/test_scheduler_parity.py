@@ -158,6 +158,7 @@ def test_gpulab_run_agrees_with_papermill(results, case):
     if failing is not None:  # the run reports the cell as the user sees it
         error = gpulab["run"]["error"]
         assert (error["cell_index"], error["execution_count"], error["ename"]) == failing, error
+        assert f"the failing cell: cell {failing[0]} of {case.name}.ipynb (In [{failing[1]}])" in gpulab["log"]
 
 
 def test_the_corpus_covers_what_the_issue_asks(results):
