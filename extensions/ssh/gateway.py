@@ -162,7 +162,13 @@ class GatewayConnection(asyncssh.SSHServer):
         locked = limiter.failed(source_key(self.source), self.target.owner if self.target else None)
         for key, until in locked.items():
             self.audit("locked-out", who=key, seconds=int(limiter.lockout))
-            asyncio.ensure_future(asyncio.to_thread(self.gateway.lockouts.lock, key, until))
+            asyncio.ensure_future(self._save_lockout(key, until))
+
+    async def _save_lockout(self, key: str, until: float) -> None:
+        try:
+            await asyncio.to_thread(self.gateway.lockouts.lock, key, until)
+        except Exception:  # the lockout holds in memory; only a restart would forget it
+            self.gateway.log.exception("cannot save the SSH lockout of %s", key)
 
     async def _hold_refusal(self) -> None:
         delay = self.gateway.limiter.hold(self.target.owner)
