@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "environment.sh"
@@ -33,3 +34,10 @@ def test_every_pip_and_venv_call_goes_through_a_step():
     calls = [line for line in SCRIPT.read_text().splitlines()
              if re.search(r"-m (pip|venv)\b|\$\{pip\[@\]\}", line) and not line.lstrip().startswith("local ")]
     assert calls and all("gpulab_step" in line for line in calls), calls
+
+
+def test_servers_do_not_compile_rfc3987_grammars_at_import():
+    """Issue 16: rfc3987-syntax compiled ~35 Lark grammars whenever jupyter_server was imported
+    (2.3 s of every server's and run's start); the environment leaves it out."""
+    probe = "import sys, jupyter_server.serverapp; print('rfc3987_syntax' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
