@@ -64,7 +64,7 @@ gpulab_source_stamp() {  # changes whenever what pip would install changes
   local editable="$1"
   {
     echo "extras=${GPULAB_EXTRAS:-} editable=$editable"
-    cat "$gpulab_root/pyproject.toml" "$gpulab_root/setup.py" "$gpulab_root/constraints.txt"
+    cat "$gpulab_root/pyproject.toml" "$gpulab_root/setup.py" "$gpulab_root/constraints.txt" "${BASH_SOURCE[0]}"
     if [ "$editable" = no ]; then
       (cd "$gpulab_root" && find hub_config spawner extensions db images -type f ! -name '*.pyc' -print0 |
         sort -z | xargs -0 sha256sum)
