@@ -154,6 +154,38 @@ def send_to_kernel(world: World, who: str, key: str, code: str) -> subprocess.Co
     return as_uid(uid_of(world, who), sys.executable, "-c", KERNEL_CLIENT, json.dumps(info), code)
 
 
+# Subscribes to every TCP port that account `uid` listens on (/proc/net/tcp shows anyone each
+# socket's owner) and prints the first message that carries the marker.
+EAVESDROPPER = """
+import sys, zmq
+uid, marker = sys.argv[1], sys.argv[2].encode()
+ports = set()
+for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    fields = line.split()
+    if fields[3] == "0A" and fields[7] == uid:  # listening, owned by uid
+        ports.add(int(fields[1].split(":")[1], 16))
+context = zmq.Context()
+listener = context.socket(zmq.SUB)
+listener.setsockopt(zmq.SUBSCRIBE, b"")
+for port in ports:
+    listener.connect(f"tcp://127.0.0.1:{port}")
+print("listening to", len(ports), "ports", flush=True)
+while listener.poll(120000):
+    message = b" ".join(listener.recv_multipart())
+    if marker in message:
+        print("heard:", message[-300:].decode(errors="replace"), flush=True)
+        break
+"""
+
+
+def eavesdropper(world: World, who: str, victim: str, marker: str) -> subprocess.Popen:
+    """`who` listening to every port `victim`'s account has open, for `marker`."""
+    entry = world.accounts[who]
+    return subprocess.Popen(["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups",
+                             sys.executable, "-c", EAVESDROPPER, str(world.accounts[victim].pw_uid), marker],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 # ---------------------------------------------------------------- the hub's data files
 
 

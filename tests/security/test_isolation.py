@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from tests.security.isolation_probes import as_account, as_uid, granted, headers, http, reads
-from tests.security.isolation_system import (PROCESSES, find_process, hub_workdir_passable, readable_files, secrets_of,
-                                              send_to_kernel, system_cells)
+from tests.security.isolation_system import (PROCESSES, eavesdropper, find_process, hub_workdir_passable,
+                                              readable_files, secrets_of, send_to_kernel, system_cells)
 from tests.security.isolation_web import web_cells
 from tests.security.isolation_world import SECRET_FILE, build_world
 from tests.support.hub import HubFactory, wait_for
@@ -136,6 +136,25 @@ def test_kernel_ports_run_nothing_without_the_key(world):
     control = send_to_kernel(world, "alice", key, f"open({str(home / 'zmq-alice')!r}, 'w')")
     assert control.stdout.strip() == b"ok" and (home / "zmq-alice").exists(), control.stderr.decode()
     assert not list(home.glob("zmq-bob-*"))
+
+
+def test_nobody_else_hears_what_alices_kernel_says(world):
+    """A kernel publishes its code and outputs on its iopub port; the key signs messages but
+    does not hide them, so an account that can connect to the port reads them all."""
+    key = json.loads(world.connection_file.read_text())["key"]
+    marker = f"iopub-{secrets.token_hex(4)}"
+    listener = eavesdropper(world, "bob", "alice", marker)
+    try:
+        assert "listening to" in listener.stdout.readline()
+        for attempt in range(20):  # a subscription takes a moment to reach the publisher
+            control = send_to_kernel(world, "alice", key, f"print({marker!r}, {attempt})")
+            assert control.stdout.strip() == b"ok", control.stderr.decode()
+            if listener.poll() is not None:
+                break
+    finally:
+        listener.kill()
+    heard = listener.communicate()[0]
+    assert "heard:" not in heard, f"bob read alice's kernel from its ports: {heard}"
 
 
 def mlflow(world, who: str, method: str, path: str, **kwargs) -> requests.Response:
