@@ -156,7 +156,13 @@ def test_no_upload_lands_outside_the_artifact_root(hub, url, tokens, account_pre
     upload = call(url, tokens["alice"], "POST", "ajax-api/2.0/mlflow/upload-artifact",
                   params={"run_uuid": run, "path": "planted.txt"}, data=b"owned")
     assert upload.status_code == 400, upload.text
-    assert not any(bob_home.rglob("planted.txt"))
+    model = call(url, tokens["alice"], "POST", "api/2.0/mlflow/logged-models", json={"experiment_id": experiment})
+    assert model.status_code == 200, model.text  # a logged model takes the experiment's location
+    model_id = model.json()["model"]["info"]["model_id"]
+    model_file = call(url, tokens["alice"], "GET", f"ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files",
+                      params={"artifact_file_path": "MLmodel"})
+    assert model_file.status_code == 400, model_file.text
+    assert not any(bob_home.rglob("planted.txt")) and not (bob_home / "models").exists()
 
 
 def test_the_service_account_cannot_write_into_a_users_home(hub, service_account, account_prefix):
