@@ -31,6 +31,9 @@ from .models import (
 IDLE_POLL_SECONDS = 1.0
 LAUNCH_GRACE_SECONDS = 120  # a RUNNING run with no runner reference after this was never launched
 DELIVERY_GRACE_SECONDS = 600  # how long after its timeout a runner keeps trying to hand over its results
+# After (re)starting, runners waiting to hand over a result get this long (their backoff is at
+# most 30 s) before a run past its timeout is stopped: the notebook may have ended in time.
+REATTACH_GRACE_SECONDS = 60
 
 
 async def _no_extra_env(schedule: Schedule) -> dict:
@@ -50,6 +53,7 @@ class Dispatcher:
         self.extra_env = extra_env or _no_extra_env  # e.g. MLflow's variables, per run
         self.settings = core.settings["scheduler"]
         self._wake = asyncio.Event()
+        self.watching_since = self.clock()
 
     @property
     def clock(self):
@@ -60,6 +64,7 @@ class Dispatcher:
 
     async def run_forever(self) -> None:
         await self.wait_until_reachable()
+        self.watching_since = self.clock()
         while True:
             self._wake.clear()
             try:
@@ -172,7 +177,8 @@ class Dispatcher:
             code = self.executor.exit_code(ref)
             if code is None:
                 # A runner that has reported its outcome is only handing over its files: no timeout.
-                if not outcome and started and now - started > timedelta(seconds=schedule.timeout_seconds):
+                if not outcome and started and now - started > timedelta(seconds=schedule.timeout_seconds) \
+                        and not self._handing_over(started, now):
                     await asyncio.to_thread(self.executor.stop, ref)
                     self.finish(run_id, TIMED_OUT,
                                 f"timed out after {schedule.timeout_seconds}s (timeout_seconds); the kernel was stopped")
@@ -183,6 +189,10 @@ class Dispatcher:
                 self.finish(run_id, COMPLETED, "")
             else:
                 self.finish(run_id, FAILED, self._failure_message(run_id, code))
+
+    def _handing_over(self, started: datetime, now: datetime) -> bool:
+        """A run started before this process watched may be waiting to hand over a result."""
+        return started < self.watching_since and now - self.watching_since <= timedelta(seconds=REATTACH_GRACE_SECONDS)
 
     def _outcome(self, run_id: str) -> str:
         with self.core.sessions() as session:

@@ -112,6 +112,21 @@ async def test_a_live_runner_of_an_earlier_scheduler_is_watched_until_it_ends(di
     assert runs(dispatcher) == [(1, "COMPLETED")]
 
 
+async def test_a_restarted_scheduler_lets_a_late_runner_hand_over_before_timing_it_out(dispatcher):
+    """The scheduler was down past the run's timeout; the runner finished in time and is retrying."""
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        run_id = running_run(dispatcher, f"{process.pid}:{start_ticks(process.pid)}")
+        dispatcher.watching_since = T0 + timedelta(days=8)  # just started
+        await dispatcher.supervise(T0 + timedelta(days=8, seconds=30))
+        assert runs(dispatcher) == [(1, "RUNNING")]
+        await dispatcher.supervise(T0 + timedelta(days=8, seconds=61))  # it never reported: timed out
+        assert runs(dispatcher) == [(1, "TIMED_OUT")] and run_id
+    finally:
+        process.stdin.close()
+        process.wait()
+
+
 def test_a_zombie_runner_has_ended(dispatcher):
     """Under a pid 1 that never reaps (containers), a runner whose scheduler died stays a zombie."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie once it ends
