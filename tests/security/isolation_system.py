@@ -22,7 +22,7 @@ from tests.security.isolation_world import PLAN_FILE, SECRET_FILE, World
 
 OWNER = "owner"  # the control of a /proc or data-file cell: whoever owns the process or file
 SERVICES = ("scheduler", "ssh", "projects", "mlflow")
-PROCESSES = ("alice-server", "alice-kernel", "alice-terminal", "hub", "proxy", *SERVICES)
+PROCESSES = ("alice-server", "alice-kernel", "alice-terminal", "alice-tensorboard", "hub", "proxy", *SERVICES)
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
 
 
@@ -50,11 +50,28 @@ def via_own_server(method: str):
     return probe
 
 
+# Asks TensorBoard over its Unix socket for its runs; prints the status line.
+UNIX_GET = """
+import socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+    client.connect(sys.argv[1])
+    client.sendall(f"GET {sys.argv[2]}data/runs HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n".encode())
+    print(client.recv(100).split(b"\\r\\n")[0].decode())
+"""
+
+
+def tensorboard_answers(world: World, who: str) -> bool:
+    """`who` reaches alice's TensorBoard around her server, on its socket."""
+    result = as_account(world, who, sys.executable, "-c", UNIX_GET, str(world.tensorboard_socket), world.tensorboard)
+    return result.returncode == 0 and b" 200 " in result.stdout
+
+
 HOMES = {
     "home-list": lambda w, who: lists(w, who, str(w.home("alice")), SECRET_FILE),
     "home-read": lambda w, who: reads(w, who, str(w.home("alice") / SECRET_FILE), w.secret),
     "home-write": lambda w, who: writes(w, who, str(w.home("alice"))),
     "kernel-connection-file": lambda w, who: reads(w, who, str(w.connection_file), '"key"'),
+    "tensorboard-socket": tensorboard_answers,
 }
 THROUGH_OWN_SERVER = {"contents-read-via-link": via_own_server("GET"), "contents-write-via-link": via_own_server("PUT")}
 PROJECT_FOLDER = {
@@ -83,6 +100,8 @@ def find_process(world: World, target: str) -> psutil.Process:
         if target == "alice-kernel" and owner == alice and world.kernel_id in line:
             return process
         if target == "alice-terminal" and owner == alice and process.terminal():
+            return process
+        if target == "alice-tensorboard" and owner == alice and "gpulab.extensions.tensorboard.serve" in line:
             return process
         if target in SERVICES and owner not in users and re.search(rf"-m gpulab\.extensions\.{target}\b", line):
             return process

@@ -24,10 +24,11 @@ def base(world: World, route: str, service: str | None = None) -> str:
 # ---------------------------------------------------------------- alice's server
 
 
-def server_get(path: str, marker=None):
+def server_get(path, marker=None):
     def probe(world: World, who: str, route: str) -> bool:
         found = marker(world) if callable(marker) else marker
-        return granted(http(world, who, "GET", base(world, route) + f"user/alice/{path}"), found)
+        where = path(world) if callable(path) else path
+        return granted(http(world, who, "GET", base(world, route) + f"user/alice/{where}"), found)
     return probe
 
 
@@ -78,6 +79,9 @@ SERVER = {
     "lab-page": server_get("lab"),
     "scheduler-extension-jobs": server_get("scheduler/jobs"),
     "ssh-endpoint-ws": server_socket(lambda w: "gpulab/ssh"),
+    "tensorboard-instances": server_get("tensorboard/api/instances", lambda w: w.tensorboard.rsplit("/", 2)[-2]),
+    "tensorboard-data": server_get(lambda w: w.tensorboard.split("/user/alice/", 1)[1] + "data/environment",
+                                   "data_location"),
 }
 
 # ---------------------------------------------------------------- the hub's API (through the proxy only)

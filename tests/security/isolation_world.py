@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import pwd
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import psutil
+import requests
 
 from gpulab.hub_config.client import HubClient
 from gpulab.spawner.accounts import account_name, ensure_account
@@ -46,6 +48,8 @@ class World:
     alice_key: dict  # the SSH API's model of alice's key
     project_folder: Path
     key_folder: Path
+    tensorboard: str  # the URL path alice's TensorBoard is served at, e.g. /user/alice/tensorboard/<key>/
+    tensorboard_socket: Path
 
     def client(self, who: str) -> HubClient:
         return HubClient(self.hub.url, self.tokens[who])
@@ -98,6 +102,23 @@ def kernel_connection_file(account: str, kernel_id: str) -> Path:
     return wait_for(find, 30, f"the kernel {kernel_id}'s process")
 
 
+def open_tensorboard(hub: RunningHub, token: str, account: str) -> tuple[str, Path]:
+    """alice opens TensorBoard on her default log folder: its URL path and its Unix socket."""
+    opened = requests.get(hub.url + "user/alice/tensorboard/open", headers={"Authorization": f"token {token}"},
+                          timeout=120)
+    assert opened.status_code == 200, opened.text[-500:]
+    path = re.match(r"^https?://[^/]+(/.*/tensorboard/[0-9a-f]+/)", opened.url).group(1)
+
+    def find():
+        for process in psutil.process_iter(["username", "cmdline"]):
+            line = process.info["cmdline"] or []
+            if process.info["username"] == account and "gpulab.extensions.tensorboard.serve" in line:
+                return Path(line[line.index("--socket") + 1])
+        return None
+
+    return path, wait_for(find, 30, "alice's TensorBoard process")
+
+
 def build_world(hub: RunningHub, key_folder: Path) -> World:
     prefix = hub.settings["spawner"]["local"]["account_prefix"]
     for name in (*USERS, "carol"):  # carol: someone alice may add to her project
@@ -124,10 +145,12 @@ def build_world(hub: RunningHub, key_folder: Path) -> World:
     registered = {name: HubClient(hub.url, tokens[name]).request(
         "POST", "services/ssh/api/keys", {"public_key": keys[name].with_suffix(".pub").read_text()})
         for name in keys}
+    tensorboard, tensorboard_socket = open_tensorboard(hub, tokens["alice"], accounts["alice"].pw_name)
     targets = {route: spec["target"] for route, spec in hub.api.request("GET", "hub/api/proxy").items()}
     return World(
         hub=hub, tokens=tokens, accounts=accounts, targets=targets, secret=secret, kernel_id=kernel_id,
         connection_file=kernel_connection_file(accounts["alice"].pw_name, kernel_id), terminal=terminal,
         schedule=schedule, run=run, mlflow_run=mlflow_run["run"], keys=keys, alice_key=registered["alice"],
         project_folder=Path(hub.settings["projects"]["local"]["root"], "vision", "files"), key_folder=key_folder,
+        tensorboard=tensorboard, tensorboard_socket=tensorboard_socket,
     )
