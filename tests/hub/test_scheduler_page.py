@@ -1,0 +1,68 @@
+"""The hub's Schedules page in a real browser: create a schedule from a notebook file, pause and
+resume it, run it now and watch the run end, stop a run, delete the schedule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.hub.test_scheduler import notebook
+from tests.support.sessions import admin_password
+
+pytestmark = pytest.mark.browser
+USER = "planner"
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub_factory):
+    return module_hub_factory.start({"auth": {"admin_users": [USER]}, "mlflow": {"enabled": False},
+                                     "ssh": {"enabled": False}})
+
+
+def test_schedules_are_managed_on_the_page(hub, browser, tmp_path):
+    (tmp_path / "report.ipynb").write_text(json.dumps(notebook("print('hello', n)", parameters="n = 0")))
+    (tmp_path / "slow.ipynb").write_text(json.dumps(notebook("import time; time.sleep(600)")))
+    page = browser.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", admin_password(hub, USER))
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/hub/**")
+    page.goto(hub.url + "services/scheduler/")
+    page.wait_for_selector("#no-schedules")
+
+    def create(name: str, cron: str, parameters: str = "") -> None:
+        page.set_input_files("#notebook-file", str(tmp_path / name))
+        page.fill("#schedule-cron", cron)
+        page.fill("#schedule-parameters", parameters)
+        page.click("#create-schedule button[type=submit]")
+
+    create("report.ipynb", "every day")  # refused with the reason, nothing created
+    page.wait_for_selector("#schedule-error:has-text('invalid cron expression')")
+    create("report.ipynb", "0 6 * * *", '{"n": 7}')
+    row = "#schedules tr:has-text('report')"
+    page.wait_for_selector(f"{row} .state:has-text('active')")
+
+    page.click(f"{row} button[data-action=pause]")
+    page.wait_for_selector(f"{row} .state:has-text('paused')")
+    page.click(f"{row} button[data-action=resume]")
+    page.wait_for_selector(f"{row} .state:has-text('active')")
+
+    page.click(f"{row} button[data-action=run]")
+    page.wait_for_selector("#runs tr:has-text('report') .status:has-text('COMPLETED')")  # the page follows the run
+    page.wait_for_selector("#runs tr:has-text('report') a:has-text('output.ipynb')")
+    assert "3 / 3 cells" in page.inner_text("#runs tr:has-text('report') .progress-cells")  # with the injected one
+
+    create("slow.ipynb", "0 6 * * *")
+    page.wait_for_selector("#schedules tr:has-text('slow')")
+    page.click("#schedules tr:has-text('slow') button[data-action=run]")
+    page.click("#runs tr:has-text('slow') .stop-run")
+    page.wait_for_selector("#runs tr:has-text('slow') .status:has-text('STOPPED')")
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click(f"{row} button[data-action=delete]")
+    page.wait_for_selector(row, state="detached")
+    page.screenshot(path=str(tmp_path / "schedules.png"))
+    page.close()
