@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.support.hub import wait_for
@@ -51,4 +53,10 @@ def test_admin_signs_in_starts_jupyterlab_and_stops_it_from_home(hub, browser, t
 def test_the_initial_password_file_is_private(hub):
     initial_password(hub, "root-admin")
     assert (hub.data_dir / "initial-admin-password").stat().st_mode & 0o777 == 0o600
-    assert (hub.data_dir).stat().st_mode & 0o777 == 0o700
+    # Others get nothing; the group bits show the ACL's mask: MLflow's own account may pass
+    # through to its folder (search only), and no one else has an entry.
+    assert (hub.data_dir).stat().st_mode & 0o707 == 0o700
+    acl = subprocess.run(["getfacl", "--omit-header", "--absolute-names", str(hub.data_dir)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    named = [entry for entry in acl if entry.startswith("user:") and entry.split(":")[1]]
+    assert [entry.rsplit(":", 1)[1] for entry in named] in ([], ["--x"]), acl
