@@ -23,6 +23,7 @@ from tests.security.isolation_world import PLAN_FILE, SECRET_FILE, World
 OWNER = "owner"  # the control of a /proc or data-file cell: whoever owns the process or file
 SERVICES = ("scheduler", "ssh", "projects", "mlflow")
 PROCESSES = ("alice-server", "alice-kernel", "alice-terminal", "alice-tensorboard", "hub", "proxy", *SERVICES)
+PROC_ITEMS = ("environ", "fd", "mem")
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|KEY", re.IGNORECASE)
 
 
@@ -122,15 +123,19 @@ def readable_address(pid: int) -> int:
     raise LookupError(f"process {pid} maps nothing readable")
 
 
+def proc_readable(process: psutil.Process, uid: int, item: str) -> bool:
+    """Whether account `uid` reads /proc/<pid>/environ, lists its fd or reads its memory."""
+    path = f"/proc/{process.pid}/{item}"
+    if item == "mem":
+        code = f"f = open({path!r}, 'rb'); f.seek({readable_address(process.pid)}); assert len(f.read(16)) == 16"
+        return as_uid(uid, sys.executable, "-c", code).returncode == 0
+    result = as_uid(uid, "ls", path) if item == "fd" else as_uid(uid, "cat", path)
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
 def proc_probe(target: str, item: str):
     def probe(world: World, who: str) -> bool:
-        process, uid = process_uid(world, target, who)
-        path = f"/proc/{process.pid}/{item}"
-        if item == "mem":
-            code = f"f = open({path!r}, 'rb'); f.seek({readable_address(process.pid)}); assert len(f.read(16)) == 16"
-            return as_uid(uid, sys.executable, "-c", code).returncode == 0
-        result = as_uid(uid, "ls", path) if item == "fd" else as_uid(uid, "cat", path)
-        return result.returncode == 0 and bool(result.stdout.strip())
+        return proc_readable(*process_uid(world, target, who), item)
     return probe
 
 
@@ -281,7 +286,7 @@ def system_cells() -> list[Cell]:
         *(Cell(f"homes/{name}", probe, ("bob",)) for name, probe in THROUGH_OWN_SERVER.items()),
         *(Cell(f"project-folder/{name}", probe, ("mallory",)) for name, probe in PROJECT_FOLDER.items()),
         *(Cell(f"proc/{target}/{item}", proc_probe(target, item), accounts, owner=OWNER)
-          for target in PROCESSES for item in ("environ", "fd", "mem")),
+          for target in PROCESSES for item in PROC_ITEMS),
         Cell("data/data-dir-list", data_dir_listed, accounts, owner=OWNER),
         *(Cell(f"data/{name}", data_probe(path), accounts, owner=OWNER) for name, path in DATA_FILES.items()),
     ]

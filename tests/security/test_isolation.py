@@ -18,14 +18,15 @@ import stat
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
 from tests.security.isolation_probes import as_account, as_uid, granted, headers, http, reads
-from tests.security.isolation_system import (PROCESSES, eavesdropper, find_process, hub_workdir_passable,
-                                              readable_files, secrets_of, send_to_kernel, system_cells)
+from tests.security.isolation_system import (PROC_ITEMS, PROCESSES, eavesdropper, find_process, hub_workdir_passable,
+                                              proc_readable, readable_files, secrets_of, send_to_kernel, system_cells)
 from tests.security.isolation_web import web_cells
-from tests.security.isolation_world import SECRET_FILE, build_world
+from tests.security.isolation_world import SECRET_FILE, build_world, notebook
 from tests.support.hub import HubFactory, wait_for
 from tests.support.projects import project_settings
 from tests.support.ssh import OpenSSH, known_hosts
@@ -155,6 +156,38 @@ def test_nobody_else_hears_what_alices_kernel_says(world):
         listener.kill()
     heard = listener.communicate()[0]
     assert "heard:" not in heard, f"bob read alice's kernel from its ports: {heard}"
+
+
+def runner_of(world, run_id: str) -> psutil.Process | None:
+    for process in psutil.process_iter(["username", "cmdline"]):
+        if process.info["username"] == world.accounts["alice"].pw_name and \
+                "gpulab.extensions.scheduler.runner" in (process.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                if process.environ().get("GPULAB_RUN_URL", "").endswith(f"{run_id}/"):
+                    return process
+    return None
+
+
+def test_a_run_in_flight_is_alices_alone(world):
+    """A running notebook's runner holds its run's token: its /proc entries are alice's alone,
+    and the runner API (spec, output upload) takes that token and no hub user's."""
+    alice = world.client("alice")
+    run = alice.request("POST", "services/scheduler/api/runs",
+                        {"name": "in-flight", "notebook": notebook("import time; time.sleep(600)")})
+    try:
+        runner = wait_for(lambda: runner_of(world, run["id"]), 120, "the run's runner")
+        url, token = (runner.environ()[name] for name in ("GPULAB_RUN_URL", "GPULAB_RUN_TOKEN"))
+        for item in PROC_ITEMS:
+            assert proc_readable(runner, world.accounts["alice"].pw_uid, item), f"control: alice reads {item}"
+            assert not proc_readable(runner, world.accounts["bob"].pw_uid, item), f"bob reads the runner's {item}"
+        spec = requests.get(url + "spec", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert granted(spec, "time.sleep"), "control: the run's token reads its spec"
+        for who in ("bob", "alice", "anonymous"):  # hub tokens, even the owner's, are not run tokens
+            assert not granted(requests.get(url + "spec", headers=headers(world, who), timeout=60), "time.sleep"), who
+            upload = requests.put(url + "files/output.ipynb", headers=headers(world, who), data=b"{}", timeout=60)
+            assert not granted(upload), who
+    finally:
+        alice.request("POST", f"services/scheduler/api/runs/{run['id']}/stop")
 
 
 def mlflow(world, who: str, method: str, path: str, **kwargs) -> requests.Response:
