@@ -260,3 +260,15 @@ def test_every_cli_error_is_one_line(gpulab, args, message):
     assert result.returncode == 2, result
     assert result.stdout == "" and result.stderr.count("\n") == 1 and "<" not in result.stderr, result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_schedule_create_reads_parameters_as_papermill_does(gpulab, client, tmp_path):
+    (tmp_path / "p.yaml").write_text("from_file: [1, {a: b}]\nlr: 0.5\n")
+    created = gpulab("schedule", "create", "nb.ipynb", "--cron", "0 6 * * *", "-y", "day: 2024-01-01\nlr: 0.1",
+                     "-f", "p.yaml", "-p", "lr=1e-3", "-p", "tag=#x", "-p", "none=None", "-r", "raw=True",
+                     "--kernel", "python3", "--cwd", "data")
+    assert created.returncode == 0, created.stderr
+    schedule = client.request("GET", f"services/scheduler/api/schedules/{created.stdout.split()[0]}")
+    assert schedule["parameters"] == {"day": "2024-01-01", "lr": 0.001, "from_file": [1, {"a": "b"}], "tag": "#x",
+                                      "none": None, "raw": "True"}
+    client.request("DELETE", f"services/scheduler/api/schedules/{schedule['id']}")
