@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -139,7 +140,8 @@ def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | Non
         partial.send()
         os._exit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    in_main = threading.current_thread() is threading.main_thread()  # only there can Python take signals
+    previous = signal.signal(signal.SIGTERM, terminated) if in_main else None
     try:
         papermill.execute_notebook(str(source), str(output), parameters=spec["parameters"],
                                    kernel_name=options.kernel_name, cwd=cwd, progress_bar=False,
@@ -152,4 +154,5 @@ def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | Non
     except Exception as error:  # no such kernel, kernel died, bad notebook...: the run fails with the reason
         return _failure(error, time.monotonic() - started)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
