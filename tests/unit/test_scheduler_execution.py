@@ -18,7 +18,7 @@ def test_the_partial_notebook_goes_at_a_cell_start_after_work_was_done_then_at_m
     assert sent == []
     partial.cell_done()
     partial.cell_started()  # the first cell ended: its output is worth keeping now
-    assert len(sent) == 1 and json.loads(sent[0])["cells"][0]["source"] == "1"
+    assert len(sent) == 1 and json.loads(sent[0])["cells"][0]["source"] == ["1"]
     partial.cell_done()
     now[0] += PARTIAL_EVERY_SECONDS - 1
     partial.cell_started()
