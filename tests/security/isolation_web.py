@@ -93,10 +93,21 @@ def hub_probe(method: str, path: str, marker: str | None = None, body=None):
     return probe
 
 
+def share_server(world: World, who: str, route: str) -> bool:
+    """alice shares her server with carol (and takes it back); an intruder shares it with themself."""
+    name = "carol" if who == "alice" else ("mallory" if who == ANONYMOUS else who)
+    response = http(world, who, "POST", world.hub.url + "hub/api/shares/alice/", json={"user": name})
+    if granted(response) and who == "alice":
+        world.client("alice").request("DELETE", "hub/api/shares/alice/")
+    return granted(response)
+
+
 HUB = {
     "user-model": hub_probe("GET", "hub/api/users/alice", "/user/alice/"),
     "token-list": hub_probe("GET", "hub/api/users/alice/tokens", "api_tokens"),
     "token-mint": hub_probe("POST", "hub/api/users/alice/tokens", "token", {"expires_in": 60, "note": "probe"}),
+    "server-share": share_server,
+    "server-shares-list": hub_probe("GET", "hub/api/shares/alice/", "items"),
 }
 
 # ---------------------------------------------------------------- services
