@@ -1,7 +1,8 @@
 """`gpulab down --purge`: undo an install on one machine.
 
 What gpulab made is found from the settings and from the marks gpulab leaves: system accounts
-carry gpulab's comment (spawner.accounts.MANAGED_MARKER) and the configured prefix, project
+carry gpulab's comment (spawner.accounts.MANAGED_MARKER, or service_account.MARKER for a
+service's own) and the configured prefix, project
 groups the project group prefix and an -rw/-ro suffix, the projects root gpulab's lock file.
 Users' homes are kept unless asked, since they hold people's work.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 from gpulab.extensions.projects.config import group_prefix
 from gpulab.extensions.projects.storage.local import LOCK_FILE, default_root
 from gpulab.extensions.projects.storage.system_groups import ACCESS_SUFFIXES
+from gpulab.extensions.service.service_account import MARKER as SERVICE_MARKER
+from gpulab.extensions.service.service_account import service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER
 
 
@@ -65,8 +68,11 @@ def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
     and the file system, changes nothing)."""
     local = values["spawner"]["local"]
     prefix = local["account_prefix"]
-    accounts = sorted(e.pw_name for e in pwd.getpwall() if e.pw_gecos == MANAGED_MARKER and e.pw_name.startswith(prefix))
-    homes = sorted(Path(pwd.getpwnam(name).pw_dir) for name in accounts if Path(pwd.getpwnam(name).pw_dir).is_dir())
+    users = sorted(e.pw_name for e in pwd.getpwall() if e.pw_gecos == MANAGED_MARKER and e.pw_name.startswith(prefix))
+    homes = sorted(Path(pwd.getpwnam(name).pw_dir) for name in users if Path(pwd.getpwnam(name).pw_dir).is_dir())
+    services = service_account_name(prefix, "")  # services' own accounts (MLflow's), no homes
+    accounts = users + sorted(e.pw_name for e in pwd.getpwall()
+                              if e.pw_gecos == SERVICE_MARKER and e.pw_name.startswith(services))
     projects_prefix = group_prefix(values)
     groups = sorted(g.gr_name for g in grp.getgrall() if _is_project_group(g.gr_name, projects_prefix))
     data_dir = Path(values["hub"]["data_dir"])

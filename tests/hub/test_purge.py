@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from gpulab.extensions.service.service_account import service_account_name
 from tests.support.projects import create_project, project_settings
 
 pytestmark = pytest.mark.root
@@ -39,10 +40,11 @@ def test_purge_removes_what_gpulab_made(hub_factory, projects_root, account_pref
         hub.create_user(name)
     hub.spawn("alice")
     create_project(hub, "alice", "vision", {"bob": "editor"})
-    accounts = [a for a in (f"{prefix}alice", f"{prefix}bob") if exists(pwd.getpwnam, a)]  # bob never spawned
+    mlflow = service_account_name(prefix, "mlflow")  # MLflow's own account
+    accounts = [a for a in (f"{prefix}alice", f"{prefix}bob", mlflow) if exists(pwd.getpwnam, a)]  # bob never spawned
     groups = [f"{prefix}ppg{int(remove_homes)}-vision-rw", f"{prefix}ppg{int(remove_homes)}-vision-ro"]
-    assert all(exists(grp.getgrnam, g) for g in groups) and f"{prefix}alice" in accounts
-    homes = [pwd.getpwnam(a).pw_dir for a in accounts]
+    assert all(exists(grp.getgrnam, g) for g in groups) and {f"{prefix}alice", mlflow} <= set(accounts)
+    homes = [pwd.getpwnam(a).pw_dir for a in accounts if a != mlflow]
     projects_folder = projects_root / f"pg{int(remove_homes)}"
 
     refused = purge(hub, "--purge", "--yes")
