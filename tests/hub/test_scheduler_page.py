@@ -1,5 +1,5 @@
 """The hub's Schedules page in a real browser: create a schedule from a notebook file, pause and
-resume it, run it now and watch the run end, stop a run, delete the schedule."""
+resume it, edit it, run it now and watch the run end, stop a run, delete the schedule."""
 
 from __future__ import annotations
 
@@ -50,10 +50,21 @@ def test_schedules_are_managed_on_the_page(hub, browser, tmp_path):
     page.click(f"{row} button[data-action=resume]")
     page.wait_for_selector(f"{row} .state:has-text('active')")
 
+    page.click(f"{row} button[data-action=edit]")
+    page.wait_for_selector("#edit-schedule:not([hidden])")
+    assert page.input_value("#edit-parameters") == '{"n":7}'
+    page.fill("#edit-cron", "30 7 * * 1-5")
+    page.fill("#edit-parameters", '{"n": 8}')
+    page.click("#edit-schedule button[type=submit]")
+    page.wait_for_selector(f"{row} code:has-text('30 7 * * 1-5')")
+
     page.click(f"{row} button[data-action=run]")
     page.wait_for_selector("#runs tr:has-text('report') .status:has-text('COMPLETED')")  # the page follows the run
     page.wait_for_selector("#runs tr:has-text('report') a:has-text('output.ipynb')")
     assert "3 / 3 cells" in page.inner_text("#runs tr:has-text('report') .progress-cells")  # with the injected one
+    run_id = page.get_attribute("#runs tr:has-text('report')", "data-run")
+    executed = page.request.get(hub.url + f"services/scheduler/api/runs/{run_id}/files/output.ipynb").json()
+    assert "hello 8" in "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
 
     create("slow.ipynb", "0 6 * * *")
     page.wait_for_selector("#schedules tr:has-text('slow')")
