@@ -117,7 +117,8 @@ def update_mlflow(values: dict, c: Config) -> None:
         return
     from gpulab.hub_config.apply import add_nav_link
 
-    add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values),
+    # display=False: the "MLflow" link below replaces the hub's Services menu entry
+    add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values), display=False,
                         run_as=own_account(values, NAME, owned_folders(values)))
     add_service_role(c, NAME, list(SERVICE_SCOPES))
     grant_users_access(c, NAME)

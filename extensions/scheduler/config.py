@@ -37,7 +37,9 @@ def update_scheduler(values: dict, c: Config) -> None:
         "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",
         "mlflow_tracking_uri": tracking_uri(values) if values["mlflow"]["enabled"] else "",
     }
-    add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings)
+    # display=False: the "Schedules" link replaces the hub's Services menu entry
+    add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings,
+                        display=False)
     add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")

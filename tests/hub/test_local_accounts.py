@@ -84,3 +84,12 @@ def test_an_approved_sign_up_can_join_a_project_before_signing_in(hub):
     project = create_project(hub, "boss", "first-team", {"colleague": "editor"})
     assert {m["name"]: m["role"] for m in project["members"]}["colleague"] == "editor"
     assert sign_in(hub, "colleague", PASSWORD).status_code == 302
+
+
+def test_each_service_is_in_the_navigation_once(hub):
+    """Issue 15 item 5: the Services menu repeated "scheduler" and "mlflow" next to their own links."""
+    page = sign_in(hub, "boss", password_of(hub, "boss")).session.get(hub.url + "hub/home").text
+    links = re.findall(r'<a class="(?:nav-link|dropdown-item)" href="([^"]+)"', page)
+    services = [link for link in links if "/services/" in link]
+    assert sorted(services) == sorted(set(services)) and "/services/mlflow/" in services, links
+    assert "dropdown-item" not in page or "/services/" not in page.split("dropdown-menu", 1)[1].split("</ul>", 1)[0]
