@@ -110,6 +110,29 @@ def test_invalid_requests_are_400_with_the_reason(hub, alice, body, message):
     assert refused.value.status == 400 and message in refused.value.message, refused.value.message
 
 
+def test_a_stored_schedule_that_never_fires_stops_only_itself(hub, alice):
+    """As an older release could have stored it: the loop goes on, listing works, the row says why."""
+    from sqlalchemy import update
+
+    from gpulab.db import make_engine, make_session_factory
+    from gpulab.extensions.scheduler.models import Schedule
+
+    bad = alice.request("POST", "services/scheduler/api/schedules",
+                        {"name": "feb-31", "notebook": notebook("1"), "cron": "0 0 * * *"})
+    engine = make_engine(f"sqlite:///{hub.data_dir / 'gpulab.sqlite'}")
+    try:
+        with make_session_factory(engine).begin() as session:
+            session.execute(update(Schedule).where(Schedule.id == bad["id"]).values(cron="0 0 31 2 *"))
+    finally:
+        engine.dispose()
+    alice.request("POST", "services/scheduler/api/runs", {"name": "wake", "notebook": notebook("1")})  # a tick
+    listed = wait_for(lambda: [s for s in alice.request("GET", "services/scheduler/api/schedules")
+                               if s["id"] == bad["id"] and s["last_error"]], 30, "the error on the schedule")
+    assert "never fires" in listed[0]["last_error"] and listed[0]["next_run"] is None
+    assert wait_run(alice, run_once(alice, notebook("print(1)"))["id"])["status"] == "COMPLETED"  # still dispatching
+    alice.request("DELETE", f"services/scheduler/api/schedules/{bad['id']}")
+
+
 def kernels_of(account: str) -> list:
     import psutil
 
