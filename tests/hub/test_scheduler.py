@@ -133,6 +133,28 @@ def test_a_stored_schedule_that_never_fires_stops_only_itself(hub, alice):
     alice.request("DELETE", f"services/scheduler/api/schedules/{bad['id']}")
 
 
+def test_a_prewarmed_slot_starts_at_its_time_not_before(hub, alice):
+    """prewarm_seconds is 2: the kernel starts early, the recorded start and the first cell do not."""
+    from datetime import datetime
+
+    schedule = alice.request("POST", "services/scheduler/api/schedules", {
+        "name": "on-the-minute", "cron": "* * * * *",
+        "notebook": notebook("import datetime; print('first cell at', datetime.datetime.now(datetime.timezone.utc)"
+                             ".isoformat())")})
+    try:
+        runs = wait_for(lambda: [r for r in alice.request("GET", "services/scheduler/api/runs")
+                                 if r["schedule_id"] == schedule["id"]], 75, "the first slot's run")
+    finally:
+        alice.request("PATCH", f"services/scheduler/api/schedules/{schedule['id']}", {"active": False})
+    done = wait_run(alice, runs[-1]["id"])
+    assert done["status"] == "COMPLETED", done
+    slot = datetime.fromisoformat(done["slot"])
+    assert datetime.fromisoformat(done["started_at"]) >= slot
+    executed = alice.request("GET", f"services/scheduler/api/runs/{done['id']}/files/output.ipynb")
+    first_cell = outputs_text(executed).split("first cell at ", 1)[1].split()[0]
+    assert datetime.fromisoformat(first_cell) >= slot
+
+
 def kernels_of(account: str) -> list:
     import psutil
 
