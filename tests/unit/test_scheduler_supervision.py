@@ -219,3 +219,18 @@ async def test_nothing_is_dispatched_before_runners_can_reach_the_service(dispat
         await asyncio.wait_for(waiting, 30)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("field", ["cells_done", "cells_total"])
+def test_runner_counts_past_the_column_are_400(dispatcher, field):
+    from gpulab.extensions.scheduler.core import token_digest
+    from gpulab.extensions.scheduler.schemas import RunnerEvent
+    from gpulab.extensions.service.errors import Invalid
+
+    run_id = running_run(dispatcher, ended_process_ref())
+    with dispatcher.core.sessions.begin() as session:
+        session.get(Run, run_id).token_hash = token_digest("tok")
+    with pytest.raises(Invalid, match=f"{field}: {2**63} is out of range"):
+        dispatcher.core.runner_event(run_id, "tok", RunnerEvent(kind="progress", **{field: 2**63}))
+    dispatcher.core.runner_event(run_id, "tok", RunnerEvent(kind="progress", **{field: 7}))
+    assert getattr(dispatcher.core.get_run(Who("ann"), run_id), field) == 7
