@@ -11,7 +11,6 @@ import asyncio
 import os
 import pwd
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,7 +21,6 @@ from tornado.websocket import websocket_connect
 from tests.security.isolation_world import World
 
 ANONYMOUS = "anonymous"
-ROOT = "root"  # the owner of the hub's and the services' processes and files
 
 
 @dataclass(frozen=True)
@@ -64,22 +62,24 @@ def websocket_opens(world: World, who: str, url: str) -> bool:
     return asyncio.run(attempt())
 
 
+def account_command(uid: int, *command: str) -> tuple[str, ...]:
+    """`command` for a fresh process of account `uid` with its groups from /etc/group (as is for root)."""
+    if uid == 0:
+        return command
+    return ("setpriv", f"--reuid={uid}", f"--regid={pwd.getpwuid(uid).pw_gid}", "--init-groups", *command)
+
+
 def as_uid(uid: int, *command: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    """`command` in a fresh process of account `uid` with its groups from /etc/group (as is for root)."""
-    if uid != 0:
-        entry = pwd.getpwuid(uid)
-        command = ("setpriv", f"--reuid={uid}", f"--regid={entry.pw_gid}", "--init-groups", *command)
-    return subprocess.run(command, capture_output=True, input=stdin, timeout=120)
+    return subprocess.run(account_command(uid, *command), capture_output=True, input=stdin, timeout=120)
+
+
+def uid_of(world: World, who: str) -> int:
+    return world.accounts[who].pw_uid
 
 
 def as_account(world: World, who: str, *command: str) -> subprocess.CompletedProcess:
-    """`command` in a fresh process of `who`'s system account, or as root itself for ROOT."""
-    return as_uid(0 if who == ROOT else world.accounts[who].pw_uid, *command)
-
-
-def python_as(world: World, who: str, code: str) -> subprocess.CompletedProcess:
-    """Python code in `who`'s account (the hub's interpreter; user servers run it too)."""
-    return as_account(world, who, sys.executable, "-c", code)
+    """`command` in a fresh process of `who`'s system account."""
+    return as_uid(uid_of(world, who), *command)
 
 
 def reads(world: World, who: str, path: str, marker: str | None = None) -> bool:

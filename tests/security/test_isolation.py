@@ -23,8 +23,9 @@ import pytest
 import requests
 
 from tests.security.isolation_probes import as_account, as_uid, granted, headers, http, reads
-from tests.security.isolation_system import (PROC_ITEMS, PROCESSES, eavesdropper, find_process, hub_workdir_passable,
-                                              proc_readable, readable_files, secrets_of, send_to_kernel, system_cells)
+from tests.security.isolation_kernel import eavesdropper, send_to_kernel
+from tests.security.isolation_system import (PROC_ITEMS, PROCESSES, find_process, hub_workdir_passable, proc_readable,
+                                              readable_files, secrets_of, system_cells)
 from tests.security.isolation_web import web_cells
 from tests.security.isolation_world import SECRET_FILE, build_world, notebook
 from tests.support.hub import HubFactory, wait_for
@@ -59,7 +60,7 @@ def matrix():
 
 @pytest.mark.parametrize("cell, intruder", list(matrix()))
 def test_cell_is_denied(world, cell, intruder):
-    assert cell.probe(world, cell.owner), f"control: {cell.owner} cannot reach {cell.id} either; the probe proves nothing"
+    assert cell.probe(world, cell.owner), f"control: {cell.owner} cannot reach {cell.id}; the probe proves nothing"
     assert not cell.probe(world, intruder), f"{intruder} reached {cell.id}"
 
 
