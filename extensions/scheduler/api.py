@@ -31,17 +31,20 @@ class Schedules(SchedulerApi):
     def get(self):
         self.write_json(self.core.list_schedules(self.who, self.get_argument("project", None)))
 
-    def post(self):
-        schedule = self.core.create_schedule(self.who, self.body_as(CreateSchedule))
-        self.write_json(self.core.get_schedule(self.who, schedule.id), status=201)
+    async def post(self):
+        who, request = self.who, self.body_as(CreateSchedule)
+        # In a thread: checking webhooks resolves host names, which must not hold up the service.
+        schedule = await asyncio.to_thread(self.core.create_schedule, who, request)
+        self.write_json(self.core.get_schedule(who, schedule.id), status=201)
 
 
 class OneSchedule(SchedulerApi):
     def get(self, schedule_id):
         self.write_json(self.core.get_schedule(self.who, schedule_id))
 
-    def patch(self, schedule_id):
-        self.write_json(self.core.update_schedule(self.who, schedule_id, self.body_as(UpdateSchedule)))
+    async def patch(self, schedule_id):
+        who, change = self.who, self.body_as(UpdateSchedule)
+        self.write_json(await asyncio.to_thread(self.core.update_schedule, who, schedule_id, change))
 
     def delete(self, schedule_id):
         self.core.delete_schedule(self.who, schedule_id)
@@ -63,8 +66,9 @@ class Runs(SchedulerApi):
         self.write_json(self.core.list_runs(self.who, schedule_id=self.get_argument("schedule", None),
                                             status=self.get_argument("status", None)))
 
-    def post(self):
-        self.write_json(self.core.create_run(self.who, self.body_as(CreateRun)), status=201)
+    async def post(self):
+        who, request = self.who, self.body_as(CreateRun)
+        self.write_json(await asyncio.to_thread(self.core.create_run, who, request), status=201)
 
 
 class OneRun(SchedulerApi):

@@ -53,6 +53,7 @@ class Dispatcher:
         self.extra_env = extra_env or _no_extra_env  # e.g. MLflow's variables, per run
         self.settings = core.settings["scheduler"]
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.watching_since = self.clock()
 
     @property
@@ -60,9 +61,21 @@ class Dispatcher:
         return self.core.clock
 
     def wake(self) -> None:
-        self._wake.set()
+        """Run a tick now; callable from any thread (handlers run some core calls in threads)."""
+        if self._loop is None:
+            self._wake.set()
+            return
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._wake.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run_forever(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.wait_until_reachable()
         self.watching_since = self.clock()
         while True:
