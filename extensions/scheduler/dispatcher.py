@@ -179,13 +179,14 @@ class Dispatcher:
                        for r in session.scalars(select(Run).where(Run.status.in_((RUNNING, STOPPING))))]
         for run_id, status, ref, started, outcome in running:
             schedule = self._schedule_of(run_id)
+            if status == STOPPING:
+                if ref:
+                    await asyncio.to_thread(self.executor.stop, ref)
+                self.finish(run_id, STOPPED, None)
+                continue
             if not ref:  # a scheduler stopped between marking it RUNNING and launching the runner
                 if started and now - started > timedelta(seconds=LAUNCH_GRACE_SECONDS):
                     self.finish(run_id, FAILED, "the scheduler stopped while starting the runner")
-                continue
-            if status == STOPPING:
-                await asyncio.to_thread(self.executor.stop, ref)
-                self.finish(run_id, STOPPED, None)
                 continue
             code = self.executor.exit_code(ref)
             if code is None:

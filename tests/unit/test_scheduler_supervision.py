@@ -234,3 +234,16 @@ def test_runner_counts_past_the_column_are_400(dispatcher, field):
         dispatcher.core.runner_event(run_id, "tok", RunnerEvent(kind="progress", **{field: 2**63}))
     dispatcher.core.runner_event(run_id, "tok", RunnerEvent(kind="progress", **{field: 7}))
     assert getattr(dispatcher.core.get_run(Who("ann"), run_id), field) == 7
+
+
+async def test_a_run_never_launched_fails_after_a_while_and_a_stopped_one_stops(dispatcher):
+    """A scheduler killed between marking a run RUNNING and launching its runner left no reference."""
+    never = running_run(dispatcher, "", max_retries=0)
+    await dispatcher.supervise(T0 + timedelta(seconds=30))
+    assert runs(dispatcher) == [(1, "RUNNING")]  # it may still be launching
+    await dispatcher.supervise(T0 + timedelta(minutes=5))
+    assert dispatcher.core.get_run(Who("ann"), never).message == "the scheduler stopped while starting the runner"
+    stopped = running_run(dispatcher, "", max_retries=0)
+    dispatcher.core.stop_run(Who("ann"), stopped)
+    await dispatcher.supervise(T0 + timedelta(seconds=1))
+    assert dispatcher.core.get_run(Who("ann"), stopped).status == "STOPPED"
