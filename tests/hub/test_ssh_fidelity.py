@@ -6,7 +6,9 @@ traceback in the hub's log.
 
 Repetitions: the issue asks for 50 of each; on a 2-core CI machine the suite runs
 GPULAB_SSH_REPEAT (default 2) and GPULAB_SSH_BIG_MB (default 50) for the big stdin and
-GPULAB_SSH_PUSH_MB (default 20) for `git push`; raise them to run the full count by hand.
+GPULAB_SSH_PUSH_MB (default 20) for `git push`; raise them to run the full count by hand
+(and pytest-timeout's limit with them), e.g.
+`GPULAB_SSH_REPEAT=50 GPULAB_SSH_PUSH_MB=100 pytest tests/hub/test_ssh_fidelity.py -n 0 --timeout 2400`.
 """
 
 from __future__ import annotations
