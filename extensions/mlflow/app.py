@@ -120,6 +120,7 @@ def build_app(settings: dict):
     from .hooks import Hooks
     from .identity import HubIdentities
     from .limits import limit_json_depth
+    from .ui_defaults import install as install_ui_defaults
 
     artifacts.install(artifacts.ArtifactRoot(settings["artifacts_destination"]))
     initialize_backend_stores(settings["backend_store_uri"], settings["backend_store_uri"], "mlflow-artifacts:/")
@@ -144,6 +145,7 @@ def build_app(settings: dict):
     flask_app.before_request_funcs.setdefault(None, []).insert(0, oauth_callback)
     Hooks(settings["static_prefix"], accounts, identities.project_exists, _get_tracking_store,
           on_grant=decisions.forget_all).install(flask_app)
+    install_ui_defaults(flask_app)
     return limit_json_depth(without_paths(asgi_app, [settings["static_prefix"] + ASSISTANT_PATH, ASSISTANT_PATH]))
 
 

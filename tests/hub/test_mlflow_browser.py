@@ -66,3 +66,33 @@ def test_without_a_session_the_ui_sends_the_browser_to_sign_in(hub, browser):
     page.wait_for_url("**/hub/login**")
     assert page.locator("input[name=password]").count() == 1
     context.close()
+
+
+def test_the_ui_opens_on_experiments_and_runs_without_telemetry_or_assistant(hub, browser, tmp_path):
+    """Issue 15 item 6: MLflow opened on its GenAI view, with a telemetry banner and an assistant
+    panel that 404s. A new browser (empty localStorage) must see model training first."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    assistant_calls = []
+    page.on("request", lambda r: assistant_calls.append(r.url) if "/mlflow/assistant" in r.url else None)
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", "ursula")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url("**/hub/**")
+    page.goto(hub.url + "services/mlflow/")
+    page.get_by_text("ursula-first-experiment").first.wait_for()
+    page.wait_for_timeout(2000)  # let the UI settle (banners and panels appear after data loads)
+    page.screenshot(path=str(tmp_path / "mlflow-first-open.png"), full_page=True)
+    print(f"screenshot: {tmp_path / 'mlflow-first-open.png'}")
+    assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
+    assert page.get_by_text("Information about UI telemetry").count() == 0
+    assert page.locator("[data-assistant-ui] textarea, [data-testid*=assistant-chat]").count() == 0
+    assert not [url for url in assistant_calls if "/sessions" in url], assistant_calls
+    # A user's own choice stays theirs: the defaults are written only where nothing is set.
+    page.evaluate("localStorage.setItem('mlflow.workflowType_v1', JSON.stringify('genai'))")
+    page.reload()
+    page.wait_for_timeout(1000)
+    assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"genai"'
+    context.close()
