@@ -1,5 +1,7 @@
 """traefik, supervised: restarted by the hub when it dies, with every route back.
 
+The same once-a-second check polls the hub's managed services (see service_watch).
+
 jupyterhub-traefik-proxy starts traefik once and never looks at it again, so a traefik killed
 (OOM, kill -9) leaves the hub unreachable, and a defunct child, until someone restarts the hub.
 JupyterHub's own `ConfigurableHTTPProxy.check_running` does this for CHP; this is the same for
@@ -14,6 +16,8 @@ from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from tornado.ioloop import PeriodicCallback
 from traitlets import Any, Float
 
+from .service_watch import poll_managed_services
+
 
 class SupervisedTraefikProxy(TraefikFileProviderProxy):
     """`traefik_file`, plus a watch that restarts traefik and re-adds the hub's routes."""
@@ -21,8 +25,9 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
     check_running_interval = Float(
         1.0,
         config=True,
-        help="""Seconds between checks that traefik is still running (default 1). A traefik that
-        exited is reaped, started again and given every route the hub knows; e.g. 0.5.""",
+        help="""Seconds between checks that traefik and the managed services are still running
+        (default 1). A traefik that exited is reaped, started again and given every route the hub
+        knows; a service that exited is started again by JupyterHub; e.g. 0.5.""",
     )
 
     _watch = Any(None)
@@ -31,13 +36,17 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
     async def start(self):
         await super().start()
         self._last_seen_running = time.monotonic()
-        self._watch = PeriodicCallback(self.check_running, 1e3 * self.check_running_interval)
+        self._watch = PeriodicCallback(self._check, 1e3 * self.check_running_interval)
         self._watch.start()
 
     async def stop(self):
         if self._watch is not None:
             self._watch.stop()
         await super().stop()
+
+    async def _check(self) -> None:
+        await poll_managed_services(self.app, self.log)
+        await self.check_running()
 
     async def check_running(self) -> None:
         """Restart traefik if it exited. Tornado never overlaps runs of one PeriodicCallback."""

@@ -7,6 +7,7 @@ traefik's death, and the outage logged.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import urllib.error
 import urllib.request
@@ -68,10 +69,18 @@ def test_a_killed_service_is_restarted_by_the_hub(hub_factory):
              and p.environ()["JUPYTERHUB_SERVICE_NAME"] == "projects"]
 
     os.kill(old.pid, signal.SIGKILL)
-    # JupyterHub polls a managed service every 30 s (plus jitter) and starts it again.
-    wait_for(lambda: "Service projects exited with status -9" in hub.log_tail(400), 70,
+    # JupyterHub alone polls a managed service every 30 s; gpulab's proxy polls them every second.
+    wait_for(lambda: "Service projects exited with status -9" in hub.log_tail(400), 10,
              "the hub to notice the projects service died")
     wait_for(lambda: answers(projects_url, token), 30, "the projects service to answer again")
+    assert "Service projects died (status -9) and is being started again" in hub.log_tail(400)
+
+    # Services stopped on purpose (the hub shutting down) are not started again.
+    pid = hub.process.pid
+    hub.stop()
+    shutdown = re.split(r"Cleaning up \d+ services", hub.log_path.read_text(errors="replace"))[-1]
+    assert "Starting service" not in shutdown
+    wait_for(lambda: not services_of(pid), 15, "the services to end with the hub")
 
 
 def test_an_oversized_header_is_a_431_from_the_proxy_not_a_502(hub_factory):
