@@ -66,6 +66,7 @@ def test_cell_is_denied(world, cell, intruder):
 
 @pytest.mark.parametrize("intruder", ["bob", "mallory"])
 def test_the_data_directory_alone_keeps_accounts_out(world, intruder):
+    """The control of the data cells: the folder above the data directory is open to them."""
     assert hub_workdir_passable(world, intruder)
 
 
@@ -146,7 +147,9 @@ def test_kernel_ports_run_nothing_without_the_key(world):
 
 def test_nobody_else_hears_what_alices_kernel_says(world):
     """A kernel publishes its code and outputs on its iopub port; the key signs messages but
-    does not hide them, so an account that can connect to the port reads them all."""
+    does not hide them, so an account that can connect to the port reads them all. Kernels on
+    the ipc transport (`--KernelManager.transport=ipc`, with a runtime folder short enough for a
+    socket path, private to the user) pass this test; TCP kernels on 127.0.0.1 do not."""
     key = json.loads(world.connection_file.read_text())["key"]
     marker = f"iopub-{secrets.token_hex(4)}"
     listener = eavesdropper(world, "bob", "alice", marker)
