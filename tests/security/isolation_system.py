@@ -8,8 +8,11 @@ whatever account owns it (root today; a service's own account once it has one).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import secrets
+import stat
 import sys
 from pathlib import Path
 
@@ -189,13 +192,16 @@ def data_dir_listed(world: World, who: str) -> bool:
     return result.returncode == 0 and b"jupyterhub_cookie_secret" in result.stdout
 
 
-# Run as an intruder: which of the paths on stdin it can open and read.
+# Run as an account: which of the paths on stdin it can read (a file) or list (a folder).
 READABLE = """
-import sys
+import os, sys
 for path in sys.stdin.read().splitlines():
     try:
-        with open(path, "rb") as f:
-            f.read(1)
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as f:
+                f.read(1)
         print(path)
     except OSError:
         pass
@@ -203,10 +209,24 @@ for path in sys.stdin.read().splitlines():
 
 
 def readable_files(uid: int, paths: list[str]) -> list[str]:
-    """Those of `paths` account `uid` can open and read (one process for them all)."""
+    """Those of `paths` account `uid` can read or list (one process for them all)."""
     result = as_uid(uid, sys.executable, "-c", READABLE, stdin="\n".join(paths).encode())
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode().splitlines()
+
+
+def owned_under(roots: list[str], uid: int, skip: tuple[str, ...] = ()) -> list[str]:
+    """Regular files and folders below `roots` that belong to `uid` (as root sees them)."""
+    found = []
+    for root in roots:
+        for folder, folders, names in os.walk(root):
+            folders[:] = [name for name in folders if not os.path.join(folder, name).startswith(skip)]
+            for path in [os.path.join(folder, name) for name in folders + names]:
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.lstat(path)
+                    if info.st_uid == uid and (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                        found.append(path)
+    return found
 
 
 def system_cells() -> list[Cell]:

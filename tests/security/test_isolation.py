@@ -25,7 +25,7 @@ import requests
 from tests.security.isolation_probes import as_account, as_uid, granted, headers, http, reads
 from tests.security.isolation_kernel import eavesdropper, send_to_kernel, shell_socket_opens
 from tests.security.isolation_system import (PROC_ITEMS, PROCESSES, find_process, hub_workdir_passable, proc_readable,
-                                              readable_files, secrets_of, system_cells)
+                                              owned_under, readable_files, secrets_of, system_cells)
 from tests.security.isolation_web import web_cells
 from tests.security.isolation_world import SECRET_FILE, build_world, notebook
 from tests.support.hub import HubFactory, wait_for
@@ -86,6 +86,18 @@ def test_no_file_in_the_data_directory_is_readable(world, intruder):
         unread = set(mine) - set(readable_files(owner, mine))
         assert not [path for path in unread if os.path.exists(path)], "control: owners read their files"
     assert readable_files(world.accounts[intruder].pw_uid, files) == []
+
+
+@pytest.mark.parametrize("intruder", ["bob", "mallory"])
+def test_what_alice_leaves_in_temporary_folders_is_hers(world, intruder):
+    """Files and folders of alice's account in /tmp, /var/tmp and /dev/shm (her home lives under
+    /tmp here; project folders, shared on purpose, are left out)."""
+    alice = world.accounts["alice"].pw_uid
+    found = owned_under(["/tmp", "/var/tmp", "/dev/shm"], alice, skip=(str(world.project_folder.parent.parent),))
+    assert str(world.tensorboard_socket.parent) in found  # TensorBoard's private folder at least
+    unread = set(found) - set(readable_files(alice, found))
+    assert not [path for path in unread if os.path.exists(path)], "control: alice reads her own"
+    assert readable_files(world.accounts[intruder].pw_uid, found) == []
 
 
 @pytest.mark.parametrize("target", PROCESSES)
