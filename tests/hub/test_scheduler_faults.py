@@ -27,7 +27,14 @@ SETTINGS = {"scheduler": {"prewarm_seconds": 2, "missed_slots": "run_once", "mis
 
 
 def scheduler_pids(hub: RunningHub) -> list[int]:
-    return [p.pid for p in services_of(hub.process.pid) if SCHEDULER in " ".join(p.cmdline())]
+    found = []
+    for process in services_of(hub.process.pid):
+        try:
+            if SCHEDULER in " ".join(process.cmdline()):
+                found.append(process.pid)
+        except psutil.Error:  # the killed one, until the hub reaps it
+            pass
+    return found
 
 
 def home_of(hub: RunningHub, user: str) -> Path:
