@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 
-MAX_JSON_DEPTH = 64  # MLflow's own payloads nest under 10; OTLP trace JSON under 20
+from gpulab.extensions.service.limits import MAX_JSON_DEPTH, json_too_deep
+
+# MAX_JSON_DEPTH (64) suits MLflow too: its own payloads nest under 10, OTLP trace JSON under 20.
 MAX_GRAPHQL_DEPTH = 32  # MLflow itself refuses selections deeper than 10, after parsing
 # Raw bytes, never parsed as JSON: artifact uploads (proxied PUTs and the UI's upload-artifact).
 UNPARSED_BODIES = re.compile(r"/mlflow-artifacts/artifacts/|/upload-artifact$")
 
-_QUOTED = re.compile(rb'"[^"]*"')
-_NOT_BRACKETS_OR_QUOTES = bytes(c for c in range(256) if c not in b'[]{}"')
 _GRAPHQL_TOKENS = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[{}()\[\]]', re.DOTALL)
 
 
@@ -30,24 +30,6 @@ def depth_exceeds(tokens, opening, closing, limit: int) -> bool:
             if depth > limit:
                 return True
         elif text in closing:
-            depth -= 1
-    return False
-
-
-def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    if body.count(b"[") + body.count(b"{") <= limit:
-        return False  # the common case, without a scan
-    # In C: escaped backslashes, then escaped quotes out (so every quote left delimits a
-    # string), then all but brackets and quotes, then the strings; one pass over what is left.
-    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = _QUOTED.sub(b"", unescaped.translate(None, _NOT_BRACKETS_OR_QUOTES))
-    depth = 0
-    for byte in brackets:
-        if byte in (91, 123):  # [ {
-            depth += 1
-            if depth > limit:
-                return True
-        else:
             depth -= 1
     return False
 
