@@ -23,6 +23,7 @@ from .errors import SpawnError
 from .limits import Limits, detect_limiter, join
 from .processes import same_process, start_ticks
 from .progress import ProgressMixin
+from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 
 NO_ISOLATION_WARNING = (
     "gpulab is not running as root: every user's server runs as %s, with no isolation "
@@ -209,7 +210,8 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
 
     async def _prepare_home(self) -> None:
         if self.isolated:
-            await ensure_account(self.account, Path(self.home_root or "/home"))
+            entry = await ensure_account(self.account, Path(self.home_root or "/home"))
+            ensure_runtime_dir(entry.pw_uid, entry.pw_gid)
         else:
             self.log.warning(NO_ISOLATION_WARNING, self.account)
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -278,7 +280,13 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
 
         return preexec
 
+    def get_args(self):
+        # Kernels on Unix sockets in the account's private runtime folder (see runtime_dir.py).
+        return super().get_args() + (KERNEL_TRANSPORT_ARGS if self.isolated else [])
+
     def user_env(self, env):
+        if self.isolated:
+            env[RUNTIME_VARIABLE] = str(runtime_dir_of(pwd.getpwnam(self.account).pw_uid))
         env["USER"] = self.account
         env["HOME"] = str(self.home)
         env["SHELL"] = "/bin/bash"

@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from traitlets.config import Config
+
+from gpulab.spawner.runtime_dir import kernel_manager_config
+
 from .run_options import detach, working_directory
 
 PARTIAL_EVERY_SECONDS = 10.0
@@ -144,6 +148,7 @@ def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | Non
     previous = signal.signal(signal.SIGTERM, terminated) if in_main else None
     try:
         papermill.execute_notebook(str(source), str(output), parameters=spec["parameters"],
+                                   config=Config(kernel_manager_config(os.environ)),  # private sockets
                                    kernel_name=options.kernel_name, cwd=cwd, progress_bar=False,
                                    # The cells' streams, as they come, are the run's log.txt (a pod's log).
                                    stdout_file=sys.stdout, stderr_file=sys.stderr, on_notebook_start=kernel_ready,

@@ -93,6 +93,21 @@ def test_a_failing_notebook_ends_failed_with_the_cell_and_traceback_and_keeps_it
     assert "before the error" in outputs_text(executed) and "never" not in outputs_text(executed)
 
 
+@pytest.mark.root
+def test_a_runs_kernel_talks_over_sockets_only_its_owner_can_reach(hub, alice):
+    """Over TCP any local account could subscribe to a run's kernel output (issue 12, the
+    isolation matrix): runs use ipc sockets in the owner's private /run/gpulab/<uid>."""
+    nb = notebook("import json, os, stat\nfrom ipykernel.connect import get_connection_file\n"
+                  "info = json.load(open(get_connection_file()))\n"
+                  "folder = os.path.dirname(info['ip'])\n"
+                  "print(info['transport'], folder, oct(stat.S_IMODE(os.stat(folder).st_mode)), os.stat(folder).st_uid == os.getuid())")
+    done = wait_run(alice, run_once(alice, nb)["id"])
+    assert done["status"] == "COMPLETED", done
+    text = outputs_text(alice.request("GET", f"services/scheduler/api/runs/{done['id']}/files/output.ipynb"))
+    transport, folder, mode, own = text.split()
+    assert (transport, mode, own) == ("ipc", "0o700", "True") and folder.startswith("/run/gpulab/"), text
+
+
 @pytest.mark.parametrize("body, message", [
     ({"name": "x", "notebook": {"cells": "nope"}}, "not a Jupyter notebook"),
     ({"name": "x"}, "notebook: Field required"),

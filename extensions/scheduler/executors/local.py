@@ -18,6 +18,7 @@ from gpulab.spawner.accounts import account_name, ensure_account, home_of
 from gpulab.spawner.limits import Limits, detect_limiter, join
 from gpulab.spawner.local import singleuser_bin_dir
 from gpulab.spawner.processes import same_process, start_ticks
+from gpulab.spawner.runtime_dir import ensure_runtime_dir, private_kernel_environment
 from gpulab.spawner.profiles import Profile
 
 RUNNER = "gpulab.extensions.scheduler.runner"
@@ -57,8 +58,11 @@ class LocalExecutor:
 
     async def start(self, launch: Launch) -> str:
         home, account = self._home(launch.owner)
+        private: dict = {}
         if account is not None:
-            await ensure_account(account, Path(self.home_root or "/home"))
+            entry = await ensure_account(account, Path(self.home_root or "/home"))
+            # Kernels on Unix sockets only the owner can reach (see spawner/runtime_dir.py).
+            private = private_kernel_environment(ensure_runtime_dir(entry.pw_uid, entry.pw_gid))
         else:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
         bin_dir = singleuser_bin_dir(launch.python)
@@ -66,6 +70,7 @@ class LocalExecutor:
             "HOME": str(home), "USER": account or os.environ.get("USER", ""), "SHELL": "/bin/bash",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+            **private,
             **launch.env,
         }
         cgroups = self._limits(launch)
