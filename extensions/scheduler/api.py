@@ -13,6 +13,9 @@ from .schemas import CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSched
 
 
 class SchedulerApi(ApiHandler):
+    # Schedules and runs carry their notebook, and a notebook with saved outputs and plots is
+    # often several MiB.
+    max_json_body = 32 << 20
     @property
     def core(self):
         return self.settings["core"]

@@ -33,12 +33,6 @@ OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
 MAX_CELLS = 1_000_000
 
 
-class ScheduleView(ScheduleOut):
-    """A schedule as the API shows it, with the dispatcher's last error on it (belongs in schemas.py)."""
-
-    last_error: str = ""
-
-
 @dataclass(frozen=True)
 class Who:
     name: str
@@ -228,7 +222,7 @@ class SchedulerCore:
                 raise Conflict("the schedule has a run queued or running; stop it first")
             session.delete(schedule)
 
-    def schedule_out(self, schedule: Schedule) -> ScheduleView:
+    def schedule_out(self, schedule: Schedule) -> ScheduleOut:
         next_run, problem = None, schedule.last_error or ""
         if schedule.cron and schedule.active:
             try:
@@ -236,7 +230,7 @@ class SchedulerCore:
                                           max(aware(schedule.last_slot) or self.clock(), self.clock()))
             except Exception as error:  # a row stored before validation was tightened still lists
                 problem = problem or getattr(error, "message", None) or f"{type(error).__name__}: {error}"
-        return ScheduleView(
+        return ScheduleOut(
             id=schedule.id, name=schedule.name, owner=schedule.owner, project=schedule.project,
             notebook_name=schedule.notebook_name, input_path=schedule.input_path, parameters=schedule.parameters,
             cron=schedule.cron, timezone=schedule.timezone, profile=schedule.profile,

@@ -217,6 +217,8 @@ class Dispatcher:
             error = session.get(Run, run_id).error or {}
         if error.get("ename"):
             cell = f" in cell {error['cell_index']}" if error.get("cell_index") is not None else ""
+            if cell and error.get("execution_count") is not None:
+                cell += f" (In [{error['execution_count']}])"  # the number the user sees in the notebook
             return f"{error['ename']}{cell}: {error.get('evalue', '')}".strip()
         if error.get("message"):
             return error["message"]

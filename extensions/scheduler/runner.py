@@ -14,7 +14,6 @@ make the run an MLflow run too.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys

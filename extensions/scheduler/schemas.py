@@ -147,6 +147,7 @@ class ScheduleOut(BaseModel):
     next_run: datetime | None
     created_at: datetime
     updated_at: datetime
+    last_error: str = ""  # why the dispatcher could not trigger it last time ("" when it could)
 
 
 class RunOut(BaseModel):

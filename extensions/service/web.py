@@ -86,11 +86,14 @@ class ApiHandler(ServiceHandler):
             return
         super().check_xsrf_cookie()
 
+    # The largest JSON body this API reads; an API that takes notebooks raises it.
+    max_json_body = MAX_JSON_BODY
+
     def body_as(self, model: type[Model]) -> Model:
         """The request body validated against `model`; 400 naming the field otherwise (413 too big)."""
         body = self.request.body or b"{}"
-        if len(body) > MAX_JSON_BODY:
-            raise web.HTTPError(413, f"the request body has {len(body)} bytes; at most {MAX_JSON_BODY} are accepted")
+        if len(body) > self.max_json_body:
+            raise web.HTTPError(413, f"the request body has {len(body)} bytes; at most {self.max_json_body} are accepted")
         if json_too_deep(body):
             raise web.HTTPError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
         try:

@@ -22,9 +22,13 @@ class EchoApi(ApiHandler):
         self.write_json(self.body_as(Echo))
 
 
+class NotebookApi(EchoApi):
+    max_json_body = 4 << 20
+
+
 class BodyLimits(AsyncHTTPTestCase):
     def get_app(self):
-        return Application([("/echo", EchoApi)])
+        return Application([("/echo", EchoApi), ("/notebooks", NotebookApi)])
 
     def post(self, body: bytes) -> tuple[int, dict]:
         response = self.fetch("/echo", method="POST", body=body, headers={"Authorization": "token x"})
@@ -45,6 +49,15 @@ class BodyLimits(AsyncHTTPTestCase):
     def test_a_body_over_a_mebibyte_is_a_413(self):
         status, error = self.post(json.dumps({"value": "x" * MAX_JSON_BODY}).encode())
         assert status == 413 and "at most 1048576" in error["message"]
+
+    def test_an_api_that_takes_notebooks_raises_its_limit(self):
+        """A notebook with saved outputs is often over 1 MiB: the scheduler takes up to 32 MiB."""
+        from gpulab.extensions.scheduler.api import SchedulerApi
+
+        body = json.dumps({"value": "x" * (2 << 20)}).encode()
+        response = self.fetch("/notebooks", method="POST", body=body, headers={"Authorization": "token x"})
+        assert response.code == 200
+        assert SchedulerApi.max_json_body >= 32 << 20
 
     def test_malformed_json_is_a_400(self):
         assert self.post(b'{"value": ')[0] == 400
