@@ -82,6 +82,10 @@ def _shared_value(key: tuple, make):
     return _shared[key]
 
 
+def _options_are_applied_at_admission(spawner, options: dict) -> None:
+    """See ProfileSpawnerMixin.admit."""
+
+
 class ProfileSpawnerMixin(Spawner):
     """Mix in before a backend (LocalSpawner, KubeSpawner subclass); configured as `c.ProfileSpawnerMixin`."""
 
@@ -212,6 +216,12 @@ class ProfileSpawnerMixin(Spawner):
     @default("options_from_form")
     def _options_from_form_default(self):
         return options_from_form
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        # The options are read, checked and refused with a 4xx in admit(); saying so keeps
+        # JupyterHub from logging "Received unhandled user_options" at every spawn.
+        return _options_are_applied_at_admission
 
     async def render_options_form(self) -> str:
         profiles = visible_profiles(self.profiles, self.user.name, self._user_groups(), self.user.admin)

@@ -80,6 +80,11 @@ def role_in(project: Project, actor: Actor) -> str | None:
     return roles_from_entries(entries, actor.name, actor.groups).get(project.slug)
 
 
+def with_article(word: str) -> str:
+    """"an editor", "a viewer" (the roles are plain English words)."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def at_least(role: str | None, needed: str) -> bool:
     return role is not None and ROLES.index(role) >= ROLES.index(needed)
 
@@ -130,7 +135,7 @@ class Projects:
         if role is None:
             raise NotAllowed(f"you are not a member of {project.slug}")
         raise NotAllowed(f"only {needed}s{'' if needed == 'maintainer' else ' and above'} of {project.slug} may "
-                         f"{doing}; you are a {role}")
+                         f"{doing}; you are {with_article(role)}")
 
     def _get(self, slug: str) -> Project:
         project = self.store.get(slug)

@@ -157,6 +157,7 @@ def test_gpu_servers_see_only_their_devices_and_cpu_servers_none(hub, hub_defaul
         assert 0 <= 2 * 10**9 - limit < 4096  # the kernel rounds down to a page
     hub.stop_server("gina")
     hub.stop_server("carl")
+    assert "Received unhandled user_options" not in hub.log_path.read_text()  # issue 15 item 12: gpulab applies them
 
 
 def test_a_full_profile_is_a_409_with_the_reason_and_frees_up_on_stop(hub):

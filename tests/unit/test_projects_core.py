@@ -106,8 +106,8 @@ def test_only_maintainers_and_admins_manage(world):
     run(projects.create(alice, "vision"))
     run(projects.add_member(alice, "vision", "user", "bob", "editor"))
     run(projects.add_member(alice, "vision", "user", "carol", "viewer"))
-    for who in (bob, carol):
-        with pytest.raises(NotAllowed):
+    for who, role in ((bob, "an editor"), (carol, "a viewer")):
+        with pytest.raises(NotAllowed, match=f"; you are {role}$"):
             run(projects.add_member(who, "vision", "user", "dave", "viewer"))
         with pytest.raises(NotAllowed):
             run(projects.delete(who, "vision"))
