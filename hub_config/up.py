@@ -9,15 +9,18 @@ import sys
 from pathlib import Path
 
 import psutil
+from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.db.migrate import upgrade
+from gpulab.extensions.service.config import listening_services
 from gpulab.spawner.local import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
 
 from . import __version__
-from .apply import public_url
+from .apply import apply_config, public_url
 from .datadir import prepare_data_dir
 from .launch import hub_config_file, hub_environment
+from .ports import planned_listeners, unavailable_port
 from .settings import ConfigError, LoadedSettings, load_settings, parse_yaml, plain
 
 NOBODY = 65534
@@ -101,16 +104,25 @@ def missing_proxy(values: dict) -> str | None:
     return None
 
 
+def taken_port(values: dict) -> str | None:
+    """A port the hub, its proxy or its services would listen on that is taken, or that two
+    of them share, as one line naming it and the setting to change; None when all are free."""
+    services = listening_services(apply_config(values, Config()))
+    return unavailable_port(planned_listeners(values, services))
+
+
 def clear_stale_proxy(proxy_dir: Path) -> None:
     """Undo what a crashed hub left: its proxy process and the proxy's files.
 
     A clean shutdown stops traefik and deletes its files. After a crash (SIGKILL, OOM) the
     old dynamic configuration still holds the previous run's API password, which locks the
     new hub out of its own proxy; the hub writes every file and route again at start-up.
+    A crashed hub's configurable-http-proxy (its pid file) goes too, as JupyterHub would stop
+    it later: before the port check, so its ports count as free.
     """
     marker = str(proxy_dir / "traefik.toml")
     for process in psutil.process_iter(["cmdline"]):
-        if marker in (process.info["cmdline"] or []):
+        if marker in (process.info["cmdline"] or []) or _is_stale_chp(process, proxy_dir / "chp.pid"):
             process.terminate()
             try:
                 process.wait(10)
@@ -118,6 +130,15 @@ def clear_stale_proxy(proxy_dir: Path) -> None:
                 process.kill()
     for name in ("traefik.toml", "rules.toml"):
         (proxy_dir / name).unlink(missing_ok=True)
+
+
+def _is_stale_chp(process: psutil.Process, pid_file: Path) -> bool:
+    try:
+        recorded = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    # a pid is reused: it must still be a configurable-http-proxy
+    return process.pid == recorded and any("configurable-http-proxy" in part for part in process.info["cmdline"] or [])
 
 
 def run_up(args) -> int:
@@ -132,8 +153,12 @@ def run_up(args) -> int:
     if missing:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1
-    prepare_data_dir(settings.values)
     clear_stale_proxy(settings.data_dir / "proxy")
+    taken = taken_port(settings.values)
+    if taken:
+        print(f"gpulab: not starting: {taken}", file=sys.stderr)
+        return 1
+    prepare_data_dir(settings.values)
     upgrade(database_url(settings.values))
     print(banner(settings), flush=True)
 

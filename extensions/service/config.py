@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from urllib.parse import urlparse
 
 from traitlets.config import Config
 
@@ -42,6 +43,17 @@ def service_url(values: dict, name: str) -> str:
     """Where the proxy, the hub and user servers reach the service."""
     host = values["hub"]["service_host"] or "127.0.0.1"
     return f"http://{host}:{service_port(values, name)}"
+
+
+def listening_services(c: Config) -> list[tuple[str, str, int]]:
+    """(name, address, port) of each service the hub starts that listens (pure): where
+    runner.serve binds, for `gpulab up`'s check that the port is free."""
+    found = []
+    for spec in _managed(c):
+        if spec.get("url"):
+            url = urlparse(spec["url"])
+            found.append((spec["name"], spec["environment"].get(BIND_VARIABLE) or url.hostname, url.port))
+    return found
 
 
 def service_bind_environment(values: dict) -> dict:

@@ -121,3 +121,39 @@ def test_a_hub_killed_outright_starts_again_and_a_lone_orphaned_proxy_is_replace
     hub.create_user("phoenix")
     hub.spawn("phoenix")
     assert "started" in hub.api.request("GET", "user/phoenix/api/status")
+
+
+def run_up_to_the_end(second, timeout: float) -> subprocess.CompletedProcess:
+    """`gpulab up` for a hub expected to refuse to start; whatever it started goes with it."""
+    process = subprocess.Popen([GPULAB, "up", "--config", str(second.settings_file)], cwd=second.workdir,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"the second hub did not stop within {timeout}s:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.parametrize("section, key, taken", [
+    ("proxy", "api_port", "proxy_api"),  # was: a 30 s wait for traefik, then 401s from the first hub's proxy
+    ("hub", "internal_port", "hub"),
+    ("hub", "port", "public"),
+    ("ssh", "port", "ssh"),
+])
+def test_a_second_hub_on_a_taken_port_stops_at_once_naming_port_and_setting(hub, hub_factory, section, key, taken):
+    """Issue 15: two hubs on one machine. The second hub reuses one of the first's ports."""
+    port = hub.ports[taken]
+    second = hub_factory.prepare({section: {key: port}}, name="second")
+    result = run_up_to_the_end(second, timeout=20)
+    assert result.returncode == 1, result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert f"port {port}" in message and f"{section}.{key}" in message, message
+    if os.geteuid() == 0:  # root sees every process's sockets
+        assert "in use by pid" in message, message
+    if key == "api_port":
+        assert "traefik" in message, message
+    assert proxies_of(second) == []
+    # the first hub still serves, through its own proxy
+    assert hub.api.request("GET", "hub/api/")["version"]
