@@ -124,7 +124,7 @@ def test_files_stay_writable_by_every_editor_whatever_the_writer_s_umask(hub):
     assert stat.S_IMODE(os.stat(shared / "sub").st_mode) & stat.S_ISGID  # setgid propagates to new folders
 
 
-def test_demotion_and_new_members_take_effect_at_the_next_server_start(hub):
+def test_demotion_takes_effect_at_the_next_server_start_and_new_members_at_once(hub):
     gus, hal, ida = Person(hub, "gus"), Person(hub, "hal"), Person(hub, "ida")
     gus.api("POST", "", {"name": "speech"})
     gus.api("POST", "/speech/members", {"name": "hal", "role": "editor"})
@@ -140,11 +140,15 @@ def test_demotion_and_new_members_take_effect_at_the_next_server_start(hub):
     assert status_of(lambda: hal.read("projects/speech/hal.txt")) != 200
     with pytest.raises(RuntimeError, match="PermissionError"):
         hal_kernel.run(f"open({str(on_disk)!r}, 'a').write('v2')")
-    # ida added while her server runs: the link appears, the folder opens at her next start
+    # ida added while her server runs (issue 15 item 2): her running kernel reads at once, through
+    # her own ACL entries, and cannot write
     gus.api("POST", "/speech/members", {"name": "ida", "role": "viewer"})
     assert ida_kernel.run("import os; print(os.path.islink('projects/speech'))") == "True\n"
+    assert ida_kernel.run(f"print(open({str(on_disk)!r}).read())") == "v1\n"
     with pytest.raises(RuntimeError, match="PermissionError"):
-        ida_kernel.run(f"open({str(on_disk)!r}).read()")
+        ida_kernel.run(f"open({str(on_disk)!r}, 'a').write('ida')")
+    ida_uid = account(hub, "ida").pw_uid
+    assert ida_uid in acl.user_entries(acl.get_acl(folder(hub, "speech")))
 
     for person in (hal, ida):
         hub.stop_server(person.name)
@@ -153,6 +157,26 @@ def test_demotion_and_new_members_take_effect_at_the_next_server_start(hub):
     wait_for(lambda: status_of(lambda: hal.read("projects/speech/hal.txt")) == 200, 30, "hal's gate to reopen")
     assert status_of(lambda: hal.write("projects/speech/hal.txt", "v2")) == 403
     assert ida.read("projects/speech/hal.txt") == "v1"
+    # ida's new server holds the group: her own entries are gone, everywhere
+    for path in (folder(hub, "speech"), on_disk):
+        assert ida_uid not in acl.user_entries(acl.get_acl(path)), acl.render(acl.get_acl(path))
+
+
+def test_a_creator_with_a_running_server_uses_the_new_folder_at_once(hub):
+    """Issue 15 item 2: the creator's running server could not read ~/projects/<name> (an
+    "Unhandled error") until it restarted; a member removed later loses it at once."""
+    kim, lee = Person(hub, "kim"), Person(hub, "lee")
+    for person in (kim, lee):
+        hub.spawn(person.name)
+    kim.api("POST", "", {"name": "live"})
+    kim.write("projects/live/plan.md", "from kim's running server\n")
+    kim.api("POST", "/live/members", {"name": "lee", "role": "editor"})
+    lee.write("projects/live/plan.md", "edited by lee, also without a restart\n")
+    assert kim.read("projects/live/plan.md") == "edited by lee, also without a restart\n"
+    kim.api("DELETE", "/live/members/user/lee")
+    assert status_of(lambda: lee.read("projects/live/plan.md")) != 200
+    lee_uid = account(hub, "lee").pw_uid
+    assert lee_uid not in acl.user_entries(acl.get_acl(folder(hub, "live") / "plan.md"))
 
 
 def test_deleting_a_project_keeps_its_files_in_the_trash(hub):

@@ -48,6 +48,24 @@ def build(owner: str, group: str, other: str, users: dict[int, str] | None = Non
     return sorted(entries)
 
 
+def with_user(entries: list[Entry], uid: int, permission: str | int | None) -> list[Entry]:
+    """`entries` with user `uid`'s entry set to `permission` (None: removed). The mask stays as
+    it is, so the user's effective rights are never more than the group class already gets."""
+    kept = [e for e in entries if not (e.tag == USER and e.id == uid)]
+    if permission is None:
+        return kept
+    bits = perm(permission) if isinstance(permission, str) else permission
+    if not any(e.tag == MASK for e in kept):
+        group = next((e.perm for e in kept if e.tag == GROUP_OBJ), 0)
+        kept.append(Entry(MASK, UNDEFINED_ID, group | bits))
+    return sorted(kept + [Entry(USER, uid, bits)])
+
+
+def user_entries(entries: list[Entry]) -> dict[int, int]:
+    """uid -> permission bits of the named-user entries."""
+    return {e.id: e.perm for e in entries if e.tag == USER}
+
+
 def encode(entries: list[Entry]) -> bytes:
     return _HEADER.pack(VERSION) + b"".join(_ENTRY.pack(e.tag, e.perm, e.id) for e in sorted(entries))
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from gpulab.extensions.service.errors import Conflict
 from gpulab.spawner.accounts import MANAGED_MARKER, account_name, home_of
 
-from . import acl
+from . import acl, bridge
 from .system_groups import (add_member, delete_group, ensure_group, gid_of, group_name, held_groups, members_of,
                             remove_member, set_members)
 
@@ -156,6 +156,7 @@ class LocalStorage:
                 set_members(self.groups(slug)["ro"], {e.pw_name for e in present.values()} - writers)
                 self._write_gate(slug, {u: members[u] for u in present}, present, gids)
                 self._disown(slug, lost_write)
+                self._bridge_running(slug, {u: members[u] for u in present}, present, gids)
             wanted = set(members)
             for home, uid, gid in self._homes():
                 user = self._user_of_home(home, members)
@@ -179,6 +180,8 @@ class LocalStorage:
                         self._set_one_member(name, entry.pw_name, role is not None and access_of(role) == access)
                     gids = {access: gid_of(name) for access, name in names.items()}
                     self._update_gate_entry(slug, entry, role, gids)
+                    self._bridge_running(slug, {user: role} if role else {}, {user: entry} if role else {}, gids,
+                                         only={entry.pw_uid})
             home = self.home(user)
             uid, gid = (entry.pw_uid, entry.pw_gid) if entry else (os.geteuid(), os.getegid())
             if home.is_dir():
@@ -215,8 +218,11 @@ class LocalStorage:
         os.chown(shared, 0, gids["rw"])
         os.chmod(shared, 0o2770)
         inside = acl.build("rwx", "rwx", "---", groups={gids["rw"]: "rwx", gids["ro"]: "r-x"})
-        acl.set_acl(shared, inside)
-        acl.set_acl(shared, inside, acl.DEFAULT)
+        for kind in (acl.ACCESS, acl.DEFAULT):
+            entries = inside
+            for uid, bits in acl.user_entries(acl.get_acl(shared, kind)).items():
+                entries = acl.with_user(entries, uid, bits)  # members bridged in (bridge.py) stay so
+            acl.set_acl(shared, entries, kind)
         return gids
 
     def _disown(self, slug: str, accounts: set[str]) -> None:
@@ -236,6 +242,27 @@ class LocalStorage:
                 if os.lstat(path).st_uid in uids:
                     os.chown(path, 0, -1, follow_symlinks=False)
         log.info("%s: files of %s now belong to root", slug, ", ".join(sorted(accounts)))
+
+    def _bridge_running(self, slug: str, roles: dict[str, str], accounts: dict[str, pwd.struct_passwd],
+                        gids: dict[str, int | None], only: set[int] | None = None) -> None:
+        """Members with running processes that lack the project's group reach the folder through
+        their own ACL entries (bridge.py); nobody else keeps any. `only`: the uids to consider."""
+        held = held_groups({e.pw_uid for e in accounts.values()})
+        wanted = {}
+        for user, entry in accounts.items():
+            access, running = access_of(roles[user]), held[entry.pw_uid]
+            if running and gids.get(access) not in running and self._gate_open(roles[user], running, gids):
+                wanted[entry.pw_uid] = access
+        folder = self.folder(slug)
+        current = bridge.bridged(folder)
+        for uid in set(current) - set(wanted):
+            if only is None or uid in only:
+                bridge.set_member(folder, uid, None)
+        for uid, access in wanted.items():
+            if current.get(uid) != acl.perm(bridge.PERMISSIONS[access]):
+                bridge.set_member(folder, uid, access)
+                log.info("%s: uid %s reaches the folder through its own ACL entries until its processes "
+                         "restart with the project's group", slug, uid)
 
     def _gate_open(self, role: str, held: set[int], gids: dict[str, int]) -> bool:
         """A member passes the gate unless a running process holds write access their role lacks."""
