@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.support.hub import wait_for
+from tests.support.sessions import browser_sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -26,10 +27,7 @@ def initial_password(hub, name: str) -> str:
 def test_admin_signs_in_starts_jupyterlab_and_stops_it_from_home(hub, browser, tmp_path):
     page = browser.new_page()
     page.set_default_timeout(90_000)
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", "root-admin")
-    page.fill("input[name=password]", initial_password(hub, "root-admin"))
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, "root-admin", initial_password(hub, "root-admin"))
 
     # The spawn page offers the profiles; Start shows progress, then JupyterLab loads.
     page.wait_for_selector("input[name=profile]")

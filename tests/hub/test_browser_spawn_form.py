@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.hub.test_gpu_profiles import make_user, start_gpu_hub
-from tests.support.sessions import PASSWORD, signed_in_user
+from tests.support.sessions import browser_sign_in, signed_in_user
 
 pytestmark = pytest.mark.browser
 
@@ -21,10 +21,7 @@ def test_spawn_page_shows_availability_and_disables_a_full_profile(hub_factory, 
 
     page = browser.new_page()
     page.set_default_timeout(60_000)
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", "browsing")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, "browsing")
     page.wait_for_selector("input[name=profile]")
     page.screenshot(path=str(tmp_path / "spawn-form.png"), full_page=True)
 

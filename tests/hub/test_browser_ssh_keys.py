@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.support.sessions import admin_password
+from tests.support.sessions import admin_password, browser_sign_in
 from tests.support.ssh import make_key
 
 pytestmark = pytest.mark.browser
@@ -23,10 +23,7 @@ def test_a_key_is_added_and_deleted_on_the_page(hub, browser, tmp_path):
                                  capture_output=True, text=True, check=True).stdout.split()[1]
     page = browser.new_page()
     page.set_default_timeout(60_000)
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", "keeper")
-    page.fill("input[name=password]", admin_password(hub, "keeper"))
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, "keeper", admin_password(hub, "keeper"))
     page.wait_for_url("**/hub/**")
 
     page.goto(hub.url + "hub/home")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.sessions import PASSWORD, signed_in_user
+from tests.support.sessions import browser_sign_in, signed_in_user
 
 pytestmark = pytest.mark.browser
 
@@ -35,10 +35,7 @@ def test_a_signed_in_user_sees_the_ui_and_their_experiment(hub, browser, tmp_pat
     api_calls: list[tuple[int, str]] = []
     page.on("response", lambda r: api_calls.append((r.status, r.url)) if "/ajax-api/" in r.url else None)
 
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", "ursula")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, "ursula")
     page.wait_for_url("**/hub/**")
 
     page.goto(hub.url + "hub/home")
@@ -76,10 +73,7 @@ def test_the_ui_opens_on_experiments_and_runs_without_telemetry_or_assistant(hub
     page.set_default_timeout(60_000)
     assistant_calls = []
     page.on("request", lambda r: assistant_calls.append(r.url) if "/mlflow/assistant" in r.url else None)
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", "ursula")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, "ursula")
     page.wait_for_url("**/hub/**")
     page.goto(hub.url + "services/mlflow/")
     page.get_by_text("ursula-first-experiment").first.wait_for()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.projects import project_settings
-from tests.support.sessions import PASSWORD, signed_in_user
+from tests.support.sessions import browser_sign_in, signed_in_user
 
 pytestmark = pytest.mark.browser
 
@@ -22,10 +22,7 @@ def test_a_lead_creates_a_project_and_adds_a_member_in_the_browser(hub, browser,
     hub.create_user("bob")
     page = browser.new_page()
     page.set_default_timeout(60_000)
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", "lead")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, "lead")
     page.wait_for_url("**/hub/**")
 
     # Projects is in the hub's own navigation bar; the page keeps the hub's look and menu

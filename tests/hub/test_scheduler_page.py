@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.hub.test_scheduler import notebook
-from tests.support.sessions import admin_password
+from tests.support.sessions import admin_password, browser_sign_in
 
 pytestmark = pytest.mark.browser
 USER = "planner"
@@ -25,10 +25,7 @@ def test_schedules_are_managed_on_the_page(hub, browser, tmp_path):
     (tmp_path / "slow.ipynb").write_text(json.dumps(notebook("import time; time.sleep(600)")))
     page = browser.new_page()
     page.set_default_timeout(90_000)
-    page.goto(hub.url + "hub/login")
-    page.fill("input[name=username]", USER)
-    page.fill("input[name=password]", admin_password(hub, USER))
-    page.click("input[type=submit], button[type=submit]")
+    browser_sign_in(page, hub, USER, admin_password(hub, USER))
     page.wait_for_url("**/hub/**")
     page.goto(hub.url + "services/scheduler/")
     page.wait_for_selector("#no-schedules")

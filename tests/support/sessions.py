@@ -48,3 +48,11 @@ def signed_in_user(hub: RunningHub, name: str, admin: str) -> requests.Session:
     response = sign_in(hub, name)
     assert response.status_code == 302, response.text[:300]
     return response.session
+
+
+def browser_sign_in(page, hub: RunningHub, name: str, password: str = PASSWORD) -> None:
+    """Fill and send the hub's sign-in form in a Playwright page (the caller waits for what follows)."""
+    page.goto(hub.url + "hub/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit], button[type=submit]")
