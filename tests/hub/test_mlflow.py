@@ -23,7 +23,6 @@ from gpulab.hub_config.client import HubClient
 from tests.support.hub import wait_for
 from tests.support.kernels import run_in_kernel
 from tests.support.projects import API as PROJECTS, create_project, project_settings
-from tests.support.service_accounts import reachable_hub_factory
 
 pytestmark = pytest.mark.root
 
@@ -65,14 +64,8 @@ print(json.dumps({
 
 
 @pytest.fixture(scope="module")
-def hubs(hub_defaults):
-    with reachable_hub_factory(hub_defaults) as factory:  # MLflow's account reaches its folder
-        yield factory
-
-
-@pytest.fixture(scope="module")
-def hub(hubs, projects_root, account_prefix):
-    hub = hubs.start({**project_settings(projects_root, account_prefix, "m"),
+def hub(module_hub_factory, projects_root, account_prefix):
+    hub = module_hub_factory.start({**project_settings(projects_root, account_prefix, "m"),
                                     "mlflow": {"cache_seconds": 1}})
     for name in USERS:
         hub.create_user(name)

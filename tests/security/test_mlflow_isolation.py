@@ -26,7 +26,6 @@ import requests
 
 from gpulab.extensions.service.service_account import MARKER, service_account_name
 from gpulab.spawner.accounts import account_name, ensure_account
-from tests.support.service_accounts import reachable_hub_factory
 
 pytestmark = pytest.mark.root
 
@@ -39,14 +38,8 @@ def service_account(account_prefix):
 
 
 @pytest.fixture(scope="module")
-def hubs(hub_defaults):
-    with reachable_hub_factory(hub_defaults) as factory:
-        yield factory
-
-
-@pytest.fixture(scope="module")
-def hub(hubs, homes_root, account_prefix):
-    hub = hubs.start({"mlflow": {"cache_seconds": 1}})
+def hub(module_hub_factory, homes_root, account_prefix):
+    hub = module_hub_factory.start({"mlflow": {"cache_seconds": 1}})
     for name in ("alice", "bob"):
         hub.create_user(name)
         asyncio.run(ensure_account(account_name(name, account_prefix), homes_root))  # their homes, as a spawn makes
