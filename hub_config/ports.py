@@ -31,6 +31,7 @@ class Listener:
     port: int
     setting: str
     offset: int = 0  # the port is `setting` + offset (the hub's services)
+    advice: str = ""  # what to change, when more than `setting` will do
 
     @property
     def source(self) -> str:
@@ -43,14 +44,17 @@ def planned_listeners(values: dict, services: list[tuple[str, str, int]]) -> lis
     hub, proxy, ssh = values["hub"], values["proxy"], values["ssh"]
     listeners = []
     if not proxy["api_url"]:  # a proxy that runs apart listens elsewhere
-        listeners += [Listener("the public proxy", hub["ip"], hub["port"], "hub.port"),
+        listeners += [Listener("the public proxy", hub["ip"], hub["port"], "hub.port",
+                               advice="set hub.port (or `gpulab up --port`) to a free port"),
                       Listener("the proxy's API", LOOPBACK, proxy["api_port"], "proxy.api_port")]
     listeners.append(Listener("the hub", LOOPBACK, hub["internal_port"], "hub.internal_port"))
     for name, address, port in sorted(services, key=lambda service: service[2]):
         listeners.append(Listener(f"the {name} service", address, port, "hub.internal_port",
                                   port - hub["internal_port"]))
     if ssh["enabled"]:
-        listeners.append(Listener("the SSH gateway", ssh["bind_address"] or hub["ip"], ssh["port"], "ssh.port"))
+        # worded as the gateway's own message, should the port be taken after this check
+        listeners.append(Listener("SSH", ssh["bind_address"] or hub["ip"], ssh["port"], "ssh.port",
+                                  advice="set ssh.port and ssh.bind_address, or ssh.enabled: false"))
     return listeners
 
 
@@ -64,8 +68,8 @@ def clash(listeners: list[Listener]) -> str | None:
     for index, first in enumerate(listeners):
         for second in listeners[index + 1:]:
             if overlap(first, second):
-                return (f"port {first.port} is both {first.what} ({first.source}) and {second.what} "
-                        f"({second.source}); set {second.setting} to another port")
+                return (f"port {first.port} is wanted both for {first.what} ({first.source}) and for "
+                        f"{second.what} ({second.source}); set {second.setting} to another port")
     return None
 
 
@@ -100,6 +104,8 @@ def holder(port: int) -> str | None:
 
 
 def remedy(listener: Listener, listeners: list[Listener]) -> str:
+    if listener.advice:
+        return listener.advice
     span = 1 + max(other.offset for other in listeners if other.setting == listener.setting)
     if span > 1:
         return f"set {listener.setting} to the first of {span} free ports in a row"
@@ -115,11 +121,11 @@ def unavailable_port(listeners: list[Listener]) -> str | None:
         error = bind_error(listener.address, listener.port)
         if error is None:
             continue
-        where = f"{listener.address or '*'}:{listener.port}"
+        where = f"{listener.address or '0.0.0.0'}:{listener.port}"
         if error.errno == errno.EADDRINUSE:
-            by = holder(listener.port)
-            reason = f"is in use by {by}" if by else "is in use by another process"
+            reason = f"address already in use, by {holder(listener.port) or 'another process'}"
         else:
-            reason = f"cannot be listened on ({error.strerror})"
-        return f"port {listener.port} ({where}, {listener.what}, {listener.source}) {reason}; {remedy(listener, listeners)}"
+            reason = (error.strerror or str(error)).lower()
+        return (f"cannot listen for {listener.what} on {where} ({listener.source}): {reason}; "
+                f"{remedy(listener, listeners)}")
     return None

@@ -149,9 +149,10 @@ def test_a_second_hub_on_a_taken_port_stops_at_once_naming_port_and_setting(hub,
     result = run_up_to_the_end(second, timeout=20)
     assert result.returncode == 1, result.stderr
     message = result.stderr.strip().splitlines()[-1]
-    assert f"port {port}" in message and f"{section}.{key}" in message, message
+    assert f"on 127.0.0.1:{port} ({section}.{key}" in message, message
+    assert "address already in use" in message, message
     if os.geteuid() == 0:  # root sees every process's sockets
-        assert "in use by pid" in message, message
+        assert "in use, by pid" in message, message
     if key == "api_port":
         assert "traefik" in message, message
     assert proxies_of(second) == []

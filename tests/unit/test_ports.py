@@ -37,7 +37,7 @@ def test_defaults_plan_the_public_api_hub_service_and_ssh_ports():
         ("the mlflow service", "127.0.0.1", 8083, "hub.internal_port + 2"),
         ("the scheduler service", "127.0.0.1", 8084, "hub.internal_port + 3"),
         ("the ssh service", "127.0.0.1", 8085, "hub.internal_port + 4"),
-        ("the SSH gateway", "0.0.0.0", 2222, "ssh.port"),
+        ("SSH", "0.0.0.0", 2222, "ssh.port"),
     ]
 
 
@@ -47,7 +47,7 @@ def test_the_plan_follows_the_settings():
     ports = {item.what: (item.address, item.port) for item in plan(values)}
     assert ports["the public proxy"] == ("127.0.0.1", 8000)
     assert ports["the scheduler service"] == ("0.0.0.0", 9103)  # reached by host name: every interface
-    assert "the mlflow service" not in ports and "the SSH gateway" not in ports
+    assert "the mlflow service" not in ports and "SSH" not in ports
     assert "the culler service" not in ports  # it listens on no port
     # a proxy that runs apart (the Helm chart's) listens elsewhere
     apart = plan(settings(proxy={"kind": "configurable-http-proxy", "api_url": "http://proxy-api:8001"}))
@@ -56,12 +56,12 @@ def test_the_plan_follows_the_settings():
 
 def test_two_of_gpulabs_own_ports_on_one_port_clash_before_any_socket():
     message = unavailable_port(plan(settings(ssh={"port": 8084})))
-    assert message == ("port 8084 is both the scheduler service (hub.internal_port + 3) and the SSH gateway "
+    assert message == ("port 8084 is wanted both for the scheduler service (hub.internal_port + 3) and for SSH "
                        "(ssh.port); set ssh.port to another port")
     # one port on two different addresses is no clash; on a wildcard it is
     apart = [Listener("a", "127.0.0.1", 8000, "hub.port"), Listener("b", "127.0.0.2", 8000, "ssh.port")]
     assert clash(apart) is None
-    assert "port 8000 is both a" in clash([apart[0], Listener("b", "0.0.0.0", 8000, "ssh.port")])
+    assert "port 8000 is wanted both for a" in clash([apart[0], Listener("b", "0.0.0.0", 8000, "ssh.port")])
 
 
 def test_a_port_held_by_a_process_names_it_and_the_setting():
@@ -74,14 +74,16 @@ s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); print("ready", f
         assert holder.stdout.readline().strip() == "ready"
         api = Listener("the proxy's API", "127.0.0.1", port, "proxy.api_port")
         message = unavailable_port([Listener("the hub", "127.0.0.1", port + 1, "hub.internal_port"), api])
-        assert message.startswith(f"port {port} (127.0.0.1:{port}, the proxy's API, proxy.api_port) is in use by ")
+        assert message.startswith(f"cannot listen for the proxy's API on 127.0.0.1:{port} (proxy.api_port): "
+                                  "address already in use, by ")
         assert message.endswith("; set proxy.api_port to a free port")
         if os.geteuid() == 0 or psutil.Process(holder.pid).username() == psutil.Process().username():
             assert f"pid {holder.pid} ({sys.executable} -c" in message
         # every interface includes 127.0.0.1; a service names the block of ports to move
         service = Listener("the mlflow service", "0.0.0.0", port, "hub.internal_port", 2)
         message = unavailable_port([Listener("the hub", "127.0.0.1", port - 2, "hub.internal_port"), service])
-        assert message.startswith(f"port {port} (0.0.0.0:{port}, the mlflow service, hub.internal_port + 2) is in use")
+        assert message.startswith(f"cannot listen for the mlflow service on 0.0.0.0:{port} (hub.internal_port + 2): "
+                                  "address already in use")
         assert message.endswith("; set hub.internal_port to the first of 3 free ports in a row")
     finally:
         holder.kill()
