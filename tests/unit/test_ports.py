@@ -4,7 +4,6 @@ real sockets (issue 15: two hubs on one machine)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
