@@ -3,8 +3,9 @@
 One real hub for the module, with two users' servers running. Each test starts a scheduled run
 (a notebook that notes its start, sleeps, then notes its end and prints), waits until the run is
 in its sleep, and kills one process with SIGKILL, in turn: traefik, the projects, MLflow, SSH
-gateway, culler and scheduler services, then the hub itself (started again as an operator's
-supervisor would, with the harness's `start`). After each kill: both servers answer through the
+gateway, culler and scheduler services, then the hub itself, which stays down until that run has
+finished its notebook and waits to report (issue 12 finding 3), and is then started again as an
+operator's supervisor would (the harness's `start`). After each kill: both servers answer through the
 public URL within 10 s of the kill (of the restart, for the hub), the killed process is replaced
 by exactly one new one that answers, and no process is left twice. The last test checks every
 run started here: COMPLETED, one attempt, its output notebook kept, its marker written once.
@@ -196,7 +197,7 @@ def test_a_killed_process_is_replaced_and_servers_answer_within_10_s(world, targ
 
 def test_a_killed_hub_started_again_has_servers_answering_within_10_s(world):
     hub = world.hub
-    start_run_in_flight(world, "hub")
+    run = start_run_in_flight(world, "hub")
     hub_pid = hub.process.pid
     old_proxy = one_process_each(hub)["traefik"]
     started = {user: hub.server_model(user)["started"] for user in USERS}
@@ -204,6 +205,9 @@ def test_a_killed_hub_started_again_has_servers_answering_within_10_s(world):
     os.kill(hub_pid, signal.SIGKILL)
     hub.process.wait()
     wait_for(lambda: not services_of(hub_pid), 30, "the killed hub's services to end with it")
+    # Stay down until the run has finished its notebook and cannot hand its result over (finding 3).
+    wait_for(lambda: "the scheduler is not reachable" in run_log(hub, run["id"]), SLEEP_SECONDS + 60,
+             "the runner to finish while the hub is down and wait for the scheduler")
     hub.start()  # what systemd (or the pod's restart) does
     wait_for(lambda: servers_answer(world), REACHABLE_WITHIN, "both servers to answer within 10 s of the hub's restart",
              interval=0.2)
