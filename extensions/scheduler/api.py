@@ -25,6 +25,20 @@ class SchedulerApi(ApiHandler):
         return self.core.directory.who(self.user_name)
 
 
+class Notebooks(SchedulerApi):
+    """The caller's notebooks (home and project folders), or one of them with ?path=."""
+
+    async def get(self):
+        files = self.settings.get("user_files")
+        if files is None:
+            raise web.HTTPError(400, "notebooks in homes are read on this machine's backend only; upload the notebook")
+        path = self.get_argument("path", "")
+        if path:
+            self.write_json({"path": path, "notebook": await asyncio.to_thread(files.read, self.user_name, path)})
+        else:
+            self.write_json({"notebooks": await asyncio.to_thread(files.notebooks, self.user_name)})
+
+
 class Options(SchedulerApi):
     def get(self):
         self.write_json(self.core.options_for(self.who))
@@ -179,6 +193,7 @@ ID = r"([0-9a-f-]{36})"
 ROUTES = [
     ("api/openapi.yaml", OpenApiDocument),
     ("api/options", Options),
+    ("api/notebooks", Notebooks),
     ("api/schedules", Schedules),
     (rf"api/schedules/{ID}", OneSchedule),
     (rf"api/schedules/{ID}/runs", ScheduleRuns),

@@ -21,6 +21,7 @@ from .directory import HubDirectory
 from .dispatcher import Dispatcher
 from .executors.kubernetes import KubernetesExecutor
 from .executors.local import LocalExecutor
+from .user_files import UserFiles
 from .notify import Notifier
 from .tracking import MlflowForRuns
 
@@ -75,7 +76,7 @@ async def main() -> None:
     core.wake = dispatcher.wake
     loop = asyncio.get_running_loop()
     executor.on_exit = lambda: loop.call_soon_threadsafe(dispatcher.wake)
-    app = build_application(ROUTES, [TEMPLATES], core=core)
+    app = build_application(ROUTES, [TEMPLATES], core=core, user_files=None if on_kubernetes else UserFiles(settings))
     loop_task = asyncio.ensure_future(dispatcher.run_forever())
     await asyncio.to_thread(core.render_html, b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     log.info("scheduler ready: %d profiles, %d environments", len(core.profiles), len(core.environments))

@@ -74,3 +74,47 @@ def test_schedules_are_managed_on_the_page(hub, browser, tmp_path):
     page.wait_for_selector(row, state="detached")
     page.screenshot(path=str(tmp_path / "schedules.png"))
     page.close()
+
+
+def test_a_notebook_in_a_project_folder_is_scheduled_from_the_page_and_runs_beside_its_files(hub, browser, tmp_path):
+    """Issue 13: the page schedules a notebook from the user's home or a project folder (the
+    service reads it as the user), and the run starts in the notebook's folder."""
+    from gpulab.hub_config.client import ClientError, HubClient
+    from tests.support.projects import create_project
+
+    hub.create_user("outsider")
+    hub.spawn(USER)
+    create_project(hub, USER, "reports", {})
+    mine = HubClient(hub.url, hub.user_token(USER))
+    nb = notebook("import os; print('cwd', os.path.basename(os.getcwd())); print(open('data.txt').read())")
+    mine.request("PUT", f"user/{USER}/api/contents/projects/reports/daily.ipynb", {"type": "notebook", "content": nb})
+    mine.request("PUT", f"user/{USER}/api/contents/projects/reports/data.txt",
+                 {"type": "file", "format": "text", "content": "beside the notebook"})
+    outsider = HubClient(hub.url, hub.user_token("outsider"))
+    with pytest.raises(ClientError) as refused:  # another user cannot read it through the service
+        outsider.request("GET", "services/scheduler/api/notebooks?path=projects/reports/daily.ipynb")
+    assert refused.value.status == 404
+    for bad in ("../x.ipynb", "/etc/passwd", "notes.txt"):
+        with pytest.raises(ClientError) as refused:
+            mine.request("GET", f"services/scheduler/api/notebooks?path={bad}")
+        assert refused.value.status == 400
+
+    page = browser.new_page()
+    page.set_default_timeout(90_000)
+    browser_sign_in(page, hub, USER, admin_password(hub, USER))
+    page.wait_for_load_state()
+    page.goto(hub.url + "services/scheduler/")
+    page.wait_for_selector("#notebook-path option[value='projects/reports/daily.ipynb']", state="attached")
+    page.select_option("#notebook-path", "projects/reports/daily.ipynb")
+    page.fill("#schedule-cron", "0 5 * * *")
+    page.click("#create-schedule button[type=submit]")
+    row = "#schedules tr:has-text('daily')"
+    page.wait_for_selector(f"{row} .state:has-text('active')")
+    page.click(f"{row} button[data-action=run]")
+    page.wait_for_selector("#runs tr:has-text('daily') .status:has-text('COMPLETED')")
+    page.screenshot(path=str(tmp_path / "schedule-from-project.png"))
+    run_id = page.get_attribute("#runs tr:has-text('daily')", "data-run")
+    executed = page.request.get(hub.url + f"services/scheduler/api/runs/{run_id}/files/output.ipynb").json()
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert "cwd files" in printed and "beside the notebook" in printed, printed  # the project folder: <root>/reports/files
+    page.close()
