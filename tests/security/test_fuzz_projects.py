@@ -11,17 +11,13 @@ finding 10): 100,000 nested `[`, a body over 1 MiB, and look-alikes of reserved 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import checks
-from schemathesis.generation import GenerationMode
 
+from tests.support.fuzzing import check_invalid, check_valid, send
 from tests.support.openapi import load_spec
 from tests.support.projects import project_settings
 
@@ -49,42 +45,14 @@ def base_url(hub) -> str:
     return hub.url.rstrip("/") + "/services/projects"
 
 
-FUZZ = settings(deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
-
-
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
 def test_valid_requests_get_described_responses(hub, token, operation):
-    @settings(FUZZ, max_examples=POSITIVE_EXAMPLES)
-    @given(case=operation.as_strategy(GenerationMode.POSITIVE))
-    def call(case):
-        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
-        case.validate_response(response, checks=[checks.not_a_server_error, checks.status_code_conformance,
-                                                 checks.content_type_conformance,
-                                                 checks.response_schema_conformance])
-
-    call()
+    check_valid(operation, base_url(hub), token, POSITIVE_EXAMPLES)
 
 
 @pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.method.upper() != "GET"], ids=lambda o: o.label)
 def test_invalid_requests_are_never_5xx(hub, token, operation):
-    @settings(FUZZ, max_examples=NEGATIVE_EXAMPLES)
-    @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
-    def call(case):
-        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
-        case.validate_response(response, checks=[checks.not_a_server_error])
-
-    call()
-
-
-def send(hub, token: str, method: str, path: str, data: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(base_url(hub) + path, data=data, method=method,
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    check_invalid(operation, base_url(hub), token, NEGATIVE_EXAMPLES)
 
 
 @pytest.mark.parametrize("body, status, needle", [
@@ -95,5 +63,5 @@ def send(hub, token: str, method: str, path: str, data: bytes) -> tuple[int, dic
     (json.dumps({"name": "admin\u00a0"}).encode(), 400, "'admin' is reserved"),
 ])
 def test_hostile_bodies_are_4xx_with_a_message(hub, token, body, status, needle):
-    answer = send(hub, token, "POST", "/api/projects", body)
+    answer = send(base_url(hub), token, "POST", "/api/projects", body)
     assert (answer[0], needle in answer[1].get("message", "")) == (status, True), answer

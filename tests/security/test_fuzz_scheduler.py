@@ -10,17 +10,13 @@ database, so the whole module takes about a minute. Also the bodies and numbers 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import checks
-from schemathesis.generation import GenerationMode
 
+from tests.support.fuzzing import check_invalid, check_valid, send
 from tests.support.openapi import load_spec
 
 SPEC = load_spec(Path(str(resources.files("gpulab.extensions.scheduler") / "openapi.yaml")))
@@ -63,42 +59,14 @@ def base_url(hub) -> str:
     return hub.url.rstrip("/") + "/services/scheduler"
 
 
-FUZZ = settings(deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
-
-
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
 def test_valid_requests_get_described_responses(hub, token, operation):
-    @settings(FUZZ, max_examples=POSITIVE_EXAMPLES)
-    @given(case=operation.as_strategy(GenerationMode.POSITIVE))
-    def call(case):
-        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
-        case.validate_response(response, checks=[checks.not_a_server_error, checks.status_code_conformance,
-                                                 checks.content_type_conformance,
-                                                 checks.response_schema_conformance])
-
-    call()
+    check_valid(operation, base_url(hub), token, POSITIVE_EXAMPLES)
 
 
 @pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.method.upper() != "GET"], ids=lambda o: o.label)
 def test_invalid_requests_are_never_5xx(hub, token, operation):
-    @settings(FUZZ, max_examples=NEGATIVE_EXAMPLES)
-    @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
-    def call(case):
-        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
-        case.validate_response(response, checks=[checks.not_a_server_error])
-
-    call()
-
-
-def send(hub, token: str, method: str, path: str, data: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(base_url(hub) + path, data=data, method=method,
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    check_invalid(operation, base_url(hub), token, NEGATIVE_EXAMPLES)
 
 
 NOTEBOOK = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
@@ -107,9 +75,9 @@ NOTEBOOK = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
 @pytest.mark.parametrize("method, path", [("POST", "/api/schedules"), ("POST", "/api/runs"),
                                           ("POST", "/runner/00000000-0000-0000-0000-000000000000/events")])
 def test_deeply_nested_bodies_are_4xx(hub, token, method, path):
-    status, body = send(hub, token, method, path, b"[" * 100_000)
+    status, body = send(base_url(hub), token, method, path, b"[" * 100_000)
     assert 400 <= status < 500, (status, body)
-    status, body = send(hub, token, method, path, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    status, body = send(base_url(hub), token, method, path, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert 400 <= status < 500, (status, body)
 
 
@@ -117,10 +85,10 @@ def test_deeply_nested_bodies_are_4xx(hub, token, method, path):
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**400])
 def test_integers_past_their_range_are_400_naming_the_field(hub, token, field, value):
     body = {"name": "big", "notebook": NOTEBOOK, "cron": "0 3 * * *", field: value}
-    status, answer = send(hub, token, "POST", "/api/schedules", json.dumps(body).encode())
+    status, answer = send(base_url(hub), token, "POST", "/api/schedules", json.dumps(body).encode())
     assert status == 400 and field in answer["message"], (status, answer)
 
 
 def test_ids_past_64_bits_are_404(hub, token):
-    status, _ = send(hub, token, "DELETE", f"/api/runs/{2**63}", b"")
+    status, _ = send(base_url(hub), token, "DELETE", f"/api/runs/{2**63}", b"")
     assert status == 404

@@ -9,17 +9,13 @@ no example database (well under 90 s). Also the inputs that were 500s (issue 12,
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from importlib import resources
 from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis import checks
-from schemathesis.generation import GenerationMode
+
+from tests.support.fuzzing import check_invalid, check_valid, send
 
 SPEC = Path(str(resources.files("gpulab.extensions.ssh") / "openapi.yaml"))
 SCHEMA = schemathesis.openapi.from_path(SPEC)
@@ -43,53 +39,25 @@ def base_url(hub) -> str:
     return hub.url.rstrip("/") + "/services/ssh"
 
 
-FUZZ = settings(deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
-
-
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
 def test_valid_requests_get_described_responses(hub, token, operation):
-    @settings(FUZZ, max_examples=POSITIVE_EXAMPLES)
-    @given(case=operation.as_strategy(GenerationMode.POSITIVE))
-    def call(case):
-        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
-        case.validate_response(response, checks=[checks.not_a_server_error, checks.status_code_conformance,
-                                                 checks.content_type_conformance,
-                                                 checks.response_schema_conformance])
-
-    call()
+    check_valid(operation, base_url(hub), token, POSITIVE_EXAMPLES)
 
 
 @pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.path != "/api/openapi.yaml"], ids=lambda o: o.label)
 def test_invalid_requests_are_never_5xx(hub, token, operation):
-    @settings(FUZZ, max_examples=NEGATIVE_EXAMPLES)
-    @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
-    def call(case):
-        response = case.call(base_url=base_url(hub), headers={"Authorization": f"token {token}"}, timeout=30)
-        case.validate_response(response, checks=[checks.not_a_server_error])
-
-    call()
-
-
-def send(hub, token: str, method: str, path: str, data: bytes | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(base_url(hub) + path, data=data, method=method,
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    check_invalid(operation, base_url(hub), token, NEGATIVE_EXAMPLES)
 
 
 def test_deeply_nested_bodies_are_4xx(hub, token):
     for body in (b"[" * 100_000, b'{"public_key": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
-        status, answer = send(hub, token, "POST", "/api/keys", body)
+        status, answer = send(base_url(hub), token, "POST", "/api/keys", body)
         assert 400 <= status < 500, (status, answer)
         assert answer["message"]
 
 
 @pytest.mark.parametrize("key_id", ["9223372036854775808", "2147483648", "0", "-1", "1e3", "%C2%B2", "x" * 300])
 def test_key_ids_that_name_no_key_are_404(hub, token, key_id):
-    status, answer = send(hub, token, "DELETE", f"/api/keys/{key_id}")
+    status, answer = send(base_url(hub), token, "DELETE", f"/api/keys/{key_id}")
     assert status == 404, (status, answer)
     assert "no SSH key with id" in answer["message"]
