@@ -27,9 +27,14 @@ def defaults_script(defaults: dict = UI_DEFAULTS) -> bytes:
     ).encode()
 
 
+# The assistant's button: MLflow shows it whenever the page's host is a loopback address, and
+# gpulab answers the assistant's API with 404 (see app.without_paths).
+HIDE_ASSISTANT = b"<style>[data-assistant-ui]{display:none!important}</style>"
+
+
 def with_defaults(page: bytes) -> bytes:
     """The UI's index.html with the defaults set before MLflow's own scripts run."""
-    return page.replace(b"<head>", b"<head>" + defaults_script(), 1)
+    return page.replace(b"<head>", b"<head>" + defaults_script() + HIDE_ASSISTANT, 1)
 
 
 def install(flask_app) -> None:

@@ -83,6 +83,7 @@ def test_the_ui_opens_on_experiments_and_runs_without_telemetry_or_assistant(hub
     assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
     assert page.get_by_text("Information about UI telemetry").count() == 0
     assert page.locator("[data-assistant-ui] textarea, [data-testid*=assistant-chat]").count() == 0
+    assert all(not b.is_visible() for b in page.locator("[data-assistant-ui]").all())  # nor its button
     assert not [url for url in assistant_calls if "/sessions" in url], assistant_calls
     # A user's own choice stays theirs: the defaults are written only where nothing is set.
     page.evaluate("localStorage.setItem('mlflow.workflowType_v1', JSON.stringify('genai'))")
