@@ -24,7 +24,7 @@ from gpulab.extensions.projects.storage.system_groups import ACCESS_SUFFIXES
 from gpulab.extensions.service.service_account import MARKER as SERVICE_MARKER
 from gpulab.extensions.service.service_account import service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER
-from gpulab.spawner.runtime_dir import RUNTIME_ROOT
+from gpulab.spawner.runtime_dir import runtime_dir_of
 
 
 class PurgeRefused(Exception):
@@ -81,8 +81,9 @@ def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
     projects_root = default_root(values["projects"]["local"]["root"], str(data_dir), os.geteuid() == 0)
     if (projects_root / LOCK_FILE).exists() and projects_root not in folders and data_dir not in projects_root.parents:
         folders.append(projects_root)
-    if RUNTIME_ROOT.is_dir():
-        folders.append(RUNTIME_ROOT)  # the accounts' private kernel sockets
+    # The removed accounts' kernel socket folders (others on this machine keep theirs).
+    folders += [runtime_dir_of(pwd.getpwnam(name).pw_uid) for name in users
+                if runtime_dir_of(pwd.getpwnam(name).pw_uid).is_dir()]
     return PurgePlan(accounts, groups, folders, homes, remove_homes)
 
 

@@ -44,7 +44,7 @@ def test_a_failing_run_exits_1_and_shows_the_traceback(gpulab, tmp_path):
     (tmp_path / "broken.ipynb").write_text(json.dumps(notebook("raise ValueError('bad input')")))
     result = gpulab("run", "broken.ipynb", "--wait")
     assert result.returncode == 1
-    assert "ValueError in cell 0: bad input" in result.stdout and "ValueError" in result.stderr
+    assert "ValueError in cell 0 (In [1]): bad input" in result.stdout and "ValueError" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [
