@@ -84,6 +84,7 @@ def hub_defaults(account_prefix, homes_root, projects_root) -> dict:
     return {
         "spawner": {
             "start_timeout": 90,
+            "http_timeout": 120,  # a 2-core CI machine running four test files at once is slow to answer
             "local": {"account_prefix": account_prefix, "home_root": str(homes_root)},
         },
         "projects": {"local": {"root": str(projects_root / "default")}},
