@@ -69,11 +69,13 @@ def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
     and the file system, changes nothing)."""
     local = values["spawner"]["local"]
     prefix = local["account_prefix"]
-    users = sorted(e.pw_name for e in pwd.getpwall() if e.pw_gecos == MANAGED_MARKER and e.pw_name.startswith(prefix))
-    homes = sorted(Path(pwd.getpwnam(name).pw_dir) for name in users if Path(pwd.getpwnam(name).pw_dir).is_dir())
     services = service_account_name(prefix, "")  # services' own accounts (MLflow's), no homes
-    accounts = users + sorted(e.pw_name for e in pwd.getpwall()
-                              if e.pw_gecos == SERVICE_MARKER and e.pw_name.startswith(services))
+    entries = pwd.getpwall()
+    users = sorted((e for e in entries if e.pw_gecos == MANAGED_MARKER and e.pw_name.startswith(prefix)),
+                   key=lambda e: e.pw_name)
+    homes = sorted(Path(e.pw_dir) for e in users if Path(e.pw_dir).is_dir())
+    accounts = [e.pw_name for e in users] + sorted(
+        e.pw_name for e in entries if e.pw_gecos == SERVICE_MARKER and e.pw_name.startswith(services))
     projects_prefix = group_prefix(values)
     groups = sorted(g.gr_name for g in grp.getgrall() if _is_project_group(g.gr_name, projects_prefix))
     data_dir = Path(values["hub"]["data_dir"])
@@ -82,8 +84,7 @@ def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
     if (projects_root / LOCK_FILE).exists() and projects_root not in folders and data_dir not in projects_root.parents:
         folders.append(projects_root)
     # The removed accounts' kernel socket folders (others on this machine keep theirs).
-    folders += [runtime_dir_of(pwd.getpwnam(name).pw_uid) for name in users
-                if runtime_dir_of(pwd.getpwnam(name).pw_uid).is_dir()]
+    folders += [runtime_dir_of(e.pw_uid) for e in users if runtime_dir_of(e.pw_uid).is_dir()]
     return PurgePlan(accounts, groups, folders, homes, remove_homes)
 
 

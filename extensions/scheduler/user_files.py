@@ -10,10 +10,11 @@ import os
 import pwd
 import subprocess
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from gpulab.extensions.service.errors import Invalid, NotFound
-from gpulab.spawner.accounts import account_name, home_of
+
+from .executors.local import owner_home
 
 MAX_NOTEBOOKS = 500
 MAX_NOTEBOOK_BYTES = 32 << 20
@@ -82,16 +83,14 @@ class UserFiles:
 
     def _as_owner(self, owner: str, code: str, *args: str) -> subprocess.CompletedProcess | None:
         """Run `code` as the owner's account in their home (None: they have no account yet)."""
-        if os.geteuid() == 0:
+        home, account = owner_home(owner, self.prefix, self.home_root, self.data_dir)  # where runs start
+        become = []
+        if account is not None:
             try:
-                entry = pwd.getpwnam(account_name(owner, self.prefix))
+                entry = pwd.getpwnam(account)
             except KeyError:
                 return None
-            home = str(home_of(entry.pw_name, Path(self.home_root or "/home")))
             become = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
-        else:
-            home = os.path.join(self.home_root or os.path.join(self.data_dir, "homes"), account_name(owner, ""))
-            become = []
         command = [*become, sys.executable, "-I", "-c", code, *args]
         return subprocess.run(command, capture_output=True, timeout=60, cwd="/",
-                              env={"HOME": home, "PATH": os.defpath, "LANG": "C.UTF-8"})
+                              env={"HOME": str(home), "PATH": os.defpath, "LANG": "C.UTF-8"})

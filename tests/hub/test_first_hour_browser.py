@@ -160,7 +160,7 @@ def test_the_first_hour_of_a_team(hub, browser, shots):
             person.goto("services/mlflow/", "mlflow", None)
             person.page.wait_for_url("**/services/mlflow/**")
             person.page.get_by_text("Experiments").first.wait_for()
-            person.page.wait_for_timeout(2000)  # MLflow's tables load after the shell
+            person.page.wait_for_load_state("networkidle")  # MLflow's tables load after the shell
             person.check("mlflow-experiments", settle_ms=500)
 
         with journey.step(f"8b. {person.name} opens TensorBoard's folder picker"):

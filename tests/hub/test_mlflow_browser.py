@@ -77,7 +77,7 @@ def test_the_ui_opens_on_experiments_and_runs_without_telemetry_or_assistant(hub
     page.wait_for_url("**/hub/**")
     page.goto(hub.url + "services/mlflow/")
     page.get_by_text("ursula-first-experiment").first.wait_for()
-    page.wait_for_timeout(2000)  # let the UI settle (banners and panels appear after data loads)
+    page.wait_for_load_state("networkidle")  # the UI's data calls are done; banners and panels are drawn
     page.screenshot(path=str(tmp_path / "mlflow-first-open.png"), full_page=True)
     print(f"screenshot: {tmp_path / 'mlflow-first-open.png'}")
     assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"machine_learning"'
@@ -88,6 +88,6 @@ def test_the_ui_opens_on_experiments_and_runs_without_telemetry_or_assistant(hub
     # A user's own choice stays theirs: the defaults are written only where nothing is set.
     page.evaluate("localStorage.setItem('mlflow.workflowType_v1', JSON.stringify('genai'))")
     page.reload()
-    page.wait_for_timeout(1000)
+    page.get_by_text("ursula-first-experiment").first.wait_for()
     assert page.evaluate("localStorage.getItem('mlflow.workflowType_v1')") == '"genai"'
     context.close()

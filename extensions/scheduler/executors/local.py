@@ -51,10 +51,7 @@ class LocalExecutor:
         self.children: dict[int, subprocess.Popen] = {}
 
     def _home(self, owner: str) -> tuple[Path, str | None]:
-        if os.geteuid() == 0:
-            account = account_name(owner, self.prefix)
-            return home_of(account, Path(self.home_root or "/home")), account
-        return Path(self.home_root or Path(self.data_dir, "homes")) / account_name(owner, ""), None
+        return owner_home(owner, self.prefix, self.home_root, self.data_dir)
 
     async def start(self, launch: Launch) -> str:
         home, account = self._home(launch.owner)
@@ -155,6 +152,15 @@ class LocalExecutor:
         limiter, _ = detect_limiter()
         if limiter is not None:
             limiter.remove(f"run-{run_id}")
+
+
+def owner_home(owner: str, prefix: str, home_root: str, data_dir: str) -> tuple[Path, str | None]:
+    """Where a run of `owner` starts, and the account it runs as (None: the service's own user,
+    when gpulab does not run as root)."""
+    if os.geteuid() == 0:
+        account = account_name(owner, prefix)
+        return home_of(account, Path(home_root or "/home")), account
+    return Path(home_root or Path(data_dir, "homes")) / account_name(owner, ""), None
 
 
 def leftovers(run_id: str) -> list[psutil.Process]:
