@@ -40,7 +40,7 @@ def outputs_text(executed: dict) -> str:
 
 @pytest.fixture(scope="module")
 def hub(module_hub_factory, projects_root, account_prefix):
-    return module_hub_factory.start({**project_settings(projects_root, account_prefix, "s"),
+    return module_hub_factory.start({**project_settings(projects_root, account_prefix, "sched"),
                                      "scheduler": {"prewarm_seconds": 2, "missed_slot_grace_seconds": 30,
                                                    # the test's own webhook receiver listens on loopback
                                                    "notifications": {"webhook_allowed_networks": ["127.0.0.1/32"]}}})

@@ -11,8 +11,15 @@ from gpulab.spawner.accounts import account_name
 API = "services/projects/api/projects"
 
 
+_TAGS_USED: set[str] = set()
+
+
 def project_settings(projects_root: Path, account_prefix: str, tag: str, **extra) -> dict:
-    """Settings for a hub whose projects live in their own root with their own system-group prefix."""
+    """Settings for a hub whose projects live in their own root with their own system-group prefix.
+    Each module needs its own `tag`: two hubs sharing a root see each other's project folders."""
+    if tag in _TAGS_USED:
+        raise ValueError(f"project tag {tag!r} is used by another test module; pick another")
+    _TAGS_USED.add(tag)
     return {"projects": {"local": {"root": str(projects_root / tag), "group_prefix": f"{account_prefix}p{tag}-"},
                          **extra}}
 

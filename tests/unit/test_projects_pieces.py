@@ -252,6 +252,20 @@ def test_links_never_follow_a_folder_the_user_replaced_with_a_link(tmp_path):
     assert not (root / "vision").exists() and len(list((root / ".trash").iterdir())) == 1
 
 
+def test_a_link_into_an_earlier_projects_root_is_replaced_and_the_user_s_own_links_kept(tmp_path):
+    """After the admin moves projects.local.root, members' links must follow; a link the user made
+    to something else under the same name is left alone (and no project link is made)."""
+    homes = tmp_path / "homes"
+    (homes / "amy" / "projects").mkdir(parents=True)
+    (homes / "bea" / "projects").mkdir(parents=True)
+    (homes / "amy" / "projects" / "vision").symlink_to(tmp_path / "old-root" / "vision" / "files")
+    (homes / "bea" / "projects" / "vision").symlink_to(tmp_path / "data")
+    storage = LocalStorage(tmp_path / "projects", "x-", "x-", str(homes), str(tmp_path), isolated=False)
+    storage.apply_project("vision", {"amy": "editor", "bea": "editor"})
+    assert os.readlink(homes / "amy" / "projects" / "vision") == str(tmp_path / "projects" / "vision" / "files")
+    assert os.readlink(homes / "bea" / "projects" / "vision") == str(tmp_path / "data")
+
+
 def test_a_name_deleted_twice_within_a_second_goes_to_the_trash_twice(tmp_path):
     root = tmp_path / "projects"
     storage = LocalStorage(root, "x-", "x-", str(tmp_path / "homes"), str(tmp_path), isolated=False)

@@ -352,12 +352,21 @@ class LocalStorage:
             return None
         return target if Path(target).parent.parent == self.root and Path(target).name == SHARED else None
 
+    def _earlier_root_link(self, links_fd: int, slug: str) -> bool:
+        """A link made by gpulab under a projects root configured before this one
+        (`<old root>/<slug>/files`): replaced, or the member would keep writing to the old folder."""
+        try:
+            target = Path(os.readlink(slug, dir_fd=links_fd))
+        except OSError:
+            return False
+        return target.is_absolute() and target.name == SHARED and target.parent.name == slug
+
     def _make_link(self, links_fd: int, slug: str, uid: int, gid: int) -> None:
         target = str(self.folder(slug))
         current = self._our_link(links_fd, slug)
         if current == target:
             return
-        if current is not None:
+        if current is not None or self._earlier_root_link(links_fd, slug):
             os.unlink(slug, dir_fd=links_fd)
         try:
             os.symlink(target, slug, dir_fd=links_fd)
