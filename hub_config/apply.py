@@ -1,26 +1,25 @@
 """Turn validated settings into JupyterHub's traitlets config.
 
 `apply_config(values, c)` is pure: it reads only `values` (complete settings, as
-`settings.complete` returns them) and writes only `c`. Each concern is one small
-`update_*` step so it can be tested against a bare `traitlets.config.Config()`.
-Extensions append their own steps to `STEPS`.
+`settings.complete` returns them) and writes only `c`. Each concern of the hub itself is one
+small `update_*` step so it can be tested against a bare `traitlets.config.Config()`; the
+extensions (registry.py) add theirs, and what several of them contribute to one setting
+(servers' arguments, environment, hooks, navigation) is composed here once.
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from traitlets.config import Config
 
 from gpulab.db import database_url
-from gpulab.extensions.mlflow.config import update_mlflow
-from gpulab.extensions.projects.config import update_projects
 from gpulab.extensions.service.config import share_navigation
-from gpulab.extensions.ssh.config import update_ssh
-from gpulab.extensions.tensorboard.config import update_tensorboard
 
 from . import authenticators
+from .hooks import AuthHooks, SpawnHooks
+from .registry import Extension, installed_extensions
+from .urls import data_path, public_url, server_hub_url
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
 LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
@@ -34,28 +33,6 @@ OAUTH_CLASSES = {
     "oidc": "oauthenticator.generic.GenericOAuthenticator",
 }
 OIDC_DEFAULT_SCOPES = ["openid", "profile", "email"]
-
-
-def data_path(values: dict, *parts: str) -> str:
-    return str(Path(values["hub"]["data_dir"], *parts))
-
-
-def public_url(values: dict) -> str:
-    """The address users type, ending in the base URL."""
-    hub = values["hub"]
-    if hub["public_url"]:
-        return hub["public_url"].rstrip("/") + "/" + hub["base_url"].lstrip("/")
-    scheme = "https" if hub["tls"]["cert_file"] else "http"
-    host = "127.0.0.1" if hub["ip"] in ("0.0.0.0", "", "::") else hub["ip"]
-    return f"{scheme}://{host}:{hub['port']}{hub['base_url']}"
-
-
-def loopback_url(values: dict) -> str:
-    """The proxy as seen from this machine (for gpulab's own services), ending in the base URL."""
-    hub = values["hub"]
-    scheme = "https" if hub["tls"]["cert_file"] else "http"
-    host = "127.0.0.1" if hub["ip"] in ("0.0.0.0", "", "::") else hub["ip"]
-    return f"{scheme}://{host}:{hub['port']}{hub['base_url']}"
 
 
 def update_hub(values: dict, c: Config) -> None:
@@ -181,10 +158,6 @@ def update_spawner(values: dict, c: Config) -> None:
     c.Spawner.default_url = spawner["default_url"]
     c.Spawner.start_timeout = spawner["start_timeout"]
     c.Spawner.http_timeout = spawner["http_timeout"]
-    # Where gpulab's CLI in a server finds the hub (with the server's own token).
-    c.Spawner.environment = {"GPULAB_URL": values["hub"]["public_url"] or loopback_url(values),
-                             **spawner["environment"]}
-    c.Spawner.args = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
     c.JupyterHub.allow_named_servers = spawner["named_servers"]["enabled"]
     c.JupyterHub.named_server_limit_per_user = spawner["named_servers"]["limit_per_user"]
     local = spawner["local"]
@@ -236,30 +209,43 @@ def update_templates(values: dict, c: Config) -> None:
         c.JupyterHub.template_vars["gpulab_pending_signups"] = authenticators.pending_signups
 
 
-def add_nav_link(c: Config, label: str, url: str) -> None:
-    """A link in the hub's top navigation bar (for an extension's page or service)."""
-    c.JupyterHub.template_vars["gpulab_nav"].append({"label": label, "url": url})
+CORE_STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
+SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
 
 
-def update_culling(values: dict, c: Config) -> None:
-    from gpulab.spawner.culler_config import culler_service
-
-    culler_service(values, c)
-
-
-def update_scheduler(values: dict, c: Config) -> None:
-    from gpulab.extensions.scheduler.config import update_scheduler as register
-
-    register(values, c)
-
-
-STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates, update_culling, update_scheduler,
-         update_ssh, update_projects, update_mlflow, update_tensorboard]
-
-
-def apply_config(values: dict, c: Config) -> Config:
-    """Apply every step to `c` and return it."""
-    for step in STEPS:
+def apply_config(values: dict, c: Config, extensions: list[Extension] | None = None) -> Config:
+    """Apply the hub's steps and every extension's to `c` and return it."""
+    extensions = installed_extensions() if extensions is None else extensions
+    for step in CORE_STEPS:
         step(values, c)
-    share_navigation(c)  # last: services' pages show every link the steps added
+    for extension in extensions:
+        extension.update(values, c)
+    compose_servers(values, c, extensions)
+    compose_hooks(values, c, extensions)
+    c.JupyterHub.template_vars["gpulab_nav"] = [
+        {"label": link.label, "url": link.url} for e in extensions for link in e.nav_links(values)]
+    share_navigation(c)  # last: services' pages show every link
     return c
+
+
+def compose_servers(values: dict, c: Config, extensions: list[Extension]) -> None:
+    """Every server's arguments and environment: gpulab's, each extension's, then the admin's
+    `spawner.environment`, which wins."""
+    c.Spawner.args = SINGLEUSER_ARGS + [arg for e in extensions for arg in e.server_args(values)]
+    # Where gpulab's CLI in a server finds the hub (with the server's own token).
+    environment = {"GPULAB_URL": server_hub_url(values)}
+    for extension in extensions:
+        environment.update(extension.server_environment(values))
+    c.Spawner.environment = {**environment, **values["spawner"]["environment"]}
+
+
+def compose_hooks(values: dict, c: Config, extensions: list[Extension]) -> None:
+    """One pre-spawn and one post-auth hook running the extensions' in order, after any hook
+    set on `c` before (by an embedding config)."""
+    for section, trait, contributed, composed in (
+            ("Spawner", "pre_spawn_hook", lambda e: e.pre_spawn_hook(values), SpawnHooks),
+            ("Authenticator", "post_auth_hook", lambda e: e.post_auth_hook(values), AuthHooks)):
+        earlier = [c[section][trait]] if trait in c[section] else []
+        hooks = earlier + [hook for hook in map(contributed, extensions) if hook is not None]
+        if hooks:
+            c[section][trait] = hooks[0] if len(hooks) == 1 else composed(hooks)

@@ -13,11 +13,13 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.db.migrate import upgrade
+from gpulab.extensions.ssh.storage import upgrade_ssh_storage
 from gpulab.extensions.service.config import listening_services
 from gpulab.spawner.local import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
 
 from . import __version__
-from .apply import apply_config, public_url
+from .apply import apply_config
+from .urls import public_url
 from .datadir import prepare_data_dir
 from .launch import hub_config_file, hub_environment
 from .ports import planned_listeners, unavailable_port
@@ -160,6 +162,7 @@ def run_up(args) -> int:
         return 1
     prepare_data_dir(settings.values)
     upgrade(database_url(settings.values))
+    upgrade_ssh_storage(settings.values)  # as root: the gateway's account cannot read gpulab's database
     print(banner(settings), flush=True)
 
     os.environ.update(hub_environment(settings_file, overrides))

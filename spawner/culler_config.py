@@ -6,14 +6,14 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.extensions.service.config import add_managed_service, add_service_role, python_module_command
+from gpulab.hub_config.registry import Extension
+from gpulab.hub_config.urls import loopback_url
 
 # What the culler may do: see servers and their activity, ask a server about its kernels, stop it.
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]
 
 
 def culler_service(values: dict, c: Config) -> None:
-    from gpulab.hub_config.apply import loopback_url
-
     culling = values["culling"]
     timeouts = {p["id"]: p["idle_timeout"] for p in values["profiles"]}
     if not culling["enabled"] or not any(timeouts.values()):
@@ -32,3 +32,6 @@ def culler_service(values: dict, c: Config) -> None:
     add_managed_service(c, values, "culler", python_module_command("gpulab.spawner.culler_service"), settings,
                         display=False, listen=False)
     add_service_role(c, "culler", CULLER_SCOPES)
+
+
+EXTENSION = Extension("culler", 10, culler_service)

@@ -23,6 +23,7 @@ from gpulab.extensions.service.config import (
     service_prefix,
     service_url,
 )
+from gpulab.hub_config.registry import Extension, NavLink
 
 NAME = "mlflow"
 MODULE = "gpulab.extensions.mlflow"
@@ -115,14 +116,20 @@ def server_environment(values: dict) -> dict:
 def update_mlflow(values: dict, c: Config) -> None:
     if not values["mlflow"]["enabled"]:
         return
-    from gpulab.hub_config.apply import add_nav_link
-
-    # display=False: the "MLflow" link below replaces the hub's Services menu entry
+    # display=False: the "MLflow" link (nav_links) replaces the hub's Services menu entry
     add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values), display=False,
                         run_as=own_account(values, NAME, owned_folders(values)))
     add_service_role(c, NAME, list(SERVICE_SCOPES))
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)
-    for name, value in server_environment(values).items():  # what spawner.environment sets wins
-        c.Spawner.environment.setdefault(name, value)
-    add_nav_link(c, "MLflow", service_prefix(values, NAME))
+
+
+def nav_links(values: dict) -> list[NavLink]:
+    return [NavLink("MLflow", service_prefix(values, NAME))] if values["mlflow"]["enabled"] else []
+
+
+def enabled_server_environment(values: dict) -> dict:
+    return server_environment(values) if values["mlflow"]["enabled"] else {}
+
+
+EXTENSION = Extension("mlflow", 50, update_mlflow, nav_links=nav_links, server_environment=enabled_server_environment)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.extensions.service.config import (
     add_managed_service,
     add_service_role,
@@ -61,12 +62,7 @@ def service_settings(values: dict) -> dict:
 
 
 def update_projects(values: dict, c: Config) -> None:
-    from gpulab.hub_config.apply import add_nav_link, public_url
-
-    from .sign_in import ProjectGroupsAtSignIn
-    from .spawn_hook import ProjectFolders
-
-    # display=False: the "Projects" link below replaces the hub's Services menu entry
+    # display=False: the "Projects" link (nav_links) replaces the hub's Services menu entry
     spec = add_managed_service(c, values, SERVICE, python_module_command(SERVICE_MODULE), service_settings(values),
                                display=False)
     spec["oauth_client_allowed_scopes"] = list(OAUTH_SCOPES)
@@ -74,20 +70,28 @@ def update_projects(values: dict, c: Config) -> None:
     grant_users_access(c, SERVICE)
     grant_server_tokens_access(c, SERVICE)
     add_user_scopes(c, USER_SCOPES)
-    add_nav_link(c, "Projects", service_prefix(values, SERVICE))
 
-    # `gpulab project ...` works in a server's terminal: the hub's address, and its token (set by the hub).
-    if "environment" not in c.Spawner:
-        c.Spawner.environment = {}
-    if "GPULAB_URL" not in c.Spawner.environment:
-        c.Spawner.environment["GPULAB_URL"] = public_url(values)
 
+def nav_links(values: dict) -> list[NavLink]:
+    return [NavLink("Projects", service_prefix(values, SERVICE))]
+
+
+def server_args(values: dict) -> list[str]:
     # A server caches the hub's answer about who may open it; sharing changes reach it this fast.
-    if "args" not in c.Spawner:
-        c.Spawner.args = []
-    c.Spawner.args.append(f"--HubOAuth.cache_max_age={values['projects']['sharing_check_seconds']}")
+    return [f"--HubOAuth.cache_max_age={values['projects']['sharing_check_seconds']}"]
 
-    previous_spawn_hook = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
-    c.Spawner.pre_spawn_hook = ProjectFolders(database_url(values), storage_settings(values), previous_spawn_hook)
-    previous_auth_hook = c.Authenticator.post_auth_hook if "post_auth_hook" in c.Authenticator else None
-    c.Authenticator.post_auth_hook = ProjectGroupsAtSignIn(database_url(values), previous_auth_hook)
+
+def pre_spawn_hook(values: dict):
+    from .spawn_hook import ProjectFolders
+
+    return ProjectFolders(database_url(values), storage_settings(values))
+
+
+def post_auth_hook(values: dict):
+    from .sign_in import ProjectGroupsAtSignIn
+
+    return ProjectGroupsAtSignIn(database_url(values))
+
+
+EXTENSION = Extension("projects", 40, update_projects, nav_links=nav_links, server_args=server_args,
+                      pre_spawn_hook=pre_spawn_hook, post_auth_hook=post_auth_hook)

@@ -11,9 +11,7 @@ is the provider group "ml-team" reaches everyone the provider says is in "ml-tea
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable
-
-from jupyterhub.utils import maybe_future
+from typing import Any
 
 from gpulab.db import make_engine, make_session_factory
 
@@ -32,11 +30,10 @@ def open_store(url: str) -> ProjectStore:
 
 
 class StoreHook:
-    """A hub hook that reads projects (opened on first use) and runs `then`, an earlier hook, first."""
+    """A hub hook that reads projects (opened on first use)."""
 
-    def __init__(self, database_url: str, then: Callable | None = None):
+    def __init__(self, database_url: str):
         self.database_url = database_url
-        self.then = then
         self._store: ProjectStore | None = None
 
     @property
@@ -50,8 +47,6 @@ class ProjectGroupsAtSignIn(StoreHook):
     """`c.Authenticator.post_auth_hook`."""
 
     async def __call__(self, authenticator, handler, authentication: dict[str, Any]) -> dict[str, Any]:
-        if self.then is not None:
-            authentication = await maybe_future(self.then(authenticator, handler, authentication))
         if not authentication or not authenticator.manage_groups or authentication.get("groups") is None:
             return authentication  # the hub leaves this user's groups alone
         provider_groups = [g for g in authentication["groups"] if not g.startswith(GROUP_PREFIX)]

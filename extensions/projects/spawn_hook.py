@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Callable
-
-from jupyterhub.utils import maybe_future
 
 from gpulab.spawner.accounts import ensure_account
 from gpulab.spawner.local import LocalSpawner
@@ -26,13 +23,11 @@ from .storage.local import storage_from_settings
 class ProjectFolders(StoreHook):
     """`c.Spawner.pre_spawn_hook`."""
 
-    def __init__(self, database_url: str, storage: dict, then: Callable | None = None):
-        super().__init__(database_url, then)
+    def __init__(self, database_url: str, storage: dict):
+        super().__init__(database_url)
         self.storage_settings = storage
 
     async def __call__(self, spawner) -> None:
-        if self.then is not None:
-            await maybe_future(self.then(spawner))
         if not isinstance(spawner, LocalSpawner) or self.storage_settings["backend"] != "local":
             return
         user = spawner.user.name

@@ -10,6 +10,7 @@ from gpulab.extensions.service.config import (
     add_managed_service, add_service_role, grant_server_tokens_access, grant_users_access, python_module_command,
     service_prefix, service_url,
 )
+from gpulab.hub_config.registry import Extension, NavLink
 
 # What the scheduler asks the hub: who a user is and which groups they are in (projects);
 # `tokens` mints each run's MLflow token in its owner's name (scoped to the MLflow service).
@@ -18,8 +19,6 @@ MLFLOW_SCOPES = ["tokens"]
 
 
 def update_scheduler(values: dict, c: Config) -> None:
-    from gpulab.hub_config.apply import add_nav_link
-
     if not values["scheduler"]["enabled"]:
         return
     from .webhooks import allowed_networks
@@ -37,13 +36,24 @@ def update_scheduler(values: dict, c: Config) -> None:
         "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",
         "mlflow_tracking_uri": tracking_uri(values) if values["mlflow"]["enabled"] else "",
     }
-    # display=False: the "Schedules" link replaces the hub's Services menu entry
+    # display=False: the "Schedules" link (nav_links) replaces the hub's Services menu entry
     add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings,
                         display=False)
     add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")
-    add_nav_link(c, "Schedules", prefix)
+
+
+def nav_links(values: dict) -> list[NavLink]:
+    return [NavLink("Schedules", service_prefix(values, "scheduler"))] if values["scheduler"]["enabled"] else []
+
+
+def server_args(values: dict) -> list[str]:
+    if not values["scheduler"]["enabled"]:
+        return []
     # JupyterLab's scheduler UI in every server, forwarding to this service.
-    c.Spawner.args = [*c.Spawner.args, "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
-                      "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
+    return ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+            "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
+
+
+EXTENSION = Extension("scheduler", 20, update_scheduler, nav_links=nav_links, server_args=server_args)

@@ -18,6 +18,8 @@ from gpulab.extensions.service.config import (
     service_prefix,
 )
 
+from gpulab.hub_config.registry import Extension, NavLink
+
 from .trust import SEED_VARIABLE, EndpointSeed
 
 SERVICE = "ssh"
@@ -82,15 +84,20 @@ def gateway_settings(values: dict) -> dict:
 def update_ssh(values: dict, c: Config) -> None:
     if not values["ssh"]["enabled"]:
         return
-    from gpulab.hub_config.apply import add_nav_link, public_url
-
     add_managed_service(c, values, SERVICE, python_module_command(GATEWAY_MODULE), gateway_settings(values),
                         display=False)
     add_service_role(c, SERVICE, list(GATEWAY_SCOPES))
     grant_users_access(c, SERVICE)
     grant_server_tokens_access(c, SERVICE)  # `gpulab ssh-key add` works from a server's terminal
-    add_nav_link(c, "SSH keys", service_prefix(values, SERVICE))
-    environment = c.Spawner.environment if "environment" in c.Spawner else {}
-    environment[SEED_VARIABLE] = EndpointSeed(ssh_paths(values)["master_secret"])
-    environment.setdefault("GPULAB_URL", public_url(values))
-    c.Spawner.environment = environment
+
+
+def nav_links(values: dict) -> list[NavLink]:
+    return [NavLink("SSH keys", service_prefix(values, SERVICE))] if values["ssh"]["enabled"] else []
+
+
+def server_environment(values: dict) -> dict:
+    """The seed each server's SSH endpoint derives its credentials from."""
+    return {SEED_VARIABLE: EndpointSeed(ssh_paths(values)["master_secret"])} if values["ssh"]["enabled"] else {}
+
+
+EXTENSION = Extension("ssh", 30, update_ssh, nav_links=nav_links, server_environment=server_environment)

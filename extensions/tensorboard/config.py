@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from traitlets.config import Config
+from gpulab.hub_config.registry import Extension
 
 SETTINGS_VARIABLE = "GPULAB_TENSORBOARD"
 
@@ -23,5 +23,12 @@ def server_settings(values: dict) -> dict:
     }
 
 
-def update_tensorboard(values: dict, c: Config) -> None:
-    c.Spawner.environment[SETTINGS_VARIABLE] = json.dumps(server_settings(values))
+def server_environment(values: dict) -> dict:
+    return {SETTINGS_VARIABLE: json.dumps(server_settings(values))}
+
+
+def update_tensorboard(values: dict, c) -> None:
+    """Nothing in the hub itself: TensorBoard runs inside each user server."""
+
+
+EXTENSION = Extension("tensorboard", 60, update_tensorboard, server_environment=server_environment)

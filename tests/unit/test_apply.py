@@ -6,7 +6,9 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from gpulab.hub_config.apply import add_nav_link, apply_config, public_url, update_auth, update_templates
+from gpulab.hub_config.apply import apply_config, update_auth, update_templates
+from gpulab.hub_config.registry import Extension, NavLink
+from gpulab.hub_config.urls import public_url, server_hub_url
 from gpulab.hub_config.authenticators import github_team_groups
 from gpulab.hub_config.settings import complete, deep_merge
 
@@ -106,9 +108,44 @@ def test_named_servers_and_environment():
 def test_nav_links_are_collected_for_the_templates():
     c = Config()
     update_templates(settings(), c)
-    add_nav_link(c, "MLflow", "/services/mlflow/")
-    assert c.JupyterHub.template_vars["gpulab_nav"] == [{"label": "MLflow", "url": "/services/mlflow/"}]
     assert c.JupyterHub.template_paths[0].endswith("hub_config/templates")
+    c = apply_config(settings(), Config())
+    # in the extensions' order (registry positions), only those enabled
+    assert [link["label"] for link in c.JupyterHub.template_vars["gpulab_nav"]] == [
+        "Schedules", "SSH keys", "Projects", "MLflow"]
+    c = apply_config(settings(mlflow={"enabled": False}, ssh={"enabled": False}), Config())
+    assert [link["label"] for link in c.JupyterHub.template_vars["gpulab_nav"]] == ["Schedules", "Projects"]
+
+
+def test_extensions_contribute_and_the_hub_composes_them_once():
+    """Steps only set what they own; arguments, environment, hooks and links are composed in
+    position order, and the admin's spawner.environment wins over an extension's default."""
+    calls = []
+
+    def hook(name):
+        return lambda values: (lambda spawner: calls.append(name))
+
+    first = Extension("first", 1, lambda values, c: None, nav_links=lambda v: [NavLink("One", "/one/")],
+                      server_args=lambda v: ["--one"], server_environment=lambda v: {"A": "1", "HF_HOME": "x"},
+                      pre_spawn_hook=hook("first"))
+    second = Extension("second", 2, lambda values, c: None,
+                       server_args=lambda v: ["--two"], server_environment=lambda v: {"A": "2"},
+                       pre_spawn_hook=hook("second"))
+    values = settings(spawner={"environment": {"HF_HOME": "/data/hf"}})
+    c = apply_config(values, Config(), [first, second])
+    assert c.Spawner.args[1:] == ["--one", "--two"]
+    assert c.Spawner.environment == {"GPULAB_URL": server_hub_url(values), "A": "2", "HF_HOME": "/data/hf"}
+    assert c.JupyterHub.template_vars["gpulab_nav"] == [{"label": "One", "url": "/one/"}]
+    import asyncio
+
+    asyncio.run(c.Spawner.pre_spawn_hook(None))
+    assert calls == ["first", "second"]
+
+
+def test_servers_find_the_hub_at_its_public_address_when_it_has_one():
+    values = settings(hub={"public_url": "https://lab.example.com/", "base_url": "/gpu/"})
+    assert apply_config(values, Config()).Spawner.environment["GPULAB_URL"] == "https://lab.example.com/gpu/"
+    assert server_hub_url(settings(hub={"port": 8080})) == "http://127.0.0.1:8080/"
 
 
 def test_every_log_level_the_schema_allows_is_one_jupyterhub_accepts():

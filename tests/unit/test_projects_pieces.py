@@ -200,8 +200,10 @@ def test_hooks_already_configured_run_first():
     c.Spawner.pre_spawn_hook = earlier = lambda spawner: None
     c.Authenticator.post_auth_hook = earlier_auth = lambda authenticator, handler, model: model
     apply_config(settings(), c)
-    assert c.Spawner.pre_spawn_hook.then is earlier
-    assert c.Authenticator.post_auth_hook.then is earlier_auth
+    assert c.Spawner.pre_spawn_hook.hooks[0] is earlier
+    assert type(c.Spawner.pre_spawn_hook.hooks[1]).__name__ == "ProjectFolders"
+    assert c.Authenticator.post_auth_hook.hooks[0] is earlier_auth
+    assert type(c.Authenticator.post_auth_hook.hooks[1]).__name__ == "ProjectGroupsAtSignIn"
 
 
 def test_group_prefix_and_root_defaults():
