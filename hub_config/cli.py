@@ -196,6 +196,7 @@ def _write_atomically(path: Path, text: str) -> None:
 def _db_upgrade(args) -> int:
     from gpulab.db import database_url
     from gpulab.db.migrate import upgrade
+    from gpulab.extensions.ssh.storage import upgrade_ssh_storage
 
     from .up import find_settings_file
 
@@ -205,6 +206,7 @@ def _db_upgrade(args) -> int:
         return _fail(f"invalid settings:\n{exc}", 2)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     upgrade(database_url(settings.values))
+    upgrade_ssh_storage(settings.values)
     return _print("database is up to date")
 
 

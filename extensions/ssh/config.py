@@ -3,23 +3,23 @@ the seed each user server's endpoint receives. Pure: settings in, traitlets conf
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlparse
 
 from traitlets.config import Config
 
-from gpulab.db import database_url
 from gpulab.extensions.service.config import (
     add_managed_service,
     add_service_role,
     grant_server_tokens_access,
     grant_users_access,
+    own_account,
     python_module_command,
     service_prefix,
 )
-
+from gpulab.extensions.service.service_account import ServiceAccount
 from gpulab.hub_config.registry import Extension, NavLink
 
+from .storage import audit_folder, ssh_database_url, ssh_folder
 from .trust import SEED_VARIABLE, EndpointSeed
 
 SERVICE = "ssh"
@@ -31,13 +31,25 @@ GATEWAY_MODULE = "gpulab.extensions.ssh.service"
 GATEWAY_SCOPES = ["tokens", "read:users:name", "read:servers", "servers"]
 
 
+# Below this port only root may listen (ip_unprivileged_port_start's default).
+FIRST_UNPRIVILEGED_PORT = 1024
+
+
 def ssh_paths(values: dict) -> dict:
-    data_dir = Path(values["hub"]["data_dir"])
     return {
-        "host_key": str(data_dir / "ssh" / "ssh_host_ed25519_key"),
-        "master_secret": str(data_dir / "ssh" / "endpoint-master-secret"),
-        "audit_log": str(data_dir / "logs" / "ssh-audit.log"),
+        "host_key": str(ssh_folder(values) / "ssh_host_ed25519_key"),
+        "master_secret": str(ssh_folder(values) / "endpoint-master-secret"),
+        "audit_log": str(audit_folder(values) / "audit.log"),
     }
+
+
+def gateway_account(values: dict) -> ServiceAccount | None:
+    """The account the gateway runs as when the hub is root: its own, owning its two folders
+    (keys, secrets and database; audit log), which needs nothing else of root's. None (the
+    hub's user) only for a port below 1024, which an account cannot listen on."""
+    if values["ssh"]["port"] < FIRST_UNPRIVILEGED_PORT:
+        return None
+    return own_account(values, SERVICE, [str(ssh_folder(values)), str(audit_folder(values))])
 
 
 def listen_address(values: dict) -> str:
@@ -75,7 +87,7 @@ def gateway_settings(values: dict) -> dict:
         "public_host": public_host(values),
         "servers_url": servers_url(values),
         "start_timeout": values["spawner"]["start_timeout"],
-        "database_url": database_url(values),
+        "database_url": ssh_database_url(values),
         "log_level": values["hub"]["log_level"],
         **ssh_paths(values),
     }
@@ -85,7 +97,7 @@ def update_ssh(values: dict, c: Config) -> None:
     if not values["ssh"]["enabled"]:
         return
     add_managed_service(c, values, SERVICE, python_module_command(GATEWAY_MODULE), gateway_settings(values),
-                        display=False)
+                        display=False, run_as=gateway_account(values))
     add_service_role(c, SERVICE, list(GATEWAY_SCOPES))
     grant_users_access(c, SERVICE)
     grant_server_tokens_access(c, SERVICE)  # `gpulab ssh-key add` works from a server's terminal

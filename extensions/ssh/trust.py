@@ -39,6 +39,8 @@ def _publish_once(path: Path, content: bytes, mode: int) -> bytes:
 
     The hub and the gateway may both create it at start-up: the file appears complete or
     not at all (written aside, then linked into place), and the loser reads the winner's.
+    The file belongs to the folder's owner: when the hub (root) writes the master secret
+    first, the gateway's account, which owns the folder, must still read it.
     """
     if path.exists():
         return path.read_bytes()
@@ -47,6 +49,9 @@ def _publish_once(path: Path, content: bytes, mode: int) -> bytes:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as out:
+            folder = os.stat(path.parent)
+            if os.geteuid() == 0 and folder.st_uid != 0:
+                os.fchown(out.fileno(), folder.st_uid, folder.st_gid)
             out.write(content)
         os.link(temporary, path)
     except FileExistsError:

@@ -3,6 +3,7 @@ store on a migrated SQLite database, derived endpoint keys, the apply step, the 
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from gpulab.extensions.ssh.lockouts import LockoutStore
 from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.ratelimit import FailureLimiter
 from gpulab.extensions.ssh.sessions import command_line, session_environment
+from gpulab.extensions.ssh.storage import MIGRATIONS, carry_over, ssh_database_url, upgrade_ssh_storage
 from gpulab.extensions.ssh.store import KeyStore
 from gpulab.extensions.ssh.targets import BadLogin, Target, parse_login, token_allows
 from gpulab.extensions.ssh.trust import (
@@ -314,8 +316,77 @@ def test_gateway_settings_derive_addresses_and_paths():
     assert values["bind_address"] == "0.0.0.0" and values["public_host"] == "127.0.0.1"
     assert values["servers_url"] == "http://127.0.0.1:8000"
     assert values["host_key"] == "/srv/gpulab/data/ssh/ssh_host_ed25519_key"
-    assert values["audit_log"] == "/srv/gpulab/data/logs/ssh-audit.log"
-    assert values["database_url"] == "sqlite:////srv/gpulab/data/gpulab.sqlite"
+    assert values["audit_log"] == "/srv/gpulab/data/logs/ssh/audit.log"
+    assert values["database_url"] == "sqlite:////srv/gpulab/data/ssh/ssh.sqlite"  # not gpulab.sqlite
+    shared = gateway_settings(settings(database={"url": "postgresql://gpulab@db/gpulab"}))
+    assert shared["database_url"] == "postgresql://gpulab@db/gpulab"
+
+
+def test_the_gateway_runs_as_its_own_account_owning_only_its_folders():
+    c = apply_config(settings(spawner={"local": {"account_prefix": "lab-"}}), Config())
+    service = next(s for s in c.JupyterHub.services if s["name"] == "ssh")
+    assert json.loads(service["environment"]["GPULAB_SERVICE_ACCOUNT"]) == {
+        "name": "lab_svc-ssh", "owns": ["/srv/gpulab/data/ssh", "/srv/gpulab/data/logs/ssh"]}
+    low = apply_config(settings(ssh={"port": 22}), Config())  # only root may listen there
+    assert "GPULAB_SERVICE_ACCOUNT" not in next(s for s in low.JupyterHub.services if s["name"] == "ssh")["environment"]
+
+
+def old_style_database(tmp_path: Path) -> str:
+    """gpulab's database as an earlier version left it: SSH keys and lockouts in it."""
+    url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
+    upgrade(url)
+    return url
+
+
+def test_keys_and_lockouts_move_once_from_gpulabs_database_to_the_gateways(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    main = old_style_database(data_dir)
+    old = KeyStore(make_engine(main))
+    kept = old.add("alice", parse_public_key(public_key_text()))
+    old.add("bob", parse_public_key(public_key_text()))
+    LockoutStore(make_engine(main)).lock("source:203.0.113.7", 2_000_000_000.0)
+    (data_dir / "logs").mkdir()
+    (data_dir / "logs" / "ssh-audit.log").write_text("login user=alice\n")
+    values = settings(hub={"data_dir": str(data_dir)})
+
+    assert upgrade_ssh_storage(values) == 2
+    moved = KeyStore(make_engine(ssh_database_url(values)))
+    assert moved.owner_of(kept.fingerprint) == "alice" and moved.list("alice")[0].id == kept.id
+    assert [k.username for k in moved.list("bob")] == ["bob"]
+    assert LockoutStore(make_engine(ssh_database_url(values))).active(1_900_000_000.0) == {
+        "source:203.0.113.7": 2_000_000_000.0}
+    assert old.list("alice") == [] and old.list("bob") == []  # gone from gpulab's database
+    assert (data_dir / "logs" / "ssh" / "audit.log").read_text() == "login user=alice\n"
+    assert not (data_dir / "logs" / "ssh-audit.log").exists()
+
+    assert upgrade_ssh_storage(values) == 0  # once
+    assert len(moved.list("alice")) == 1
+
+
+def test_an_interrupted_move_is_finished_without_doubling_a_key(tmp_path):
+    main = old_style_database(tmp_path)
+    target = f"sqlite:///{tmp_path / 'ssh.sqlite'}"
+    upgrade(target, MIGRATIONS)
+    key = KeyStore(make_engine(main)).add("alice", parse_public_key(public_key_text()))
+    carry_over(make_engine(main), make_engine(target))
+    # the copy was committed but the originals were not deleted (the upgrade died in between)
+    with make_engine(main).begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO ssh_keys (id, username, fingerprint, algorithm, public_key, comment, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key.id, "alice", key.fingerprint, key.algorithm, key.public_key, key.comment, key.created_at))
+    assert carry_over(make_engine(main), make_engine(target)) == 0
+    assert len(KeyStore(make_engine(target)).list("alice")) == 1
+    assert KeyStore(make_engine(main)).list("alice") == []
+
+
+def test_with_a_shared_database_nothing_moves(tmp_path):
+    values = settings(hub={"data_dir": str(tmp_path)}, database={"url": old_style_database(tmp_path)})
+    KeyStore(make_engine(values["database"]["url"])).add("alice", parse_public_key(public_key_text()))
+    assert upgrade_ssh_storage(values) == 0
+    assert len(KeyStore(make_engine(values["database"]["url"])).list("alice")) == 1
+    assert not (tmp_path / "ssh").exists()
 
 
 def test_public_host_and_servers_url_follow_the_hub_unless_set():
