@@ -9,6 +9,7 @@ which makes bake build the parent first and hand it over without a registry roun
 from __future__ import annotations
 
 import argparse
+import posixpath
 import sys
 from pathlib import Path
 
@@ -51,11 +52,14 @@ def _hcl_string(value: str) -> str:
 def _target(image: CatalogImage) -> str:
     lines = [f"target {_hcl_string(image.id)} {{", '  inherits = ["_common"]']
     if image.parent:
+        # the Dockerfile's path is relative to the context (images/<build>)
+        dockerfile = posixpath.relpath(f"{image.dockerfile_folder}/Dockerfile", image.build)
+        args = [("PARENT_IMAGE", PARENT_CONTEXT), *image.build_args]
         lines += [
             f"  context = {_hcl_string('images/' + image.build)}",
-            '  dockerfile = "Dockerfile"',
+            f"  dockerfile = {_hcl_string(dockerfile)}",
             f"  contexts = {{ {PARENT_CONTEXT} = {_hcl_string('target:' + image.parent)} }}",
-            f"  args = {{ PARENT_IMAGE = {_hcl_string(PARENT_CONTEXT)} }}",
+            "  args = { " + ", ".join(f"{name} = {_hcl_string(value)}" for name, value in args) + " }",
         ]
     else:  # the roots install gpulab itself, so their context is the repository
         lines += ['  context = "."', f"  dockerfile = {_hcl_string('images/' + image.build + '/Dockerfile')}"]

@@ -26,7 +26,8 @@ class Environment:
     parent: str = ""
     frameworks: dict = field(default_factory=dict)
     tools: tuple = ()
-    build: str = ""  # folder under images/ with its Dockerfile
+    build: str = ""  # folder under images/: its build context (and Dockerfile, unless `dockerfile`)
+    dockerfile: str = ""  # folder under images/ with a Dockerfile shared with other images
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,15 @@ class CatalogImage:
     registry: str  # e.g. "ghcr.io/gpulab"
     name: str  # repository under the registry, e.g. "pytorch"
     tag: str
-    build: str  # folder under images/ with its Dockerfile ("" = not built here)
+    build: str  # folder under images/: its build context ("" = not built here)
     parent: str  # id of the catalog image it is built FROM ("" = an external image)
     offered: bool  # an environment users pick, not a build-only image
+    dockerfile: str = ""  # folder under images/ of its Dockerfile ("" = the one in `build`)
+    build_args: tuple[tuple[str, str], ...] = ()  # the catalog's values a shared Dockerfile needs
+
+    @property
+    def dockerfile_folder(self) -> str:
+        return self.dockerfile or self.build
 
     @property
     def reference(self) -> str:
@@ -85,9 +92,17 @@ def parse_images(text: str, source: str = "catalog.yaml") -> list[CatalogImage]:
     sections = [(data.get("build_images", []), False), (data["environments"], True)]
     return [
         CatalogImage(entry["id"], registry, entry["image"], entry["tag"], entry.get("build", ""),
-                     entry.get("parent", ""), offered)
+                     entry.get("parent", ""), offered, entry.get("dockerfile", ""),
+                     shared_dockerfile_args(entry) if entry.get("dockerfile") else ())
         for entries, offered in sections for entry in entries
     ]
+
+
+def shared_dockerfile_args(entry: dict) -> tuple[tuple[str, str], ...]:
+    """What a shared Dockerfile (images/framework) reads from the catalog entry, as build arguments."""
+    return (("ENVIRONMENT_ID", entry["id"]), ("DISPLAY_NAME", entry["display_name"]),
+            ("DESCRIPTION", entry["description"].rstrip(".")), ("CUDA", entry.get("cuda") or ""),
+            ("MIN_DRIVER", entry.get("min_driver") or ""))
 
 
 def _hierarchy_problems(data: dict) -> list[Problem]:

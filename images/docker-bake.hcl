@@ -52,26 +52,26 @@ target "cpu" {
 target "pytorch-cuda12" {
   inherits = ["_common"]
   context = "images/pytorch/cuda12"
-  dockerfile = "Dockerfile"
+  dockerfile = "../../framework/Dockerfile"
   contexts = { parent = "target:cpu" }
-  args = { PARENT_IMAGE = "parent" }
+  args = { PARENT_IMAGE = "parent", ENVIRONMENT_ID = "pytorch-cuda12", DISPLAY_NAME = "PyTorch 2.15 (CUDA 12.6)", DESCRIPTION = "PyTorch 2.15 with CUDA 12.6 and cuDNN, for NVIDIA drivers 560 and newer", CUDA = "12.6", MIN_DRIVER = "560.28.03" }
   tags = tags("pytorch", "cuda12-pytorch-2.15")
 }
 
 target "pytorch-cuda13" {
   inherits = ["_common"]
   context = "images/pytorch/cuda13"
-  dockerfile = "Dockerfile"
+  dockerfile = "../../framework/Dockerfile"
   contexts = { parent = "target:cpu" }
-  args = { PARENT_IMAGE = "parent" }
+  args = { PARENT_IMAGE = "parent", ENVIRONMENT_ID = "pytorch-cuda13", DISPLAY_NAME = "PyTorch 2.15 (CUDA 13.0)", DESCRIPTION = "PyTorch 2.15 with CUDA 13.0 and cuDNN, for NVIDIA drivers 580 and newer", CUDA = "13.0", MIN_DRIVER = "580.65.06" }
   tags = tags("pytorch", "cuda13-pytorch-2.15")
 }
 
 target "tensorflow-cuda12" {
   inherits = ["_common"]
   context = "images/tensorflow/cuda12"
-  dockerfile = "Dockerfile"
+  dockerfile = "../../framework/Dockerfile"
   contexts = { parent = "target:cpu" }
-  args = { PARENT_IMAGE = "parent" }
+  args = { PARENT_IMAGE = "parent", ENVIRONMENT_ID = "tensorflow-cuda12", DISPLAY_NAME = "TensorFlow 2.21 (CUDA 12.5)", DESCRIPTION = "TensorFlow 2.21 and Keras 3 with CUDA 12.5 and cuDNN 9.3, for NVIDIA drivers 555 and newer", CUDA = "12.5", MIN_DRIVER = "555.42.02" }
   tags = tags("tensorflow", "cuda12-tensorflow-2.21")
 }

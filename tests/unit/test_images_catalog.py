@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 import hcl2
 import pytest
 
@@ -104,8 +106,13 @@ def test_the_bake_file_builds_each_image_from_its_parent_target():
         assert f'tags("{image.name}", "{image.tag}")' in str(target["tags"])
         if image.parent:
             assert target["contexts"] == {"parent": f"target:{image.parent}"}
-            assert target["args"] == {"PARENT_IMAGE": "parent"}
+            assert target["args"] == {"PARENT_IMAGE": "parent", **dict(image.build_args)}
             assert target["context"] == f"images/{image.build}"
+            # the Dockerfile's path is relative to the context; a shared one gets the catalog's values
+            assert posixpath.normpath(posixpath.join(target["context"], target["dockerfile"])) == \
+                f"images/{image.dockerfile_folder}/Dockerfile"
+            if image.dockerfile:
+                assert dict(image.build_args)["ENVIRONMENT_ID"] == image.id
             assert order.index(image.parent) < order.index(image.id)
         else:
             assert target["context"] == "." and target["dockerfile"] == f"images/{image.build}/Dockerfile"

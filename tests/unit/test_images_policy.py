@@ -41,7 +41,12 @@ GPU = [e for e in ENVIRONMENTS.values() if e.gpu]
 
 
 def dockerfile(image_id: str) -> Path:
-    return IMAGES / CATALOG[image_id].build / "Dockerfile"
+    return IMAGES / CATALOG[image_id].dockerfile_folder / "Dockerfile"
+
+
+def build_args(image_id: str) -> dict[str, str]:
+    """The catalog's values the build file passes to the image's Dockerfile."""
+    return dict(CATALOG[image_id].build_args)
 
 
 def chain(image_id: str) -> list[str]:
@@ -53,7 +58,7 @@ def chain(image_id: str) -> list[str]:
 
 
 def config(image_id: str) -> dockerfiles.ImageConfig:
-    return dockerfiles.chain_config([dockerfile(i) for i in chain(image_id)])
+    return dockerfiles.chain_config([dockerfile(i) for i in chain(image_id)], build_args(image_id))
 
 
 def requirements(image_id: str) -> tuple[list[str], dict[str, Requirement]]:
@@ -245,7 +250,8 @@ def test_required_labels_exist(image_id):
     own = {}
     for instruction in dockerfiles.read(dockerfile(image_id)):
         if instruction.keyword == "LABEL":
-            own.update(dockerfiles.pairs(instruction.args))
+            own.update({name: dockerfiles.substitute(value, build_args(image_id))
+                        for name, value in dockerfiles.pairs(instruction.args).items()})
     assert not [name for name in OWN_LABELS if name not in own], "inherited from the parent would be wrong"
     assert own["dev.gpulab.image"] == image_id
     if CATALOG[image_id].offered:
