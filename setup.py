@@ -9,6 +9,7 @@ from setuptools import find_packages, setup
 FOLDERS = {
     "hub_config": "gpulab.hub_config",
     "spawner": "gpulab.spawner",
+    "compute": "gpulab.compute",
     "extensions": "gpulab.extensions",
     "db": "gpulab.db",
     "images": "gpulab.images",

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gpulab.compute.ledger import GpuClaim  # noqa: E402
 from gpulab.db import make_engine, make_session_factory  # noqa: E402
-from gpulab.spawner.ledger import GpuClaim  # noqa: E402
 from tests.hub.test_gpu_profiles import prepare_gpu_hub  # noqa: E402
 from tests.support.hub import HubFactory  # noqa: E402
 from tests.support.sessions import signed_in_user  # noqa: E402

@@ -1,6 +1,6 @@
 """Alembic migrations, one branch per feature.
 
-Each feature keeps its revisions beside its code (e.g. `gpulab.spawner.migrations`) with
+Each feature keeps its revisions beside its code (e.g. `gpulab.compute.migrations`) with
 `branch_labels = ("<feature>",)` and its own base, and adds its package below. Start-up
 upgrades every branch to its head, so features add tables without touching each other.
 """
@@ -18,7 +18,7 @@ from .core import make_engine
 # Packages holding revision files, one per feature.
 VERSION_PACKAGES: list[str] = [
     "gpulab.db.migrations.versions",
-    "gpulab.spawner.migrations",
+    "gpulab.compute.migrations",
     "gpulab.extensions.scheduler.migrations",
     "gpulab.extensions.ssh.migrations",
     "gpulab.extensions.projects.migrations",

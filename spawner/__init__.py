@@ -1,1 +1,1 @@
-"""User servers: profiles, GPU inventory and allocation, and the backends that start them."""
+"""User servers: the spawn form, the local and Kubernetes backends that start them, pod manifests."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gpulab.compute.profiles import parse_size
 from gpulab.hub_config.settings import ConfigError, Problem
 from gpulab.images.catalog import load_catalog
-
-from .profiles import parse_size
 
 
 def check_settings(values: dict) -> list[Problem]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-from .limits import Limits
+from gpulab.compute.limits import Limits
+
 from .local import LocalSpawner, singleuser_bin_dir
 from .profile_spawner import ProfileSpawnerMixin
 

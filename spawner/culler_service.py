@@ -14,14 +14,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from gpulab.compute.inventory import load_inventory
+from gpulab.compute.ledger import Ledger
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import configure_logging, service_settings
 from gpulab.hub_config.client import ClientError, HubClient
 
 from .culling import Decision, GpuHistory, ServerView, decide
-from .inventory import load_inventory
-from .ledger import Ledger
 
 PAGE = 200
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from gpulab.compute.profiles import ChoiceError, Profile
 from gpulab.images.catalog import Environment
 
 from .cuda import incompatibility
-from .profiles import ChoiceError, Profile
 
 
 @dataclass(frozen=True)

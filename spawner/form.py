@@ -8,9 +8,10 @@ from importlib import resources
 
 from jinja2 import Environment as Jinja, FileSystemLoader, select_autoescape
 
-from .availability import Availability
+from gpulab.compute.availability import Availability
+from gpulab.compute.profiles import Profile
+
 from .environments import EnvironmentOption
-from .profiles import Profile
 
 
 @dataclass(frozen=True)

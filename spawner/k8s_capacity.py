@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .availability import Availability
-from .manifests import DRIVER_MAJOR_LABEL, DRIVER_MINOR_LABEL, DRIVER_REV_LABEL, PRODUCT_LABEL, gpu_resource
-from .profiles import Profile
+from gpulab.compute.availability import Availability
+from gpulab.compute.profiles import Profile
 
-USER_LABEL = "hub.jupyter.org/username"
+from .manifests import DRIVER_MAJOR_LABEL, DRIVER_MINOR_LABEL, DRIVER_REV_LABEL, PRODUCT_LABEL, gpu_resource
+
+USER_LABEL = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's)
+OWNER_ANNOTATION = "gpulab.dev/owner"  # on a scheduled run's pod
 FINISHED = ("Succeeded", "Failed")
 
 
@@ -115,11 +117,17 @@ def cluster_availability(profile: Profile, nodes: list[dict], pods: list[dict]) 
     return Availability(free, total, label, largest >= profile.gpu.count)
 
 
+def pod_owner(pod: dict) -> str | None:
+    """The hub user a server's or a scheduled run's pod belongs to."""
+    meta = pod.get("metadata", {})
+    return (meta.get("labels") or {}).get(USER_LABEL) or (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+
+
 def gpus_by_user(pods: list[dict]) -> dict[str, int]:
-    """GPUs (whole and MIG) held by each hub user's active pods."""
+    """GPUs (whole and MIG) held by each hub user's active pods, servers and runs alike."""
     held: dict[str, int] = {}
     for pod in pods:
-        user = pod.get("metadata", {}).get("labels", {}).get(USER_LABEL)
+        user = pod_owner(pod)
         if not user or not active(pod):
             continue
         for container in pod.get("spec", {}).get("containers", []):

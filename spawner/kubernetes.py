@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
-from tornado import web
 
-from .availability import Availability
+from gpulab.compute.availability import Availability
+from gpulab.compute.claims import ClusterPool, Pool
+from gpulab.compute.profiles import Profile
+
 from .k8s_capacity import best_driver, cluster_availability, gpus_by_user
 from .k8s_watch import ResourceWatch
 from .manifests import PRODUCT_LABEL, apply_changes, pod_changes
-from .profile_spawner import FULL, OVER_QUOTA, GpuSnapshot, ProfileSpawnerMixin, SpawnPlan
-from .profiles import Profile
+from .profile_spawner import GpuSnapshot, ProfileSpawnerMixin, SpawnPlan
 from .progress import ProgressMixin
 
 FIRST_LOAD_SECONDS = 30
@@ -86,15 +87,11 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         """gpulab resolves `profile` and `environment` itself (plan_spawn); KubeSpawner's
         profile_list handling would reject them and, worse, write overrides onto the spawner."""
 
-    async def reserve_gpus(self, plan: SpawnPlan) -> None:
-        """No ledger here: the scheduler allocates. Refuse now if no node can take the pod."""
+    async def gpu_pool(self) -> Pool:
+        """No ledger here: the cluster's scheduler allocates. Quotas count what pods hold, and a
+        spawn no node can take is refused now instead of left Pending."""
         snapshot = (await self.cluster()).snapshot()
-        problem = self._quota_problem(self._standing(), snapshot.held_by_owner, plan.profile.gpu.count)
-        if problem:
-            raise web.HTTPError(OVER_QUOTA, f"Cannot start {plan.profile.display_name}: {problem}")
-        live = snapshot.availability(plan.profile)
-        if not live.enough:
-            raise web.HTTPError(FULL, f"Cannot start {plan.profile.display_name}: full: {live.label}")
+        return ClusterPool(lambda: snapshot.held_by_owner, snapshot.availability)
 
     def _expand_env(self, env):
         """No "{username}" templating of environment values: gpulab's are literal, some are JSON

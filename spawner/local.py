@@ -18,10 +18,11 @@ import psutil
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Integer, Unicode
 
+from gpulab.compute.limits import Limits, detect_limiter, join
+from gpulab.compute.processes import same_process, start_ticks
+
 from .accounts import AccountError, account_name, ensure_account, home_of
 from .errors import SpawnError
-from .limits import Limits, detect_limiter, join
-from .processes import same_process, start_ticks
 from .progress import ProgressMixin
 from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 

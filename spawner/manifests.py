@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gpulab.compute.profiles import Profile
+
 from .cuda import minimum_driver, version_tuple
-from .profiles import Profile
 
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"

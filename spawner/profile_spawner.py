@@ -1,10 +1,11 @@
 """The GPU-profile logic every backend shares, written once.
 
 A spawn: resolve the user's choice of profile and environment (400 unknown, 403 not
-theirs, no silent fallback), check quotas, reserve GPUs (the backend decides how: the
-ledger locally, the Kubernetes scheduler in a cluster), then let the backend start the
-server with a plan built fresh for this spawn. Nothing about a profile is written onto
-the spawner's configuration, so nothing leaks into the next spawn.
+theirs, no silent fallback), claim its compute through `gpulab.compute.claims.claim`
+(quotas, then GPUs from the backend's pool: the ledger locally, the Kubernetes scheduler in
+a cluster), then let the backend start the server with a plan built fresh for this spawn.
+Nothing about a profile is written onto the spawner's configuration, so nothing leaks into
+the next spawn.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Any, Dict, List, Unicode, default
 
+from gpulab.compute.availability import Availability, profile_availability
+from gpulab.compute.claims import OverQuota, Pool, Purpose, Refused, Standing, claim, quota_reason
+from gpulab.compute.inventory import CachedInventory, Device, load_inventory
+from gpulab.compute.ledger import Ledger, LocalPool, gpus_by_owner
+from gpulab.compute.limits import Limits, profile_limits
+from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, unknown_options, visible_profiles
 from gpulab.db import make_engine, make_session_factory
 from gpulab.images.catalog import Environment, load_catalog
 
-from .availability import Availability, profile_availability
 from .environments import offered, options_for, resolve_environment
 from .form import options_from_form, profile_cards, render_form
-from .inventory import CachedInventory, Device, load_inventory
-from .ledger import Claim, ClaimRefused, Ledger, gpus_by_owner
-from .limits import Limits
-from .profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, unknown_options, visible_profiles
-from .quotas import Usage, quota_problem
 from .refusals import forget_refused_spawn, is_refusal
 
 FULL = 409  # the profile exists and is allowed, but its GPUs are all in use
@@ -44,8 +45,7 @@ class SpawnPlan:
 
     @property
     def limits(self) -> Limits:
-        p = self.profile
-        return Limits(p.cpu_limit, p.cpu_guarantee, p.memory_limit, p.memory_guarantee)
+        return profile_limits(self.profile)
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,6 @@ class GpuSnapshot:
 
 
 NO_GPUS = GpuSnapshot([], set(), {})
-
-
-@dataclass(frozen=True)
-class Standing:
-    """What a user already uses, read from the hub before a claim (the hub's DB is not thread-safe)."""
-
-    groups: tuple[str, ...]
-    servers: int
-    group_members: dict[str, tuple[str, ...]]
-    group_servers: dict[str, int]
 
 
 _shared: dict[tuple, object] = {}  # per hub process: parsed catalog, inventory, ledger
@@ -108,7 +98,7 @@ class ProfileSpawnerMixin(Spawner):
     ).tag(config=True)
 
     inventory_class = Unicode(
-        "gpulab.spawner.inventory:NvmlInventory",
+        "gpulab.compute.inventory:NvmlInventory",
         help="""Where the local GPU inventory comes from, as "module:Class". Default the NVML reader.""",
     ).tag(config=True)
 
@@ -189,7 +179,8 @@ class ProfileSpawnerMixin(Spawner):
         return [g.name for g in self.user.groups]
 
     def _standing(self) -> Standing:
-        groups = tuple(self._user_groups())
+        """Read from the hub in the event loop, before a claim (the hub's database is not thread-safe)."""
+        groups = self._user_groups()
         servers = sum(1 for s in self.user.spawners.values() if s is not self and s.active)
         budgeted = [g for g in groups if g in self.quotas["groups"]]
         members, group_servers = {}, {}
@@ -199,13 +190,11 @@ class ProfileSpawnerMixin(Spawner):
             members[name] = tuple(u.name for u in group.users) if group else ()
             group_servers[name] = (db.query(orm.Spawner).join(orm.User).filter(orm.User.groups.any(name=name))
                                    .filter(orm.Spawner.server_id.isnot(None)).count())
-        return Standing(groups, servers, members, group_servers)
+        return Standing(servers, members, group_servers)
 
-    def _quota_problem(self, standing: Standing, held: dict[str, int], gpus: int) -> str | None:
-        group_usage = {g: Usage(sum(held.get(m, 0) for m in members), standing.group_servers[g])
-                       for g, members in standing.group_members.items()}
-        return quota_problem(self.quotas, self.user.name, standing.groups, gpus, 1,
-                             Usage(held.get(self.user.name, 0), standing.servers), group_usage)
+    @property
+    def purpose(self) -> Purpose:
+        return Purpose.server(self.user.name, self.name)
 
     # ------------------------------------------------------------ the spawn form
 
@@ -226,13 +215,14 @@ class ProfileSpawnerMixin(Spawner):
     async def render_options_form(self) -> str:
         profiles = visible_profiles(self.profiles, self.user.name, self._user_groups(), self.user.admin)
         snapshot = await self.gpu_snapshot() if any(p.uses_gpu for p in profiles) else NO_GPUS
-        standing = self._standing()
+        standing, groups = self._standing(), self._user_groups()
         environments = {p.id: options_for(p, self.environments, self.gpu_driver(p), self.python_exists())
                         for p in profiles}
         availability = {p.id: snapshot.availability(p) for p in profiles}
-        quota_reason = {p.id: self._quota_problem(standing, snapshot.held_by_owner, p.gpu.count) for p in profiles}
+        over_quota = {p.id: quota_reason(self.quotas, self.user.name, groups, self.purpose, p.gpu.count, standing,
+                                         snapshot.held_by_owner) for p in profiles}
         previous = (self.orm_spawner.user_options or {}).get("profile") if self.orm_spawner else None
-        cards = profile_cards(profiles, availability, quota_reason, environments, previous)
+        cards = profile_cards(profiles, availability, over_quota, environments, previous)
         return render_form(cards, self.environment_settings.get("default", ""))
 
     # ------------------------------------------------------------ the spawn
@@ -268,38 +258,35 @@ class ProfileSpawnerMixin(Spawner):
         return result
 
     async def admit(self, options: dict) -> SpawnPlan:
-        """Resolve the choice, check quotas and claim GPUs; a 4xx when the spawn is refused."""
+        """Resolve the choice and claim its compute (quotas, GPUs); a 4xx when the spawn is refused."""
         plan = self.plan_spawn(options)
         self._plan = plan
         self.profile_id, self.environment_id = plan.profile.id, plan.environment.id
         self.claim_id, self.devices = "", []
+        pool = None
         if plan.profile.uses_gpu:
             self.emit_progress(5, f"Allocating {plan.profile.gpu.describe()}")
-            await self.reserve_gpus(plan)
-        else:
-            problem = self._quota_problem(self._standing(), {}, 0)
-            if problem:
-                raise web.HTTPError(OVER_QUOTA, problem)
+            pool = await self.gpu_pool()
+        standing = self._standing()
+        try:
+            claimed = await asyncio.to_thread(claim, self.user.name, self._user_groups(), self.purpose, plan.profile,
+                                              quotas=self.quotas, standing=standing, pool=pool)
+        except Refused as refused:
+            status = OVER_QUOTA if isinstance(refused, OverQuota) else FULL
+            # A GPU refusal names the profile; a CPU spawn's quota message stands alone.
+            message = f"Cannot start {plan.profile.display_name}: {refused.message}" if plan.profile.uses_gpu else refused.message
+            raise web.HTTPError(status, message) from None
+        if claimed is not None and claimed.claim_id:
+            self.claim_id, self.devices = claimed.claim_id, list(claimed.devices)
+            self.emit_progress(8, f"Allocated {', '.join(self.devices)}")
         return plan
 
-    async def reserve_gpus(self, plan: SpawnPlan) -> None:
-        """Claim devices in the ledger (the local way); raise 409/403 with the reason if refused."""
+    async def gpu_pool(self) -> Pool:
+        """Where this backend's GPUs come from (locally: the ledger over this machine's devices)."""
         if self.ledger is None:
             raise web.HTTPError(500, "GPU profiles need gpulab's database (database_url is not set)")
-        standing = self._standing()
-
-        def check(claims) -> str | None:
-            return self._quota_problem(standing, gpus_by_owner(claims), plan.profile.gpu.count)
-
-        try:
-            claim: Claim = await asyncio.to_thread(
-                self.ledger.claim, self.user.name, f"server:{self.user.name}/{self.name}", plan.profile.gpu,
-                self.gpu_devices(), check)
-        except ClaimRefused as refused:
-            status = OVER_QUOTA if refused.message.startswith("over quota") else FULL
-            raise web.HTTPError(status, f"Cannot start {plan.profile.display_name}: {refused.message}") from None
-        self.claim_id, self.devices = claim.claim_id, list(claim.devices)
-        self.emit_progress(8, f"Allocated {', '.join(self.devices)}")
+        devices = self.gpu_devices()  # read now, in the event loop, as before the claim
+        return LocalPool(self.ledger, lambda: devices)
 
     def holder_started(self) -> None:
         """Tie the claim to the server's process, so it ends with it even if the hub is down."""

@@ -19,11 +19,11 @@ from typing import Callable, Protocol
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
 from gpulab.extensions.projects.membership import can
 from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
 from gpulab.images.catalog import load_catalog
 from gpulab.spawner.environments import offered, options_for, resolve_environment
-from gpulab.spawner.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
 
 from . import cron, webhooks
 from .models import ACTIVE_STATES, FINAL_STATES, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule

@@ -3,9 +3,10 @@
 Exactly one run per slot, even across restarts and several scheduler processes: a run is
 keyed by (schedule, slot, attempt) in the database, and creating the slot's run and moving
 the schedule's last slot happen in one transaction. A run moves QUEUED -> RUNNING with a
-conditional update, so two processes cannot both start it. GPU runs claim devices from
-the same ledger as interactive servers, and wait in the queue, with the reason, until
-devices are free.
+conditional update, so two processes cannot both start it. GPU runs claim compute as
+interactive servers do (gpulab.compute.claims.claim, from the executor's pool: the same
+ledger locally, the cluster on Kubernetes), and wait in the queue, with the reason, while
+devices are busy or the owner is over quota.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ from typing import Awaitable, Callable
 
 from sqlalchemy import select, update
 
-from gpulab.spawner.ledger import ClaimRefused, Ledger, gpus_by_owner
-from gpulab.spawner.limits import Limits
-from gpulab.spawner.quotas import Usage, quota_problem
+from gpulab.compute.claims import Claim, Purpose, Refused, Standing, claim
 
 from . import cron
 from .core import SchedulerCore, aware, committed, retry_delay, token_digest
-from .executors.local import Launch
+from .executors.protocol import Executor, RunRequest
 from .models import (
     COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, STOPPING, TIMED_OUT, WAITING, Run, Schedule,
 )
@@ -41,12 +40,10 @@ async def _no_extra_env(schedule: Schedule) -> dict:
 
 
 class Dispatcher:
-    def __init__(self, core: SchedulerCore, executor, ledger: Ledger | None, devices: Callable[[], list],
-                 notifier, log, runner_url: str, extra_env: Callable[[Schedule], Awaitable[dict]] | None = None):
+    def __init__(self, core: SchedulerCore, executor: Executor, notifier, log, runner_url: str,
+                 extra_env: Callable[[Schedule], Awaitable[dict]] | None = None):
         self.core = core
         self.executor = executor
-        self.ledger = ledger
-        self.devices = devices
         self.notifier = notifier
         self.log = log
         self.runner_url = runner_url.rstrip("/") + "/"
@@ -177,14 +174,15 @@ class Dispatcher:
         with self.core.sessions() as session:
             running = [(r.id, r.status, r.executor_ref, aware(r.started_at), r.outcome)
                        for r in session.scalars(select(Run).where(Run.status.in_((RUNNING, STOPPING))))]
-        for run_id, status, ref, started, outcome in running:
+        for run_id, status, text, started, outcome in running:
+            ref = self.executor.parse_ref(text) if text else None
             schedule = self._schedule_of(run_id)
             if status == STOPPING:
-                if ref:
+                if ref is not None:
                     await asyncio.to_thread(self.executor.stop, ref)
                 self.finish(run_id, STOPPED, None)
                 continue
-            if not ref:  # a scheduler stopped between marking it RUNNING and launching the runner
+            if ref is None:  # a scheduler stopped between marking it RUNNING and launching the runner
                 if started and now - started > timedelta(seconds=LAUNCH_GRACE_SECONDS):
                     self.finish(run_id, FAILED, "the scheduler stopped while starting the runner")
                 continue
@@ -254,8 +252,8 @@ class Dispatcher:
                                             parameters=run.parameters, not_before=now + retry_delay(schedule))
                 run.message = (run.message + f"; retry {run.attempt} of {schedule.max_retries} queued").lstrip("; ")
             summary = self.core.run_out(session, run)
-        if claim_id and self.ledger is not None:
-            self.ledger.release(claim_id)
+        if claim_id:
+            self.executor.pool.release(claim_id)
         self.executor.cleanup(run_id)
         self.log.info("run %s of %s: %s %s", run_id, summary.schedule_name, status, summary.message)
         self.notifier.send("success" if status == COMPLETED else "failure", schedule, summary)
@@ -296,24 +294,19 @@ class Dispatcher:
             return f"waiting: {owner} has {mine} runs executing (scheduler.max_runs_per_user)"
         return None
 
-    def _claim(self, run_id: str, owner: str, schedule: Schedule):
+    def _claim(self, run_id: str, owner: str, schedule: Schedule) -> tuple[Claim | None, str | None]:
+        """(the run's GPU claim, None) or (None, why it waits)."""
         profile = self.core.profile(schedule.profile)
         if not profile.uses_gpu:
-            return None, None
-        if self.ledger is None:
-            return None, None  # on Kubernetes the scheduler allocates the Job's GPUs
+            return None, None  # a run is not a server: without GPUs no quota applies (no hub look-up needed)
         who = self.core.directory.who(owner)
         quotas = self.core.settings["quotas"]
-        members = {g: self.core.directory.members(g) for g in who.groups if g in quotas["groups"]}
-
-        def quota(claims) -> str | None:
-            held = gpus_by_owner(claims)
-            usage = {g: Usage(sum(held.get(m, 0) for m in names), 0) for g, names in members.items()}
-            return quota_problem(quotas, owner, who.groups, profile.gpu.count, 0, Usage(held.get(owner, 0), 0), usage)
-
+        standing = Standing(group_members={g: self.core.directory.members(g) for g in who.groups
+                                           if g in quotas["groups"]})
         try:
-            return self.ledger.claim(owner, f"run:{run_id}", profile.gpu, self.devices(), quota), None
-        except ClaimRefused as refused:
+            return claim(owner, who.groups, Purpose.run(run_id), profile, quotas=quotas, standing=standing,
+                         pool=self.executor.pool), None
+        except Refused as refused:
             return None, f"waiting for {profile.gpu.describe()}: {refused.message}"
 
     def _wait(self, run_id: str, reason: str) -> None:
@@ -321,7 +314,7 @@ class Dispatcher:
             session.execute(update(Run).where(Run.id == run_id, Run.status.in_((QUEUED, WAITING)))
                             .values(status=WAITING, message=reason))
 
-    async def _start(self, run_id: str, schedule: Schedule, claim, slot: datetime | None) -> bool:
+    async def _start(self, run_id: str, schedule: Schedule, claim: Claim | None, slot: datetime | None) -> bool:
         token = secrets.token_urlsafe(32)
         devices = list(claim.devices) if claim else []
         # Launched up to prewarm_seconds early so the kernel is warm; the runner holds the first
@@ -332,28 +325,23 @@ class Dispatcher:
                 status=RUNNING, message="", started_at=started, token_hash=token_digest(token),
                 claim_id=claim.claim_id if claim else "", devices=devices)).rowcount
         if not moved:  # another scheduler process started it, or it was stopped meanwhile
-            if claim and self.ledger is not None:
-                self.ledger.release(claim.claim_id)
+            if claim and claim.claim_id:
+                self.executor.pool.release(claim.claim_id)
             return False
         env = {"GPULAB_RUN_URL": f"{self.runner_url}{run_id}/", "GPULAB_RUN_TOKEN": token,
                # how long the runner keeps trying to reach the scheduler (a restart of the hub or of it)
                "GPULAB_RUN_DELIVER_SECONDS": str(schedule.timeout_seconds + DELIVERY_GRACE_SECONDS),
-               "CUDA_VISIBLE_DEVICES": ",".join(devices), **await self.extra_env(schedule)}
+               **await self.extra_env(schedule)}
         environment = next(e for e in self.core.environments if e.id == schedule.environment)
-        profile = self.core.profile(schedule.profile)
-        launch = Launch(run_id, schedule.owner, environment.local_python, env,
-                        Limits(profile.cpu_limit, profile.cpu_guarantee, profile.memory_limit, profile.memory_guarantee),
-                        self.core.storage.path(run_id, "log.txt"), profile, environment, schedule.timeout_seconds)
+        request = RunRequest(run_id, schedule.owner, self.core.profile(schedule.profile), environment, env, claim,
+                             self.core.storage.path(run_id, "log.txt"), schedule.timeout_seconds)
         try:
-            ref = await self.executor.start(launch)
+            ref = await self.executor.start(request)
         except Exception as error:  # the run fails with the reason; the scheduler goes on
             self.log.exception("could not start run %s", run_id)
             self.finish(run_id, FAILED, f"could not start: {error}")
             return False
         with self.core.sessions.begin() as session:
-            session.execute(update(Run).where(Run.id == run_id).values(executor_ref=ref))
-        if claim and self.ledger is not None:
-            pid, _, ticks = ref.partition(":")
-            self.ledger.attach(claim.claim_id, int(pid), int(ticks) if ticks.isdigit() else None)
+            session.execute(update(Run).where(Run.id == run_id).values(executor_ref=str(ref)))
         self.log.info("run %s of %s started as %s (%s)", run_id, schedule.name, schedule.owner, ref)
         return True

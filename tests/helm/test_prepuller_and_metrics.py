@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gpulab.compute.profiles import profiles_from_settings
 from gpulab.spawner.manifests import GPU_TOLERATION, PRODUCT_LABEL, matching_products, pod_changes
-from gpulab.spawner.profiles import profiles_from_settings
 from tests.support.helm import render
 
 HERE = Path(__file__).resolve().parent

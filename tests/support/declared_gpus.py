@@ -12,7 +12,7 @@ import json
 import secrets
 from pathlib import Path
 
-from gpulab.spawner.inventory import Device
+from gpulab.compute.inventory import Device
 
 
 class DeclaredInventory:

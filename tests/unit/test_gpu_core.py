@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gpulab.hub_config.settings import complete
-from gpulab.images.catalog import Environment
-from gpulab.spawner.availability import choose_devices, fits, profile_availability
-from gpulab.spawner.checks import check_settings
-from gpulab.spawner.cuda import TOOLKIT_DRIVER, incompatibility, minimum_driver
-from gpulab.spawner.environments import EnvironmentOption, offered, options_for, resolve_environment
-from gpulab.spawner.inventory import Device
-from gpulab.spawner.profiles import (
+from gpulab.compute.availability import choose_devices, fits, profile_availability
+from gpulab.compute.inventory import Device
+from gpulab.compute.profiles import (
     ChoiceError,
     GpuRequest,
     Profile,
@@ -22,7 +17,12 @@ from gpulab.spawner.profiles import (
     resolve_profile,
     visible_profiles,
 )
-from gpulab.spawner.quotas import Usage, quota_problem
+from gpulab.compute.quotas import Usage, quota_problem
+from gpulab.hub_config.settings import complete
+from gpulab.images.catalog import Environment
+from gpulab.spawner.checks import check_settings
+from gpulab.spawner.cuda import TOOLKIT_DRIVER, incompatibility, minimum_driver
+from gpulab.spawner.environments import EnvironmentOption, offered, options_for, resolve_environment
 
 A100 = "NVIDIA A100-SXM4-80GB"
 DRIVER = "570.86.15"

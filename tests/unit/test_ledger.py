@@ -10,12 +10,13 @@ from datetime import datetime, timezone
 
 import pytest
 
+from gpulab.compute.claims import DevicesBusy, OverQuota
+from gpulab.compute.inventory import Device
+from gpulab.compute.ledger import UNATTACHED_GRACE_SECONDS, Ledger
+from gpulab.compute.processes import start_ticks
+from gpulab.compute.profiles import GpuRequest
 from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
-from gpulab.spawner.inventory import Device
-from gpulab.spawner.processes import start_ticks
-from gpulab.spawner.ledger import UNATTACHED_GRACE_SECONDS, ClaimRefused, Ledger, gpus_by_owner
-from gpulab.spawner.profiles import GpuRequest
 
 DEVICES = [Device(f"GPU-{i}", "NVIDIA A100", 81920, "570.86.15", str(i)) for i in range(4)]
 
@@ -35,7 +36,7 @@ def test_claims_are_exclusive_and_released(url):
     ledger = ledger_for(url)
     first = ledger.claim("alice", "server:alice/", GpuRequest(3), DEVICES)
     assert first.devices == ("GPU-0", "GPU-1", "GPU-2")
-    with pytest.raises(ClaimRefused, match="not enough free devices for 2 × GPU"):
+    with pytest.raises(DevicesBusy, match="not enough free devices for 2 × GPU"):
         ledger.claim("bob", "server:bob/", GpuRequest(2), DEVICES)
     ledger.release(first.claim_id)
     assert ledger.claim("bob", "server:bob/", GpuRequest(2), DEVICES).devices == ("GPU-0", "GPU-1")
@@ -50,7 +51,7 @@ def test_many_processes_racing_for_the_last_gpu_give_exactly_one_winner(url):
         barrier.wait()
         try:
             results.append(("won", ledger.claim(f"user{n}", f"server:user{n}/", GpuRequest(1), DEVICES).devices))
-        except ClaimRefused as refused:
+        except DevicesBusy as refused:
             results.append(("lost", refused.message))
 
     threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
@@ -68,7 +69,7 @@ def test_claims_of_processes_that_died_are_dropped(url):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     claim = ledger.claim("alice", "server:alice/", GpuRequest(4), DEVICES)
     ledger.attach(claim.claim_id, holder.pid, start_ticks(holder.pid))
-    with pytest.raises(ClaimRefused):
+    with pytest.raises(DevicesBusy):
         ledger.claim("bob", "server:bob/", GpuRequest(1), DEVICES)
     holder.kill()
     holder.wait()
@@ -96,12 +97,13 @@ def test_the_quota_sees_live_claims_and_can_refuse(url):
     ledger = ledger_for(url)
     ledger.claim("alice", "run:7", GpuRequest(2), DEVICES)
 
-    def at_most_two(claims):
-        held = gpus_by_owner(claims).get("alice", 0)
-        return f"alice holds {held} of 2 GPUs" if held + 1 > 2 else None
+    def at_most_two(held_by_owner):
+        held = held_by_owner.get("alice", 0)
+        if held + 1 > 2:
+            raise OverQuota(f"alice holds {held} of 2 GPUs")
 
-    with pytest.raises(ClaimRefused, match="alice holds 2 of 2 GPUs"):
-        ledger.claim("alice", "server:alice/", GpuRequest(1), DEVICES, quota=at_most_two)
+    with pytest.raises(OverQuota, match="alice holds 2 of 2 GPUs"):
+        ledger.claim("alice", "server:alice/", GpuRequest(1), DEVICES, check=at_most_two)
     assert len(ledger.live_claims()) == 2
 
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from gpulab.spawner.limits import Limits, detect_limiter, join, v1_files, v2_files
+from gpulab.compute.limits import Limits, detect_limiter, join, v1_files, v2_files
 
 
 def test_v1_files():

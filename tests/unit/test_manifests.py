@@ -95,5 +95,7 @@ def test_cluster_availability_needs_enough_gpus_on_one_node():
 
 def test_gpus_held_by_user_and_best_driver():
     assert gpus_by_user([pod("a", 2), pod("a", 1, user="bob"), pod("b", 4, phase="Failed")]) == {"alice": 2, "bob": 1}
+    run = {**pod("b", 2, phase="Pending"), "metadata": {"annotations": {"gpulab.dev/owner": "bob"}}}  # a scheduled run's
+    assert gpus_by_user([pod("a", 1, user="bob"), run]) == {"bob": 3}
     nodes = [node("a", 4, driver=("535", "104", "05")), node("b", 4, driver=("570", "86", "15"))]
     assert best_driver(GPU2_P, nodes, []) == "570.86.15"

@@ -21,6 +21,8 @@ import psutil
 import pytest
 from sqlalchemy import select, update
 
+from gpulab.compute.ledger import Ledger, LocalPool
+from gpulab.compute.processes import ProcessRef, start_ticks
 from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.scheduler.core import RunStorage, SchedulerCore, Who
@@ -30,7 +32,6 @@ from gpulab.extensions.scheduler.models import RUNNING, Run
 from gpulab.extensions.scheduler.runner import Reporter
 from gpulab.extensions.scheduler.schemas import CreateRun
 from gpulab.hub_config.settings import complete
-from gpulab.spawner.processes import start_ticks
 from tests.support.hub import wait_for
 from tests.unit.test_scheduler_triggers import T0, Clock, FixedDirectory
 
@@ -49,7 +50,8 @@ def dispatcher(tmp_path) -> Dispatcher:
     core = SchedulerCore(make_session_factory(make_engine(url)), settings, FixedDirectory(),
                          RunStorage(tmp_path / "runs"), clock=Clock())
     log = logging.getLogger("test")
-    return Dispatcher(core, LocalExecutor(settings, log), None, list, Quiet(), log, "http://127.0.0.1:1/runner/")
+    executor = LocalExecutor(settings, log, LocalPool(Ledger(core.sessions), list))
+    return Dispatcher(core, executor, Quiet(), log, "http://127.0.0.1:1/runner/")
 
 
 def running_run(dispatcher: Dispatcher, ref: str, max_retries: int = 1) -> str:
@@ -130,7 +132,7 @@ async def test_a_restarted_scheduler_lets_a_late_runner_hand_over_before_timing_
 def test_a_zombie_runner_has_ended(dispatcher):
     """Under a pid 1 that never reaps (containers), a runner whose scheduler died stays a zombie."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])  # not waited for: a zombie once it ends
-    ref = f"{process.pid}:{start_ticks(process.pid)}"
+    ref = ProcessRef.of(process.pid)
     try:
         wait_for(lambda: psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE, 30, "the zombie")
         assert dispatcher.executor.exit_code(ref) == -1

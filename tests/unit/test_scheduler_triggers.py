@@ -59,8 +59,7 @@ def scheduler(url, clock, tmp_path, policy="run_once") -> Dispatcher:
     """One scheduler process: its own engine, core and dispatcher over the shared database."""
     core = SchedulerCore(make_session_factory(make_engine(url)), scheduler_settings(policy), FixedDirectory(),
                          RunStorage(tmp_path / "runs"), clock=clock)
-    return Dispatcher(core, executor=None, ledger=None, devices=list, notifier=None, log=logging.getLogger("test"),
-                      runner_url="http://127.0.0.1/runner/")
+    return Dispatcher(core, executor=None, notifier=None, log=logging.getLogger("test"), runner_url="http://127.0.0.1/runner/")
 
 
 def every_minute(dispatcher: Dispatcher) -> str:

@@ -1,1 +1,1 @@
-"""Where runs execute: local processes, or Kubernetes Jobs. Both start the same runner program."""
+"""Where runs execute: local processes, or Kubernetes Jobs, behind protocol.Executor. Both start the same runner program."""

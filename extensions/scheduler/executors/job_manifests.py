@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from kubespawner.slugs import safe_slug
 
+from gpulab.compute.profiles import Profile
 from gpulab.extensions.projects.storage.kubernetes import project_volumes
+from gpulab.spawner.k8s_capacity import OWNER_ANNOTATION
 from gpulab.spawner.manifests import pod_changes
-from gpulab.spawner.profiles import Profile
 
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
 RUN_LABEL = "gpulab.dev/run"
@@ -121,12 +122,12 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(request.run_id), "namespace": request.namespace, "labels": pod_labels,
-                     "annotations": {"gpulab.dev/owner": request.owner}},
+                     "annotations": {OWNER_ANNOTATION: request.owner}},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": request.timeout_seconds + DEADLINE_MARGIN_SECONDS,
             "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
-            "template": {"metadata": {"labels": pod_labels, "annotations": {"gpulab.dev/owner": request.owner}},
+            "template": {"metadata": {"labels": pod_labels, "annotations": {OWNER_ANNOTATION: request.owner}},
                          "spec": pod_spec},
         },
     }

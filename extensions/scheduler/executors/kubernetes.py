@@ -1,6 +1,9 @@
 """Runs as Kubernetes Jobs (spawner.backend: kubernetes), one per run, built by job_manifests.
 
-The executor keeps the dispatcher's interface (start, exit_code, stop, cleanup). A poll of
+The executor implements protocol.Executor; its plan is job_manifests.JobRequest and its
+reference the Job's name. The cluster's scheduler allocates GPUs; quotas count the GPUs the
+owner's pods hold in any namespace (a watch), and those of Jobs just created whose pod is
+not there yet, so two runs started in one tick cannot both slip under a quota. A poll of
 the scheduler's Jobs (by label, so a restarted scheduler finds the ones it started) keeps
 their state, so `exit_code` answers from memory; `stop` and `cleanup` may be called from
 other threads and hand their API calls to the event loop. When a Job ends, its pod's log
@@ -11,24 +14,55 @@ a runner that dies before reporting (a broken image, a crash) still leaves its r
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.clients import load_config, shared_client
 
+from gpulab.compute.claims import ClusterPool, Refused
 from gpulab.spawner.cuda import version_tuple
-from gpulab.spawner.k8s_capacity import node_driver
+from gpulab.spawner.k8s_capacity import gpus_by_user, node_driver
+from gpulab.spawner.k8s_watch import ResourceWatch
 
 from .job_manifests import (
     COMPONENT_LABELS, RUN_LABEL, JobRequest, exit_code, job_name, run_job, run_secret, secret_name, split_credentials,
 )
-from .local import Launch
+from .protocol import RunRequest
 
 POLL_SECONDS = 1.0
 SELECTOR = ",".join(f"{k}={v}" for k, v in COMPONENT_LABELS.items())
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 LOG_LIMIT_BYTES = 10 * 1024 * 1024  # a huge log keeps its first 10 MiB, not the scheduler's memory
+PODS_FIRST_LOAD_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A run's Job; stored as its name."""
+
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> "JobRef":
+        return cls(text)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def job_plan(request: RunRequest, namespace: str, project_roles: dict) -> tuple[JobRequest, dict]:
+    """The Job's request and the credentials for its Secret (pure). No CUDA_VISIBLE_DEVICES: the
+    device plugin decides which GPUs a pod sees."""
+    env, credentials = split_credentials(request.env)
+    environment = request.environment
+    return JobRequest(
+        run_id=request.run_id, owner=request.owner, namespace=namespace, profile=request.profile,
+        image=environment.image, environment_id=environment.id, cuda=environment.cuda,
+        min_driver=environment.min_driver, env=env, timeout_seconds=request.timeout_seconds,
+        project_roles=project_roles, secret_variables=tuple(credentials),
+    ), credentials
 
 
 def default_namespace() -> str:
@@ -40,6 +74,8 @@ def default_namespace() -> str:
 
 
 class KubernetesExecutor:
+    homes_here = False  # homes are volumes in the cluster
+
     def __init__(self, settings: dict, log, project_roles: Callable[[str], Awaitable[dict]],
                  log_path: Callable[[str], Path], on_exit=lambda: None):
         self.kube = settings["spawner"]["kubernetes"]
@@ -55,41 +91,61 @@ class KubernetesExecutor:
         self.newest_driver: str | None = None  # among the nodes, from GPU Feature Discovery's labels
         self.loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task | None = None
+        self.pods: ResourceWatch | None = None  # every pod in the cluster, for the GPUs each user holds
+        self.unplaced: dict[str, tuple[str, int]] = {}  # run id -> (owner, GPUs) of a GPU Job with no pod seen yet
+        self.pool = ClusterPool(self.held_by_owner)  # no availability check: a Job waits in the cluster's queue
 
-    # ------------------------------------------------------------ the dispatcher's interface
+    # ------------------------------------------------------------ protocol.Executor
 
-    async def start(self, launch: Launch) -> str:
+    def parse_ref(self, text: str) -> JobRef:
+        return JobRef.parse(text)
+
+    def python_exists(self, python: str) -> bool:
+        """Environments are images here; the nodes' drivers decide what can run (driver())."""
+        return True
+
+    async def start(self, request: RunRequest) -> JobRef:
         self._ensure_polling()
-        # The device plugin decides which GPUs a pod sees.
-        env, credentials = split_credentials({k: v for k, v in launch.env.items() if k != "CUDA_VISIBLE_DEVICES"})
-        request = JobRequest(
-            run_id=launch.run_id, owner=launch.owner, namespace=self.namespace, profile=launch.profile,
-            image=launch.environment.image, environment_id=launch.environment.id, cuda=launch.environment.cuda,
-            min_driver=launch.environment.min_driver, env=env, timeout_seconds=launch.timeout_seconds,
-            project_roles=await self.project_roles(launch.owner), secret_variables=tuple(credentials),
-        )
-        products = await self._gpu_products() if launch.profile.gpu.models else []
+        job, credentials = job_plan(request, self.namespace, await self.project_roles(request.owner))
+        products = await self._gpu_products() if request.profile.gpu.models else []
         core, batch = shared_client("CoreV1Api"), shared_client("BatchV1Api")
-        await core.create_namespaced_secret(self.namespace, run_secret(launch.run_id, self.namespace, credentials))
+        await core.create_namespaced_secret(self.namespace, run_secret(request.run_id, self.namespace, credentials))
         try:
-            await batch.create_namespaced_job(self.namespace, run_job(request, self.kube, self.projects, products))
+            await batch.create_namespaced_job(self.namespace, run_job(job, self.kube, self.projects, products))
         except BaseException:
-            await self._delete_secret(launch.run_id)
+            await self._delete_secret(request.run_id)
             raise
-        name = job_name(launch.run_id)
+        name = job_name(request.run_id)
         self.codes[name] = None
         self.fresh.add(name)
-        return name
+        if request.profile.uses_gpu:
+            self.unplaced[request.run_id] = (request.owner, request.profile.gpu.count)
+        return JobRef(name)
 
-    def exit_code(self, ref: str) -> int | None:
+    def exit_code(self, ref: JobRef) -> int | None:
         """None while the Job runs (or before the first poll); -1 for a Job that is gone."""
-        if ref in self.codes:
-            return self.codes[ref]
+        if ref.name in self.codes:
+            return self.codes[ref.name]
         return -1 if self.polled else None
 
-    def stop(self, ref: str) -> None:
+    def stop(self, ref: JobRef) -> None:
         """Delete the Job and its pod (called from a worker thread)."""
-        asyncio.run_coroutine_threadsafe(self._delete_job(ref), self.loop).result(30)
+        asyncio.run_coroutine_threadsafe(self._delete_job(ref.name), self.loop).result(30)
+
+    def held_by_owner(self) -> dict[str, int]:
+        """GPUs each user's pods hold (servers and runs, any namespace), with Jobs whose pod is not seen yet."""
+        if self.pods is None or not self.pods.loaded.is_set():
+            raise Refused("the cluster's pods are not known yet")
+        pods = self.pods.values()
+        held = gpus_by_user(pods)
+        placed = {(p["metadata"].get("labels") or {}).get(RUN_LABEL) for p in pods}
+        for run_id, (owner, gpus) in list(self.unplaced.items()):
+            running = job_name(run_id) in self.codes and self.codes[job_name(run_id)] is None
+            if run_id in placed or not running:  # its pod counts now, or the Job is over
+                del self.unplaced[run_id]
+            else:
+                held[owner] = held.get(owner, 0) + gpus
+        return held
 
     def cleanup(self, run_id: str) -> None:
         if self.loop is not None:
@@ -102,9 +158,15 @@ class KubernetesExecutor:
             self.loop = asyncio.get_running_loop()
             self._poller = self.loop.create_task(self._poll_forever())
 
-    async def start_polling(self) -> None:
+    async def prepare(self) -> None:
         """Called once at start-up, so Jobs of runs started before a restart are found again."""
         load_config()
+        self.pods = ResourceWatch(shared_client("CoreV1Api").list_pod_for_all_namespaces, "pods")
+        self.pods.start()
+        try:
+            await asyncio.wait_for(self.pods.loaded.wait(), PODS_FIRST_LOAD_SECONDS)
+        except asyncio.TimeoutError:  # GPU runs wait, with the reason, until the list arrives
+            self.log.error("the cluster's pods were not listed within %ss; retrying", PODS_FIRST_LOAD_SECONDS)
         try:
             await self._poll()  # the nodes' drivers are known before the first request
         except Exception:

@@ -9,40 +9,55 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psutil
 from jupyterhub.spawner import set_user_setuid
 
-from gpulab.images.catalog import Environment
+from gpulab.compute.ledger import LocalPool
+from gpulab.compute.limits import Limits, detect_limiter, join, profile_limits
+from gpulab.compute.processes import ProcessRef
 from gpulab.spawner.accounts import account_name, ensure_account, home_of
-from gpulab.spawner.limits import Limits, detect_limiter, join
 from gpulab.spawner.local import singleuser_bin_dir
-from gpulab.spawner.processes import same_process, start_ticks
 from gpulab.spawner.runtime_dir import ensure_runtime_dir, private_kernel_environment
-from gpulab.spawner.profiles import Profile
+
+from .protocol import RunRequest
 
 RUNNER = "gpulab.extensions.scheduler.runner"
 
 
 @dataclass(frozen=True)
-class Launch:
-    """Everything an executor needs to start one run."""
+class LocalPlan:
+    """A run as a local process of its owner (pure, from the RunRequest)."""
 
     run_id: str
     owner: str
     python: str  # the environment's Python ("" = gpulab's own)
-    env: dict  # run-specific variables (the runner's URL and token, devices, MLflow)
+    env: dict  # the runner's variables, with the GPUs it may see
     limits: Limits
     log_path: Path
-    # for Kubernetes Jobs: what the pod is built from
-    profile: Profile | None = None
-    environment: Environment | None = None
-    timeout_seconds: int = 0
+    claim_id: str  # the ledger's claim that lives as long as the runner ("" if none)
+
+
+def local_plan(request: RunRequest) -> LocalPlan:
+    devices = request.claim.devices if request.claim else ()
+    # An empty list hides every GPU: a CPU run must not see the machine's GPUs.
+    env = {**request.env, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
+    return LocalPlan(request.run_id, request.owner, request.environment.local_python, env,
+                     profile_limits(request.profile), request.log_path,
+                     request.claim.claim_id if request.claim else "")
 
 
 class LocalExecutor:
-    def __init__(self, settings: dict, log, on_exit=lambda: None):
+    """Runs as processes of their owners on this machine; GPUs from the ledger (see protocol.Executor)."""
+
+    homes_here = True
+
+    def __init__(self, settings: dict, log, pool: LocalPool, driver: Callable[[], str | None] = lambda: None,
+                 on_exit=lambda: None):
         local = settings["spawner"]["local"]
+        self.pool = pool
+        self.driver = driver
         self.on_exit = on_exit  # called (from a thread) when a runner exits, so its end is noticed at once
         self.prefix = local["account_prefix"]
         self.home_root = local["home_root"]
@@ -50,11 +65,21 @@ class LocalExecutor:
         self.log = log
         self.children: dict[int, subprocess.Popen] = {}
 
+    async def prepare(self) -> None:
+        """Nothing to find: runners are watched by their process reference."""
+
+    def python_exists(self, python: str) -> bool:
+        return (singleuser_bin_dir(python) / "python").exists()
+
+    def parse_ref(self, text: str) -> ProcessRef:
+        return ProcessRef.parse(text)
+
     def _home(self, owner: str) -> tuple[Path, str | None]:
         return owner_home(owner, self.prefix, self.home_root, self.data_dir)
 
-    async def start(self, launch: Launch) -> str:
-        home, account = self._home(launch.owner)
+    async def start(self, request: RunRequest) -> ProcessRef:
+        plan = local_plan(request)
+        home, account = self._home(plan.owner)
         private: dict = {}
         if account is not None:
             entry = await ensure_account(account, Path(self.home_root or "/home"))
@@ -62,15 +87,15 @@ class LocalExecutor:
             private = private_kernel_environment(ensure_runtime_dir(entry.pw_uid, entry.pw_gid))
         else:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        bin_dir = singleuser_bin_dir(launch.python)
+        bin_dir = singleuser_bin_dir(plan.python)
         env = {
             "HOME": str(home), "USER": account or os.environ.get("USER", ""), "SHELL": "/bin/bash",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
             **private,
-            **launch.env,
+            **plan.env,
         }
-        cgroups = self._limits(launch)
+        cgroups = self._limits(plan)
         enter = join(cgroups)
         become = set_user_setuid(account) if account else (lambda: None)
 
@@ -78,50 +103,47 @@ class LocalExecutor:
             enter()  # as root, before giving root up
             become()
 
-        launch.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        plan.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # A session of its own, and no parent-death signal (fork clears the service's
         # PR_SET_PDEATHSIG): the runner outlives a restart of the scheduler or the hub.
-        with open(launch.log_path, "ab") as log:
+        with open(plan.log_path, "ab") as log:
             process = subprocess.Popen([str(bin_dir / "python"), "-m", RUNNER], env=env, cwd=home, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
         self.children[process.pid] = process
         threading.Thread(target=self._watch, args=(process,), daemon=True).start()
-        return f"{process.pid}:{start_ticks(process.pid)}"
+        ref = ProcessRef.of(process.pid)
+        if plan.claim_id:  # the claim now lives as long as the runner, even if the scheduler dies
+            self.pool.attach(plan.claim_id, ref.pid, ref.start_ticks)
+        return ref
 
     def _watch(self, process: subprocess.Popen) -> None:
         process.wait()
         self.on_exit()
 
-    def _limits(self, launch: Launch) -> list[Path]:
-        if not launch.limits.any:
+    def _limits(self, plan: LocalPlan) -> list[Path]:
+        if not plan.limits.any:
             return []
         limiter, enforced = detect_limiter()
         if limiter is None:
-            self.log.warning("limits of run %s are not enforced: %s", launch.run_id, enforced)
+            self.log.warning("limits of run %s are not enforced: %s", plan.run_id, enforced)
             return []
-        return limiter.prepare(f"run-{launch.run_id}", launch.limits)
+        return limiter.prepare(f"run-{plan.run_id}", plan.limits)
 
-    @staticmethod
-    def _pid(ref: str) -> tuple[int, int | None]:
-        pid, _, ticks = ref.partition(":")
-        return int(pid), int(ticks) if ticks and ticks != "None" else None
-
-    def exit_code(self, ref: str) -> int | None:
+    def exit_code(self, ref: ProcessRef) -> int | None:
         """None while the runner runs; its exit code after (-1 if it ended while we were not watching)."""
-        pid, ticks = self._pid(ref)
-        child = self.children.get(pid)
+        child = self.children.get(ref.pid)
         if child is not None:
             code = child.poll()
             if code is not None:
-                self.children.pop(pid, None)
+                self.children.pop(ref.pid, None)
             return code
-        return None if alive(pid, ticks) else -1
+        return None if alive(ref) else -1
 
-    def stop(self, ref: str) -> None:
+    def stop(self, ref: ProcessRef) -> None:
         """Stop the runner and everything it started (the kernel has a session of its own)."""
-        pid, ticks = self._pid(ref)
-        if not same_process(pid, ticks):
+        if not ref.running():
             return
+        pid = ref.pid
         try:
             processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
         except psutil.NoSuchProcess:
@@ -176,13 +198,13 @@ def leftovers(run_id: str) -> list[psutil.Process]:
     return found
 
 
-def alive(pid: int, ticks: int | None) -> bool:
-    """Whether the runner `pid` (started at `ticks`) still runs. A runner whose scheduler died
-    is reaped by init, or by nobody in a container: a zombie has ended."""
-    if not same_process(pid, ticks):
+def alive(ref: ProcessRef) -> bool:
+    """Whether the runner still runs. A runner whose scheduler died is reaped by init, or by
+    nobody in a container: a zombie has ended."""
+    if not ref.running():
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(ref.pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 

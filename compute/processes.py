@@ -7,6 +7,8 @@ is adjusted, so comparing it made a live server look dead.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 def start_ticks(pid: int) -> int | None:
     """When `pid` started, in clock ticks since boot; None if there is no such process."""
@@ -24,3 +26,26 @@ def same_process(pid: int, ticks: int | None) -> bool:
     """Whether `pid` is still the process that started at `ticks` (any process with it, if None)."""
     now = start_ticks(pid)
     return now is not None and (ticks is None or now == ticks)
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """One process, told apart from a later one with its pid; stored as text "pid:ticks"."""
+
+    pid: int
+    start_ticks: int | None
+
+    @classmethod
+    def of(cls, pid: int) -> "ProcessRef":
+        return cls(pid, start_ticks(pid))
+
+    @classmethod
+    def parse(cls, text: str) -> "ProcessRef":
+        pid, _, ticks = text.partition(":")
+        return cls(int(pid), int(ticks) if ticks.isdigit() else None)
+
+    def __str__(self) -> str:
+        return f"{self.pid}:{self.start_ticks}"
+
+    def running(self) -> bool:
+        return same_process(self.pid, self.start_ticks)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -23,9 +22,10 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from gpulab.db import Base
 
 from .availability import choose_devices
+from .claims import Claim, DevicesBusy, QuotaCheck
 from .inventory import Device
 from .processes import same_process
-from .profiles import GpuRequest
+from .profiles import GpuRequest, Profile
 
 # A claim whose process never appeared is given up after this long (a start that died).
 UNATTACHED_GRACE_SECONDS = 15 * 60
@@ -43,22 +43,6 @@ class GpuClaim(Base):
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-@dataclass(frozen=True)
-class Claim:
-    claim_id: str
-    owner: str
-    purpose: str
-    devices: tuple[str, ...]  # UUIDs, in the order CUDA should see them
-
-
-class ClaimRefused(Exception):
-    """No claim was made; `message` says why (not enough free devices, a quota)."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
 class Ledger:
     def __init__(self, sessions: sessionmaker, clock: Callable[[], float] = time.time,
                  alive: Callable[[int, int | None], bool] = same_process):
@@ -67,31 +51,30 @@ class Ledger:
         self.alive = alive
 
     def claim(self, owner: str, purpose: str, request: GpuRequest, devices: list[Device],
-              quota: Callable[[list[GpuClaim]], str | None] | None = None) -> Claim:
-        """Claim devices for `request`, or raise ClaimRefused with the reason.
+              check: QuotaCheck | None = None) -> Claim:
+        """Claim devices for `request`, or raise DevicesBusy with the reason.
 
-        `quota` sees every live claim and returns why this one would break a quota, if it would.
+        `check` sees the GPUs each owner holds in live claims, and raises OverQuota if this one
+        would break a quota; it runs in the claim's transaction, so no claim slips in between.
         """
         for attempt in (1, 2):
             try:
-                return self._claim_once(owner, purpose, request, devices, quota)
+                return self._claim_once(owner, purpose, request, devices, check)
             except IntegrityError:
                 # Another process took a device between our read and our write (only
                 # possible on databases without BEGIN IMMEDIATE): read again and retry once.
                 if attempt == 2:
-                    raise ClaimRefused("the GPUs were taken by another claim at the same moment; try again") from None
+                    raise DevicesBusy("the GPUs were taken by another claim at the same moment; try again") from None
         raise AssertionError("unreachable")
 
-    def _claim_once(self, owner, purpose, request, devices, quota) -> Claim:
+    def _claim_once(self, owner, purpose, request, devices, check) -> Claim:
         with self.sessions.begin() as session:
             live = self._reconciled(session)
-            if quota is not None:
-                problem = quota(live)
-                if problem:
-                    raise ClaimRefused(problem)
+            if check is not None:
+                check(gpus_by_owner(live))
             chosen = choose_devices(request, devices, {c.device_uuid for c in live})
             if chosen is None:
-                raise ClaimRefused(f"not enough free devices for {request.describe()}; all are in use")
+                raise DevicesBusy(f"not enough free devices for {request.describe()}; all are in use")
             claim_id = secrets.token_hex(8)
             now = datetime.fromtimestamp(self.clock(), timezone.utc)
             for device in chosen:
@@ -140,3 +123,20 @@ def gpus_by_owner(claims: list[GpuClaim]) -> dict[str, int]:
     for claim in claims:
         counts[claim.owner] = counts.get(claim.owner, 0) + 1
     return counts
+
+
+class LocalPool:
+    """The GPUs of this machine, claimed through the ledger (see claims.Pool)."""
+
+    def __init__(self, ledger: Ledger, devices: Callable[[], list[Device]]):
+        self.ledger = ledger
+        self.devices = devices
+
+    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
+        return self.ledger.claim(owner, purpose, profile.gpu, self.devices(), check)
+
+    def attach(self, claim_id: str, pid: int, start_ticks: int | None) -> None:
+        self.ledger.attach(claim_id, pid, start_ticks)
+
+    def release(self, claim_id: str) -> None:
+        self.ledger.release(claim_id)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .profiles import Profile
+
 CFS_PERIOD_US = 100_000
 
 
@@ -148,3 +150,7 @@ def detect_limiter(root: Path = Path("/sys/fs/cgroup"), parent: str = "gpulab") 
     if not os.access(root / ("memory" if limiter.version == 1 else ""), os.W_OK):
         return None, f"nothing: {root} is not writable (a read-only cgroup mount)"
     return limiter, limiter.describe()
+
+
+def profile_limits(profile: Profile) -> Limits:
+    return Limits(profile.cpu_limit, profile.cpu_guarantee, profile.memory_limit, profile.memory_guarantee)

@@ -1,0 +1,138 @@
+"""One claim for every purpose: check the owner's quotas, then take GPUs from a pool.
+
+Interactive servers and scheduled runs are two purposes of the same claim, so a quota holds
+for both on every backend. Where the GPUs come from is the pool's business: the ledger on
+one machine (`ledger.LocalPool`), the cluster's scheduler on Kubernetes (`ClusterPool`).
+A refusal is typed: `OverQuota` (403 for a spawn) or `DevicesBusy` (409, or a run waits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from .availability import Availability
+from .profiles import Profile
+from .quotas import Usage, quota_problem
+
+
+class Refused(Exception):
+    """No claim was made; `message` says why, in words for the person who asked."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class OverQuota(Refused):
+    """The claim would take the owner or one of their groups past a quota."""
+
+
+class DevicesBusy(Refused):
+    """The quotas allow it, but not enough devices of the kind asked for are free."""
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """What a claim is for; `str(purpose)` is what the ledger records ("server:alice/gpu", "run:42")."""
+
+    kind: str  # "server" or "run"
+    name: str
+
+    @classmethod
+    def server(cls, user: str, server_name: str) -> "Purpose":
+        return cls("server", f"{user}/{server_name}")
+
+    @classmethod
+    def run(cls, run_id: str) -> "Purpose":
+        return cls("run", run_id)
+
+    @property
+    def servers(self) -> int:
+        """Servers this claim adds towards max_servers: a run is not a server."""
+        return 1 if self.kind == "server" else 0
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the owner and their budgeted groups use apart from GPUs, read before the claim."""
+
+    servers: int = 0  # the owner's other running servers
+    group_members: dict[str, tuple[str, ...]] = field(default_factory=dict)  # groups with a quota only
+    group_servers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    claim_id: str  # "" where nothing is recorded (the cluster holds the GPUs)
+    owner: str
+    purpose: str
+    devices: tuple[str, ...]  # UUIDs, in the order CUDA should see them; () where the cluster assigns them
+
+
+# Raises OverQuota when the GPUs held by each owner leave no room for the claim.
+QuotaCheck = Callable[[dict[str, int]], None]
+
+
+class Pool(Protocol):
+    """Where a backend's GPUs come from."""
+
+    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
+        """Run `check` on the GPUs each owner holds now, then take the profile's GPUs, atomically
+        where the pool can; raise DevicesBusy if they are not free."""
+
+    def release(self, claim_id: str) -> None:
+        """Give back what `take` recorded."""
+
+
+class ClusterPool:
+    """A cluster's scheduler allocates the GPUs; gpulab checks quotas against what pods hold.
+
+    `availability` (None: wait in the cluster's queue) refuses at once when no node can take
+    the GPUs, which a server needs (a pod left Pending only times out).
+    """
+
+    def __init__(self, held: Callable[[], dict[str, int]],
+                 availability: Callable[[Profile], Availability | None] | None = None):
+        self.held = held
+        self.availability = availability
+
+    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
+        check(self.held())
+        live = self.availability(profile) if self.availability else None
+        if live is not None and not live.enough:
+            raise DevicesBusy(f"full: {live.label}")
+        return Claim("", owner, purpose, ())
+
+    def release(self, claim_id: str) -> None:
+        """Nothing to give back: the cluster frees a pod's GPUs when the pod ends."""
+
+
+def quota_reason(quotas: dict, owner: str, groups, purpose: Purpose, gpus: int, standing: Standing,
+                 held: dict[str, int]) -> str | None:
+    """Why `purpose` with `gpus` more GPUs would break a quota, given the GPUs each owner `held`; or None."""
+    group_usage = {g: Usage(sum(held.get(m, 0) for m in members), standing.group_servers.get(g, 0))
+                   for g, members in standing.group_members.items()}
+    return quota_problem(quotas, owner, groups, gpus, purpose.servers,
+                         Usage(held.get(owner, 0), standing.servers), group_usage)
+
+
+def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: dict, standing: Standing,
+          pool: Pool | None) -> Claim | None:
+    """Claim what `profile` needs for `purpose`: None for a CPU profile (nothing to hold), the
+    GPUs' claim otherwise. Raises OverQuota or DevicesBusy with the reason."""
+
+    def check(held: dict[str, int]) -> None:
+        problem = quota_reason(quotas, owner, groups, purpose, profile.gpu.count, standing, held)
+        if problem:
+            raise OverQuota(problem)
+
+    if not profile.uses_gpu:
+        check({})
+        return None
+    if pool is None:
+        raise ValueError("a GPU profile needs a pool to claim from")
+    return pool.take(owner, str(purpose), profile, check)
