@@ -95,6 +95,7 @@ def hub(module_hub_factory, cluster, tmp_path_factory):
             {"id": "quad", "display_name": "4 GPUs", "gpu": {"count": 4}},
         ],
         "environments": {"catalog": str(catalog(folder))},
+        "quotas": {"users": {"capped": {"max_gpus": 1}}},  # tests/k8s/test_scheduler_jobs.py
     }, name="kube", extra_env={"KUBECONFIG": str(kubeconfig)})
 
 

@@ -103,3 +103,23 @@ def test_stopping_a_run_deletes_its_job_and_secret(hub, cluster, owner):
     wait_for(lambda: f"gpulab-run-{run['id']}-token" not in secret_names(cluster), 30, "the Secret to go")
     wait_for(lambda: not [p for p in cluster.pods() if p["metadata"].get("labels", {}).get("gpulab.dev/run") == run["id"]],
              30, "the run's pod to go with its Job")
+
+
+def test_quotas_hold_for_gpu_runs_as_for_servers(hub, cluster):
+    """capped may hold 1 GPU: a GPU run waits, with the reason and no Job, while capped's GPU
+    server runs; then while capped's first run holds it (a run's pod counts too)."""
+    hub.create_user("capped")
+    client = HubClient(hub.url, hub.user_token("capped"))
+    hub.spawn("capped", options={"profile": "a100"})
+    first = run_now(client, notebook("import time; time.sleep(6); print('first done')"), profile="a100")
+    waiting = wait_status(client, first["id"], ("WAITING",), 30)
+    assert "waiting for 1 A100: over quota: capped holds 1 of 1 GPUs allowed and this needs 1 more" in waiting["message"]
+    assert job_of(cluster, first["id"]) is None
+
+    hub.stop_server("capped")
+    wait_status(client, first["id"], ("RUNNING",), 60)
+    second = run_now(client, notebook("print('second done')"), profile="a100")
+    waiting = wait_status(client, second["id"], ("WAITING",), 30)
+    assert "over quota: capped holds 1 of 1 GPUs allowed" in waiting["message"]
+    assert wait_status(client, first["id"], FINAL)["status"] == "COMPLETED"
+    assert wait_status(client, second["id"], FINAL)["status"] == "COMPLETED"
