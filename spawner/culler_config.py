@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from traitlets.config import Config
 
-from gpulab.db import database_url
-from gpulab.extensions.service.config import add_managed_service, add_service_role, python_module_command
+from gpulab.extensions.service.config import add_managed_service, add_service_role, own_account, python_module_command
 from gpulab.hub_config.registry import Extension
 from gpulab.hub_config.urls import loopback_url
 
+NAME = "culler"
 # What the culler may do: see servers and their activity, ask a server about its kernels, stop it.
-CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]
+# admin:server_state: the GPUs a server holds are in its spawner's state; the REST API only reads
+# it, and the culler may reach every server (access:servers) already, which says far more.
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "admin:server_state", "delete:servers",
+                 "access:servers"]
 
 
 def culler_service(values: dict, c: Config) -> None:
@@ -25,13 +28,14 @@ def culler_service(values: dict, c: Config) -> None:
         "gpu_utilization_threshold": culling["gpu_utilization_threshold"],
         "proxy_url": loopback_url(values),
         "verify_proxy": not values["hub"]["tls"]["cert_file"],
-        "database_url": database_url(values) if local else "",
-        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"],
+        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if local else "",
         "log_level": values["hub"]["log_level"],
     }
-    add_managed_service(c, values, "culler", python_module_command("gpulab.spawner.culler_service"), settings,
-                        display=False, listen=False)
-    add_service_role(c, "culler", CULLER_SCOPES)
+    # Its own account when the hub is root, owning nothing: the hub API and NVML (the GPU
+    # device files are open to every user) are all it needs; no database, no folder.
+    add_managed_service(c, values, NAME, python_module_command("gpulab.spawner.culler_service"), settings,
+                        display=False, listen=False, run_as=own_account(values, NAME, []))
+    add_service_role(c, NAME, CULLER_SCOPES)
 
 
 EXTENSION = Extension("culler", 10, culler_service)

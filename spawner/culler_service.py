@@ -1,8 +1,14 @@
 """The culler: a hub service that stops idle servers, profile by profile (decisions in culling.py).
 
 Every check it lists the ready servers through the hub API, samples the utilisation of the
-GPUs each local server holds (from the ledger and NVML), asks a server whether a kernel is
-busy only when it is already past its timeout, and stops the servers `decide` says to.
+GPUs each local server holds (NVML), asks a server whether a kernel is busy only when it is
+already past its timeout, and stops the servers `decide` says to.
+
+Which GPUs a server holds comes from its server state in the same API answer (the spawner
+keeps its claim's devices there; scope admin:server_state, read-only through the REST API),
+not from gpulab's database: the culler runs as its own account (culler_config.py), which
+has no access to that database at all.
+
 jupyterhub-idle-culler applies one timeout to every server and knows nothing of GPUs, so
 gpulab has its own loop; it follows the same API conventions (state=ready, pagination).
 """
@@ -15,8 +21,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from gpulab.compute.inventory import load_inventory
-from gpulab.compute.ledger import Ledger
-from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import configure_logging, service_settings
 from gpulab.hub_config.client import ClientError, HubClient
@@ -43,11 +47,8 @@ class Culler:
         self.clock = clock
         longest = max(self.timeouts.values(), default=0)
         self.history = GpuHistory(keep=timedelta(seconds=longest + 2 * settings["check_interval"]))
-        self.ledger = None
-        self.inventory = None
-        if settings.get("database_url"):  # the local backend: GPUs come from the ledger
-            self.ledger = Ledger(make_session_factory(make_engine(settings["database_url"])))
-            self.inventory = load_inventory(settings["gpu_inventory"])
+        # the local backend: utilisation from NVML (on Kubernetes no GPU is seen from here)
+        self.inventory = load_inventory(settings["gpu_inventory"]) if settings.get("gpu_inventory") else None
 
     def ready_servers(self) -> list[ServerView]:
         servers, offset = [], 0
@@ -59,19 +60,11 @@ class Culler:
                         continue
                     activity = parse_time(server.get("last_activity")) or parse_time(server.get("started"))
                     profile = (server.get("user_options") or {}).get("profile", "")
-                    servers.append(ServerView(user["name"], name, profile, activity))
+                    devices = tuple((server.get("state") or {}).get("devices") or ())
+                    servers.append(ServerView(user["name"], name, profile, activity, devices))
             if len(users) < PAGE:
                 return servers
             offset += PAGE
-
-    def with_devices(self, servers: list[ServerView]) -> list[ServerView]:
-        if self.ledger is None:
-            return servers
-        held: dict[str, list[str]] = {}
-        for claim in self.ledger.live_claims():
-            held.setdefault(claim.purpose, []).append(claim.device_uuid)
-        return [ServerView(s.user, s.name, s.profile, s.last_activity, tuple(held.get(f"server:{s.user}/{s.name}", ())))
-                for s in servers]
 
     def kernels_busy(self, server: ServerView) -> bool | None:
         path = f"user/{server.user}/{server.name + '/' if server.name else ''}api/kernels"
@@ -84,7 +77,7 @@ class Culler:
 
     def check_once(self) -> list[tuple[ServerView, Decision]]:
         now = self.clock()
-        servers = self.with_devices(self.ready_servers())
+        servers = self.ready_servers()
         devices = sorted({d for s in servers for d in s.devices})
         if self.inventory is not None:
             self.history.record(now, self.inventory.utilization(devices))

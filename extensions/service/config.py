@@ -130,7 +130,8 @@ def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARI
 
 def run_services_as_their_accounts(c: Config) -> None:
     """Start each service that declared `run_as` as its account, made ready first (root only:
-    creates accounts, hands over folders), in its first folder."""
+    creates accounts, hands over folders), in its first folder, or in / if it owns none (the
+    hub's own folder may be closed to it)."""
     declared = [spec for spec in _managed(c) if RUN_AS_VARIABLE in spec.get("environment", {})]
     if declared:
         _create_private(hub_database_file(c))
@@ -138,8 +139,7 @@ def run_services_as_their_accounts(c: Config) -> None:
         account = json.loads(spec["environment"][RUN_AS_VARIABLE])
         prepare(ServiceAccount(account["name"], tuple(account["owns"])))
         spec["user"] = account["name"]
-        if account["owns"]:
-            spec.setdefault("cwd", account["owns"][0])
+        spec.setdefault("cwd", account["owns"][0] if account["owns"] else "/")
 
 
 def _managed(c: Config) -> list[dict]:

@@ -7,6 +7,8 @@ reads it from a file the test writes; NVML's own readings are not covered here.
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +23,14 @@ PROFILES = [
 
 
 @pytest.fixture
-def hub(hub_factory, tmp_path):
-    utilization = tmp_path / "utilization.json"
+def hub(hub_factory, hubs_root):
+    # The culler runs as its own account: the declared inventory and its readings must be
+    # readable by it (pytest's tmp_path is private to root).
+    folder = Path(tempfile.mkdtemp(prefix="gpus-", dir=hubs_root))
+    folder.chmod(0o755)
+    utilization = folder / "utilization.json"
     utilization.write_text(json.dumps({"GPU-00000000-test": 95}))
-    hub = prepare_gpu_hub(hub_factory, tmp_path, gpus=1, migs=0, name="culling", profiles=PROFILES,
+    hub = prepare_gpu_hub(hub_factory, folder, gpus=1, migs=0, name="culling", profiles=PROFILES,
                           extra={"culling": {"check_interval": 1, "gpu_utilization_threshold": 10}},
                           utilization_file=utilization)
     hub.utilization = utilization
