@@ -1,9 +1,17 @@
-"""Idle-culling decisions with a replaceable clock."""
+"""Idle-culling decisions with a replaceable clock; where the culler reads GPUs from, and its account."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+from traitlets.config import Config
+
+from gpulab.hub_config.apply import apply_config
+from gpulab.hub_config.settings import complete
+from gpulab.spawner.culler_service import Culler
 from gpulab.spawner.culling import GpuHistory, ServerView, decide
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -58,3 +66,42 @@ def test_devices_that_report_no_utilisation_fall_back_to_kernel_activity():
     other = [(m, {"GPU-9": 50}) for m in range(0, 70, 5)]  # e.g. MIG slices report nothing
     verdict = decide(GPU, 3600, at(65), False, history(*other), 10)
     assert verdict.cull and verdict.reason.endswith("GPU utilisation unknown")
+
+
+# ---------------------------------------------------------------- the service's account and inputs
+
+
+class UsersPage:
+    """The hub's GET hub/api/users answer for one page (what the culler reads)."""
+
+    def __init__(self, users: list[dict]):
+        self.users = users
+
+    def request(self, method: str, path: str):
+        assert method == "GET" and path.startswith("hub/api/users?state=ready")
+        return self.users
+
+
+def test_the_gpus_a_server_holds_come_from_its_server_state_not_the_database():
+    users = [{"name": "bo", "servers": {
+        "train": {"ready": True, "last_activity": "2026-11-22T12:00:00Z", "user_options": {"profile": "gpu-1"},
+                  "state": {"claim_id": "c1", "devices": ["GPU-1", "GPU-2"], "pid": 42}},
+        "": {"ready": True, "last_activity": "2026-11-22T12:00:00Z", "user_options": {}, "state": {}}}}]
+    culler = Culler(UsersPage(users), None, {"timeouts": {"gpu-1": 60}, "check_interval": 1,
+                                             "gpu_utilization_threshold": 10, "gpu_inventory": ""},
+                    logging.getLogger("test"))
+    servers = {s.name: s for s in culler.ready_servers()}
+    assert servers["train"].devices == ("GPU-1", "GPU-2") and servers[""].devices == ()
+    assert culler.inventory is None  # no inventory configured (Kubernetes): nothing measured
+
+
+def test_the_culler_runs_as_its_own_account_with_no_database_and_may_read_server_state():
+    values = complete({"hub": {"data_dir": "/srv/gpulab/data"}, "spawner": {"local": {"account_prefix": "lab-"}},
+                       "profiles": [{"id": "cpu", "display_name": "CPU", "idle_timeout": 60}]}, Path("/srv/gpulab"))
+    c = apply_config(values, Config())
+    service = next(s for s in c.JupyterHub.services if s["name"] == "culler")
+    assert json.loads(service["environment"]["GPULAB_SERVICE_ACCOUNT"]) == {"name": "lab_svc-culler", "owns": []}
+    settings = json.loads(service["environment"]["GPULAB_SERVICE_SETTINGS"])
+    assert "database_url" not in settings
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "culler-service")
+    assert "admin:server_state" in role["scopes"] and "admin:users" not in role["scopes"]
