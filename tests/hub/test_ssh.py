@@ -93,7 +93,7 @@ def errors(result: subprocess.CompletedProcess) -> str:
 
 
 def audit_lines(hub) -> list[str]:
-    return (hub.data_dir / "logs" / "ssh-audit.log").read_text().splitlines()
+    return (hub.data_dir / "logs" / "ssh" / "audit.log").read_text().splitlines()
 
 
 # ---------------------------------------------------------------- sessions
@@ -502,7 +502,7 @@ def test_audit_log_records_sessions_without_secrets(hub, alice_running, keys):
     marker = f"secret-{time.time_ns()}"
     result = alice_running.ssh("alice", f"echo {marker} > /dev/null")
     assert result.returncode == 0, errors(result)
-    path = hub.data_dir / "logs" / "ssh-audit.log"
+    path = hub.data_dir / "logs" / "ssh" / "audit.log"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     log = path.read_text()
     fingerprint = subprocess.run(["ssh-keygen", "-lf", str(keys["alice"].with_suffix(".pub"))],
