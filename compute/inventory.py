@@ -139,7 +139,11 @@ class CachedInventory:
         return devices[0].driver if devices else None
 
 
+# Settings written before the compute layer name the inventory's old module; they keep working.
+MOVED_MODULES = {"gpulab.spawner.inventory": "gpulab.compute.inventory"}
+
+
 def load_inventory(import_path: str) -> GpuInventory:
     """An inventory class by "module:Class" or "module.Class" path, instantiated."""
     module, _, name = import_path.replace(":", ".").rpartition(".")
-    return getattr(importlib.import_module(module), name)()
+    return getattr(importlib.import_module(MOVED_MODULES.get(module, module)), name)()

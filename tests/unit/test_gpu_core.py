@@ -194,3 +194,9 @@ def test_spawn_form_says_each_reason_once():
     assert html.count("no matching GPUs on this machine") == 1
     assert html.count(f"1 of 2 {A100} free") == 1  # gpu-2 is full: said once, in its reason
     assert f"Unavailable: full: 1 of 2 {A100} free" in html
+
+
+def test_an_inventory_named_by_its_module_before_the_compute_layer_still_loads():
+    from gpulab.compute.inventory import NvmlInventory, load_inventory
+
+    assert isinstance(load_inventory("gpulab.spawner.inventory:NvmlInventory"), NvmlInventory)
