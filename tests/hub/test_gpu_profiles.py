@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -51,11 +52,14 @@ environments:
 
 def prepare_gpu_hub(factory, tmp_path, gpus=2, migs=2, quotas=None, name="hub", profiles=PROFILES, extra=None,
                     utilization_file=None):
-    inventory = declared_inventory(tmp_path, gpus, migs, utilization_file)
+    # The culler imports the inventory as its own account: not from pytest's private tmp_path.
+    modules = Path(tempfile.mkdtemp(prefix="gpus-", dir=factory.root.parent))
+    modules.chmod(0o755)
+    inventory = declared_inventory(modules, gpus, migs, utilization_file)
     settings = {"profiles": profiles, "environments": {"catalog": str(catalog(tmp_path))}, "quotas": quotas or {},
                 "auth": {"admin_users": ["gpu-admin"]}, "spawner": {"local": {"gpu_inventory": inventory}}}
     return factory.prepare({**settings, **(extra or {})}, name=name,
-                           extra_env={"PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"})
+                           extra_env={"PYTHONPATH": f"{REPO}{os.pathsep}{modules}"})
 
 
 def start_gpu_hub(factory, tmp_path, gpus=2, migs=2, quotas=None, name="hub"):
