@@ -91,9 +91,11 @@ def test_no_file_in_the_data_directory_is_readable(world, intruder):
 @pytest.mark.parametrize("intruder", ["bob", "mallory"])
 def test_what_alice_leaves_in_temporary_folders_is_hers(world, intruder):
     """Files and folders of alice's account in /tmp, /var/tmp and /dev/shm (her home lives under
-    /tmp here; project folders, shared on purpose, are left out)."""
+    /tmp here; project folders, shared on purpose, are left out, and so are pytest's own folders,
+    where other test modules leave files of an account named alice too)."""
     alice = world.accounts["alice"].pw_uid
-    found = owned_under(["/tmp", "/var/tmp", "/dev/shm"], alice, skip=(str(world.project_folder.parent.parent),))
+    found = owned_under(["/tmp", "/var/tmp", "/dev/shm"], alice,
+                        skip=(str(world.project_folder.parent.parent), "/tmp/pytest-of-"))
     assert str(world.tensorboard_socket.parent) in found  # TensorBoard's private folder at least
     unread = set(found) - set(readable_files(alice, found))
     assert not [path for path in unread if os.path.exists(path)], "control: alice reads her own"
