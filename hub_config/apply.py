@@ -237,6 +237,8 @@ def compose_servers(values: dict, c: Config, extensions: list[Extension]) -> Non
     for extension in extensions:
         environment.update(extension.server_environment(values))
     c.Spawner.environment = {**environment, **values["spawner"]["environment"]}
+    # The admin's variables are expanded on Kubernetes as KubeSpawner does ("{username}"); gpulab's are literal.
+    c.GpulabKubeSpawner.literal_environment = sorted(set(environment) - set(values["spawner"]["environment"]))
 
 
 def compose_hooks(values: dict, c: Config, extensions: list[Extension]) -> None:

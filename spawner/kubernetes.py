@@ -1,18 +1,24 @@
 """The Kubernetes backend: KubeSpawner, with gpulab's profiles applied to each pod.
 
-The cluster's scheduler and the NVIDIA device plugin allocate GPUs; gpulab adds what the
-profile asks for to the pod KubeSpawner builds, and refuses a spawn with a clear reason
-when no node has the GPUs free (instead of leaving a pod Pending until the start times
-out). Availability comes from a watch on nodes and pods, not a listing per page load.
+The cluster's scheduler and the NVIDIA device plugin allocate GPUs; gpulab merges what the
+profile asks for into the KubeSpawner settings the operator configured (manifests.py) and
+lets KubeSpawner build the pod, and refuses a spawn with a clear reason when no node has the
+GPUs free (instead of leaving a pod Pending until the start times out). Availability comes
+from a watch on nodes and pods, not a listing per page load.
+
+Each spawn puts the configured values back before it applies its own, so nothing of one
+spawn's profile reaches the next (kubespawner#546, #691).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass
 
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
+from traitlets import List, Unicode
 
 from gpulab.compute.availability import Availability
 from gpulab.compute.claims import ClusterPool, Pool
@@ -20,7 +26,7 @@ from gpulab.compute.profiles import Profile
 
 from .k8s_capacity import best_driver, cluster_availability, gpus_by_user
 from .k8s_watch import ResourceWatch
-from .manifests import PRODUCT_LABEL, apply_changes, pod_changes
+from .manifests import MERGED_SETTINGS, PRODUCT_LABEL, pod_changes, profile_settings
 from .profile_spawner import GpuSnapshot, ProfileSpawnerMixin, SpawnPlan
 from .progress import ProgressMixin
 
@@ -61,6 +67,13 @@ _cluster: ClusterWatch | None = None
 class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
     """Profiles on Kubernetes: `nvidia.com/gpu` or `nvidia.com/mig-*` limits, GPU-node affinity, /dev/shm."""
 
+    literal_environment = List(
+        Unicode(),
+        help="""Names of the environment variables gpulab and its extensions set, passed to the pod as
+        they are; every other variable of `environment` is expanded as KubeSpawner does ("{username}",
+        "{servername}", ...). Set by apply_config. Default []. Example ["GPULAB_URL"].""",
+    ).tag(config=True)
+
     async def cluster(self) -> ClusterWatch:
         global _cluster
         if _cluster is None:
@@ -84,8 +97,29 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         return await super().start()
 
     async def load_user_options(self):
-        """gpulab resolves `profile` and `environment` itself (plan_spawn); KubeSpawner's
-        profile_list handling would reject them and, worse, write overrides onto the spawner."""
+        """Apply this spawn's plan (resolved and claimed in admit): the profile merged into the
+        configured settings, then the overrides it carries, KubeSpawner's way. KubeSpawner's own
+        profile_list handling is not used: gpulab resolves `profile` and its options itself."""
+        self._restore_configured()
+        plan: SpawnPlan = self._plan
+        nodes = (await self.cluster()).snapshot().nodes
+        products = sorted({n["metadata"].get("labels", {}).get(PRODUCT_LABEL) for n in nodes} - {None})
+        env = plan.environment
+        changes = pod_changes(plan.profile, env.image, env.id, env.cuda, env.min_driver, products)
+        configured = {name: getattr(self, name) for name in MERGED_SETTINGS}
+        self._override(profile_settings(configured, changes, plan.profile))
+
+    def _override(self, overrides: dict) -> None:
+        """KubeSpawner's override semantics (dicts merged recursively, a None value removes a key,
+        anything else replaced), remembering each setting's configured value first."""
+        self._configured = getattr(self, "_configured", {})
+        for name in overrides:
+            self._configured.setdefault(name, copy.deepcopy(getattr(self, name)))
+        self._apply_overrides(copy.deepcopy(overrides))
+
+    def _restore_configured(self) -> None:
+        for name, value in getattr(self, "_configured", {}).items():
+            setattr(self, name, copy.deepcopy(value))
 
     async def gpu_pool(self) -> Pool:
         """No ledger here: the cluster's scheduler allocates. Quotas count what pods hold, and a
@@ -94,18 +128,9 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         return ClusterPool(lambda: snapshot.held_by_owner, snapshot.availability)
 
     def _expand_env(self, env):
-        """No "{username}" templating of environment values: gpulab's are literal, some are JSON
-        (whose braces KubeSpawner would read as template fields). JupyterHub's get_env has
-        already put them, callables evaluated, into the pod's environment."""
-        return {}
-
-    async def get_pod_manifest(self):
-        pod = await super().get_pod_manifest()
-        plan: SpawnPlan = self._plan
-        nodes = (await self.cluster()).snapshot().nodes
-        products = sorted({n["metadata"].get("labels", {}).get(PRODUCT_LABEL) for n in nodes} - {None})
-        env = plan.environment
-        return apply_changes(pod, pod_changes(plan.profile, env.image, env.id, env.cuda, env.min_driver, products))
+        """KubeSpawner's "{username}"/"{servername}" expansion, except for gpulab's own variables:
+        they are literal, and some hold JSON whose braces are not templates."""
+        return super()._expand_env({k: v for k, v in env.items() if k not in self.literal_environment})
 
     async def progress(self):
         for event in list(getattr(self, "_progress_events", [])):

@@ -1,8 +1,9 @@
 """What a profile changes in a user pod on Kubernetes (pure builders, tested against literal dicts).
 
-KubeSpawner builds the pod from its configuration; `pod_changes(plan)` says what this
-spawn's profile and environment change in it, and `apply_changes` writes that onto the
-pod object KubeSpawner built, never onto KubeSpawner's configuration.
+`pod_changes(plan)` says what this spawn's profile and environment add to a pod;
+`profile_settings(configured, changes)` merges that into the KubeSpawner settings the operator
+configured (resources, tolerations, affinity, volumes, environment and labels are added to,
+never replaced), and KubeSpawner builds the pod from the result.
 """
 
 from __future__ import annotations
@@ -131,20 +132,66 @@ def pod_changes(profile: Profile, image: str, environment_id: str, cuda: str | N
     )
 
 
-def apply_changes(pod, changes: PodChanges):
-    """Write `changes` onto the V1Pod KubeSpawner built (the one place a pod object is modified)."""
-    from kubernetes_asyncio.client import V1EnvVar
+def _listed(value) -> list:
+    """A KubeSpawner list-or-dict setting as the list KubeSpawner puts in the pod (dicts by sorted key)."""
+    if isinstance(value, dict):
+        return [value[key] for key in sorted(value)]
+    return list(value or [])
 
-    container = pod.spec.containers[0]
-    container.image = changes.image
-    container.resources = changes.resources
-    container.env = [e for e in (container.env or []) if e.name not in changes.env]
-    container.env += [V1EnvVar(name=k, value=v) for k, v in changes.env.items()]
-    container.volume_mounts = list(container.volume_mounts or []) + changes.volume_mounts
-    pod.spec.volumes = list(pod.spec.volumes or []) + changes.volumes
-    pod.spec.node_selector = {**(pod.spec.node_selector or {}), **changes.node_selector} or None
-    pod.spec.tolerations = list(pod.spec.tolerations or []) + changes.tolerations or None
+
+def _added(configured, name: str, item: dict):
+    """`item` added to a list-or-dict KubeSpawner setting, keeping its form."""
+    if isinstance(configured, dict):
+        return {**configured, name: item}
+    return list(configured or []) + [item]
+
+
+def required_terms(configured: list, added: list) -> list:
+    """Node-selector terms for both: terms are ORed and expressions in a term ANDed, so each
+    configured term is combined with each added one."""
+    if not configured or not added:
+        return list(configured) + list(added)
+    return [{**mine, "matchExpressions": list(mine.get("matchExpressions", [])) + list(extra.get("matchExpressions", []))}
+            for mine in configured for extra in added]
+
+
+def profile_settings(configured: dict, changes: PodChanges, profile: Profile) -> dict:
+    """KubeSpawner settings for this spawn: `changes` merged into the `configured` ones.
+
+    `configured` holds the current values of the settings named in MERGED_SETTINGS. A
+    profile's CPU and memory replace the configured ones only where it sets them; GPUs join
+    `extra_resource_limits`/`extra_resource_guarantees`; tolerations, volumes, environment,
+    node selector and labels are added to; required node affinity is ANDed with the operator's,
+    and preferred node affinity and pod (anti-)affinity are left as configured.
+    """
+    settings = {"image": changes.image}
+    for trait, value in (("cpu_limit", profile.cpu_limit), ("cpu_guarantee", profile.cpu_guarantee),
+                         ("mem_limit", profile.memory_limit), ("mem_guarantee", profile.memory_guarantee)):
+        if value is not None:
+            settings[trait] = value
+    resource = gpu_resource(profile)
+    if resource:
+        count = str(profile.gpu.count)
+        settings["extra_resource_limits"] = {**configured["extra_resource_limits"], resource: count}
+        settings["extra_resource_guarantees"] = {**configured["extra_resource_guarantees"], resource: count}
+    settings["node_selector"] = {**configured["node_selector"], **changes.node_selector}
+    tolerations = _listed(configured["tolerations"])
+    settings["tolerations"] = tolerations + [t for t in changes.tolerations if t not in tolerations]
     if changes.affinity:
-        pod.spec.affinity = changes.affinity
-    pod.metadata.labels = {**(pod.metadata.labels or {}), **changes.labels}
-    return pod
+        added = changes.affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        settings["node_affinity_required"] = required_terms(_listed(configured["node_affinity_required"]), added)
+    volumes, mounts = configured["volumes"], configured["volume_mounts"]
+    taken = {v.get("name") for v in _listed(volumes)}
+    mounted = {m.get("mountPath") for m in _listed(mounts)}
+    for volume, mount in zip(changes.volumes, changes.volume_mounts):
+        # An operator who already gives the pod a volume of that name or a mount there keeps theirs.
+        if volume["name"] not in taken and mount["mountPath"] not in mounted:
+            volumes, mounts = _added(volumes, volume["name"], volume), _added(mounts, mount["name"], mount)
+    settings["volumes"], settings["volume_mounts"] = volumes, mounts
+    settings["environment"] = {**configured["environment"], **changes.env}
+    settings["extra_labels"] = {**configured["extra_labels"], **changes.labels}
+    return settings
+
+
+MERGED_SETTINGS = ("extra_resource_limits", "extra_resource_guarantees", "node_selector", "tolerations",
+                   "node_affinity_required", "volumes", "volume_mounts", "environment", "extra_labels")

@@ -114,7 +114,7 @@ def test_a_cpu_server_runs_in_a_pod_that_sees_no_gpu(hub, cluster):
     pod = cluster.pod_of("kate")
     assert container(pod)["image"] == "test/cpu:t"
     assert env_of(pod)["NVIDIA_VISIBLE_DEVICES"] == "void"
-    assert container(pod)["resources"] == {"limits": {"cpu": "2", "memory": "4000000000"}, "requests": {}}
+    assert container(pod)["resources"] == {"limits": {"cpu": 2.0, "memory": 4000000000}, "requests": {}}
     assert pod["metadata"]["labels"]["gpulab.dev/profile"] == "cpu"
     hub.stop_server("kate")
     wait_for(lambda: cluster.pod_of("kate") is None, 30, "kate's pod to be deleted")

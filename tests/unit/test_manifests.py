@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from kubernetes_asyncio.client import ApiClient, V1Container, V1EnvVar, V1ObjectMeta, V1Pod, V1PodSpec
-
 from gpulab.spawner.k8s_capacity import best_driver, cluster_availability, gpus_by_user
-from gpulab.spawner.manifests import apply_changes, node_affinity, pod_changes, resources
+from gpulab.spawner.manifests import GPU_TOLERATION, node_affinity, pod_changes, profile_settings, required_terms, resources
 from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
 
 CPU_P, GPU2_P, MIG_P = profiles(CPU, {**GPU2, "memory": {"limit": "32G"}, "cpu": {"limit": 8, "guarantee": 0.5}}, MIG)
@@ -47,22 +45,43 @@ def test_no_affinity_without_models_or_cuda():
     assert node_affinity(MIG_P, [], None, None) is None
 
 
-async def test_apply_changes_edits_only_the_pod_object():
-    pod = V1Pod(metadata=V1ObjectMeta(name="jupyter-ada", labels={"component": "singleuser-server"}),
-                spec=V1PodSpec(containers=[V1Container(name="notebook", image="quay.io/jupyter/base-notebook",
-                                                       env=[V1EnvVar(name="NVIDIA_VISIBLE_DEVICES", value="all")])]))
-    apply_changes(pod, pod_changes(CPU_P, "ghcr.io/gpulab/cpu:python-3.12", "cpu", None, None, []))
-    async with ApiClient() as client:
-        manifest = client.sanitize_for_serialization(pod)
-    assert manifest == {
-        "metadata": {"name": "jupyter-ada", "labels": {"component": "singleuser-server", "gpulab.dev/profile": "cpu",
-                                                        "gpulab.dev/environment": "cpu"}},
-        "spec": {"containers": [{"name": "notebook", "image": "ghcr.io/gpulab/cpu:python-3.12",
-                                 "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}],
-                                 "resources": {"limits": {"cpu": "2", "memory": "4000000000"}, "requests": {}},
-                                 "volumeMounts": []}],
-                 "volumes": []},
-    }
+CONFIGURED = {"extra_resource_limits": {"ephemeral-storage": "10Gi"}, "extra_resource_guarantees": {},
+              "node_selector": {"pool": "users"}, "tolerations": {"user": {"key": "user", "operator": "Exists"}},
+              "node_affinity_required": [], "volumes": [], "volume_mounts": [], "environment": {"A": "1"},
+              "extra_labels": {}}
+
+
+def test_profile_settings_add_to_the_configured_ones():
+    changes = pod_changes(GPU2_P, "img", "pytorch-cuda12", None, None, ["NVIDIA-A100-SXM4-80GB"])
+    settings = profile_settings(CONFIGURED, changes, GPU2_P)
+    assert settings["image"] == "img"
+    assert (settings["cpu_limit"], settings["cpu_guarantee"], settings["mem_limit"]) == (8, 0.5, 32000000000)
+    assert "mem_guarantee" not in settings  # the profile sets none: the configured one stays
+    assert settings["extra_resource_limits"] == {"ephemeral-storage": "10Gi", "nvidia.com/gpu": "2"}
+    assert settings["extra_resource_guarantees"] == {"nvidia.com/gpu": "2"}
+    assert settings["node_selector"] == {"pool": "users"}
+    assert settings["tolerations"] == [{"key": "user", "operator": "Exists"}, GPU_TOLERATION]
+    assert settings["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "32000000000"}}]
+    assert settings["environment"] == {"A": "1"}
+    assert CONFIGURED["extra_resource_limits"] == {"ephemeral-storage": "10Gi"}  # the input is not modified
+
+
+def test_cpu_profile_settings_hide_gpus_and_keep_configured_volumes_as_a_dict():
+    configured = {**CONFIGURED, "volumes": {"home": {"name": "home"}}, "volume_mounts": {"home": {"name": "home"}}}
+    settings = profile_settings(configured, pod_changes(CPU_P, "img", "cpu", None, None, []), CPU_P)
+    assert settings["environment"] == {"A": "1", "NVIDIA_VISIBLE_DEVICES": "void"}
+    assert settings["volumes"] == {"home": {"name": "home"}} and "node_affinity_required" not in settings
+    assert "extra_resource_limits" not in settings  # no GPU: the configured extra resources stay as they are
+
+
+def test_required_node_terms_are_anded():
+    zone_a, zone_b = {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}, \
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
+    gpu = {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}
+    assert required_terms([], [gpu]) == [gpu] and required_terms([zone_a], []) == [zone_a]
+    assert required_terms([zone_a, zone_b], [gpu]) == [
+        {"matchExpressions": zone_a["matchExpressions"] + gpu["matchExpressions"]},
+        {"matchExpressions": zone_b["matchExpressions"] + gpu["matchExpressions"]}]
 
 
 def node(name, gpus, product="NVIDIA-A100-SXM4-80GB", driver=("570", "86", "15"), resource="nvidia.com/gpu", **extra):
