@@ -5,7 +5,9 @@ import os
 from gpulab.extensions.service.config import pass_hub_environment
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.datadir import prepare_data_dir
+from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_settings_set_by_hand
 from gpulab.hub_config.launch import config_d_files, settings_from_environment
+from gpulab.hub_config.settings import ConfigError, Problem
 
 c = get_config()  # noqa: F821 (provided by traitlets when it runs this file)
 settings = settings_from_environment()
@@ -19,3 +21,8 @@ if settings.values["scheduler"]["enabled"]:
     register_run_metrics(database_url(settings.values))
 for extra in config_d_files(settings.config_dir):
     load_subconfig(str(extra))  # noqa: F821
+merge_hand_set_environment(c)
+refused = owned_settings_set_by_hand(c)
+if refused:
+    raise ConfigError("jupyterhub_config.d", [Problem(f"c.{setting}", f"set by hand, but gpulab builds it: {instead}")
+                                              for setting, instead in refused])
