@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import signal
 import stat
 import sys
 from pathlib import Path
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Integer, Unicode
+from traitlets import Float, Integer, Unicode
 
 from gpulab.compute.limits import Limits, detect_limiter, join
 from gpulab.compute.processes import same_process, start_ticks
@@ -25,6 +26,7 @@ from .accounts import AccountError, account_name, ensure_account, home_of
 from .errors import SpawnError
 from .progress import ProgressMixin
 from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
+from .stopping import descendants, kill_all
 
 NO_ISOLATION_WARNING = (
     "gpulab is not running as root: every user's server runs as %s, with no isolation "
@@ -134,6 +136,13 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     process_start_ticks = Integer(
         0, help="Start of the server process in clock ticks since boot: tells it apart from a later one with its pid."
     )
+
+    stop_grace = Float(
+        2.0,
+        help="""Seconds a stopping server gets after SIGTERM to save what it holds (collaborative
+        documents) before it is killed; its kernels and what they started are killed at once.
+        Default 2.""",
+    ).tag(config=True)
 
     @property
     def isolated(self) -> bool:
@@ -310,6 +319,23 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     def clear_state(self):
         super().clear_state()
         self.process_start_ticks = 0
+
+    async def stop(self, now=False):
+        """SIGTERM to the server and SIGKILL to everything it started, at once; the server itself
+        is killed after `stop_grace` seconds (stopping.py says why not the stock polite steps)."""
+        if await self.poll() is not None:
+            return
+        started = descendants(self.pid)  # before the server exits: its kernels would be re-parented
+        await self._signal(signal.SIGTERM)
+        kill_all(started)
+        await self.wait_for_death(0 if now else self.stop_grace)
+        kill_all(descendants(self.pid))  # a kernel the server started meanwhile (an auto-restart)
+        if await self.poll() is None:
+            self.log.debug("Killing %s after %.1f s", self._log_name, self.stop_grace)
+            await self._signal(signal.SIGKILL)
+            await self.wait_for_death(self.kill_timeout)
+            if await self.poll() is None:
+                self.log.warning("Process %i of %s never died", self.pid, self._log_name)
 
     async def poll(self):
         # After a hub restart only the pid is known: make sure it is still our process.

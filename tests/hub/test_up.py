@@ -22,7 +22,7 @@ def server_processes(account: str) -> list[psutil.Process]:
 
 @pytest.fixture(scope="module")
 def hub(module_hub_factory):
-    return module_hub_factory.start()
+    return module_hub_factory.start({"spawner": {"named_servers": {"enabled": True}}})
 
 
 def test_spawn_reach_through_proxy_and_stop(hub):
@@ -34,6 +34,47 @@ def test_spawn_reach_through_proxy_and_stop(hub):
     with pytest.raises(ClientError) as missing:
         hub.api.request("GET", "user/ada/api/status")
     assert missing.value.status in (404, 424, 503)
+
+
+def test_stopping_ends_a_busy_kernel_and_what_it_started_and_nothing_else(hub):
+    """A kernel busy in a cell ignores a polite shutdown and its children outlived the server;
+    a stop now ends them all (spawner/stopping.py), while the user's other server keeps running.
+    Not covered: a process that double-forked into a session of its own."""
+    import threading
+
+    from tests.support.kernels import Kernel
+
+    hub.create_user("kim")
+    hub.api.request("POST", "hub/api/users/kim/servers/other")
+    wait_for(lambda: hub.api.request("GET", "hub/api/users/kim")["servers"].get("other", {}).get("ready"),
+             120, "kim's other server")
+    account = account_name("kim", hub.settings["spawner"]["local"]["account_prefix"])
+    other = {p.pid for p in server_processes(account)}
+    hub.spawn("kim")
+    kernel = Kernel(hub.url, "kim", hub.user_token("kim"))
+    busy = "import subprocess; child = subprocess.Popen(['sleep', '600'])\nwhile True: pass"
+    threading.Thread(target=lambda: _ignore_errors(lambda: kernel.run(busy, timeout=300)), daemon=True).start()
+
+    def sleepers():
+        return [p for p in psutil.process_iter(["username", "name"]) if p.info["username"] == account
+                and p.info["name"] == "sleep"]
+
+    wait_for(sleepers, 30, "the kernel's child")
+    kernel_pids = {p.pid for p in psutil.process_iter(["username", "cmdline"]) if p.info["username"] == account
+                   and "ipykernel_launcher" in " ".join(p.info["cmdline"] or [])}
+    hub.stop_server("kim")
+    wait_for(lambda: not sleepers() and not kernel_pids & {p.pid for p in psutil.process_iter()}, 30,
+             "the kernel and its child to end")
+    assert {p.pid for p in server_processes(account)} == other  # the named server runs on
+    assert hub.api.request("GET", "user/kim/other/api/status")["started"]
+    hub.stop_server("kim", "other")
+
+
+def _ignore_errors(call) -> None:
+    try:
+        call()
+    except Exception:  # the kernel ends with its server
+        pass
 
 
 def test_spawn_reports_progress_and_loads_gpulab_extension(hub):
