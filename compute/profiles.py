@@ -8,7 +8,9 @@ into the next (kubespawner#546, #691).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .profile_options import ProfileOption, option_keys, options_from_settings
 
 SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?)?$")
 UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -65,6 +67,9 @@ class Profile:
     environments: tuple[str, ...] = ()
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[dict, ...] = ()
+    # KubeSpawner's: applied on Kubernetes after the profile's own settings, then each chosen option's.
+    kubespawner_override: dict = field(default_factory=dict, compare=False)
+    options: tuple[ProfileOption, ...] = field(default=(), compare=False)
 
     @property
     def uses_gpu(self) -> bool:
@@ -111,8 +116,21 @@ def profiles_from_settings(values: dict) -> tuple[Profile, ...]:
             environments=tuple(item["environments"]),
             node_selector=tuple(sorted(item["node_selector"].items())),
             tolerations=tuple(item["tolerations"]),
+            kubespawner_override=item["kubespawner_override"],
+            options=options_from_settings(item["profile_options"]),
         ))
     return tuple(profiles)
+
+
+def profile_id(item: dict) -> str:
+    """A profile's id: `id`, else z2jh's `slug`, else made from display_name as KubeSpawner does."""
+    from slugify import slugify
+
+    return item.get("id") or item.get("slug") or slugify(item["display_name"])
+
+
+def with_profile_ids(profiles: list[dict]) -> list[dict]:
+    return [{**item, "id": profile_id(item)} for item in profiles]
 
 
 def may_use(profile: Profile, user: str, groups: list[str] | set[str], admin: bool = False) -> bool:
@@ -149,5 +167,5 @@ def resolve_profile(profiles, options: dict, user: str, groups, admin: bool = Fa
     return profile
 
 
-def unknown_options(options: dict) -> list[str]:
-    return sorted(set(options) - {"profile", "environment"})
+def unknown_options(options: dict, profile: Profile) -> list[str]:
+    return sorted(set(options) - {"profile", "environment"} - option_keys(profile.options))

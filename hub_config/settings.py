@@ -352,7 +352,12 @@ def deep_merge(base: dict, overrides: dict) -> dict:
 def complete(values: dict, config_dir: Path, schema: dict | None = None) -> dict:
     """Defaults filled and paths resolved: what apply_config expects."""
     schema = schema or bundled_schema()
-    return resolve_paths(schema, with_defaults(schema, values), config_dir)
+    values = with_defaults(schema, values)
+    if isinstance(values, dict) and isinstance(values.get("profiles"), list):
+        from gpulab.compute.profiles import with_profile_ids
+
+        values["profiles"] = with_profile_ids(values["profiles"])
+    return resolve_paths(schema, values, config_dir)
 
 
 def load_settings(path: Path | None, overrides: dict | None = None) -> LoadedSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from gpulab.compute.profiles import parse_size
@@ -11,7 +12,58 @@ from gpulab.images.catalog import load_catalog
 
 def check_settings(values: dict) -> list[Problem]:
     problems = _check_profiles(values["profiles"])
+    problems += _check_kubespawner_parts(values)
     problems += _check_environments(values)
+    return problems
+
+
+ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+# KubeSpawner settings a profile may not override: gpulab builds them (hub_config/hand_set.py).
+NOT_OVERRIDABLE = ("profile_list", "options_form", "options_from_form", "profile_form_template",
+                   "additional_profile_form_template_paths")
+
+
+def _check_overrides(where: str, overrides: dict, backend: str) -> list[Problem]:
+    if not overrides:
+        return []
+    if backend != "kubernetes":
+        return [Problem(where, "KubeSpawner settings apply to pods: they need spawner.backend kubernetes")]
+    from kubespawner import KubeSpawner
+
+    known = set(KubeSpawner.class_traits(config=True))
+    problems = []
+    for name in overrides:
+        if name in NOT_OVERRIDABLE:
+            problems.append(Problem(f"{where}.{name}", "gpulab builds this from `profiles`; a profile cannot override it"))
+        elif name not in known:
+            problems.append(Problem(f"{where}.{name}", "not a KubeSpawner setting"))
+    return problems
+
+
+def _check_kubespawner_parts(values: dict) -> list[Problem]:
+    """kubespawner_override (profiles, choices, unlisted choices) and profile_options."""
+    backend = values["spawner"]["backend"] if "spawner" in values else "local"
+    problems = []
+    for i, profile in enumerate(values["profiles"]):
+        where = f"profiles[{i}]"
+        problems += _check_overrides(f"{where}.kubespawner_override", profile["kubespawner_override"], backend)
+        for name, option in profile["profile_options"].items():
+            at = f"{where}.profile_options.{name}"
+            choices, unlisted = option.get("choices", {}), option.get("unlisted_choice", {})
+            for key, choice in choices.items():
+                problems += _check_overrides(f"{at}.choices.{key}.kubespawner_override",
+                                             choice.get("kubespawner_override", {}), backend)
+            problems += _check_overrides(f"{at}.unlisted_choice.kubespawner_override",
+                                         unlisted.get("kubespawner_override", {}), backend)
+            if not choices and not unlisted.get("enabled"):
+                problems.append(Problem(at, "offers nothing: give choices or enable unlisted_choice"))
+            defaults = [key for key, choice in choices.items() if choice.get("default")]
+            if len(defaults) > 1:
+                problems.append(Problem(f"{at}.choices", f"only one choice can be the default; {', '.join(defaults)} are"))
+            try:
+                re.compile(unlisted.get("validation_regex", ""))
+            except re.error as error:
+                problems.append(Problem(f"{at}.unlisted_choice.validation_regex", f"not a regular expression: {error}"))
     return problems
 
 
@@ -21,6 +73,10 @@ def _check_profiles(profiles: list[dict]) -> list[Problem]:
     default_at = None
     for i, profile in enumerate(profiles):
         where = f"profiles[{i}]"
+        if profile.get("slug") and profile["slug"] != profile["id"]:
+            problems.append(Problem(f"{where}.slug", f"{profile['slug']!r} differs from id {profile['id']!r}: give one of the two"))
+        if not ID.match(profile["id"]):
+            problems.append(Problem(f"{where}.display_name", f"no id can be made from it (got {profile['id']!r}): give `id`"))
         if profile["id"] in seen:
             problems.append(Problem(f"{where}.id", f"{profile['id']!r} is already the id of profiles[{seen[profile['id']]}]"))
         seen.setdefault(profile["id"], i)

@@ -9,6 +9,7 @@ from importlib import resources
 from jinja2 import Environment as Jinja, FileSystemLoader, select_autoescape
 
 from gpulab.compute.availability import Availability
+from gpulab.compute.profile_options import options_from_form_fields
 from gpulab.compute.profiles import Profile
 
 from .environments import EnvironmentOption
@@ -67,5 +68,9 @@ def render_form(cards: list[ProfileCard], default_environment: str = "") -> str:
 
 
 def options_from_form(form: dict[str, list[str]]) -> dict:
-    """The spawn form's fields as user_options: {"profile": ..., "environment": ...}."""
-    return {key: form[key][0] for key in ("profile", "environment") if form.get(key)}
+    """The spawn form's fields as user_options: {"profile": ..., "environment": ...} and the chosen
+    profile's `profile-option-<profile>--<option>` fields as KubeSpawner names them."""
+    options = {key: form[key][0] for key in ("profile", "environment") if form.get(key)}
+    if options.get("profile"):
+        options.update(options_from_form_fields(form, options["profile"]))
+    return options

@@ -108,6 +108,8 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         changes = pod_changes(plan.profile, env.image, env.id, env.cuda, env.min_driver, products)
         configured = {name: getattr(self, name) for name in MERGED_SETTINGS}
         self._override(profile_settings(configured, changes, plan.profile))
+        for overrides in plan.kubespawner_overrides:
+            self._override(overrides)
 
     def _override(self, overrides: dict) -> None:
         """KubeSpawner's override semantics (dicts merged recursively, a None value removes a key,

@@ -24,6 +24,7 @@ from gpulab.compute.claims import OverQuota, Pool, Purpose, Refused, Standing, c
 from gpulab.compute.inventory import CachedInventory, Device, load_inventory
 from gpulab.compute.ledger import Ledger, LocalPool, gpus_by_owner
 from gpulab.compute.limits import Limits, profile_limits
+from gpulab.compute.profile_options import ChosenOption, OptionError, resolve_options
 from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, unknown_options, visible_profiles
 from gpulab.db import make_engine, make_session_factory
 from gpulab.images.catalog import Environment, load_catalog
@@ -42,10 +43,16 @@ class SpawnPlan:
 
     profile: Profile
     environment: Environment
+    options: tuple[ChosenOption, ...] = ()
 
     @property
     def limits(self) -> Limits:
         return profile_limits(self.profile)
+
+    @property
+    def kubespawner_overrides(self) -> list[dict]:
+        """KubeSpawner overrides in the order they apply: the profile's, then each chosen option's."""
+        return [self.profile.kubespawner_override] + [o.kubespawner_override for o in self.options]
 
 
 @dataclass(frozen=True)
@@ -229,17 +236,21 @@ class ProfileSpawnerMixin(Spawner):
 
     def plan_spawn(self, options: dict) -> SpawnPlan:
         """Resolve the user's choice; HTTP 400/403 with the reason when it is refused."""
-        extra = unknown_options(options)
-        if extra:
-            raise web.HTTPError(400, f"unknown option(s): {', '.join(extra)}; expected profile and environment")
         try:
             profile = resolve_profile(self.profiles, options, self.user.name, self._user_groups(), self.user.admin)
+            extra = unknown_options(options, profile)
+            if extra:
+                expected = ", ".join(["profile", "environment"] + [o.name for o in profile.options])
+                raise ChoiceError(400, f"unknown option(s): {', '.join(extra)}; expected {expected}")
+            chosen = resolve_options(profile.id, profile.options, options)
             choices = options_for(profile, self.environments, self.gpu_driver(profile), self.python_exists())
             environment = resolve_environment(profile, choices, options.get("environment"),
                                               self.environment_settings.get("default", ""))
         except ChoiceError as refused:
             raise web.HTTPError(refused.status, refused.message) from None
-        return SpawnPlan(profile, environment)
+        except OptionError as refused:
+            raise web.HTTPError(400, str(refused)) from None
+        return SpawnPlan(profile, environment, chosen)
 
     async def start(self):
         try:

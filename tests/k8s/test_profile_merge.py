@@ -110,3 +110,25 @@ async def test_one_spawn_s_profile_does_not_reach_the_next(values):
     assert second["spec"]["tolerations"] == [{"key": "user", "operator": "Exists"}]
     assert resources(second)["limits"] == {"cpu": 2.0, "memory": 4000000000, "x/y": "1"}
     assert "affinity" not in second["spec"] and [v["name"] for v in second["spec"]["volumes"]] == []
+
+
+async def test_profile_options_and_kubespawner_override_reach_the_pod_and_bad_choices_are_400(values):
+    from tornado.web import HTTPError
+
+    image = {"display_name": "Image", "choices": {"base": {"display_name": "Base", "kubespawner_override": {
+                 "image": "jupyter/base-notebook:2024", "environment": {"FLAVOUR": "base", "A": None}}}},
+             "unlisted_choice": {"enabled": True, "validation_regex": "^jupyter/", "kubespawner_override": {"image": "{value}"}}}
+    values = {**values, "profiles": PROFILES + [{"slug": "custom", "display_name": "Custom", "profile_options": {"image": image},
+                                                 "kubespawner_override": {"extra_resource_limits": {"ephemeral-storage": "5Gi"},
+                                                                          "environment": {"A": "1"}}}]}
+    pod = await gpulab_pod(values, {"profile": "custom"}, NODES)
+    assert pod["spec"]["containers"][0]["image"] == "jupyter/base-notebook:2024"
+    assert env(pod)["FLAVOUR"] == "base" and "A" not in env(pod)  # a None value removes the variable
+    assert resources(pod)["limits"]["ephemeral-storage"] == "5Gi"
+    pod = await gpulab_pod(values, {"profile": "custom", "image--unlisted-choice": "jupyter/r-notebook:1"}, NODES)
+    assert pod["spec"]["containers"][0]["image"] == "jupyter/r-notebook:1" and env(pod)["A"] == "1"
+    for asked, message in (({"profile": "custom", "image--unlisted-choice": "evil/miner"}, "must match ^jupyter/"),
+                           ({"profile": "cpu", "image": "base"}, "unknown option(s): image; expected profile, environment")):
+        with pytest.raises(HTTPError) as refused:
+            await gpulab_pod(values, asked, NODES)
+        assert refused.value.status_code == 400 and message in refused.value.log_message
