@@ -121,12 +121,15 @@ def quota_reason(quotas: dict, owner: str, groups, purpose: Purpose, gpus: int, 
 
 
 def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: dict, standing: Standing,
-          pool: Pool | None) -> Claim | None:
+          pool: Pool | None, nodes: int = 1) -> Claim | None:
     """Claim what `profile` needs for `purpose`: None for a CPU profile (nothing to hold), the
-    GPUs' claim otherwise. Raises OverQuota or DevicesBusy with the reason."""
+    GPUs' claim otherwise. Raises OverQuota or DevicesBusy with the reason.
+
+    `nodes` > 1 (a multi-node job) counts `nodes` times the profile's GPUs against the quotas;
+    only a cluster's pool places them, one pod per node."""
 
     def check(held: dict[str, int]) -> None:
-        problem = quota_reason(quotas, owner, groups, purpose, profile.gpu.count, standing, held)
+        problem = quota_reason(quotas, owner, groups, purpose, profile.gpu.count * nodes, standing, held)
         if problem:
             raise OverQuota(problem)
 
@@ -135,4 +138,6 @@ def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: dic
         return None
     if pool is None:
         raise ValueError("a GPU profile needs a pool to claim from")
+    if nodes > 1 and not isinstance(pool, ClusterPool):
+        raise ValueError("only a cluster's pool places a job on several nodes")
     return pool.take(owner, str(purpose), profile, check)

@@ -211,7 +211,19 @@ def _db_upgrade(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # What follows `--` is a job's own command line (`gpulab run train.py -- --lr 0.01`), which
+    # argparse would otherwise read as gpulab's options or mismatch with optional positionals.
+    trailing = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, trailing = argv[:cut], argv[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if trailing is not None:
+        if not getattr(args, "takes_trailing", False):
+            parser.error("'--' belongs to `gpulab run`: the script's arguments or the command to run follow it")
+        args.trailing = trailing
     return args.func(args)
 
 

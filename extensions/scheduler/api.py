@@ -9,7 +9,7 @@ from tornado import web
 
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
-from .schemas import CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule
+from .schemas import CreateJob, CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule
 
 
 class SchedulerApi(ApiHandler):
@@ -86,6 +86,40 @@ class Runs(SchedulerApi):
     async def post(self):
         who, request = self.who, self.body_as(CreateRun)
         self.write_json(await asyncio.to_thread(self.core.create_run, who, request), status=201)
+
+
+class Jobs(SchedulerApi):
+    """Submit a script or a command job (`gpulab run train.py -- ARGS`): its runs are runs like any other."""
+
+    max_json_body = 96 << 20  # the snapshot (at most 64 MiB of files, compressed) in base64
+
+    async def post(self):
+        who, request = self.who, self.body_as(CreateJob)
+        self.write_json(await asyncio.to_thread(self.core.create_job, who, request), status=201)
+
+
+class RunLog(SchedulerApi):
+    """The run's output from ?offset= (bytes); `gpulab logs -f` follows it until `ended`."""
+
+    def get(self, run_id):
+        try:
+            offset = int(self.get_argument("offset", "0"))
+        except ValueError:
+            raise web.HTTPError(400, "offset: not a whole number") from None
+        if offset < 0:
+            raise web.HTTPError(400, "offset: must be 0 or more")
+        self.write_json(self.core.run_log(self.who, run_id, offset))
+
+
+class RunArtifact(SchedulerApi):
+    """One of a job's files from outputs/ (`outputs/...`)."""
+
+    def get(self, run_id, relative):
+        path = self.core.artifact(self.who, run_id, relative)
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Security-Policy", "sandbox")
+        self.set_header("Content-Disposition", f'attachment; filename="{path.name}"')
+        self.finish(path.read_bytes())
 
 
 class OneRun(SchedulerApi):
@@ -166,6 +200,20 @@ class RunnerFiles(RunnerApi):
         self.finish()
 
 
+class RunnerSnapshot(RunnerApi):
+    def get(self, run_id):
+        path = self.core.runner_snapshot(run_id, self.token)
+        self.set_header("Content-Type", "application/gzip")
+        self.finish(path.read_bytes())
+
+
+class RunnerArtifacts(RunnerApi):
+    async def put(self, run_id, relative):
+        await asyncio.to_thread(self.core.runner_artifact, run_id, self.token, relative, self.request.body)
+        self.set_status(204)
+        self.finish()
+
+
 class OpenApiDocument(ApiHandler):
     """The API's description, as committed in the repository."""
 
@@ -198,13 +246,18 @@ ROUTES = [
     (rf"api/schedules/{ID}", OneSchedule),
     (rf"api/schedules/{ID}/runs", ScheduleRuns),
     ("api/runs", Runs),
+    ("api/jobs", Jobs),
     (rf"api/runs/{ID}", OneRun),
     (rf"api/runs/{ID}/stop", StopRun),
     (rf"api/runs/{ID}/files/([a-z.]+)", RunFile),
+    (rf"api/runs/{ID}/log", RunLog),
+    (rf"api/runs/{ID}/artifacts/(outputs/.+)", RunArtifact),
     ("runner/ready", RunnerReady),
     (rf"runner/{ID}/spec", RunnerSpec),
     (rf"runner/{ID}/events", RunnerEvents),
     (rf"runner/{ID}/files/([a-z.]+)", RunnerFiles),
+    (rf"runner/{ID}/snapshot", RunnerSnapshot),
+    (rf"runner/{ID}/artifacts/(outputs/.+)", RunnerArtifacts),
     (r"(?:api|runner)/.*", NoSuchApi),
     ("", SchedulesPage),
 ]

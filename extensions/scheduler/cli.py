@@ -1,7 +1,12 @@
-"""`gpulab run` and `gpulab schedule ...`: the scheduler from a terminal or a laptop (REST API + token)."""
+"""`gpulab run`, `logs`, `stop` and `schedule ...`: the scheduler from a terminal or a laptop (REST API + token).
+
+`gpulab run NOTEBOOK.ipynb` runs a notebook through Papermill; `gpulab run train.py -- ARGS` and
+`gpulab run -- COMMAND...` submit a job: the working folder (or --dir) goes along as a snapshot.
+"""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -14,6 +19,7 @@ from gpulab.hub_config.client import ClientError, client_from_environment
 
 from .parameters import ParameterError, merge
 from .run_options import notebook_location
+from .snapshots import SnapshotError, pack
 
 API = "services/scheduler/api/"
 FINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "STOPPED")
@@ -89,6 +95,12 @@ def wait(client, run_id: str) -> dict:
 
 
 def _run(args) -> int:
+    if not args.notebook or not args.notebook.endswith(".ipynb"):
+        return _run_job(args)
+    if args.trailing:
+        raise UsageError("a notebook takes parameters (-p NAME=VALUE), not arguments after --")
+    if args.dir or args.nodes != 1:
+        raise UsageError("--dir and --nodes are for scripts and commands; a notebook runs on its own")
     client = client_from_environment()
     run = client.request("POST", f"{API}runs", request_body(args))
     print(run["id"])
@@ -105,6 +117,87 @@ def _run(args) -> int:
     if args.output and "output.ipynb" in run["outputs"]:
         Path(args.output).write_bytes(client.download(f"{API}runs/{run['id']}/files/output.ipynb"))
     return 0 if run["status"] == "COMPLETED" else 1
+
+
+def job_body(args) -> dict:
+    """A script or command job's request: its command and a snapshot of --dir (default: here)."""
+    if any(getattr(args, key, None) for key in ("parameter", "parameters_raw", "parameters_yaml", "parameters_file",
+                                                "parameters_base64", "kernel_name", "cwd")):
+        raise UsageError("-p, -r, -y, -f, -b, -k and --cwd are for notebooks; a script's arguments go after --")
+    folder = Path(args.dir or ".").resolve()
+    if args.notebook:
+        script = Path(args.notebook).resolve()
+        if not script.is_file():
+            raise UsageError(f"{args.notebook}: no such file")
+        try:
+            relative = script.relative_to(folder)
+        except ValueError:
+            raise UsageError(f"{args.notebook} is not inside {folder} (the folder that goes with the job; "
+                             f"see --dir)") from None
+        kind, command, name = "script", ["python", relative.as_posix(), *args.trailing], script.stem
+    elif args.trailing:
+        kind, command, name = "command", list(args.trailing), Path(args.trailing[0]).name
+    else:
+        raise UsageError("what to run: a notebook, a script (gpulab run train.py -- ARGS) "
+                         "or a command (gpulab run -- COMMAND ...)")
+    try:
+        snapshot = pack(folder)
+    except SnapshotError as error:
+        raise UsageError(str(error)) from None
+    body = {"name": args.name or name, "kind": kind, "command": command, "source": str(folder),
+            "snapshot": base64.b64encode(snapshot).decode(), "max_retries": args.max_retries, "nodes": args.nodes}
+    for key in ("profile", "environment", "project", "timeout_seconds"):
+        if getattr(args, key, None) is not None:
+            body[key] = getattr(args, key)
+    if args.notify_webhook or args.notify_email:
+        body["notify"] = {"webhooks": args.notify_webhook or [], "emails": args.notify_email or [],
+                          "on": args.notify_on or ["failure"]}
+    return body
+
+
+def follow(client, run_id: str, out=None, poll: float = 0.5) -> dict:
+    """Print the run's log as it grows until the run has ended; the run as it ended."""
+    out = out or sys.stdout
+    offset = 0
+    while True:
+        chunk = client.request("GET", f"{API}runs/{run_id}/log?offset={offset}")
+        if chunk["text"]:
+            out.write(chunk["text"])
+            out.flush()
+        offset = chunk["next_offset"]
+        if chunk["ended"]:
+            return client.request("GET", f"{API}runs/{run_id}")
+        if not chunk["text"]:
+            time.sleep(poll)
+
+
+def _run_job(args) -> int:
+    client = client_from_environment()
+    run = client.request("POST", f"{API}jobs", job_body(args))
+    print(run["id"])
+    if run["status"] == "WAITING" or run["message"]:
+        print(f"  {run['status'].lower()}  {run['message']}", file=sys.stderr)
+    if not args.wait:
+        return 0
+    run = follow(client, run["id"], sys.stderr)
+    print(show_run(run))
+    if run["status"] == "COMPLETED":
+        return 0
+    return run["exit_code"] if run.get("exit_code") else 1
+
+
+def _logs_of_run(args) -> int:
+    client = client_from_environment()
+    if args.follow:
+        follow(client, run_id(args.run_id))
+        return 0
+    sys.stdout.write(client.request("GET", f"{API}runs/{run_id(args.run_id)}/log")["text"])
+    return 0
+
+
+def _stop(args) -> int:
+    print(show_run(client_from_environment().request("POST", f"{API}runs/{run_id(args.run_id)}/stop")))
+    return 0
 
 
 def _create(args) -> int:
@@ -183,8 +276,9 @@ def _guard(command):
     return guarded
 
 
-def _common(parser) -> None:
-    parser.add_argument("notebook", help="the notebook file (it is uploaded; later edits do not change the run)")
+def _common(parser, notebook_help="the notebook file (it is uploaded; later edits do not change the run)",
+            optional: bool = False) -> None:
+    parser.add_argument("notebook", help=notebook_help, nargs="?" if optional else None)
     parser.add_argument("--name", help="a name for the run or schedule (default: the notebook's)")
     parser.add_argument("--profile", help="compute profile, e.g. gpu-1 (default: the default profile)")
     parser.add_argument("--environment", help="environment id from the catalog (default: the first that fits)")
@@ -215,11 +309,27 @@ def _common(parser) -> None:
 
 
 def register(commands) -> None:
-    run = commands.add_parser("run", help="run a notebook once, now, on the hub (Papermill)")
-    _common(run)
-    run.add_argument("--wait", action="store_true", help="wait for the result; exit 1 if the run fails")
+    run = commands.add_parser(
+        "run", help="run a notebook (Papermill), a script or a command once, now, on the hub",
+        usage="gpulab run NOTEBOOK.ipynb [options] | SCRIPT [options] [-- ARGS...] | [options] -- COMMAND...")
+    _common(run, "a notebook (.ipynb, run through Papermill) or a script (run with the environment's python "
+                 "in a snapshot of --dir); leave it out to run the command after --", optional=True)
+    run.add_argument("--dir", metavar="FOLDER",
+                     help="a job's folder, copied when it is submitted (default: here; at most 64 MiB of files; "
+                          ".git, __pycache__, .venv and outputs/ are left out)")
+    run.add_argument("--nodes", type=int, default=1, help="a job's pods, one per node (Kubernetes only; default 1)")
+    run.add_argument("--wait", action="store_true",
+                     help="wait for the result (a job's output streams meanwhile); exit non-zero if it fails")
     run.add_argument("--output", metavar="FILE", help="with --wait: save the executed notebook here")
-    run.set_defaults(func=_guard(_run))
+    run.set_defaults(func=_guard(_run), takes_trailing=True, trailing=[])
+
+    logs = commands.add_parser("logs", help="a run's output; -f follows it until the run ends")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    logs.add_argument("run_id", help="run or job id (as gpulab run prints it)")
+    logs.set_defaults(func=_guard(_logs_of_run))
+    stop = commands.add_parser("stop", help="stop a queued or running run or job (its processes end)")
+    stop.add_argument("run_id", help="run or job id")
+    stop.set_defaults(func=_guard(_stop))
 
     schedule = commands.add_parser("schedule", help="notebooks that run on a cron schedule")
     actions = schedule.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)

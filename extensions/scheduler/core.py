@@ -6,6 +6,8 @@ Conflict) become 4xx responses in one place.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -13,24 +15,27 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gpulab.compute.claims import Purpose, Standing, quota_reason
 from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
 from gpulab.extensions.projects.membership import can
 from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
 from gpulab.images.catalog import load_catalog
 from gpulab.spawner.environments import offered, options_for, resolve_environment
 
-from . import cron, webhooks
-from .models import ACTIVE_STATES, FINAL_STATES, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
-from .schemas import CreateRun, CreateSchedule, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
+from . import cron, snapshots, webhooks
+from .models import ACTIVE_STATES, FINAL_STATES, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
+from .schemas import CreateJob, CreateRun, CreateSchedule, LogChunk, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
 
 OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
 MAX_CELLS = 1_000_000
+LOG_CHUNK_BYTES = 1 << 20  # one answer of the log route
+ARTIFACTS_LIMIT_BYTES = 256 << 20  # what one job may hand over from outputs/
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,18 @@ class RunStorage:
         path = self.path(run_id, name)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_bytes(data)
+
+    def snapshot(self, schedule_id: str) -> Path:
+        """A job's snapshot, kept beside the runs' folders (every run of the job unpacks it)."""
+        return self.root.parent / "snapshots" / f"{schedule_id}.tar.gz"
+
+    def artifact(self, run_id: str, relative: str) -> Path:
+        """A job's artifact: `outputs/...` as the job wrote it, never a path out of its folder."""
+        path = PurePosixPath(relative)
+        if path.is_absolute() or ".." in path.parts or path.parts[:1] != ("outputs",) or len(path.parts) < 2 \
+                or any(part in ("", ".") for part in relative.split("/")):
+            raise Invalid(f"{relative!r} is not a path under outputs/")
+        return self.folder(run_id).joinpath("artifacts", *path.parts)
 
 
 class SchedulerCore:
@@ -149,6 +166,18 @@ class SchedulerCore:
     def profile(self, profile_id: str) -> Profile:
         return next(p for p in self.profiles if p.id == profile_id)
 
+    def _check_quota(self, who: Who, profile: Profile, nodes: int = 1) -> None:
+        """403 for a run that no quota or group budget would ever let start, even with nothing else
+        running: the claim's own check (compute.claims), so it would otherwise wait forever. A run that
+        fits but not now waits in the queue with the reason."""
+        if not profile.uses_gpu:
+            return
+        problem = quota_reason(self.settings["quotas"], who.name, who.groups, Purpose.run("new"),
+                               profile.gpu.count * nodes, Standing(), {})
+        if problem:
+            raise NotAllowed(f"refused: {problem} ({nodes} x {profile.gpu.describe()})" if nodes > 1
+                             else f"refused: {problem}")
+
     # ------------------------------------------------------------ schedules
 
     def create_schedule(self, who: Who, request: CreateSchedule | CreateRun) -> Schedule:
@@ -158,6 +187,7 @@ class SchedulerCore:
         self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile, environment = self._compute(who, request.profile, request.environment)
+        self._check_quota(who, self.profile(profile))
         now = self.clock()
         schedule = Schedule(
             id=str(uuid.uuid4()), name=request.name, owner=who.name, project=request.project,
@@ -270,6 +300,48 @@ class SchedulerCore:
         self.wake()
         return self.get_run(who, run_id)
 
+    def create_job(self, who: Who, request: CreateJob) -> RunOut:
+        """Run a script or a command once, now: a one-off schedule of that kind with a single run."""
+        if request.idempotency_token:
+            with self.sessions() as session:
+                existing = session.scalars(select(Run).where(Run.owner == who.name,
+                                                             Run.idempotency_token == request.idempotency_token)).first()
+                if existing is not None:
+                    return self.run_out(session, existing)
+        self._check_project(who, request.project)
+        profile_id, environment = self._compute(who, request.profile, request.environment)
+        if request.nodes > 1 and self.settings.get("spawner", {}).get("backend") != "kubernetes":
+            raise Invalid(f"nodes: {request.nodes} nodes need spawner.backend kubernetes; this hub runs jobs "
+                          "on one machine (use a profile with more GPUs and torchrun --nproc-per-node)")
+        self._check_quota(who, self.profile(profile_id), request.nodes)
+        try:
+            data = base64.b64decode(request.snapshot, validate=True)
+            snapshots.check(data)
+        except binascii.Error:
+            raise Invalid("snapshot: not base64") from None
+        except snapshots.SnapshotError as error:
+            raise Invalid(f"snapshot: {error}") from None
+        now = self.clock()
+        schedule = Schedule(
+            id=str(uuid.uuid4()), name=request.name, owner=who.name, project=request.project,
+            notebook_name=request.command[1] if request.kind == "script" else request.command[0], notebook="",
+            input_path=request.source, parameters={}, cron=None, timezone="UTC", profile=profile_id,
+            environment=environment,
+            timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
+            max_retries=request.max_retries, min_retry_interval_millis=0, retry_on_timeout=False,
+            notify=request.notify.model_dump(mode="json"), output_formats=[], tags=list(request.tags),
+            active=False, last_slot=now, created_at=now, updated_at=now, kind=request.kind,
+            command=list(request.command), nodes=request.nodes)
+        path = self.storage.snapshot(schedule.id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_bytes(data)
+        with self.sessions.begin() as session:
+            session.add(schedule)
+            session.flush()
+            run_id = self.queue_run(session, schedule, None, idempotency_token=request.idempotency_token).id
+        self.wake()
+        return self.get_run(who, run_id)
+
     def run_now(self, who: Who, schedule_id: str, parameters: dict) -> RunOut:
         with self.sessions.begin() as session:
             schedule = self._schedule(session, who, schedule_id, change=True)
@@ -335,6 +407,31 @@ class SchedulerCore:
                 raise NotFound(f"run {run_id} has no {name} (it has: {', '.join(run.outputs) or 'nothing yet'})")
         return self.storage.path(run_id, name)
 
+    def run_log(self, who: Who, run_id: str, offset: int = 0) -> LogChunk:
+        """The run's output from `offset`, while it runs too (locally the runner writes it as it goes)."""
+        with self.sessions() as session:
+            run, _ = self._run(session, who, run_id)
+            status = run.status
+        path = self.storage.path(run_id, "log.txt")
+        text = b""
+        if path.exists():
+            with open(path, "rb") as log:
+                log.seek(max(offset, 0))
+                text = log.read(LOG_CHUNK_BYTES)
+        ended = status in FINAL_STATES and len(text) < LOG_CHUNK_BYTES
+        if not ended:
+            text = whole_characters(text)  # the rest of a character cut here comes with the next chunk
+        return LogChunk(text=text.decode(errors="replace"), offset=offset, next_offset=offset + len(text),
+                        status=status, ended=ended)
+
+    def artifact(self, who: Who, run_id: str, relative: str) -> Path:
+        with self.sessions() as session:
+            run, _ = self._run(session, who, run_id)
+            if relative not in run.artifacts:
+                raise NotFound(f"run {run_id} has no artifact {relative!r} "
+                               f"(it has: {', '.join(run.artifacts) or 'none'})")
+        return self.storage.artifact(run_id, relative)
+
     def run_out(self, session, run: Run) -> RunOut:
         schedule = session.get(Schedule, run.schedule_id)
         started, ended = aware(run.started_at), aware(run.ended_at)
@@ -348,7 +445,9 @@ class SchedulerCore:
             parameters=run.parameters, profile=schedule.profile, environment=schedule.environment,
             devices=run.devices, cells_done=run.cells_done, cells_total=run.cells_total,
             error=run.error,
-            outputs=run.outputs, mlflow_run_id=run.mlflow_run_id)
+            outputs=run.outputs, mlflow_run_id=run.mlflow_run_id, kind=schedule.kind or NOTEBOOK,
+            command=schedule.command or [], nodes=schedule.nodes or 1, exit_code=run.exit_code,
+            artifacts=run.artifacts or [])
 
     # ------------------------------------------------------------ the runner's side
 
@@ -362,6 +461,10 @@ class SchedulerCore:
         with self.sessions() as session:
             run = self._runner_run(session, run_id, token)
             schedule = session.get(Schedule, run.schedule_id)
+            if schedule.kind != NOTEBOOK:
+                return {"kind": schedule.kind, "command": schedule.command, "source": schedule.input_path,
+                        "parameters": {}, "run_name": f"{schedule.name} #{run.attempt}", "schedule": schedule.name,
+                        "profile": schedule.profile, "environment": schedule.environment}
             return {"notebook": json.loads(schedule.notebook), "parameters": run.parameters,
                     "output_formats": schedule.output_formats, "not_before": aware(run.slot).isoformat()
                     if run.slot else None, "run_name": f"{schedule.name} #{run.attempt}",
@@ -382,6 +485,8 @@ class SchedulerCore:
                 run.cells_done = event.cells_done
             if event.mlflow_run_id:
                 run.mlflow_run_id = event.mlflow_run_id
+            if event.exit_code is not None:
+                run.exit_code = event.exit_code
             if event.kind == "finished":
                 # The dispatcher ends the run when it sees the process exit; this is the outcome.
                 run.outcome = event.status or ""
@@ -409,6 +514,29 @@ class SchedulerCore:
             run = session.get(Run, run_id)
             run.outputs = [*run.outputs, *(s for s in stored if s not in run.outputs)]
 
+    def runner_snapshot(self, run_id: str, token: str) -> Path:
+        with self.sessions() as session:
+            run = self._runner_run(session, run_id, token)
+            path = self.storage.snapshot(run.schedule_id)
+        if not path.exists():
+            raise NotFound(f"run {run_id} has no snapshot (it runs a notebook)")
+        return path
+
+    def runner_artifact(self, run_id: str, token: str, relative: str, data: bytes) -> None:
+        path = self.storage.artifact(run_id, relative)
+        with self.sessions() as session:
+            run = self._runner_run(session, run_id, token)
+            kept = sum(self.storage.artifact(run_id, name).stat().st_size for name in run.artifacts
+                       if name != relative and self.storage.artifact(run_id, name).exists())
+        if kept + len(data) > ARTIFACTS_LIMIT_BYTES:
+            raise Invalid(f"the job's artifacts would pass {ARTIFACTS_LIMIT_BYTES >> 20} MiB")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_bytes(data)
+        with self.sessions.begin() as session:
+            run = session.get(Run, run_id)
+            if relative not in run.artifacts:
+                run.artifacts = [*run.artifacts, relative]
+
     def render_html(self, notebook: bytes) -> bytes:
         """The executed notebook as HTML (the exporter is built once; rendering runs no code)."""
         import nbformat
@@ -419,6 +547,17 @@ class SchedulerCore:
             self._exporter = HTMLExporter()
         body, _ = self._exporter.from_notebook_node(nbformat.reads(notebook.decode(), as_version=4))
         return body.encode()
+
+
+def whole_characters(data: bytes) -> bytes:
+    """`data` without a UTF-8 character cut off at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for its lead
+        length = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+        return data[:-back] if back < length else data
+    return data
 
 
 def retry_delay(schedule: Schedule) -> timedelta:

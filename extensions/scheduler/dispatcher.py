@@ -24,7 +24,7 @@ from . import cron
 from .core import SchedulerCore, aware, committed, retry_delay, token_digest
 from .executors.protocol import Executor, RunRequest
 from .models import (
-    COMPLETED, FAILED, QUEUED, RUNNING, STOPPED, STOPPING, TIMED_OUT, WAITING, Run, Schedule,
+    COMPLETED, FAILED, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, TIMED_OUT, WAITING, Run, Schedule,
 )
 
 IDLE_POLL_SECONDS = 1.0
@@ -305,7 +305,7 @@ class Dispatcher:
                                            if g in quotas["groups"]})
         try:
             return claim(owner, who.groups, Purpose.run(run_id), profile, quotas=quotas, standing=standing,
-                         pool=self.executor.pool), None
+                         pool=self.executor.pool, nodes=schedule.nodes or 1), None
         except Refused as refused:
             return None, f"waiting for {profile.gpu.describe()}: {refused.message}"
 
@@ -332,9 +332,14 @@ class Dispatcher:
                # how long the runner keeps trying to reach the scheduler (a restart of the hub or of it)
                "GPULAB_RUN_DELIVER_SECONDS": str(schedule.timeout_seconds + DELIVERY_GRACE_SECONDS),
                **await self.extra_env(schedule)}
+        profile = self.core.profile(schedule.profile)
+        if schedule.kind != NOTEBOOK and profile.uses_gpu:
+            # torchrun starts one worker per GPU the job holds unless told otherwise (its PET_* defaults)
+            env["PET_NPROC_PER_NODE"] = str(len(devices) or profile.gpu.count)
         environment = next(e for e in self.core.environments if e.id == schedule.environment)
-        request = RunRequest(run_id, schedule.owner, self.core.profile(schedule.profile), environment, env, claim,
-                             self.core.storage.path(run_id, "log.txt"), schedule.timeout_seconds)
+        request = RunRequest(run_id, schedule.owner, profile, environment, env, claim,
+                             self.core.storage.path(run_id, "log.txt"), schedule.timeout_seconds,
+                             nodes=schedule.nodes or 1)
         try:
             ref = await self.executor.start(request)
         except Exception as error:  # the run fails with the reason; the scheduler goes on

@@ -1,4 +1,9 @@
-"""Schedules (what to run, when, how) and runs (each execution) in gpulab's database."""
+"""Schedules (what to run, when, how) and runs (each execution) in gpulab's database.
+
+A schedule runs a notebook (Papermill) or a job: a script or a command in a snapshot of a
+folder. Both are runs of one queue, one GPU ledger and one quota; the kind only changes what
+the runner executes.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ QUEUED, WAITING, RUNNING, STOPPING = "QUEUED", "WAITING", "RUNNING", "STOPPING"
 COMPLETED, FAILED, TIMED_OUT, STOPPED = "COMPLETED", "FAILED", "TIMED_OUT", "STOPPED"
 ACTIVE_STATES = (QUEUED, WAITING, RUNNING, STOPPING)
 FINAL_STATES = (COMPLETED, FAILED, TIMED_OUT, STOPPED)
+NOTEBOOK, SCRIPT, COMMAND = "notebook", "script", "command"
 
 
 class Schedule(Base):
@@ -45,6 +51,10 @@ class Schedule(Base):
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16), default=NOTEBOOK, server_default=NOTEBOOK)
+    # A job's argv, run in its snapshot (a script's is ["python", SCRIPT, *ARGS]); [] for a notebook
+    command: Mapped[list] = mapped_column(JSON, default=list)
+    nodes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # pods of a multi-node job
 
 
 class Run(Base):
@@ -77,3 +87,5 @@ class Run(Base):
     idempotency_token: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     mlflow_run_id: Mapped[str] = mapped_column(String(64), default="")
     outputs: Mapped[list] = mapped_column(JSON, default=list)  # stored file names: output.ipynb, output.html, log.txt
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a job's command, as it exited
+    artifacts: Mapped[list] = mapped_column(JSON, default=list)  # a job's files from outputs/, relative paths

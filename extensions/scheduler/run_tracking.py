@@ -94,18 +94,21 @@ class MlflowRest:
 
 
 def log_run(client: MlflowRest, experiment: str, spec: dict, status: str, seconds: float,
-            output: Path) -> str:
-    """The gpulab run as an MLflow run of its experiment; returns the MLflow run's id."""
+            artifacts: list[tuple[str, Path]], metrics: dict | None = None, params: dict | None = None) -> str:
+    """The gpulab run as an MLflow run of its experiment, with `artifacts` ((name, file) pairs:
+    the executed notebook, a job's outputs/); returns the MLflow run's id."""
     now_ms = int(time.time() * 1000)
     info = client.create_run(client.experiment_id(experiment), spec["run_name"], now_ms - int(seconds * 1000),
                              {"mlflow.source.type": "JOB", "mlflow.source.name": spec["schedule"]})
     run_id = info["run_id"]
     try:
-        client.log_batch(run_id, spec["parameters"], {"duration_seconds": seconds},
+        client.log_batch(run_id, {**spec["parameters"], **(params or {})},
+                         {"duration_seconds": seconds, **(metrics or {})},
                          {"gpulab.profile": spec["profile"], "gpulab.environment": spec["environment"],
-                          "gpulab.status": status}, now_ms)
-        if output.exists():
-            client.upload_artifact(info["artifact_uri"], output.name, output.read_bytes())
+                          "gpulab.status": status, "gpulab.kind": spec.get("kind", "notebook")}, now_ms)
+        for name, path in artifacts:
+            if path.exists():
+                client.upload_artifact(info["artifact_uri"], name, path.read_bytes())
     finally:  # a half-logged run still ends rather than staying RUNNING forever
         client.end_run(run_id, RUN_STATUS.get(status, "FAILED"), int(time.time() * 1000))
     return run_id

@@ -7,6 +7,9 @@ and uploads the executed notebook (the scheduler renders its HTML) and, on failu
 failing cell and traceback. The scheduler watches the process and enforces the whole-run timeout.
 It outlives a restart of the scheduler or the hub (it runs in a session of its own, with no
 parent-death signal) and keeps its result until a scheduler takes it.
+A job (a script or a command) runs instead in an unpacked snapshot (job_execution.py); its
+exit status and the files it leaves in outputs/ are handed over the same way. In a
+multi-node job every pod runs a runner: only node 0 (NODE_RANK) reports and hands over.
 Environment: GPULAB_RUN_URL, GPULAB_RUN_TOKEN, GPULAB_RUN_DELIVER_SECONDS (how long to keep
 trying to hand over the result); MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN
 make the run an MLflow run too.
@@ -19,6 +22,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,6 +95,23 @@ class Reporter:
     def upload(self, name: str, data: bytes) -> None:
         self._until_deadline("PUT", f"files/{name}", data, "application/octet-stream")
 
+    def upload_artifact(self, path: str, data: bytes) -> None:
+        self._until_deadline("PUT", f"artifacts/{urllib.parse.quote(path)}", data, "application/octet-stream")
+
+    def snapshot(self) -> bytes:
+        """The job's snapshot (raw bytes, retried like the spec)."""
+        delay = 0.5
+        while True:
+            request = urllib.request.Request(self.url + "snapshot", headers={"Authorization": f"Bearer {self.token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    return response.read()
+            except Exception as error:
+                if not retryable(error) or self.clock() + delay > self.deadline:
+                    raise
+            self.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
 
 def wait_until(moment: str | None) -> None:
     if moment:
@@ -106,8 +127,9 @@ def execute(spec: dict, reporter: Reporter, workdir: Path) -> tuple[str, dict | 
     return execute_with_papermill(spec, reporter, workdir, wait_until)
 
 
-def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str | None:
-    """The run as an MLflow run: parameters, status, duration, the executed notebook."""
+def log_to_mlflow(spec: dict, status: str, seconds: float, artifacts: list[tuple[str, Path]],
+                  metrics: dict | None = None, params: dict | None = None) -> str | None:
+    """The run as an MLflow run: parameters, status, duration, the executed notebook or the job's outputs."""
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         return None
     from .run_tracking import MlflowRest, log_run
@@ -115,7 +137,41 @@ def log_to_mlflow(spec: dict, status: str, seconds: float, output: Path) -> str 
     client = MlflowRest(os.environ["MLFLOW_TRACKING_URI"], os.environ.get("MLFLOW_TRACKING_TOKEN", ""))
     # The scheduler names the experiment (the project's, or a private one of the owner's)
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"scheduled: {spec['schedule']}"
-    return log_run(client, experiment, spec, status, seconds, output)
+    return log_run(client, experiment, spec, status, seconds, artifacts, metrics, params)
+
+
+ARTIFACTS_LIMIT_BYTES = 256 << 20  # what a job hands over from outputs/ (MLflow and the scheduler keep it)
+
+
+def run_job(spec: dict, reporter: Reporter, workdir: Path) -> int:
+    """A job: the command in its snapshot; node 0 hands over exit status, outputs/ and the MLflow run."""
+    from .job_execution import artifacts_of, execute as execute_job
+
+    status, error, seconds, code = execute_job(spec, reporter.snapshot(), workdir)
+    if os.environ.get("NODE_RANK", "0") != "0":
+        return code  # the Job's status says how the other nodes ended; node 0 reports for the run
+    kept, total = [], 0
+    for name in artifacts_of(workdir):
+        size = (workdir / name).stat().st_size
+        if total + size > ARTIFACTS_LIMIT_BYTES:
+            print(f"gpulab: {name} not kept: the job's artifacts pass {ARTIFACTS_LIMIT_BYTES >> 20} MiB",
+                  file=sys.stderr, flush=True)
+            continue
+        try:
+            reporter.upload_artifact(name, (workdir / name).read_bytes())
+        except Exception as error:  # one refused file (too big for the service) does not lose the result
+            print(f"gpulab: {name} not kept: {error}", file=sys.stderr, flush=True)
+            continue
+        kept.append((name, workdir / name))
+        total += size
+    mlflow_run = None
+    try:
+        mlflow_run = log_to_mlflow(spec, status, seconds, kept, {"exit_code": code},
+                                   {"command": " ".join(spec["command"])})
+    except Exception as mlflow_error:  # MLflow being down must not fail the job itself
+        print(f"gpulab: could not log the job to MLflow: {mlflow_error}", file=sys.stderr)
+    reporter.event(kind="finished", status=status, error=error, mlflow_run_id=mlflow_run, exit_code=code)
+    return code
 
 
 def main() -> int:
@@ -126,13 +182,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="gpulab-run-") as tmp:
         workdir = Path(tmp)
+        if spec.get("kind", "notebook") != "notebook":
+            return min(run_job(spec, reporter, workdir), 255)
         status, error, seconds = execute(spec, reporter, workdir)
         output = workdir / "output.ipynb"
         if output.exists():
             reporter.upload("output.ipynb", output.read_bytes())  # the scheduler renders the HTML
         mlflow_run = None
         try:
-            mlflow_run = log_to_mlflow(spec, status, seconds, output)
+            mlflow_run = log_to_mlflow(spec, status, seconds, [(output.name, output)])
         except Exception as mlflow_error:  # MLflow being down must not fail the run itself
             print(f"gpulab: could not log the run to MLflow: {mlflow_error}", file=sys.stderr)
         reporter.event(kind="finished", status=status, error=error, mlflow_run_id=mlflow_run)

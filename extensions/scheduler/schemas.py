@@ -93,6 +93,35 @@ class CreateRun(RunPolicy):
     """Run a notebook once, now (`gpulab run`)."""
 
 
+class CreateJob(BaseModel):
+    """Run a script or a command once, now, in a snapshot of a folder (`gpulab run train.py -- ARGS`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["script", "command"]
+    command: list[str] = Field(min_length=1, max_length=1000, description="the argv run in the snapshot; a "
+                               "script's is [\"python\", SCRIPT, *ARGS]")
+    snapshot: str = Field(description="the folder, as a base64-encoded gzipped tar (snapshots.pack)")
+    source: str = Field("", max_length=1024, description="where the folder was, for the log")
+    profile: str | None = None
+    environment: str | None = None
+    project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+    nodes: int = Field(1, ge=1, le=64, description="pods of a multi-node job (Kubernetes only)")
+    timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
+    max_retries: int = Field(0, ge=0, le=10)
+    notify: Notify = Field(default_factory=Notify)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    idempotency_token: str | None = Field(None, max_length=255)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, command: list[str]) -> list[str]:
+        if not command[0] or any("\x00" in part for part in command):
+            raise ValueError("the command's first word is empty, or a word holds a NUL byte")
+        return command
+
+
 class UpdateSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -176,6 +205,21 @@ class RunOut(BaseModel):
     error: dict | None
     outputs: list[str]
     mlflow_run_id: str
+    kind: str = "notebook"  # notebook, script or command
+    command: list[str] = []
+    nodes: int = 1
+    exit_code: int | None = None  # a job's command, as it exited
+    artifacts: list[str] = []  # a job's files from outputs/ (api/runs/ID/artifacts/PATH)
+
+
+class LogChunk(BaseModel):
+    """A run's log from `offset` (`gpulab logs -f` asks again from `next_offset` until `ended`)."""
+
+    text: str
+    offset: int
+    next_offset: int
+    status: str
+    ended: bool
 
 
 class RunnerEvent(BaseModel):
@@ -189,3 +233,4 @@ class RunnerEvent(BaseModel):
     status: Literal["COMPLETED", "FAILED"] | None = None
     error: dict | None = None
     mlflow_run_id: str | None = None
+    exit_code: int | None = Field(None, ge=-255, le=255)

@@ -48,7 +48,7 @@ def mlflow_environment(settings: dict, hub: HubClient, log):
         return None
     mlflow = MlflowForRuns(hub, settings["mlflow_tracking_uri"], log)
     return lambda schedule: mlflow.environment(schedule.owner, schedule.name, schedule.project,
-                                               schedule.timeout_seconds)
+                                               schedule.timeout_seconds, schedule.kind)
 
 
 async def main() -> None:

@@ -19,11 +19,13 @@ TOKEN_SCOPES = ["access:services!service=mlflow"]
 TOKEN_MARGIN_SECONDS = 600  # the runner logs after the notebook ends, and a retry may start late
 
 
-def experiment_name(schedule_name: str, owner: str, project: str | None) -> str:
-    """Where a schedule's runs go: `<project>/...` is the project's (see mlflow.naming), else private."""
+def experiment_name(schedule_name: str, owner: str, project: str | None, kind: str = "notebook") -> str:
+    """Where a schedule's runs go: `<project>/...` is the project's (see mlflow.naming), else private.
+    Jobs (scripts, commands) go to `job: NAME`, notebooks to `scheduled: NAME`."""
+    label = "scheduled" if kind == "notebook" else "job"
     if project:
-        return f"{project}/scheduled: {schedule_name}"
-    return f"scheduled: {schedule_name} ({owner})"
+        return f"{project}/{label}: {schedule_name}"
+    return f"{label}: {schedule_name} ({owner})"
 
 
 class MlflowForRuns:
@@ -32,7 +34,8 @@ class MlflowForRuns:
         self.tracking_uri = tracking_uri
         self.log = log
 
-    async def environment(self, owner: str, schedule_name: str, project: str | None, timeout_seconds: int) -> dict:
+    async def environment(self, owner: str, schedule_name: str, project: str | None, timeout_seconds: int,
+                          kind: str = "notebook") -> dict:
         """MLFLOW_* variables for one run; none (the run goes on untracked) if the hub refuses a token."""
         body = {"scopes": TOKEN_SCOPES, "expires_in": timeout_seconds + TOKEN_MARGIN_SECONDS,
                 "note": f"gpulab scheduled run of {schedule_name!r}: MLflow logging"}
@@ -43,4 +46,4 @@ class MlflowForRuns:
             self.log.warning("no MLflow token for %s's run of %r: %s", owner, schedule_name, error)
             return {}
         return {"MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_TRACKING_TOKEN": model["token"],
-                "MLFLOW_EXPERIMENT_NAME": experiment_name(schedule_name, owner, project)}
+                "MLFLOW_EXPERIMENT_NAME": experiment_name(schedule_name, owner, project, kind)}

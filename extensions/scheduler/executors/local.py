@@ -40,6 +40,8 @@ class LocalPlan:
 
 
 def local_plan(request: RunRequest) -> LocalPlan:
+    if request.nodes > 1:  # the scheduler refuses such jobs on this backend; never start half of one
+        raise ValueError(f"a job on {request.nodes} nodes needs the Kubernetes backend")
     devices = request.claim.devices if request.claim else ()
     # An empty list hides every GPU: a CPU run must not see the machine's GPUs.
     env = {**request.env, "CUDA_VISIBLE_DEVICES": ",".join(devices)}

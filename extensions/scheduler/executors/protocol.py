@@ -31,6 +31,7 @@ class RunRequest:
     claim: Claim | None  # its GPUs (None: a CPU profile); devices are () where the cluster assigns them
     log_path: Path
     timeout_seconds: int
+    nodes: int = 1  # pods of a multi-node job (a cluster's executor only)
 
 
 class Executor(Protocol[Ref]):
