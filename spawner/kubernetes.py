@@ -110,6 +110,10 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         self._override(profile_settings(configured, changes, plan.profile))
         for overrides in plan.kubespawner_overrides:
             self._override(overrides)
+        if not plan.profile.uses_gpu and any(r.startswith("nvidia.com/") for r in self.extra_resource_limits):
+            # GPUs asked for z2jh's way (kubespawner_override): the pod must see them.
+            if self.environment.get("NVIDIA_VISIBLE_DEVICES") == "void":
+                self._override({"environment": {"NVIDIA_VISIBLE_DEVICES": None}})
 
     def _override(self, overrides: dict) -> None:
         """KubeSpawner's override semantics (dicts merged recursively, a None value removes a key,

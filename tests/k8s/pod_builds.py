@@ -22,6 +22,7 @@ from kubespawner import KubeSpawner
 from traitlets.config import Config
 
 from gpulab.hub_config.apply import apply_config
+from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_settings_set_by_hand
 from gpulab.hub_config.settings import complete
 from gpulab.spawner import kubernetes
 from gpulab.spawner.kubernetes import ClusterSnapshot, GpulabKubeSpawner
@@ -73,6 +74,9 @@ def gpulab_config(values: dict, hand_set: Config | None = None) -> Config:
                               Path("/")), Config())
     if hand_set is not None:
         c.merge(copy.deepcopy(hand_set))
+    # what jupyterhub_config.py does after loading jupyterhub_config.d
+    merge_hand_set_environment(c)
+    assert owned_settings_set_by_hand(c) == [], "the hub would refuse to start"
     return c
 
 
