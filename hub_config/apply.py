@@ -15,6 +15,7 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.extensions.service.config import share_navigation
+from gpulab.extensions.service.service_account import service_account_name
 
 from . import authenticators
 from .hooks import AuthHooks, SpawnHooks
@@ -79,6 +80,8 @@ def update_proxy(values: dict, c: Config) -> None:
         c.TraefikFileProviderProxy.static_config_file = data_path(values, "proxy", "traefik.toml")
         c.TraefikFileProviderProxy.dynamic_config_file = data_path(values, "proxy", "rules.toml")
         c.TraefikFileProviderProxy.traefik_log_level = "WARN"
+        # as root, traefik runs as its own account (hub_config/proxy.py)
+        c.SupervisedTraefikProxy.run_as = service_account_name(values["spawner"]["local"]["account_prefix"], "proxy")
         # Headers past tornado's 64 KiB make the hub and servers drop the connection, which
         # traefik turns into a 502; refuse them at traefik instead, a 431 (Go adds 4 KiB slack).
         entrypoint = "https" if values["hub"]["tls"]["cert_file"] else "http"

@@ -1,4 +1,5 @@
-"""traefik, supervised: restarted by the hub when it dies, with every route back.
+"""traefik, supervised: restarted by the hub when it dies, with every route back, and run as
+its own system account when the hub is root.
 
 The same once-a-second check polls the hub's managed services (see service_watch).
 
@@ -10,13 +11,47 @@ traefik, without patching either package.
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import tempfile
 import time
+from pathlib import Path
+from subprocess import Popen
+from urllib.parse import urlparse
 
 from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
+from jupyterhub_traefik_proxy.traefik_utils import TraefikConfigFileHandler
 from tornado.ioloop import PeriodicCallback
-from traitlets import Any, Float
+from traitlets import Any, Float, Unicode
+
+from gpulab.extensions.service.service_account import ServiceAccount, prepare
 
 from .service_watch import poll_managed_services
+
+PRIVILEGED_PORTS = 1024
+
+
+class OwnedConfigFile(TraefikConfigFileHandler):
+    """traefik's dynamic configuration, written atomically as the proxy's account's file:
+    jupyterhub-traefik-proxy's temporary file is root's and 0600, which traefik running as
+    its own account could not read (and would see before any later chown)."""
+
+    def __init__(self, file_path: str, uid: int, gid: int):
+        super().__init__(file_path)
+        self.uid, self.gid = uid, gid
+
+    def atomic_dump(self, data) -> None:
+        folder = os.path.dirname(os.path.abspath(self.file_path))
+        fd, temporary = tempfile.mkstemp(prefix=os.path.basename(self.file_path) + "-tmp-", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as file:
+                self._dump(data, file)
+                os.fchown(file.fileno(), self.uid, self.gid)
+            os.replace(temporary, self.file_path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
 
 
 class SupervisedTraefikProxy(TraefikFileProviderProxy):
@@ -30,10 +65,21 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         knows; a service that exited is started again by JupyterHub; e.g. 0.5.""",
     )
 
+    run_as = Unicode(
+        "",
+        config=True,
+        help="""System account traefik runs as when the hub runs as root (created if missing; it
+        owns the folder of traefik's configuration files). Default "": the hub's user. Example
+        "gpulab_svc-proxy".""",
+    )
+
     _watch = Any(None)
     _last_seen_running = Float(0.0)
+    _account = Any(None)  # pwd entry of run_as, once prepared
 
     async def start(self):
+        if self.run_as and os.geteuid() == 0:
+            self._become_own_account()
         await super().start()
         self._last_seen_running = time.monotonic()
         self._watch = PeriodicCallback(self._check, 1e3 * self.check_running_interval)
@@ -70,3 +116,46 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         self.log.warning("The proxy (traefik) is back as pid %i with every route; the outage lasted "
                          "at most %.1f s", self.traefik_process.pid, outage)
         self._last_seen_running = time.monotonic()
+
+    # ------------------------------------------------------------ own account
+
+    def _become_own_account(self) -> None:
+        """The account, its folder (the configuration files' folder) and, with TLS, a copy of the
+        certificate and key it can read (the originals are often root's alone)."""
+        folder = Path(self.static_config_file).resolve().parent
+        if Path(self.dynamic_config_file).resolve().parent != folder:
+            raise ValueError("traefik's static and dynamic configuration files must share a folder to run as "
+                             f"{self.run_as}")
+        entry = prepare(ServiceAccount(self.run_as, (str(folder),)))
+        self._account = entry
+        self.dynamic_config_handler = OwnedConfigFile(self.dynamic_config_file, entry.pw_uid, entry.pw_gid)
+        if self.ssl_cert and self.ssl_key:
+            self.ssl_cert, self.ssl_key = (self._readable_copy(Path(path), folder / "tls" / name, entry)
+                                           for path, name in ((self.ssl_cert, "cert.pem"), (self.ssl_key, "key.pem")))
+
+    @staticmethod
+    def _readable_copy(source: Path, target: Path, entry: pwd.struct_passwd) -> str:
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chown(target.parent, entry.pw_uid, entry.pw_gid)
+        shutil.copyfile(source, target)
+        os.chown(target, entry.pw_uid, entry.pw_gid)
+        os.chmod(target, 0o600)
+        return str(target)
+
+    async def _setup_traefik_static_config(self):
+        await super()._setup_traefik_static_config()
+        if self._account is not None:  # read once, when traefik starts
+            os.chown(self.static_config_file, self._account.pw_uid, self._account.pw_gid)
+
+    def _start_traefik(self):
+        if self._account is None:
+            return super()._start_traefik()
+        # setpriv drops to the account with no other groups; a public port below 1024 keeps the
+        # one capability that binds it, nothing else
+        port = urlparse(self.public_url).port or (443 if self.is_https else 80)
+        keep = (["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"]
+                if port < PRIVILEGED_PORTS else [])
+        command = ["setpriv", f"--reuid={self._account.pw_uid}", f"--regid={self._account.pw_gid}", "--clear-groups",
+                   *keep, "--", "traefik", "--configfile", os.path.abspath(self.static_config_file)]
+        self.traefik_process = Popen(command, env={**os.environ, **self.traefik_env}, cwd="/")
+

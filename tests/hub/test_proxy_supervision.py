@@ -7,13 +7,17 @@ traefik's death, and the outage logged.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 
 import psutil
+import pytest
 
+from gpulab.extensions.service.service_account import service_account_name
 from tests.support.hub import ADMIN_TOKEN, services_of, wait_for
 
 
@@ -39,6 +43,10 @@ def answers(url: str, token: str = ADMIN_TOKEN) -> bool:
         return False
 
 
+def proxy_account(hub) -> pwd.struct_passwd:
+    return pwd.getpwnam(service_account_name(hub.settings["spawner"]["local"]["account_prefix"], "proxy"))
+
+
 def test_a_killed_traefik_is_restarted_with_every_route_within_10_s(hub_factory):
     hub = hub_factory.start()
     hub.create_user("tess")
@@ -46,6 +54,8 @@ def test_a_killed_traefik_is_restarted_with_every_route_within_10_s(hub_factory)
     status_url = hub.url + "user/tess/api/status"
     assert answers(status_url)
     [old] = traefik_of(hub)
+    if os.geteuid() == 0:  # traefik runs as its own account (issue 12), and is restarted as it
+        assert old.uids().real == old.uids().effective == proxy_account(hub).pw_uid
 
     old.send_signal(signal.SIGKILL)
     wait_for(lambda: not answers(status_url), 5, "the server to be unreachable with traefik dead")
@@ -53,6 +63,8 @@ def test_a_killed_traefik_is_restarted_with_every_route_within_10_s(hub_factory)
 
     [new] = traefik_of(hub)
     assert new.pid != old.pid
+    if os.geteuid() == 0:
+        assert new.uids().effective == proxy_account(hub).pw_uid
     assert not psutil.pid_exists(old.pid)  # reaped, not left defunct
     assert f"The proxy (traefik, pid {old.pid}) exited with status -9" in hub.log_tail(400)
     # traefik serves the routes in its file at once; the hub logs once it checked them all
@@ -93,3 +105,28 @@ def test_an_oversized_header_is_a_431_from_the_proxy_not_a_502(hub_factory):
         except urllib.error.HTTPError as error:
             status = error.code
         assert status == expected, size
+
+
+@pytest.mark.root
+def test_traefik_s_account_reads_its_configuration_and_nothing_else_of_the_hub(hub_factory):
+    """As root the proxy needs no root: its account owns the folder of its configuration files
+    (written as its files, atomically) and cannot open gpulab's or JupyterHub's databases, the
+    cookie secret, or a user's home."""
+    hub = hub_factory.start()
+    hub.create_user("uma")
+    hub.spawn("uma")
+    entry = proxy_account(hub)
+    [traefik] = traefik_of(hub)
+    assert traefik.uids().effective == entry.pw_uid and set(traefik.gids()) == {entry.pw_gid}
+
+    def can_read(path) -> bool:
+        reader = "ls" if os.path.isdir(path) else "cat"
+        return subprocess.run(["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups",
+                               reader, str(path)], capture_output=True).returncode == 0
+
+    assert can_read(hub.data_dir / "proxy" / "rules.toml")  # control: what it needs
+    home = pwd.getpwnam(f"{hub.settings['spawner']['local']['account_prefix']}uma").pw_dir
+    for private in (hub.data_dir / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
+                    hub.data_dir / "jupyterhub_cookie_secret", home):
+        assert os.path.exists(private), private
+        assert not can_read(private), private
