@@ -38,7 +38,7 @@ SETTINGS = {
     "culling": {"check_interval": 1},
     "mlflow": {"enabled": False},  # not under test here (test_mlflow_isolation.py)
 }
-MODULES = {"ssh": "gpulab.extensions.ssh.service", "culler": "gpulab.spawner.culler_service"}
+MODULES = {"ssh": "gpulab.extensions.ssh.service", "culler": "gpulab.extensions.culler.service"}
 OLD_AUDIT_LINE = "login identity=alice login=alice source=127.0.0.1 method=publickey (before the upgrade)"
 FAR_FUTURE = 4_000_000_000.0
 

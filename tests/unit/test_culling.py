@@ -9,10 +9,10 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from gpulab.extensions.culler.decisions import GpuHistory, ServerView, decide
+from gpulab.extensions.culler.service import Culler
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
-from gpulab.spawner.culler_service import Culler
-from gpulab.spawner.culling import GpuHistory, ServerView, decide
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 

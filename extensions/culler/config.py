@@ -33,7 +33,7 @@ def culler_service(values: dict, c: Config) -> None:
     }
     # Its own account when the hub is root, owning nothing: the hub API and NVML (the GPU
     # device files are open to every user) are all it needs; no database, no folder.
-    add_managed_service(c, values, NAME, python_module_command("gpulab.spawner.culler_service"), settings,
+    add_managed_service(c, values, NAME, python_module_command("gpulab.extensions.culler.service"), settings,
                         display=False, listen=False, run_as=own_account(values, NAME, []))
     add_service_role(c, NAME, CULLER_SCOPES)
 

@@ -1,4 +1,4 @@
-"""The culler: a hub service that stops idle servers, profile by profile (decisions in culling.py).
+"""The culler: a hub service that stops idle servers, profile by profile (decisions in decisions.py).
 
 Every check it lists the ready servers through the hub API, samples the utilisation of the
 GPUs each local server holds (NVML), asks a server whether a kernel is busy only when it is
@@ -6,7 +6,7 @@ already past its timeout, and stops the servers `decide` says to.
 
 Which GPUs a server holds comes from its server state in the same API answer (the spawner
 keeps its claim's devices there; scope admin:server_state, read-only through the REST API),
-not from gpulab's database: the culler runs as its own account (culler_config.py), which
+not from gpulab's database: the culler runs as its own account (config.py), which
 has no access to that database at all.
 
 jupyterhub-idle-culler applies one timeout to every server and knows nothing of GPUs, so
@@ -25,7 +25,7 @@ from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import configure_logging, service_settings
 from gpulab.hub_config.client import ClientError, HubClient
 
-from .culling import Decision, GpuHistory, ServerView, decide
+from .decisions import Decision, GpuHistory, ServerView, decide
 
 PAGE = 200
 
