@@ -9,7 +9,9 @@ container's command as a local process on its own 127.0.1.x address (a pod's 0.0
 its own IP, so the server's bind address is rewritten to it), and marks the pod Running
 once the process listens (a server), or Succeeded/Failed with its exit code when the
 process ends (a Job's pod). Deleting the pod stops the process. A small Job controller makes
-each Job's pod and reports the pod's end on the Job. A pod's log is its process's output.
+each Job's pod (an Indexed Job's pods, one per completion index, with the index's annotation,
+hostname and JOB_COMPLETION_INDEX) and reports the pods' end on the Job. A pod's log is its
+process's output. Variables from the downward API (`fieldRef` to an annotation) are resolved.
 
 What this is not: a scheduler (no affinity, taints or CPU/memory fitting), a container
 runtime (no images, no user namespaces: processes run from this Python environment as
@@ -128,7 +130,7 @@ class Kubelet:
         self.next_ip += 1
         container = pod["spec"]["containers"][0]
         command = (container.get("command") or []) + (container.get("args") or [])
-        env = {e["name"]: await self.env_value(namespace, e) for e in container.get("env") or []}
+        env = {e["name"]: await self.env_value(namespace, e, pod) for e in container.get("env") or []}
         serves = "JUPYTERHUB_SERVICE_URL" in env  # a server; otherwise a Job's pod, which runs to its end
         env["JUPYTERHUB_SERVICE_URL"] = env.get("JUPYTERHUB_SERVICE_URL", "").replace("0.0.0.0", ip)
         home = self.homes / name
@@ -153,8 +155,12 @@ class Kubelet:
                                    "image": container.get("image", ""), "imageID": "",
                                    "state": {"running": {}}}]}})
 
-    async def env_value(self, namespace: str, entry: dict) -> str:
-        """A variable's value, from a Secret for `valueFrom.secretKeyRef` (as the real kubelet does)."""
+    async def env_value(self, namespace: str, entry: dict, pod: dict) -> str:
+        """A variable's value, from a Secret for `valueFrom.secretKeyRef`, from the pod's annotations
+        for a `fieldRef` to `metadata.annotations['...']` (as the real kubelet does)."""
+        field = ((entry.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath", "")
+        if found := re.fullmatch(r"metadata\.annotations\['([^']+)'\]", field):
+            return (pod["metadata"].get("annotations") or {}).get(found.group(1), "")
         ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
         if ref is None:
             return entry.get("value", "")
@@ -227,15 +233,23 @@ class Kubelet:
         shutil.rmtree(self.homes, ignore_errors=True)
 
 
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
 class JobController:
     """The test's stand-in for kube-controller-manager's Job controller: a pod from each new
-    Job's template, the Job's status from its pod's end, and the pod deleted with its Job.
-    Not covered: retries (gpulab's Jobs set backoffLimit 0), parallelism, deadlines, TTLs."""
+    Job's template (one per index for an Indexed Job, all at once), the Job's status from its
+    pods' ends (a failed pod fails the Job and stops its other pods, as backoffLimit 0 does),
+    and the pods deleted with their Job.
+    Not covered: retries (gpulab's Jobs set backoffLimit 0), parallelism below completions,
+    deadlines, TTLs, gang scheduling (there is none in Kubernetes itself either)."""
 
     def __init__(self, base: str, session: aiohttp.ClientSession):
         self.base = base
         self.session = session
-        self.pods_of: dict[str, str] = {}  # job key -> pod name
+        self.pods_of: dict[str, list[str]] = {}  # job key -> its pods' names
+        self.succeeded: dict[str, set[str]] = {}  # job key -> pods that succeeded
+        self.failed: set[str] = set()  # jobs that failed
 
     async def run(self) -> None:
         await asyncio.gather(follow(self.session, f"{self.base}/apis/batch/v1/jobs", self.job_event),
@@ -246,30 +260,53 @@ class JobController:
         namespace, name = meta["namespace"], meta["name"]
         key = f"{namespace}/{name}"
         if kind == "DELETED" or meta.get("deletionTimestamp"):
-            pod = self.pods_of.pop(key, None)
-            if pod is not None:
-                async with self.session.delete(f"{self.base}/api/v1/namespaces/{namespace}/pods/{pod}"):
-                    pass
+            await self.delete_pods(namespace, self.pods_of.pop(key, []))
         elif kind == "ADDED" and key not in self.pods_of:
             template = job["spec"]["template"]
-            pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
-            self.pods_of[key] = pod_name
-            labels = {**(template["metadata"].get("labels") or {}), "job-name": name}
-            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-                "name": pod_name, "namespace": namespace, "labels": labels,
-                "annotations": template["metadata"].get("annotations") or {},
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": meta["uid"]}]},
-                "spec": template["spec"]}
-            async with self.session.post(f"{self.base}/api/v1/namespaces/{namespace}/pods", json=pod) as r:
-                r.raise_for_status()
+            indexed = job["spec"].get("completionMode") == "Indexed"
+            self.pods_of[key] = []
+            for index in range(job["spec"].get("completions") or 1 if indexed else 1):
+                pod_name = f"{name}-{f'{index}-' if indexed else ''}{uuid.uuid4().hex[:5]}"
+                self.pods_of[key].append(pod_name)
+                labels = {**(template["metadata"].get("labels") or {}), "job-name": name}
+                annotations = dict(template["metadata"].get("annotations") or {})
+                spec = json.loads(json.dumps(template["spec"]))
+                if indexed:
+                    labels[COMPLETION_INDEX] = annotations[COMPLETION_INDEX] = str(index)
+                    spec["hostname"] = f"{name}-{index}"
+                    for container in spec["containers"]:
+                        container.setdefault("env", []).append({"name": "JOB_COMPLETION_INDEX", "value": str(index)})
+                pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                    "name": pod_name, "namespace": namespace, "labels": labels, "annotations": annotations,
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": meta["uid"]}]},
+                    "spec": spec}
+                async with self.session.post(f"{self.base}/api/v1/namespaces/{namespace}/pods", json=pod) as r:
+                    r.raise_for_status()
+
+    async def delete_pods(self, namespace: str, names) -> None:
+        for pod in names:
+            async with self.session.delete(f"{self.base}/api/v1/namespaces/{namespace}/pods/{pod}"):
+                pass
 
     async def pod_event(self, kind: str, pod: dict) -> None:
         job = (pod["metadata"].get("labels") or {}).get("job-name")
         phase = (pod.get("status") or {}).get("phase")
         if job is None or kind != "MODIFIED" or phase not in ("Succeeded", "Failed"):
             return
-        status = {"succeeded": 1} if phase == "Succeeded" else {"failed": 1}
-        url = f"{self.base}/apis/batch/v1/namespaces/{pod['metadata']['namespace']}/jobs/{job}/status"
+        namespace = pod["metadata"]["namespace"]
+        key = f"{namespace}/{job}"
+        if key in self.failed:
+            return
+        succeeded = self.succeeded.setdefault(key, set())
+        if phase == "Succeeded":
+            succeeded.add(pod["metadata"]["name"])
+            status = {"succeeded": len(succeeded)}
+        else:  # backoffLimit 0: the Job fails and its other pods are stopped
+            self.failed.add(key)
+            status = {"failed": 1, "succeeded": len(succeeded)}
+            await self.delete_pods(namespace, [p for p in self.pods_of.get(key, []) if p != pod["metadata"]["name"]
+                                               and p not in succeeded])
+        url = f"{self.base}/apis/batch/v1/namespaces/{namespace}/jobs/{job}/status"
         async with self.session.patch(url, json={"status": status},
                                       headers={"Content-Type": "application/merge-patch+json"}) as r:
             if r.status != 404:  # the Job may be gone already

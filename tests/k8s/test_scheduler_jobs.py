@@ -1,4 +1,4 @@
-"""Scheduled runs on the Kubernetes backend: each run a Job, end to end without a cluster.
+"""Scheduled runs and jobs on the Kubernetes backend: each run a Job, end to end without a cluster.
 
 A real hub and scheduler service talk to kmock's emulated API (tests/k8s/fake_cluster.py).
 The test Job controller makes each Job's pod; the test kubelet runs the pod's command (the
@@ -12,10 +12,12 @@ deadlines and TTLs, volumes (nothing is mounted), and container isolation.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
+from gpulab.extensions.scheduler.snapshots import pack
 from gpulab.hub_config.client import HubClient
 from tests.hub.test_scheduler import FINAL, notebook, outputs_text
 from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, hub  # noqa: F401 (fixtures)
@@ -123,3 +125,35 @@ def test_quotas_hold_for_gpu_runs_as_for_servers(hub, cluster):
     assert "over quota: capped holds 1 of 1 GPUs allowed" in waiting["message"]
     assert wait_status(client, first["id"], FINAL)["status"] == "COMPLETED"
     assert wait_status(client, second["id"], FINAL)["status"] == "COMPLETED"
+
+
+def test_a_two_node_job_gets_one_rendezvous_in_both_pods(hub, cluster, owner, tmp_path):
+    """`gpulab run --nodes 2`: an Indexed Job of two pods and a headless Service; each pod's
+    runner runs the command with the same master, port and world size, and its own rank."""
+    (tmp_path / "show.sh").write_text(
+        "echo rendezvous rank=$NODE_RANK/$RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT "
+        "pet=$PET_NODE_RANK/$PET_NNODES@$PET_MASTER_ADDR:$PET_MASTER_PORT index=$JOB_COMPLETION_INDEX\n")
+    run = owner.request("POST", "services/scheduler/api/jobs", {
+        "name": "ddp", "kind": "command", "command": ["sh", "show.sh"], "nodes": 2,
+        "snapshot": base64.b64encode(pack(tmp_path)).decode()})
+    name = f"gpulab-run-{run['id']}"
+    job = wait_for(lambda: job_of(cluster, run["id"]), 30, "the job's Indexed Job")
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == ("Indexed", 2, 2)
+    service = cluster.get(f"/api/v1/namespaces/{NAMESPACE}/services/{name}")
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["selector"] == {"gpulab.dev/run": run["id"]}
+    pods = wait_for(lambda: len(p := [p for p in cluster.pods()
+                                      if p["metadata"].get("labels", {}).get("job-name") == name]) == 2 and p,
+                    30, "both pods")
+    assert sorted((p["spec"]["hostname"], p["spec"]["subdomain"]) for p in pods) == [(f"{name}-0", name),
+                                                                                     (f"{name}-1", name)]
+    done = wait_status(owner, run["id"], FINAL)
+    assert (done["status"], done["exit_code"], done["nodes"]) == ("COMPLETED", 0, 2), done
+    log = owner.request("GET", f"services/scheduler/api/runs/{run['id']}/log")["text"]
+    master = f"{name}-0.{name}.{NAMESPACE}.svc"
+    for rank in (0, 1):
+        assert f"==> node {rank} " in log
+        assert (f"rendezvous rank={rank}/{rank} world=2 master={master}:29500 pet={rank}/2@{master}:29500 "
+                f"index={rank}") in log, log
+    wait_for(lambda: name not in {s["metadata"]["name"] for s in
+                                  cluster.get(f"/api/v1/namespaces/{NAMESPACE}/services")["items"]},
+             30, "the job's Service to go")

@@ -1,9 +1,10 @@
-"""Scheduled runs as Kubernetes Jobs (pure builders against literal dicts)."""
+"""Scheduled runs and jobs as Kubernetes Jobs (pure builders against literal dicts)."""
 
 from __future__ import annotations
 
 from gpulab.extensions.scheduler.executors.job_manifests import (
-    JobRequest, exit_code, home_claim, run_job, run_secret, split_credentials,
+    JobRequest, exit_code, home_claim, master_address, rendezvous_env, rendezvous_service, run_job, run_secret,
+    split_credentials,
 )
 from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
 
@@ -86,3 +87,51 @@ def test_exit_codes_follow_the_job_and_its_pod():
     failed_pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 3}}}]}}
     assert exit_code({"status": {"failed": 1}}, [failed_pod]) == 3
     assert exit_code({"status": {"failed": 1}}, []) == 1  # e.g. the deadline passed before a pod ran
+
+
+# ---------------------------------------------------------------- multi-node jobs
+
+INDEX = {"valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}
+
+
+def test_a_multi_node_job_is_an_indexed_job_with_torchruns_rendezvous():
+    job = run_job(request(GPU2_P, nodes=2), KUBE, PROJECTS, [])
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"], spec["backoffLimit"]) == \
+        ("Indexed", 2, 2, 0)
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == "gpulab-run-r1"
+    env = pod["containers"][0]["env"]
+    assert env[-9:] == [
+        {"name": "MASTER_ADDR", "value": "gpulab-run-r1-0.gpulab-run-r1.ml.svc"},
+        {"name": "MASTER_PORT", "value": "29500"},
+        {"name": "NODE_RANK", **INDEX}, {"name": "RANK", **INDEX}, {"name": "WORLD_SIZE", "value": "2"},
+        {"name": "PET_MASTER_ADDR", "value": "gpulab-run-r1-0.gpulab-run-r1.ml.svc"},
+        {"name": "PET_MASTER_PORT", "value": "29500"},
+        {"name": "PET_NODE_RANK", **INDEX}, {"name": "PET_NNODES", "value": "2"},
+    ]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"  # per node
+    single = run_job(request(GPU2_P), KUBE, PROJECTS, [])
+    assert "completionMode" not in single["spec"] and "subdomain" not in single["spec"]["template"]["spec"]
+    assert not any(e["name"] == "MASTER_ADDR" for e in single["spec"]["template"]["spec"]["containers"][0]["env"])
+    assert rendezvous_env("r1", "ml", 3)[4] == {"name": "WORLD_SIZE", "value": "3"}
+
+
+def test_the_headless_service_names_every_pod_before_it_is_ready():
+    assert rendezvous_service("r1", "ml") == {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "gpulab-run-r1", "namespace": "ml", "labels": {
+            "app.kubernetes.io/part-of": "gpulab", "app.kubernetes.io/component": "scheduled-run",
+            "gpulab.dev/run": "r1"}},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"gpulab.dev/run": "r1"},
+                 "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}]},
+    }
+    assert master_address("r1", "ml") == "gpulab-run-r1-0.gpulab-run-r1.ml.svc"
+
+
+def test_an_indexed_job_ends_when_every_pod_succeeded_or_one_failed():
+    two = {"spec": {"completions": 2}}
+    assert exit_code({**two, "status": {"succeeded": 1, "active": 1}}, []) is None
+    assert exit_code({**two, "status": {"succeeded": 2}}, []) == 0
+    failed_pod = {"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 9}}}]}}
+    assert exit_code({**two, "status": {"succeeded": 1, "failed": 1}}, [failed_pod]) == 9

@@ -7,6 +7,18 @@ affinity, /dev/shm), the owner's home volume and project folders, and runs the r
 token travels in a Secret of its own, never in the Job's spec. Kubernetes does not retry
 (backoffLimit 0): the scheduler does, by its policies; activeDeadlineSeconds backs up the
 scheduler's own timeout in case the scheduler is down when it passes.
+
+A multi-node job (nodes > 1) is an Indexed Job with one pod per node (parallelism =
+completions = nodes) and a headless Service that gives each pod a DNS name
+(`<job>-<index>.<service>.<namespace>.svc`), with the rendezvous `torchrun` expects in each
+pod's environment: MASTER_ADDR (node 0's name), MASTER_PORT, NODE_RANK (the pod's completion
+index), WORLD_SIZE and RANK at node level (one process per node unless torchrun starts more),
+and the same as torchrun's PET_* defaults, so `torchrun --nproc-per-node N train.py` needs no
+rendezvous options. Gang semantics: Kubernetes creates all the pods at once but its default
+scheduler places them one by one, so on a busy cluster one pod may wait Pending while the
+others hold their GPUs (a gang scheduler such as Kueue or Volcano is needed to admit all or
+none; gpulab does not configure one). What Kubernetes does guarantee with backoffLimit 0:
+when any pod fails, the Job fails and its other pods are stopped.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from gpulab.spawner.manifests import pod_changes
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
 RUN_LABEL = "gpulab.dev/run"
 COMPONENT_LABELS = {"app.kubernetes.io/part-of": "gpulab", "app.kubernetes.io/component": "scheduled-run"}
+RENDEZVOUS_PORT = 29500  # torchrun's default
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the annotation an Indexed Job's pod carries
 DEADLINE_MARGIN_SECONDS = 120  # the scheduler stops a run at its timeout; Kubernetes only if it did not
 FINISHED_JOB_TTL_SECONDS = 3600
 
@@ -41,6 +55,7 @@ class JobRequest:
     timeout_seconds: int
     project_roles: dict  # {project slug: role} of the owner
     secret_variables: tuple[str, ...] = ()  # the runner's variables held in the run's Secret (credentials)
+    nodes: int = 1  # > 1: an Indexed Job, one pod per node, with a headless Service for the rendezvous
 
 
 def job_name(run_id: str) -> str:
@@ -49,6 +64,39 @@ def job_name(run_id: str) -> str:
 
 def secret_name(run_id: str) -> str:
     return f"gpulab-run-{run_id}-token"
+
+
+def service_name(run_id: str) -> str:
+    """The headless Service of a multi-node job (a Service and a Job may share a name)."""
+    return job_name(run_id)
+
+
+def master_address(run_id: str, namespace: str) -> str:
+    """Node 0's DNS name: an Indexed Job's pod is called `<job>-<index>` in the Service's subdomain."""
+    return f"{job_name(run_id)}-0.{service_name(run_id)}.{namespace}.svc"
+
+
+def rendezvous_env(run_id: str, namespace: str, nodes: int) -> list[dict]:
+    """The variables torchrun and torch.distributed's env:// read, the same in every pod but the rank."""
+    index = {"valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
+    master, port = master_address(run_id, namespace), str(RENDEZVOUS_PORT)
+    return [
+        {"name": "MASTER_ADDR", "value": master}, {"name": "MASTER_PORT", "value": port},
+        {"name": "NODE_RANK", **index}, {"name": "RANK", **index}, {"name": "WORLD_SIZE", "value": str(nodes)},
+        {"name": "PET_MASTER_ADDR", "value": master}, {"name": "PET_MASTER_PORT", "value": port},
+        {"name": "PET_NODE_RANK", **index}, {"name": "PET_NNODES", "value": str(nodes)},
+    ]
+
+
+def rendezvous_service(run_id: str, namespace: str) -> dict:
+    """A headless Service over the job's pods: DNS names for them, ready or not (node 0 is
+    looked up before it answers)."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": service_name(run_id), "namespace": namespace, "labels": labels(run_id)},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": {RUN_LABEL: run_id},
+                 "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}]},
+    }
 
 
 def labels(run_id: str) -> dict:
@@ -94,6 +142,8 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
     env = [{"name": k, "value": str(v)} for k, v in sorted({**request.env, **changes.env}.items())]
     env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(request.run_id), "key": name}}}
             for name in sorted(request.secret_variables)]
+    if request.nodes > 1:
+        env += rendezvous_env(request.run_id, request.namespace, request.nodes)
     pod_labels = {**labels(request.run_id), **changes.labels}
     pod_spec = {
         "restartPolicy": "Never",
@@ -119,27 +169,31 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
         pod_spec["tolerations"] = changes.tolerations
     if changes.affinity:
         pod_spec["affinity"] = changes.affinity
+    spec = {
+        "backoffLimit": 0,
+        "activeDeadlineSeconds": request.timeout_seconds + DEADLINE_MARGIN_SECONDS,
+        "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
+        "template": {"metadata": {"labels": pod_labels, "annotations": {OWNER_ANNOTATION: request.owner}},
+                     "spec": pod_spec},
+    }
+    if request.nodes > 1:
+        pod_spec["subdomain"] = service_name(request.run_id)  # with the pod's hostname <job>-<index>: its DNS name
+        spec.update(completionMode="Indexed", completions=request.nodes, parallelism=request.nodes)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(request.run_id), "namespace": request.namespace, "labels": pod_labels,
                      "annotations": {OWNER_ANNOTATION: request.owner}},
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": request.timeout_seconds + DEADLINE_MARGIN_SECONDS,
-            "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
-            "template": {"metadata": {"labels": pod_labels, "annotations": {OWNER_ANNOTATION: request.owner}},
-                         "spec": pod_spec},
-        },
+        "spec": spec,
     }
 
 
 def exit_code(job: dict, pods: list[dict]) -> int | None:
-    """None while the Job runs; 0 when it succeeded; the runner's exit code (or 1) when it failed."""
+    """None while the Job runs; 0 when all its pods succeeded; the first failed runner's exit code
+    (or 1) when one failed, which fails the whole Job (backoffLimit 0)."""
     status = job.get("status") or {}
-    if status.get("succeeded"):
-        return 0
     if not status.get("failed"):
-        return None
+        done = (status.get("succeeded") or 0) >= ((job.get("spec") or {}).get("completions") or 1)
+        return 0 if done else None
     for pod in pods:
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (container.get("state") or {}).get("terminated") or {}

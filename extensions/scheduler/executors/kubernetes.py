@@ -27,7 +27,8 @@ from gpulab.spawner.k8s_capacity import gpus_by_user, node_driver
 from gpulab.spawner.k8s_watch import ResourceWatch
 
 from .job_manifests import (
-    COMPONENT_LABELS, RUN_LABEL, JobRequest, exit_code, job_name, run_job, run_secret, secret_name, split_credentials,
+    COMPLETION_INDEX, COMPONENT_LABELS, RUN_LABEL, JobRequest, exit_code, job_name, rendezvous_service, run_job,
+    run_secret, secret_name, service_name, split_credentials,
 )
 from .protocol import RunRequest
 
@@ -61,7 +62,7 @@ def job_plan(request: RunRequest, namespace: str, project_roles: dict) -> tuple[
         run_id=request.run_id, owner=request.owner, namespace=namespace, profile=request.profile,
         image=environment.image, environment_id=environment.id, cuda=environment.cuda,
         min_driver=environment.min_driver, env=env, timeout_seconds=request.timeout_seconds,
-        project_roles=project_roles, secret_variables=tuple(credentials),
+        project_roles=project_roles, secret_variables=tuple(credentials), nodes=request.nodes,
     ), credentials
 
 
@@ -111,6 +112,8 @@ class KubernetesExecutor:
         core, batch = shared_client("CoreV1Api"), shared_client("BatchV1Api")
         await core.create_namespaced_secret(self.namespace, run_secret(request.run_id, self.namespace, credentials))
         try:
+            if request.nodes > 1:  # the pods' DNS names, before any pod looks node 0 up
+                await core.create_namespaced_service(self.namespace, rendezvous_service(request.run_id, self.namespace))
             await batch.create_namespaced_job(self.namespace, run_job(job, self.kube, self.projects, products))
         except BaseException:
             await self._delete_secret(request.run_id)
@@ -119,7 +122,7 @@ class KubernetesExecutor:
         self.codes[name] = None
         self.fresh.add(name)
         if request.profile.uses_gpu:
-            self.unplaced[request.run_id] = (request.owner, request.profile.gpu.count)
+            self.unplaced[request.run_id] = (request.owner, request.profile.gpu.count * request.nodes)
         return JobRef(name)
 
     def exit_code(self, ref: JobRef) -> int | None:
@@ -150,6 +153,7 @@ class KubernetesExecutor:
     def cleanup(self, run_id: str) -> None:
         if self.loop is not None:
             self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._delete_secret(run_id)))
+            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._delete_service(run_id)))
 
     # ------------------------------------------------------------ the API
 
@@ -221,14 +225,27 @@ class KubernetesExecutor:
         path = self.log_path(run_id)
         if path.exists() or not pods:
             return
-        try:
-            text = await shared_client("CoreV1Api").read_namespaced_pod_log(
-                pods[-1]["metadata"]["name"], self.namespace, limit_bytes=LOG_LIMIT_BYTES)
-        except ApiException as error:  # the node may be gone; the run still ends
-            self.log.warning("could not read the log of run %s: %s", run_id, error.reason)
+        indexed = len(pods) > 1  # a multi-node job: every node's output, in rank order
+        if indexed:
+            pods = sorted(pods, key=lambda p: int((p["metadata"].get("annotations") or {}).get(COMPLETION_INDEX, 0)))
+        else:
+            pods = pods[-1:]
+        parts = []
+        for pod in pods:
+            try:
+                text = await shared_client("CoreV1Api").read_namespaced_pod_log(
+                    pod["metadata"]["name"], self.namespace, limit_bytes=LOG_LIMIT_BYTES)
+            except ApiException as error:  # the node may be gone; the run still ends
+                self.log.warning("could not read the log of run %s: %s", run_id, error.reason)
+                continue
+            if indexed:
+                index = (pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX, "?")
+                text = f"==> node {index} ({pod['metadata']['name']}) <==\n{text}"
+            parts.append(text)
+        if not parts:
             return
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text("\n".join(parts) if indexed else parts[0])
 
     async def _nodes(self) -> list[dict]:
         listed = await shared_client("CoreV1Api").list_node(_preload_content=False)
@@ -246,6 +263,13 @@ class KubernetesExecutor:
             if error.status != 404:
                 raise
         self.codes.pop(name, None)
+
+    async def _delete_service(self, run_id: str) -> None:
+        try:
+            await shared_client("CoreV1Api").delete_namespaced_service(service_name(run_id), self.namespace)
+        except ApiException as error:
+            if error.status != 404:  # a single-node run has none
+                self.log.warning("could not delete the Service of run %s: %s", run_id, error)
 
     async def _delete_secret(self, run_id: str) -> None:
         try:
