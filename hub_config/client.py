@@ -74,3 +74,32 @@ def client_from_environment(environ: Mapping[str, str] = os.environ) -> HubClien
             "<hub>/hub/token (both are set already inside a gpulab server)",
         )
     return HubClient(url.rstrip("/") + "/", token)
+
+
+class AsyncHubClient:
+    """The hub's REST API for gpulab's services (tornado's asynchronous client): one request
+    path and one error, ClientError, for every service; each adds the calls it makes."""
+
+    def __init__(self, api_url: str, token: str, timeout: float = 30.0):
+        self.api_url = api_url.rstrip("/") + "/"  # e.g. http://127.0.0.1:8081/hub/api/
+        self.token = token
+        self.timeout = timeout
+
+    async def request(self, method: str, path: str, body: Any = None, token: str | None = None, **extra) -> Any:
+        """`path` is relative to the API URL; `token` asks as someone else (e.g. the user asking);
+        `extra` goes to tornado's HTTPRequest (e.g. streaming_callback, request_timeout)."""
+        from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+        request = HTTPRequest(
+            self.api_url + path, method=method,
+            headers={"Authorization": f"token {token or self.token}", "Content-Type": "application/json"},
+            body=None if body is None else json.dumps(body), allow_nonstandard_methods=True,
+            request_timeout=extra.pop("request_timeout", self.timeout), **extra,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as error:
+            body = error.response.body if error.response is not None else b""
+            raise ClientError(error.code, _error_message(body, error.message or str(error))) from None
+        return json.loads(response.body) if response.body else None
+

@@ -17,6 +17,7 @@ from typing import Protocol
 from urllib.parse import quote
 
 from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
+from gpulab.hub_config.client import ClientError
 
 from .membership import GROUP_PREFIX, ROLES
 from .models import MEMBER_KINDS
@@ -45,13 +46,8 @@ class HubUser:
     groups: tuple[str, ...]
 
 
-class HubRefused(Exception):
-    """The hub answered a request with an error status."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
+# The hub answered a request with an error status (`status`, `message`): the one client's error.
+HubRefused = ClientError
 
 
 class Directory(Protocol):

@@ -1,4 +1,4 @@
-"""The hub's REST API as the projects service uses it (asynchronous, tornado's HTTP client).
+"""The hub's REST API as the projects service uses it (gpulab's one asynchronous hub client).
 
 The service calls with its own token (its least-privilege role: read users, manage groups,
 revoke users' access to shared servers). Sharing a server is done with the token of the
@@ -7,11 +7,9 @@ person asking, so the hub itself checks that the server is theirs.
 
 from __future__ import annotations
 
-import json
-from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from gpulab.hub_config.client import AsyncHubClient
 
 from .core import HubRefused, HubUser
 
@@ -20,24 +18,9 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
-class HubApi:
+class HubApi(AsyncHubClient):
     def __init__(self, api_url: str, token: str, timeout: float = 20.0):
-        self.api_url = api_url.rstrip("/") + "/"  # e.g. http://127.0.0.1:8081/hub/api/
-        self.token = token
-        self.timeout = timeout
-
-    async def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        request = HTTPRequest(
-            self.api_url + path, method=method,
-            headers={"Authorization": f"token {token or self.token}", "Content-Type": "application/json"},
-            body=None if body is None else json.dumps(body),
-            allow_nonstandard_methods=True, request_timeout=self.timeout,
-        )
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-        except HTTPClientError as error:
-            raise HubRefused(error.code, _message(error)) from None
-        return json.loads(response.body) if response.body else None
+        super().__init__(api_url, token, timeout)
 
     # ------------------------------------------------------------ users
 
@@ -113,10 +96,3 @@ class HubApi:
             if refused.status != 404:  # already gone
                 raise
 
-
-def _message(error: HTTPClientError) -> str:
-    body = error.response.body if error.response is not None else b""
-    try:
-        return json.loads(body).get("message") or str(error)
-    except (ValueError, AttributeError):
-        return str(error)

@@ -1,4 +1,4 @@
-"""The few hub API calls the gateway makes, with its service token (tornado's async client)."""
+"""The few hub API calls the gateway makes, with its service token (gpulab's one asynchronous hub client)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,13 @@ import json
 from typing import Callable
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from gpulab.hub_config.client import AsyncHubClient, ClientError
 
 from .targets import Target
 
 SESSION_TOKEN_SECONDS = 60  # the minted token only opens the WebSocket, then it is deleted
 
-
-class HubError(Exception):
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
-        super().__init__(f"{status}: {message}")
-
-
-def _message(exc: HTTPClientError) -> str:
-    try:
-        return json.loads(exc.response.body).get("message") or exc.message
-    except (ValueError, AttributeError):
-        return exc.message or str(exc)
+HubError = ClientError  # the hub answered with an error status (`status`, `message`)
 
 
 def server_path(target: Target) -> str:
@@ -32,30 +20,13 @@ def server_path(target: Target) -> str:
     return f"users/{owner}/servers/{quote(target.server, safe='')}" if target.server else f"users/{owner}/server"
 
 
-class HubAPI:
-    def __init__(self, api_url: str, token: str, timeout: float = 30):
-        self.api_url = api_url.rstrip("/") + "/"
-        self.token = token
-        self.timeout = timeout
-        self.http = AsyncHTTPClient()
-
-    async def _call(self, method: str, path: str, body=None, token: str | None = None, **extra):
-        request = HTTPRequest(
-            self.api_url + path, method=method,
-            headers={"Authorization": f"token {token or self.token}", "Content-Type": "application/json"},
-            body=None if body is None else json.dumps(body),
-            request_timeout=extra.pop("request_timeout", self.timeout), **extra,
-        )
-        try:
-            response = await self.http.fetch(request)
-        except HTTPClientError as exc:
-            raise HubError(exc.code, _message(exc)) from None
-        return json.loads(response.body) if response.body else None
+class HubAPI(AsyncHubClient):
+    """The gateway's calls: who a token belongs to, per-session tokens, servers and their start."""
 
     async def token_owner(self, token: str) -> tuple[str, list[str]] | None:
         """(user, the token's scopes), or None for a wrong, expired, or service token."""
         try:
-            model = await self._call("GET", "user", token=token)
+            model = await self.request("GET", "user", token=token)
         except HubError as exc:
             if exc.status in (401, 403, 404):
                 return None
@@ -72,24 +43,24 @@ class HubAPI:
         """
         body = {"scopes": [f"access:servers!{target.scope_filter}"], "expires_in": SESSION_TOKEN_SECONDS,
                 "note": f"gpulab ssh session to {target.label}"}
-        model = await self._call("POST", f"users/{quote(user, safe='')}/tokens", body)
+        model = await self.request("POST", f"users/{quote(user, safe='')}/tokens", body)
         return model["token"], model["id"]
 
     async def revoke_token(self, user: str, token_id: str) -> None:
         try:
-            await self._call("DELETE", f"users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}")
+            await self.request("DELETE", f"users/{quote(user, safe='')}/tokens/{quote(token_id, safe='')}")
         except HubError as exc:
             if exc.status != 404:
                 raise
 
     async def server_model(self, target: Target) -> dict | None:
         """The server's model (stopped servers included), None if the hub has no such server."""
-        user = await self._call("GET", f"users/{quote(target.owner, safe='')}?include_stopped_servers=1")
+        user = await self.request("GET", f"users/{quote(target.owner, safe='')}?include_stopped_servers=1")
         return (user.get("servers") or {}).get(target.server)
 
     async def start(self, target: Target) -> None:
         try:
-            await self._call("POST", server_path(target), {})
+            await self.request("POST", server_path(target), {})
         except HubError as exc:
             if not (exc.status == 400 and "pending" in exc.message):
                 raise
@@ -110,4 +81,4 @@ class HubAPI:
                         except ValueError:
                             pass
 
-        await self._call("GET", server_path(target) + "/progress", streaming_callback=chunk, request_timeout=timeout)
+        await self.request("GET", server_path(target) + "/progress", streaming_callback=chunk, request_timeout=timeout)
