@@ -134,6 +134,14 @@ def system_user_for_stock(name: str, home_root: Path) -> None:
                         "--user-group", name], check=True)
 
 
+def remove_benchmark_accounts(prefix: str) -> None:
+    """The accounts a benchmark made (named with its `prefix`), their processes killed first."""
+    for entry in pwd.getpwall():
+        if entry.pw_name.startswith(prefix):
+            subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
+            remove_account(entry.pw_name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=10, help="spawns per hub (default 10)")
@@ -162,10 +170,7 @@ def main() -> None:
                 finally:
                     stop()
         finally:
-            for entry in pwd.getpwall():
-                if entry.pw_name.startswith(prefix):
-                    subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
-                    remove_account(entry.pw_name)
+            remove_benchmark_accounts(prefix)
 
     reference = statistics.median(rows[0][1])
     print(f"\nspawn request -> server answers through the proxy, {args.n} sequential spawns each\n")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import statistics
 import subprocess
 import sys
@@ -29,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.spawn_latency import answering, stock_hub, system_user_for_stock  # noqa: E402
+from benchmarks.spawn_latency import (  # noqa: E402
+    answering, remove_benchmark_accounts, stock_hub, system_user_for_stock,
+)
 from gpulab.hub_config.client import HubClient  # noqa: E402
-from gpulab.spawner.accounts import remove_account  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, prepare_hub, wait_for  # noqa: E402
 from tests.support.kernels import Kernel  # noqa: E402
 
@@ -124,10 +124,7 @@ def main() -> None:
             finally:
                 stop()
         finally:
-            for entry in pwd.getpwall():
-                if entry.pw_name.startswith(prefix):
-                    subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
-                    remove_account(entry.pw_name)
+            remove_benchmark_accounts(prefix)
 
     print(f"\nstop a server with a busy kernel (and its child); {args.n} stops each\n")
     print(f"{'hub':44} {'hub says stopped, median s':>27} {'no process left, median s':>26}  left behind")
