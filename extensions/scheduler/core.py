@@ -7,7 +7,6 @@ Conflict) become 4xx responses in one place.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -308,6 +307,7 @@ class SchedulerCore:
                                                              Run.idempotency_token == request.idempotency_token)).first()
                 if existing is not None:
                     return self.run_out(session, existing)
+        self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile_id, environment = self._compute(who, request.profile, request.environment)
         if request.nodes > 1 and self.settings.get("spawner", {}).get("backend") != "kubernetes":
@@ -317,7 +317,7 @@ class SchedulerCore:
         try:
             data = base64.b64decode(request.snapshot, validate=True)
             snapshots.check(data)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or characters base64 never has
             raise Invalid("snapshot: not base64") from None
         except snapshots.SnapshotError as error:
             raise Invalid(f"snapshot: {error}") from None
