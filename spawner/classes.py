@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from gpulab.compute.limits import Limits
 
 from .local import LocalSpawner, singleuser_bin_dir
@@ -13,13 +12,13 @@ class GpulabLocalSpawner(ProfileSpawnerMixin, LocalSpawner):
     """Profiles and GPUs on this machine: the ledger allocates devices, cgroups enforce limits."""
 
     def server_python(self) -> str:
-        plan = getattr(self, "_plan", None)
+        plan = self.spawn_plan
         if plan is not None and plan.environment.local_python:
             return plan.environment.local_python
         return self.python
 
     def resource_limits(self) -> Limits:
-        plan = getattr(self, "_plan", None)
+        plan = self.spawn_plan
         return plan.limits if plan is not None else Limits()
 
     def python_exists(self):

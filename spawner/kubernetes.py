@@ -101,7 +101,7 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         configured settings, then the overrides it carries, KubeSpawner's way. KubeSpawner's own
         profile_list handling is not used: gpulab resolves `profile` and its options itself."""
         self._restore_configured()
-        plan: SpawnPlan = self._plan
+        plan: SpawnPlan = self.spawn_plan
         nodes = (await self.cluster()).snapshot().nodes
         products = sorted({n["metadata"].get("labels", {}).get(PRODUCT_LABEL) for n in nodes} - {None})
         env = plan.environment

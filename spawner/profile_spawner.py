@@ -116,6 +116,9 @@ class ProfileSpawnerMixin(Spawner):
     # The user_options of this server's last admitted spawn (None: never admitted); kept in its
     # state so a refused spawn can put them back.
     accepted_options = Any(None)
+    # The plan of the spawn being started (profile, environment, limits), set by `admit`; None
+    # before the first admission in this hub process.
+    spawn_plan = Any(None)
 
     # ------------------------------------------------------------ configuration, parsed once
 
@@ -271,7 +274,7 @@ class ProfileSpawnerMixin(Spawner):
     async def admit(self, options: dict) -> SpawnPlan:
         """Resolve the choice and claim its compute (quotas, GPUs); a 4xx when the spawn is refused."""
         plan = self.plan_spawn(options)
-        self._plan = plan
+        self.spawn_plan = plan
         self.profile_id, self.environment_id = plan.profile.id, plan.environment.id
         self.claim_id, self.devices = "", []
         pool = None
@@ -309,7 +312,7 @@ class ProfileSpawnerMixin(Spawner):
 
     def get_env(self):
         env = super().get_env()
-        plan = getattr(self, "_plan", None)
+        plan = self.spawn_plan
         # An empty list hides every GPU: CPU profiles must not see the machine's GPUs.
         env["CUDA_VISIBLE_DEVICES"] = ",".join(self.devices)
         env["GPULAB_PROFILE"] = self.profile_id

@@ -88,7 +88,7 @@ def gpulab_spawner(config: Config, nodes: list[dict], owner=None, server: str = 
 async def spawn_manifest(spawner: GpulabKubeSpawner, user_options: dict) -> dict:
     """The pod of one spawn with `user_options` (a refused choice raises tornado's HTTPError)."""
     spawner.user_options = user_options
-    spawner._plan = spawner.plan_spawn(user_options)
+    spawner.spawn_plan = spawner.plan_spawn(user_options)
     await spawner.load_user_options()
     return await manifest(await spawner.get_pod_manifest())
 
