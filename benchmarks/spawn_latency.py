@@ -93,18 +93,17 @@ c.ConfigurableHTTPProxy.pid_file = "{workdir}/chp.pid"
 """
 
 
-def stock_hub(workdir: Path, proxy: str):
+def stock_hub(workdir: Path, proxy: str, extra_config: str = ""):
+    """A stock JupyterHub on fresh ports: (api, stop, start again on the same ports and files)."""
     workdir.mkdir(parents=True)
     base = free_port_block(4)
     ports = {"public": base, "api": base + 1, "hub": base + 2}
     proxy_config = (TRAEFIK if proxy == "traefik" else CHP).format(workdir=workdir, **ports)
     config = STOCK_CONFIG.format(workdir=workdir, bin=BIN, proxy=proxy_config, **ports) + ADMIN_TOKEN_CONFIG
-    (workdir / "jupyterhub_config.py").write_text(config)
+    (workdir / "jupyterhub_config.py").write_text(config + extra_config)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    log = open(workdir / "hub.log", "wb")
-    process = subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(workdir / "jupyterhub_config.py")],
-                               cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     api = HubClient(f"http://127.0.0.1:{ports['public']}/", ADMIN_TOKEN)
+    processes = []
 
     def up():
         try:
@@ -112,17 +111,23 @@ def stock_hub(workdir: Path, proxy: str):
         except ClientError:
             return False
 
-    try:
-        wait_for(up, 60, f"stock JupyterHub ({proxy})")
-    except TimeoutError:
-        process.kill()
-        raise RuntimeError((workdir / "hub.log").read_text()[-3000:]) from None
+    def start():
+        log = open(workdir / "hub.log", "ab")
+        processes.append(subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(workdir / "jupyterhub_config.py")],
+                                          cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True))
+        try:
+            wait_for(up, 60, f"stock JupyterHub ({proxy})")
+        except TimeoutError:
+            processes[-1].kill()
+            raise RuntimeError((workdir / "hub.log").read_text()[-3000:]) from None
 
     def stop():
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        processes[-1].send_signal(signal.SIGTERM)
+        processes[-1].wait(30)
 
-    return api, stop
+    start()
+    return api, stop, start
 
 
 def system_user_for_stock(name: str, home_root: Path) -> None:
@@ -164,7 +169,7 @@ def main() -> None:
                 system_user_for_stock(stock_user, workdir / "homes")
             proxies = ["traefik"] + (["configurable-http-proxy"] if shutil.which("configurable-http-proxy") else [])
             for proxy in proxies:
-                api, stop = stock_hub(workdir / f"stock-{proxy}", proxy)
+                api, stop, _ = stock_hub(workdir / f"stock-{proxy}", proxy)
                 try:
                     rows.append((f"JupyterHub LocalProcessSpawner ({proxy})", time_spawns(api, stock_user, args.n)))
                 finally:

@@ -5,13 +5,16 @@ stopped through the hub's REST API; timed from `DELETE /hub/api/users/NAME/serve
 hub reports no server, and until no process of the user's account is left (kernel and child
 included; what is still there after 60 s is listed, then killed). Repeated `-n` times.
 
-(Hub restart with servers running is not measured here yet.)
+restart: `-s` servers running (one per user); the hub is stopped with SIGTERM and started
+again; timed from the new hub process's start until its REST API answers, and until every server
+answers through the proxy again; servers the hub no longer lists afterwards are counted as lost.
+The stock hub runs with `cleanup_servers = False` (its default stops every server at shutdown).
 
 Two hubs, one after the other, on this machine:
 - gpulab: `gpulab up` (local backend, a system account per user as root, traefik)
 - stock JupyterHub + LocalProcessSpawner + traefik (the same proxy)
 
-Run as root: `.venv/bin/python benchmarks/stop_restart.py [-n 3]`.
+Run as root: `.venv/bin/python benchmarks/stop_restart.py [-n 3] [-s 10]`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from gpulab.hub_config.client import HubClient  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, prepare_hub, wait_for  # noqa: E402
 from tests.support.kernels import Kernel  # noqa: E402
 
+STOCK_KEEPS_SERVERS = "\nc.JupyterHub.cleanup_servers = False\n"
 BUSY = "import subprocess; child = subprocess.Popen(['sleep', '600'])\nwhile True: pass"
 
 
@@ -89,14 +93,35 @@ def time_stops(api: HubClient, name: str, count: int) -> list[tuple[float, float
     return results
 
 
+def time_restart(api: HubClient, names: list[str], stop, start) -> tuple[float, float, int]:
+    """(s until the API answers, s until every server answers through the proxy, servers lost)."""
+    stop()
+    started = time.perf_counter()
+    start()
+    wait_for(lambda: answering(f"{api.url}hub/api/"), 120, "the hub's API", interval=0.02)
+    api_up = time.perf_counter() - started
+    listed = [n for n in names if api.request("GET", f"hub/api/users/{n}")["servers"].get("", {}).get("ready")]
+    wait_for(lambda: all(answering(f"{api.url}user/{n}/api/status") for n in listed), 120, "every server",
+             interval=0.02)
+    return api_up, time.perf_counter() - started, len(names) - len(listed)
+
+
+def spawn_all(api: HubClient, names: list[str]) -> None:
+    for name in names:
+        api.request("POST", f"hub/api/users/{name}/server")
+    for name in names:
+        wait_for(lambda: answering(f"{api.url}user/{name}/api/status"), 300, f"{name}'s server", interval=0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=3, help="stops per hub (default 3)")
+    parser.add_argument("-s", type=int, default=10, help="servers running through the restart (default 10)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: servers run under their users' accounts")
     prefix = f"s{os.getpid() % 10000}-"
-    rows = []
+    rows, restarts = [], []
     with tempfile.TemporaryDirectory(prefix="gpulab-bench-", dir="/tmp") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)
@@ -112,15 +137,27 @@ def main() -> None:
                 hub.api.request("DELETE", "hub/api/users/bench/server")
                 wait_for(lambda: hub.api.request("GET", "hub/api/users/bench")["servers"] == {}, 120, "a stop")
                 rows.append(("gpulab (local backend, traefik)", time_stops(hub.api, "bench", args.n)))
+                names = [f"r{i}" for i in range(args.s)]
+                for name in names:
+                    hub.api.request("POST", f"hub/api/users/{name}")
+                spawn_all(hub.api, names)
+                restarts.append(("gpulab (local backend, traefik)", time_restart(hub.api, names, hub.stop, hub.start)))
             finally:
                 hub.stop()
             stock_user = f"{prefix}stock"
             system_user_for_stock(stock_user, workdir / "homes")
             _ACCOUNTS[stock_user] = stock_user
-            api, stop = stock_hub(workdir / "stock-traefik", "traefik")
+            names = [f"{prefix}r{i}" for i in range(args.s)]
+            for name in names:
+                system_user_for_stock(name, workdir / "homes")
+            api, stop, start = stock_hub(workdir / "stock-traefik", "traefik", STOCK_KEEPS_SERVERS)
             try:
                 api.request("POST", f"hub/api/users/{stock_user}")
                 rows.append(("JupyterHub LocalProcessSpawner (traefik)", time_stops(api, stock_user, args.n)))
+                for name in names:
+                    api.request("POST", f"hub/api/users/{name}")
+                spawn_all(api, names)
+                restarts.append(("JupyterHub LocalProcessSpawner (traefik)", time_restart(api, names, stop, start)))
             finally:
                 stop()
         finally:
@@ -134,6 +171,11 @@ def main() -> None:
         left = sorted({p for r in results for p in r[2]})
         gone_text = f"{statistics.median(gone):.3f}" if len(gone) == len(results) else f"{len(results) - len(gone)} never"
         print(f"{label:44} {said:27.3f} {gone_text:>26}  {'; '.join(left) or '-'}")
+    print(f"\nhub restart (SIGTERM, start) with {args.s} servers running\n")
+    print(f"{'hub':44} {'API answers, s':>15} {'every server answers, s':>24} {'servers lost':>13}")
+    for label, (api_up, all_up, lost) in restarts:
+        print(f"{label:44} {api_up:15.3f} {all_up:24.3f} {lost:13d}")
+
 
 if __name__ == "__main__":
     main()
