@@ -13,6 +13,7 @@ from traitlets.config import Config
 
 from gpulab.db import database_url
 from gpulab.db.migrate import upgrade
+from gpulab.extensions.projects.database import upgrade_projects_storage
 from gpulab.extensions.ssh.storage import upgrade_ssh_storage
 from gpulab.extensions.service.config import listening_services
 from gpulab.spawner.local import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
@@ -163,6 +164,7 @@ def run_up(args) -> int:
     prepare_data_dir(settings.values)
     upgrade(database_url(settings.values))
     upgrade_ssh_storage(settings.values)  # as root: the gateway's account cannot read gpulab's database
+    upgrade_projects_storage(settings.values)  # likewise the projects service's account
     print(banner(settings), flush=True)
 
     os.environ.update(hub_environment(settings_file, overrides))

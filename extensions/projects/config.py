@@ -4,13 +4,16 @@ It registers the "projects" service with its least-privilege role, lets every us
 and share their own servers, adds the "Projects" navigation link, and installs two hooks
 in the hub: one that prepares project folders before each local spawn, and one that keeps
 project groups when an identity provider replaces a user's groups at sign-in.
+
+When the hub is root, the service runs as its own account, owning its folder and database
+(database.py), and the folders' system groups, ACLs, owners and links are made by the root
+helper "projects-storage" (storage/helper.py), which only a root hub starts.
 """
 
 from __future__ import annotations
 
 from traitlets.config import Config
 
-from gpulab.db import database_url
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.extensions.service.config import (
     add_managed_service,
@@ -18,12 +21,18 @@ from gpulab.extensions.service.config import (
     add_user_scopes,
     grant_server_tokens_access,
     grant_users_access,
+    own_account,
     python_module_command,
     service_prefix,
 )
 
+from .database import projects_database_url, projects_folder
+from .storage.helper import socket_path
+
 SERVICE = "projects"
 SERVICE_MODULE = "gpulab.extensions.projects.service"
+HELPER = "projects-storage"
+HELPER_MODULE = "gpulab.extensions.projects.storage.helper"
 
 # The service's own role: who people are, the project groups, taking back shares of members who left.
 SERVICE_SCOPES = ["read:users", "admin:groups", "users:shares"]
@@ -53,19 +62,33 @@ def storage_settings(values: dict) -> dict:
 
 def service_settings(values: dict) -> dict:
     return {
-        "database_url": database_url(values),
+        "database_url": projects_database_url(values),
         "log_level": values["hub"]["log_level"],
         "creators": list(values["projects"]["creators"]),
         "reconcile_interval": values["projects"]["reconcile_interval"],
         "storage": storage_settings(values),
+        "storage_helper": str(socket_path(values["hub"]["data_dir"])),
+    }
+
+
+def helper_settings(values: dict) -> dict:
+    return {
+        "storage": storage_settings(values),
+        "socket": str(socket_path(values["hub"]["data_dir"])),
+        "client": own_account(values, SERVICE, []).name,
+        "log_level": values["hub"]["log_level"],
     }
 
 
 def update_projects(values: dict, c: Config) -> None:
     # display=False: the "Projects" link (nav_links) replaces the hub's Services menu entry
     spec = add_managed_service(c, values, SERVICE, python_module_command(SERVICE_MODULE), service_settings(values),
-                               display=False)
+                               display=False, run_as=own_account(values, SERVICE, [str(projects_folder(values))]))
     spec["oauth_client_allowed_scopes"] = list(OAUTH_SCOPES)
+    if values["spawner"]["backend"] == "local":
+        # As root only: the service's account cannot make groups, ACLs or links; no HTTP, no hub role.
+        add_managed_service(c, values, HELPER, python_module_command(HELPER_MODULE), helper_settings(values),
+                            display=False, listen=False, root_only=True)
     add_service_role(c, SERVICE, list(SERVICE_SCOPES))
     grant_users_access(c, SERVICE)
     grant_server_tokens_access(c, SERVICE)
@@ -84,13 +107,13 @@ def server_args(values: dict) -> list[str]:
 def pre_spawn_hook(values: dict):
     from .spawn_hook import ProjectFolders
 
-    return ProjectFolders(database_url(values), storage_settings(values))
+    return ProjectFolders(projects_database_url(values), storage_settings(values))
 
 
 def post_auth_hook(values: dict):
     from .sign_in import ProjectGroupsAtSignIn
 
-    return ProjectGroupsAtSignIn(database_url(values))
+    return ProjectGroupsAtSignIn(projects_database_url(values))
 
 
 EXTENSION = Extension("projects", 40, update_projects, nav_links=nav_links, server_args=server_args,

@@ -2,7 +2,8 @@
 
 It serves the API and the pages at /services/projects/, and keeps the hub's groups and
 the project folders in step with the database: after every change, at start, and every
-`projects.reconcile_interval` seconds.
+`projects.reconcile_interval` seconds. When the hub is root it runs as its own account and
+asks the root helper (storage/helper.py) to change the folders; otherwise it changes them itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from importlib import resources
 
 from gpulab.db import make_engine, make_session_factory
+from gpulab.extensions.service.config import runs_as_own_account
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 
@@ -37,18 +39,27 @@ def build(settings: dict, environ=os.environ):
     store = ProjectStore(sessions, utc_now)
     shares = SharedServerStore(sessions, utc_now)
     hub = HubApi(environ["JUPYTERHUB_API_URL"], environ["JUPYTERHUB_API_TOKEN"])
-    if settings["storage"]["backend"] == "local":
-        from .storage.local import storage_from_settings
-
-        storage = storage_from_settings(settings["storage"])
-    else:
-        storage = NoStorage()
+    storage = make_storage(settings, environ)
     sync = Sync(store, shares, hub, storage)
     projects = Projects(store, shares, hub, sync, settings["creators"], environ.get("JUPYTERHUB_BASE_URL", "/"))
     templates = str(resources.files("gpulab.extensions.projects") / pages.TEMPLATES)
     prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/projects/")
     app = build_application(api.ROUTES + pages.ROUTES, [templates], projects=projects, projects_prefix=prefix)
     return app, sync
+
+
+def make_storage(settings: dict, environ=os.environ):
+    """Folders through the root helper when this process runs as its own account (the hub is
+    root), in this process otherwise; none on Kubernetes."""
+    if settings["storage"]["backend"] != "local":
+        return NoStorage()
+    if runs_as_own_account(environ):
+        from .storage.helper import HelperStorage
+
+        return HelperStorage(settings["storage_helper"])
+    from .storage.local import storage_from_settings
+
+    return storage_from_settings(settings["storage"])
 
 
 async def reconcile_forever(sync: Sync, interval: float) -> None:

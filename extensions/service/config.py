@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import sys
 from urllib.parse import urlparse
 
@@ -23,6 +24,7 @@ SETTINGS_VARIABLE = "GPULAB_SERVICE_SETTINGS"
 NAV_VARIABLE = "GPULAB_NAV"
 BIND_VARIABLE = "GPULAB_SERVICE_BIND"
 RUN_AS_VARIABLE = "GPULAB_SERVICE_ACCOUNT"  # {"name": ..., "owns": [...]}: what the hub prepares
+ROOT_ONLY_VARIABLE = "GPULAB_SERVICE_ROOT_ONLY"  # started only by a hub that runs as root
 
 # Services listen at hub.internal_port + offset: on 127.0.0.1, or, when hub.service_host is
 # set (the proxy and user servers run elsewhere), on every interface (BIND_VARIABLE).
@@ -88,11 +90,14 @@ def add_managed_service(
     environment: dict | None = None,
     listen: bool = True,
     run_as: ServiceAccount | None = None,
+    root_only: bool = False,
 ) -> dict:
     """A service the hub starts (and, if it listens, proxies at /services/<name>/); returns its spec.
 
     `run_as`: when the hub runs as root, the service runs as this account, which owns its
     folders (see run_services_as_their_accounts); otherwise as the hub's user.
+    `root_only`: the root part of a service that runs as its own account (e.g. the projects
+    storage helper); a hub that is not root does not start it (pass_hub_environment).
     """
     spec = {
         "name": name,
@@ -101,6 +106,8 @@ def add_managed_service(
                         **(environment or {})},
         "display": display,
     }
+    if root_only:
+        spec["environment"][ROOT_ONLY_VARIABLE] = "1"
     if run_as is not None:
         spec["environment"][RUN_AS_VARIABLE] = json.dumps({"name": run_as.name, "owns": list(run_as.owns)})
     if listen:
@@ -118,14 +125,30 @@ def pass_hub_environment(c: Config, environ, hub_pid: int, names=KUBERNETES_VARI
                          euid: int | None = None) -> None:
     """What only the running hub knows, for every service it starts: the hub's values of
     `names` (where set), the hub's pid, so the service ends with it (lifetime.end_with_hub),
-    and, when the hub is root, the accounts services run as (run_services_as_their_accounts).
-    Called in the hub's process as it loads its configuration."""
+    and, when the hub is root, the accounts services run as (run_services_as_their_accounts);
+    when it is not, the root-only services are left out. Called in the hub's process as it
+    loads its configuration."""
     passed = {name: environ[name] for name in names if environ.get(name)}
     for spec in c.JupyterHub.services if "services" in c.JupyterHub else []:
         if "command" in spec:
             spec["environment"] = {**passed, **spec.get("environment", {}), HUB_PID_VARIABLE: str(hub_pid)}
     if (os.geteuid() if euid is None else euid) == 0:
         run_services_as_their_accounts(c)
+    elif "services" in c.JupyterHub:
+        c.JupyterHub.services = [spec for spec in c.JupyterHub.services
+                                 if ROOT_ONLY_VARIABLE not in spec.get("environment", {})]
+
+
+def runs_as_own_account(environ=os.environ, uid: int | None = None) -> bool:
+    """Whether this service process runs as the account it declared (`run_as`): the hub is root
+    and started it so. False where it runs as the hub's user."""
+    declared = environ.get(RUN_AS_VARIABLE)
+    if not declared:
+        return False
+    try:
+        return pwd.getpwuid(os.getuid() if uid is None else uid).pw_name == json.loads(declared)["name"]
+    except KeyError:
+        return False
 
 
 def run_services_as_their_accounts(c: Config) -> None:

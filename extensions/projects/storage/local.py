@@ -20,8 +20,9 @@ no longer grants (an editor demoted to viewer still carries `-rw`); it opens aga
 those processes have ended, i.e. after the server restarts. A file's owner may always
 write it, so when someone loses write access the files they own in the folder are given
 to root (the editors' group keeps its access through the ACL). Everything here runs as root
-in the projects service or in the hub's spawn hook, under one lock file, so the two never
-interleave. Without root there are no accounts to separate: folders and links only.
+in the projects storage helper (helper.py: the service itself runs as its own account) or in
+the hub's spawn hook, under one lock file, so the two never interleave. Without root there
+are no accounts to separate: folders and links only.
 """
 
 from __future__ import annotations
