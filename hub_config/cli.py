@@ -195,19 +195,14 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _db_upgrade(args) -> int:
-    from gpulab.db import database_url
-    from gpulab.db.migrate import upgrade
-    from gpulab.extensions.ssh.storage import upgrade_ssh_storage
-
-    from .up import find_settings_file
+    from .up import find_settings_file, upgrade_state
 
     try:
         settings = load_settings(find_settings_file(args.config))
     except ConfigError as exc:
         return _fail(f"invalid settings:\n{exc}", 2)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    upgrade(database_url(settings.values))
-    upgrade_ssh_storage(settings.values)
+    upgrade_state(settings.values)
     return _print("database is up to date")
 
 

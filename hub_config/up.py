@@ -144,6 +144,15 @@ def _is_stale_chp(process: psutil.Process, pid_file: Path) -> bool:
     return process.pid == recorded and any("configurable-http-proxy" in part for part in process.info["cmdline"] or [])
 
 
+def upgrade_state(values: dict) -> None:
+    """gpulab's databases at the current schema, and the rows of services with their own database
+    moved there (as root: the SSH gateway's and the projects service's accounts cannot read
+    gpulab's database)."""
+    upgrade(database_url(values))
+    upgrade_ssh_storage(values)
+    upgrade_projects_storage(values)
+
+
 def run_up(args) -> int:
     settings_file = find_settings_file(args.config)
     try:
@@ -162,9 +171,7 @@ def run_up(args) -> int:
         print(f"gpulab: not starting: {taken}", file=sys.stderr)
         return 1
     prepare_data_dir(settings.values)
-    upgrade(database_url(settings.values))
-    upgrade_ssh_storage(settings.values)  # as root: the gateway's account cannot read gpulab's database
-    upgrade_projects_storage(settings.values)  # likewise the projects service's account
+    upgrade_state(settings.values)
     print(banner(settings), flush=True)
 
     os.environ.update(hub_environment(settings_file, overrides))
