@@ -78,7 +78,7 @@ def member(name: str, kind=tarfile.REGTYPE, size: int = 0, link: str = "") -> ta
     (archive(member("dev", tarfile.CHRTYPE)), "not a file or a folder"),
     (archive(member("big", size=2000), data=b"x" * 2000), "pass 0.0 MiB"),
     (b"not a tar", "not a gzipped tar archive"),
-])
+], ids=["parent-folder", "absolute-path", "symlink", "device", "too-big", "not-a-tar"])  # gzip bytes hold the time
 def test_an_archive_gpulab_would_not_unpack_is_refused(data, message, tmp_path):
     with pytest.raises(SnapshotError, match=re.escape(message)):
         check(data, limit=1000)
