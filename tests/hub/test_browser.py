@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from gpulab.extensions.service.service_account import service_account_name
 from tests.support.hub import wait_for
 from tests.support.sessions import browser_sign_in
 
@@ -51,10 +52,11 @@ def test_admin_signs_in_starts_jupyterlab_and_stops_it_from_home(hub, browser, t
 def test_the_initial_password_file_is_private(hub):
     initial_password(hub, "root-admin")
     assert (hub.data_dir / "initial-admin-password").stat().st_mode & 0o777 == 0o600
-    # Others get nothing; the group bits show the ACL's mask: MLflow's own account may pass
-    # through to its folder (search only), and no one else has an entry.
+    # Others get nothing; the group bits show the ACL's mask: the services' own accounts may pass
+    # through to their folders (search only), and no one else has an entry.
     assert (hub.data_dir).stat().st_mode & 0o707 == 0o700
     acl = subprocess.run(["getfacl", "--omit-header", "--absolute-names", str(hub.data_dir)],
                          capture_output=True, text=True, check=True).stdout.split()
-    named = [entry for entry in acl if entry.startswith("user:") and entry.split(":")[1]]
-    assert [entry.rsplit(":", 1)[1] for entry in named] in ([], ["--x"]), acl
+    named = [entry.split(":") for entry in acl if entry.startswith("user:") and entry.split(":")[1]]
+    prefix = service_account_name(hub.settings["spawner"]["local"]["account_prefix"], "")
+    assert all(name.startswith(prefix) and bits == "--x" for _, name, bits in named), acl

@@ -25,7 +25,8 @@ def hub_user(account_prefix, homes_root):
 
 
 def test_servers_run_as_the_hub_user_with_a_warning(hub_factory, hub_user):
-    hub = hub_factory.prepare({"spawner": {"local": {"home_root": ""}}})
+    # its own projects root (in its data directory): the session's default one may be root's already
+    hub = hub_factory.prepare({"spawner": {"local": {"home_root": ""}}, "projects": {"local": {"root": ""}}})
     hub.workdir = Path(shutil.copytree(hub.workdir, f"{hub_user.pw_dir}/work"))  # where the hub user may write
     subprocess.run(["chown", "-R", f"{hub_user.pw_uid}:{hub_user.pw_gid}", str(hub.workdir)], check=True)
     hub.launcher = ["setpriv", f"--reuid={hub_user.pw_uid}", f"--regid={hub_user.pw_gid}", "--init-groups",

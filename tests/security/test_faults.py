@@ -46,7 +46,7 @@ SERVICE_APIS = {
     "ssh": "services/ssh/api/keys",
     "scheduler": "services/scheduler/api/runs",
 }
-SERVICES = ("projects", "mlflow", "ssh", "culler", "scheduler")
+SERVICES = ("projects", "projects-storage", "mlflow", "ssh", "culler", "scheduler")
 
 
 @dataclass

@@ -139,7 +139,12 @@ class RunningHub:
     def spawn(self, name: str, server: str = "", options: dict | None = None, timeout: float = 90) -> dict:
         """Start a server and wait until it is ready; raise with the hub's log if it fails."""
         path = f"hub/api/users/{name}/servers/{server}" if server else f"hub/api/users/{name}/server"
-        self.api.request("POST", path, options or {})
+        try:
+            self.api.request("POST", path, options or {})
+        except ClientError as error:
+            if error.status >= 500:  # the hub's traceback is in its log, not in the answer
+                raise RuntimeError(f"starting {name}'s server: {error}\n{self.log_tail(120)}") from None
+            raise
 
         def ready():
             model = self.server_model(name, server)
