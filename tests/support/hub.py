@@ -142,8 +142,9 @@ class RunningHub:
         try:
             self.api.request("POST", path, options or {})
         except ClientError as error:
-            if error.status >= 500:  # the hub's traceback is in its log, not in the answer
-                raise RuntimeError(f"starting {name}'s server: {error}\n{self.log_tail(120)}") from None
+            if error.status >= 500 and error.message == "Internal Server Error":
+                # an unhandled error: its traceback is in the hub's log, not in the answer
+                raise ClientError(error.status, f"{error.message}; the hub's log ends:\n{self.log_tail(120)}") from None
             raise
 
         def ready():
