@@ -171,34 +171,3 @@ def test_the_hub_database_file_comes_from_its_url():
     assert hub_database_file(c) == "/srv/gpulab/jupyterhub.sqlite"
     c.JupyterHub.db_url = "postgresql://db/hub"
     assert hub_database_file(c) is None
-
-
-def test_while_mlflow_is_built_the_ui_reloads_the_api_says_retry_and_then_mlflow_answers():
-    import asyncio
-
-    from gpulab.extensions.mlflow.warmup import WarmingUp
-
-    async def call(app, path, kind="http"):
-        sent = []
-
-        async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        await app({"type": kind, "path": path, "method": "GET", "headers": []}, receive, send)
-        return sent
-
-    app = WarmingUp("/services/mlflow")
-    page = asyncio.run(call(app, "/services/mlflow/"))
-    assert page[0]["status"] == 200 and b"MLflow is starting" in page[1]["body"]  # the hub counts it as up
-    api = asyncio.run(call(app, "/services/mlflow/ajax-api/2.0/mlflow/experiments/search"))
-    assert api[0]["status"] == 503 and (b"retry-after", b"2") in api[0]["headers"]
-    assert asyncio.run(call(app, "/services/mlflow/ws", kind="websocket"))[0]["type"] == "websocket.close"
-
-    async def mlflow(scope, receive, send):
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-
-    app.ready(mlflow)
-    assert asyncio.run(call(app, "/services/mlflow/ajax-api/2.0/mlflow/experiments/search"))[0]["status"] == 204
