@@ -218,7 +218,7 @@ SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser
 
 def apply_config(values: dict, c: Config, extensions: list[Extension] | None = None) -> Config:
     """Apply the hub's steps and every extension's to `c` and return it."""
-    extensions = installed_extensions() if extensions is None else extensions
+    extensions = [e for e in (installed_extensions() if extensions is None else extensions) if e.enabled(values)]
     for step in CORE_STEPS:
         step(values, c)
     for extension in extensions:

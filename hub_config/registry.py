@@ -36,11 +36,16 @@ def _no_hook(values: dict) -> None:
     return None
 
 
+def _always(values: dict) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Extension:
     name: str
     position: int  # order among extensions: navigation links, arguments and hooks follow it
     update: Callable[[dict, Config], None]
+    enabled: Callable[[dict], bool] = _always  # off: it adds nothing at all
     nav_links: Callable[[dict], list[NavLink]] = _nothing
     server_args: Callable[[dict], list[str]] = _nothing
     # defaults: a variable the admin sets in `spawner.environment` wins

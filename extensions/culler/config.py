@@ -16,14 +16,20 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "admin:ser
                  "access:servers"]
 
 
+def idle_timeouts(values: dict) -> dict[str, int]:
+    return {p["id"]: p["idle_timeout"] for p in values["profiles"]}
+
+
+def culling_needed(values: dict) -> bool:
+    """Culling is on and some profile has an idle timeout."""
+    return values["culling"]["enabled"] and any(idle_timeouts(values).values())
+
+
 def culler_service(values: dict, c: Config) -> None:
     culling = values["culling"]
-    timeouts = {p["id"]: p["idle_timeout"] for p in values["profiles"]}
-    if not culling["enabled"] or not any(timeouts.values()):
-        return
     local = values["spawner"]["backend"] == "local"
     settings = {
-        "timeouts": timeouts,
+        "timeouts": idle_timeouts(values),
         "check_interval": culling["check_interval"],
         "gpu_utilization_threshold": culling["gpu_utilization_threshold"],
         "proxy_url": loopback_url(values),
@@ -38,4 +44,4 @@ def culler_service(values: dict, c: Config) -> None:
     add_service_role(c, NAME, CULLER_SCOPES)
 
 
-EXTENSION = Extension("culler", 10, culler_service)
+EXTENSION = Extension("culler", 10, culler_service, enabled=culling_needed)

@@ -114,8 +114,6 @@ def server_environment(values: dict) -> dict:
 
 
 def update_mlflow(values: dict, c: Config) -> None:
-    if not values["mlflow"]["enabled"]:
-        return
     # display=False: the "MLflow" link (nav_links) replaces the hub's Services menu entry
     add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values), display=False,
                         run_as=own_account(values, NAME, owned_folders(values)))
@@ -125,11 +123,8 @@ def update_mlflow(values: dict, c: Config) -> None:
 
 
 def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("MLflow", service_prefix(values, NAME))] if values["mlflow"]["enabled"] else []
+    return [NavLink("MLflow", service_prefix(values, NAME))]
 
 
-def enabled_server_environment(values: dict) -> dict:
-    return server_environment(values) if values["mlflow"]["enabled"] else {}
-
-
-EXTENSION = Extension("mlflow", 50, update_mlflow, nav_links=nav_links, server_environment=enabled_server_environment)
+EXTENSION = Extension("mlflow", 50, update_mlflow, enabled=lambda values: values["mlflow"]["enabled"],
+                      nav_links=nav_links, server_environment=server_environment)

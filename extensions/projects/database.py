@@ -16,14 +16,13 @@ deletes the originals: an interrupted move is finished by the next one, never do
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from gpulab.db import database_url, make_engine, make_session_factory
-from gpulab.db.migrate import upgrade
+from gpulab.db import make_session_factory
+from gpulab.db.own_database import own_database_url, upgrade_own_database
 
 from .models import AuditRow, MemberRow, ProjectRow, SharedServerRow, ShareGrantRow
 
@@ -39,32 +38,14 @@ def projects_folder(values: dict) -> Path:
 
 def projects_database_url(values: dict) -> str:
     """Where the projects rows live (pure): database.url if set, else the service's own SQLite file."""
-    if values["database"]["url"]:
-        return values["database"]["url"]
-    return f"sqlite:///{projects_folder(values) / FILE_NAME}"
-
-
-def separate(values: dict) -> bool:
-    return projects_database_url(values) != database_url(values)
+    return own_database_url(values, projects_folder(values), FILE_NAME)
 
 
 def upgrade_projects_storage(values: dict) -> int:
     """Migrate the service's own database and move the rows an earlier version kept in gpulab's
     there; returns how many projects moved. Runs where gpulab's database is migrated (as root,
     before the hub starts and hands the folder to the service's account)."""
-    if not separate(values):
-        return 0
-    folder = projects_folder(values)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    url = projects_database_url(values)
-    target = make_engine(url)
-    upgrade(url, MIGRATIONS, engine=target)
-    main = make_engine(database_url(values))
-    moved = carry_over(main, target)
-    main.dispose()
-    target.dispose()  # closes SQLite's -wal and -shm before they are handed over
-    _give_to_folder_owner(folder, [FILE_NAME, f"{FILE_NAME}-wal", f"{FILE_NAME}-shm"])
-    return moved
+    return upgrade_own_database(values, projects_folder(values), FILE_NAME, MIGRATIONS, carry_over)
 
 
 def carry_over(source: Engine, target: Engine) -> int:
@@ -126,13 +107,3 @@ def _add(session, row, model, **changes) -> int:
     session.add(copy)
     session.flush()
     return copy.id
-
-
-def _give_to_folder_owner(folder: Path, names: list[str]) -> None:
-    # Root wrote them; once the service's account owns the folder, it must own them too
-    # (the first hand-over gives it the whole folder, so at a first upgrade this changes nothing).
-    owner = os.stat(folder)
-    for name in names:
-        path = folder / name
-        if path.exists() and not path.is_symlink():
-            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)

@@ -58,17 +58,20 @@ def read_notebook(path: str) -> dict:
         raise UsageError(f"{path}: not a notebook (not JSON)") from None
 
 
-def request_body(args) -> dict:
-    body = {"name": args.name or Path(args.notebook).stem, "notebook": read_notebook(args.notebook),
-            "notebook_name": Path(args.notebook).name, "input_path": notebook_location(Path(args.notebook), os.environ.get("HOME", "")),
-            "parameters": parameters(args), "max_retries": args.max_retries}
-    for key in ("profile", "environment", "project", "timeout_seconds", "kernel_name", "cwd"):
-        if getattr(args, key, None) is not None:
-            body[key] = getattr(args, key)
+def given_options(args, keys: tuple[str, ...]) -> dict:
+    """The options of `keys` given on the command line, and the notifications asked for."""
+    body = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
     if args.notify_webhook or args.notify_email:
         body["notify"] = {"webhooks": args.notify_webhook or [], "emails": args.notify_email or [],
                           "on": args.notify_on or ["failure"]}
     return body
+
+
+def request_body(args) -> dict:
+    body = {"name": args.name or Path(args.notebook).stem, "notebook": read_notebook(args.notebook),
+            "notebook_name": Path(args.notebook).name, "input_path": notebook_location(Path(args.notebook), os.environ.get("HOME", "")),
+            "parameters": parameters(args), "max_retries": args.max_retries}
+    return {**body, **given_options(args, ("profile", "environment", "project", "timeout_seconds", "kernel_name", "cwd"))}
 
 
 def show_run(run: dict) -> str:
@@ -146,13 +149,7 @@ def job_body(args) -> dict:
         raise UsageError(str(error)) from None
     body = {"name": args.name or name, "kind": kind, "command": command, "source": str(folder),
             "snapshot": base64.b64encode(snapshot).decode(), "max_retries": args.max_retries, "nodes": args.nodes}
-    for key in ("profile", "environment", "project", "timeout_seconds"):
-        if getattr(args, key, None) is not None:
-            body[key] = getattr(args, key)
-    if args.notify_webhook or args.notify_email:
-        body["notify"] = {"webhooks": args.notify_webhook or [], "emails": args.notify_email or [],
-                          "on": args.notify_on or ["failure"]}
-    return body
+    return {**body, **given_options(args, ("profile", "environment", "project", "timeout_seconds"))}
 
 
 def follow(client, run_id: str, out=None, poll: float = 0.5) -> dict:

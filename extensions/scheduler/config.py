@@ -19,8 +19,6 @@ MLFLOW_SCOPES = ["tokens"]
 
 
 def update_scheduler(values: dict, c: Config) -> None:
-    if not values["scheduler"]["enabled"]:
-        return
     from .webhooks import allowed_networks
 
     allowed_networks(values["scheduler"]["notifications"]["webhook_allowed_networks"])  # a bad entry stops here
@@ -45,15 +43,14 @@ def update_scheduler(values: dict, c: Config) -> None:
 
 
 def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("Schedules", service_prefix(values, "scheduler"))] if values["scheduler"]["enabled"] else []
+    return [NavLink("Schedules", service_prefix(values, "scheduler"))]
 
 
 def server_args(values: dict) -> list[str]:
-    if not values["scheduler"]["enabled"]:
-        return []
     # JupyterLab's scheduler UI in every server, forwarding to this service.
     return ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
             "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
 
 
-EXTENSION = Extension("scheduler", 20, update_scheduler, nav_links=nav_links, server_args=server_args)
+EXTENSION = Extension("scheduler", 20, update_scheduler, enabled=lambda values: values["scheduler"]["enabled"],
+                      nav_links=nav_links, server_args=server_args)

@@ -283,14 +283,19 @@ class SchedulerCore:
         session.add(run)
         return run
 
+    def _run_with_token(self, who: Who, token: str | None) -> RunOut | None:
+        """The run `who` already asked for with this idempotency token, if any."""
+        if not token:
+            return None
+        with self.sessions() as session:
+            existing = session.scalars(select(Run).where(Run.owner == who.name, Run.idempotency_token == token)).first()
+            return self.run_out(session, existing) if existing is not None else None
+
     def create_run(self, who: Who, request: CreateRun) -> RunOut:
         """Run a notebook once, now: a one-off schedule with a single run."""
-        if request.idempotency_token:
-            with self.sessions() as session:
-                existing = session.scalars(select(Run).where(Run.owner == who.name,
-                                                             Run.idempotency_token == request.idempotency_token)).first()
-                if existing is not None:
-                    return self.run_out(session, existing)
+        existing = self._run_with_token(who, request.idempotency_token)
+        if existing is not None:
+            return existing
         schedule = self.create_schedule(who, request)
         with self.sessions.begin() as session:
             run = self.queue_run(session, session.get(Schedule, schedule.id), None,
@@ -301,12 +306,9 @@ class SchedulerCore:
 
     def create_job(self, who: Who, request: CreateJob) -> RunOut:
         """Run a script or a command once, now: a one-off schedule of that kind with a single run."""
-        if request.idempotency_token:
-            with self.sessions() as session:
-                existing = session.scalars(select(Run).where(Run.owner == who.name,
-                                                             Run.idempotency_token == request.idempotency_token)).first()
-                if existing is not None:
-                    return self.run_out(session, existing)
+        existing = self._run_with_token(who, request.idempotency_token)
+        if existing is not None:
+            return existing
         self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile_id, environment = self._compute(who, request.profile, request.environment)

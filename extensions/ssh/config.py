@@ -94,8 +94,6 @@ def gateway_settings(values: dict) -> dict:
 
 
 def update_ssh(values: dict, c: Config) -> None:
-    if not values["ssh"]["enabled"]:
-        return
     add_managed_service(c, values, SERVICE, python_module_command(GATEWAY_MODULE), gateway_settings(values),
                         display=False, run_as=gateway_account(values))
     add_service_role(c, SERVICE, list(GATEWAY_SCOPES))
@@ -104,12 +102,13 @@ def update_ssh(values: dict, c: Config) -> None:
 
 
 def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("SSH keys", service_prefix(values, SERVICE))] if values["ssh"]["enabled"] else []
+    return [NavLink("SSH keys", service_prefix(values, SERVICE))]
 
 
 def server_environment(values: dict) -> dict:
     """The seed each server's SSH endpoint derives its credentials from."""
-    return {SEED_VARIABLE: EndpointSeed(ssh_paths(values)["master_secret"])} if values["ssh"]["enabled"] else {}
+    return {SEED_VARIABLE: EndpointSeed(ssh_paths(values)["master_secret"])}
 
 
-EXTENSION = Extension("ssh", 30, update_ssh, nav_links=nav_links, server_environment=server_environment)
+EXTENSION = Extension("ssh", 30, update_ssh, enabled=lambda values: values["ssh"]["enabled"], nav_links=nav_links,
+                      server_environment=server_environment)

@@ -23,8 +23,8 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from gpulab.db import database_url, make_engine, make_session_factory
-from gpulab.db.migrate import upgrade
+from gpulab.db import make_session_factory
+from gpulab.db.own_database import give_to_folder_owner, own_database_url, upgrade_own_database
 
 from .lockouts import SSHLockoutRow
 from .store import SSHKeyRow
@@ -48,13 +48,7 @@ def old_audit_log(values: dict) -> Path:
 
 def ssh_database_url(values: dict) -> str:
     """Where the gateway keeps its rows (pure): database.url if set, else its own SQLite file."""
-    if values["database"]["url"]:
-        return values["database"]["url"]
-    return f"sqlite:///{ssh_folder(values) / FILE_NAME}"
-
-
-def separate(values: dict) -> bool:
-    return ssh_database_url(values) != database_url(values)
+    return own_database_url(values, ssh_folder(values), FILE_NAME)
 
 
 def upgrade_ssh_storage(values: dict) -> int:
@@ -64,19 +58,7 @@ def upgrade_ssh_storage(values: dict) -> int:
     if not values["ssh"]["enabled"]:
         return 0
     _move_old_audit_log(values)
-    if not separate(values):
-        return 0
-    folder = ssh_folder(values)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    url = ssh_database_url(values)
-    target = make_engine(url)
-    upgrade(url, MIGRATIONS, engine=target)
-    main = make_engine(database_url(values))
-    moved = carry_over(main, target)
-    main.dispose()
-    target.dispose()  # closes SQLite's -wal and -shm before they are handed over
-    _give_to_folder_owner(folder, [FILE_NAME, f"{FILE_NAME}-wal", f"{FILE_NAME}-shm"])
-    return moved
+    return upgrade_own_database(values, ssh_folder(values), FILE_NAME, MIGRATIONS, carry_over)
 
 
 def carry_over(source: Engine, target: Engine) -> int:
@@ -111,18 +93,8 @@ def _move_old_audit_log(values: dict) -> None:
         return
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.rename(old, folder / "audit.log")
-    _give_to_folder_owner(folder, ["audit.log"])
+    give_to_folder_owner(folder, ["audit.log"])
 
 
 def _copy(row, model):
     return model(**{column.key: getattr(row, column.key) for column in model.__table__.columns})
-
-
-def _give_to_folder_owner(folder: Path, names: list[str]) -> None:
-    # Root wrote them; once the gateway's account owns the folder, it must own them too
-    # (the first hand-over gives it the whole folder, so at a first upgrade this changes nothing).
-    owner = os.stat(folder)
-    for name in names:
-        path = folder / name
-        if path.exists() and not path.is_symlink():
-            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)

@@ -28,7 +28,7 @@ from gpulab.extensions.projects.storage.helper import HelperStorage
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.store import ProjectStore
 from gpulab.extensions.service.service_account import MARKER, service_account_name
-from tests.support.hub import services_of, wait_for
+from tests.support.hub import managed_service_process, process_uids, wait_for
 from tests.support.projects import Person, account, project_settings
 
 pytestmark = pytest.mark.root
@@ -74,23 +74,12 @@ def service_account(account_prefix) -> pwd.struct_passwd:
 
 
 def process_of(hub, name: str) -> psutil.Process | None:
-    for process in services_of(hub.process.pid):
-        try:
-            if process.ppid() == hub.process.pid and MODULES[name] in " ".join(process.cmdline()):
-                return process
-        except psutil.Error:
-            pass
-    return None
-
-
-def uids(pid: int) -> list[str]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    return managed_service_process(hub, MODULES[name])
 
 
 def runs_as(hub, name: str, uid: int) -> psutil.Process:
     process = wait_for(lambda: process_of(hub, name), 60, f"the projects {name} process\n{hub.log_tail()}")
-    assert uids(process.pid) == [str(uid)] * 4  # real, effective, saved, file system
+    assert process_uids(process.pid) == [str(uid)] * 4  # real, effective, saved, file system
     return process
 
 
@@ -193,7 +182,7 @@ def restarted(hub, name: str, uid: int) -> psutil.Process:
     os.kill(old.pid, signal.SIGKILL)
     new = wait_for(lambda: (p := process_of(hub, name)) and p.pid != old.pid and p, 60,
                    f"the hub to start the projects {name} again\n{hub.log_tail()}")
-    assert uids(new.pid) == [str(uid)] * 4
+    assert process_uids(new.pid) == [str(uid)] * 4
     return new
 
 

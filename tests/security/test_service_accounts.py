@@ -27,7 +27,7 @@ from gpulab.extensions.ssh.lockouts import LockoutStore
 from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.store import KeyStore
 from gpulab.spawner.accounts import account_name
-from tests.support.hub import services_of, wait_for
+from tests.support.hub import managed_service_process, process_uids, wait_for
 from tests.support.ssh import OpenSSH, known_hosts, make_key
 
 pytestmark = pytest.mark.root
@@ -76,18 +76,7 @@ def accounts(account_prefix) -> dict[str, pwd.struct_passwd]:
 
 
 def service_process(hub, name: str) -> psutil.Process | None:
-    for process in services_of(hub.process.pid):
-        try:
-            if process.ppid() == hub.process.pid and MODULES[name] in " ".join(process.cmdline()):
-                return process
-        except psutil.Error:
-            pass
-    return None
-
-
-def uids(pid: int) -> list[str]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    return managed_service_process(hub, MODULES[name])
 
 
 def can_read_as(account: pwd.struct_passwd, path: Path) -> bool:
@@ -103,7 +92,7 @@ def ssh_as_alice(hub, keys, tmp_path) -> subprocess.CompletedProcess:
 
 def assert_runs_as_its_account(hub, name: str, account: pwd.struct_passwd) -> psutil.Process:
     process = wait_for(lambda: service_process(hub, name), 60, f"the {name} service process")
-    assert uids(process.pid) == [str(account.pw_uid)] * 4  # real, effective, saved, file system
+    assert process_uids(process.pid) == [str(account.pw_uid)] * 4  # real, effective, saved, file system
     return process
 
 
@@ -162,7 +151,7 @@ def restarted(hub, name: str, account: pwd.struct_passwd) -> psutil.Process:
     os.kill(old.pid, signal.SIGKILL)
     new = wait_for(lambda: (p := service_process(hub, name)) and p.pid != old.pid and p, 60,
                    f"the hub to start {name} again\n{hub.log_tail()}")
-    assert uids(new.pid) == [str(account.pw_uid)] * 4
+    assert process_uids(new.pid) == [str(account.pw_uid)] * 4
     assert f"Service {name} died (status -9) and is being started again" in hub.log_path.read_text(errors="replace")
     return new
 

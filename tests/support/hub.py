@@ -184,6 +184,25 @@ def services_of(hub_pid: int) -> list:
     return found
 
 
+def managed_service_process(hub: "RunningHub", module: str):
+    """The live process the hub started for the service running `module`, or None."""
+    import psutil
+
+    for process in services_of(hub.process.pid):
+        try:
+            if process.ppid() == hub.process.pid and module in " ".join(process.cmdline()):
+                return process
+        except psutil.Error:
+            pass
+    return None
+
+
+def process_uids(pid: int) -> list[str]:
+    """Real, effective, saved and file-system uid of `pid`, from /proc/<pid>/status."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+
+
 def write_settings(path: Path, settings: dict) -> None:
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False
