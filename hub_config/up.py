@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -189,13 +190,36 @@ def run_up(args) -> int:
     return 0
 
 
+# How long an early SIGTERM may take to unwind before gpulab ends the process itself.
+EARLY_EXIT_GRACE = 12.0
+
+
 def _exit_on_sigterm(signum, frame):
+    # SystemExit unwinds from wherever start-up was, and the `finally` in run_up stops the
+    # proxy; but the interpreter then waits for non-daemon threads (a blocking call in
+    # the default executor), so a watchdog bounds the whole exit.
+    from jupyterhub.app import JupyterHub
+
+    def force_exit():
+        _stop_proxy_left_running(JupyterHub.instance(), kill=True)
+        os._exit(128 + signum)
+
+    watchdog = threading.Timer(EARLY_EXIT_GRACE, force_exit)
+    watchdog.daemon = True
+    watchdog.start()
     raise SystemExit(128 + signum)
 
 
-def _stop_proxy_left_running(app) -> None:
+def _stop_proxy_left_running(app, kill: bool = False) -> None:
     proxy = getattr(app, "proxy", None)
     process = getattr(proxy, "traefik_process", None) or getattr(proxy, "proxy_process", None)
-    if process is not None and process.poll() is None:
-        process.terminate()
+    if process is None or process.poll() is not None:
+        return
+    if kill:
+        process.kill()
+        return
+    process.terminate()
+    try:
         process.wait(10)
+    except Exception:  # noqa: BLE001 - still running (or the wait was interrupted): it must not outlive us
+        process.kill()

@@ -144,7 +144,11 @@ def test_sigterm_during_start_up_leaves_no_proxy_behind(hub_factory):
                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wait_for(lambda: proxies_of(hub), 60, "the proxy to start")
     hub.process.send_signal(signal.SIGTERM)
-    hub.process.wait(30)
+    try:
+        hub.process.wait(30)
+    except subprocess.TimeoutExpired:
+        hub.process.kill()
+        raise AssertionError("the hub outlived an early SIGTERM by 30 s:\n" + hub.log_path.read_text()[-4000:])
     wait_for(lambda: not proxies_of(hub), 15, "the proxy to stop")
 
 
