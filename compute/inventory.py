@@ -36,6 +36,9 @@ class GpuInventory(Protocol):
     def utilization(self, uuids: list[str]) -> dict[str, int]:
         """Current utilisation (percent) of each device that can be measured."""
 
+    def memory_used(self, uuids: list[str]) -> dict[str, int]:
+        """Memory in use (MiB) on each device that can be measured (MIG instances included)."""
+
 
 MIG_NAME = re.compile(r"MIG (\d+g\.\d+gb(?:\+me)?)")
 
@@ -87,6 +90,20 @@ class NvmlInventory:
                 continue
         return readings
 
+    def memory_used(self, uuids: list[str]) -> dict[str, int]:
+        try:
+            nvml = self._nvml()
+        except Exception:
+            return {}
+        readings = {}
+        for uuid in uuids:
+            try:
+                handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+                readings[uuid] = int(nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20)
+            except Exception:  # a device gone since it was listed
+                continue
+        return readings
+
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -133,6 +150,9 @@ class CachedInventory:
 
     def utilization(self, uuids: list[str]) -> dict[str, int]:
         return self.source.utilization(uuids)
+
+    def memory_used(self, uuids: list[str]) -> dict[str, int]:
+        return self.source.memory_used(uuids)
 
     def driver(self) -> str | None:
         devices = self.devices()

@@ -26,6 +26,7 @@ from .claims import Claim, DevicesBusy, QuotaCheck
 from .inventory import Device
 from .processes import same_process
 from .profiles import GpuRequest, Profile
+from .usage import close_intervals, open_interval
 
 # A claim whose process never appeared is given up after this long (a start that died).
 UNATTACHED_GRACE_SECONDS = 15 * 60
@@ -51,7 +52,7 @@ class Ledger:
         self.alive = alive
 
     def claim(self, owner: str, purpose: str, request: GpuRequest, devices: list[Device],
-              check: QuotaCheck | None = None) -> Claim:
+              check: QuotaCheck | None = None, *, profile: str = "", project: str = "", cpus: float = 0.0) -> Claim:
         """Claim devices for `request`, or raise DevicesBusy with the reason.
 
         `check` sees the GPUs each owner holds in live claims, and raises OverQuota if this one
@@ -59,7 +60,7 @@ class Ledger:
         """
         for attempt in (1, 2):
             try:
-                return self._claim_once(owner, purpose, request, devices, check)
+                return self._claim_once(owner, purpose, request, devices, check, (profile, project, cpus))
             except IntegrityError:
                 # Another process took a device between our read and our write (only
                 # possible on databases without BEGIN IMMEDIATE): read again and retry once.
@@ -67,7 +68,7 @@ class Ledger:
                     raise DevicesBusy("the GPUs were taken by another claim at the same moment; try again") from None
         raise AssertionError("unreachable")
 
-    def _claim_once(self, owner, purpose, request, devices, check) -> Claim:
+    def _claim_once(self, owner, purpose, request, devices, check, accounted) -> Claim:
         with self.sessions.begin() as session:
             live = self._reconciled(session)
             if check is not None:
@@ -80,6 +81,9 @@ class Ledger:
             for device in chosen:
                 session.add(GpuClaim(device_uuid=device.uuid, claim_id=claim_id, owner=owner,
                                      purpose=purpose, claimed_at=now))
+            # the usage ledger's interval starts in the claim's transaction: no holding goes unaccounted
+            profile, project, cpus = accounted
+            open_interval(session, claim_id, owner, purpose, [d.uuid for d in chosen], now, profile, project, cpus)
         return Claim(claim_id, owner, purpose, tuple(d.uuid for d in chosen))
 
     def attach(self, claim_id: str, pid: int, start_ticks: int | None) -> None:
@@ -91,10 +95,16 @@ class Ledger:
     def release(self, claim_id: str) -> None:
         with self.sessions.begin() as session:
             session.execute(delete(GpuClaim).where(GpuClaim.claim_id == claim_id))
+            close_intervals(session, [claim_id], self._now())
 
     def release_purpose(self, purpose: str) -> None:
         with self.sessions.begin() as session:
+            claim_ids = set(session.scalars(select(GpuClaim.claim_id).where(GpuClaim.purpose == purpose)))
             session.execute(delete(GpuClaim).where(GpuClaim.purpose == purpose))
+            close_intervals(session, sorted(claim_ids), self._now())
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
 
     def live_claims(self) -> list[GpuClaim]:
         """Every claim whose holder is still alive (dead ones are dropped on the way)."""
@@ -107,6 +117,8 @@ class Ledger:
         dead = [r for r in rows if not self._holder_alive(r, now)]
         if dead:
             session.execute(delete(GpuClaim).where(GpuClaim.device_uuid.in_([r.device_uuid for r in dead])))
+            # nobody saw them end: their intervals end when the sampler last saw them held
+            close_intervals(session, sorted({r.claim_id for r in dead}), None)
         for row in rows:
             session.expunge(row)
         return [r for r in rows if r not in dead]
@@ -133,7 +145,8 @@ class LocalPool:
         self.devices = devices
 
     def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
-        return self.ledger.claim(owner, purpose, profile.gpu, self.devices(), check)
+        return self.ledger.claim(owner, purpose, profile.gpu, self.devices(), check,
+                                 profile=profile.id, cpus=profile.cpu_limit or 0.0)
 
     def attach(self, claim_id: str, pid: int, start_ticks: int | None) -> None:
         self.ledger.attach(claim_id, pid, start_ticks)

@@ -3,7 +3,9 @@
 `declared_inventory(folder, gpus, migs, utilization_file)` writes a small module into
 `folder` and returns the setting for spawner.local.gpu_inventory; the hub and its services
 import it (put `folder` on PYTHONPATH, which JupyterHub passes on to its services).
-Utilisation is read from `utilization_file` ({"uuid": percent}), so a test can change it.
+Utilisation (and memory in use) is read from `utilization_file` at every call, so a test drives
+what the emulated NVML reports: {"uuid": percent} or {"uuid": {"utilization": percent,
+"memory_used_mb": MiB}}. No real GPU is involved.
 """
 
 from __future__ import annotations
@@ -22,10 +24,25 @@ class DeclaredInventory:
     def devices(self) -> list[Device]:
         return [Device(**item) for item in self.DEVICES]
 
-    def utilization(self, uuids: list[str]) -> dict[str, int]:
+    def _readings(self) -> dict:
         path = Path(self.UTILIZATION_FILE) if self.UTILIZATION_FILE else None
         readings = json.loads(path.read_text()) if path and path.exists() else {}
-        return {u: readings[u] for u in uuids if u in readings}
+        return {u: r if isinstance(r, dict) else {"utilization": r} for u, r in readings.items()}
+
+    def utilization(self, uuids: list[str]) -> dict[str, int]:
+        readings = self._readings()
+        return {u: readings[u]["utilization"] for u in uuids if "utilization" in readings.get(u, {})}
+
+    def memory_used(self, uuids: list[str]) -> dict[str, int]:
+        readings = self._readings()
+        return {u: readings[u]["memory_used_mb"] for u in uuids if "memory_used_mb" in readings.get(u, {})}
+
+
+def write_readings(path: Path, readings: dict) -> None:
+    """What the emulated NVML reports next, written whole (a reader never sees half a file)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(readings))
+    partial.replace(path)
 
 
 def declared(gpus: int = 0, migs: int = 0, model: str = "NVIDIA A100-SXM4-80GB", driver: str = "570.86.15") -> list:
