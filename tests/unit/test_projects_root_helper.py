@@ -20,6 +20,7 @@ from gpulab.extensions.projects.database import MIGRATIONS, carry_over, projects
 from gpulab.extensions.projects.service import make_storage
 from gpulab.extensions.projects.shared_servers import SharedServerStore
 from gpulab.extensions.projects.storage import helper
+from gpulab.extensions.service import root_helper
 from gpulab.extensions.projects.storage.helper import HelperStorage, Refused, StorageHelperError, check_request
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.store import ProjectStore
@@ -136,8 +137,8 @@ def test_the_helper_answers_through_its_socket_and_refuses_what_it_does_not_offe
     """The real server and client over a Unix socket (the storage here without root: folders only)."""
     storage = LocalStorage(tmp_path / "projects", "g-", "a-", str(tmp_path / "homes"), str(tmp_path), isolated=False)
     path = tmp_path / "s.sock"
-    server = helper._Server(str(path), helper._Handler)
-    server.storage, server.client_uid, server.account_prefix = storage, os.getuid(), "a-"
+    server = root_helper.Server(path, lambda request, _fds: helper.answer(storage, request, "a-"), os.getuid(),
+                                helper.HELPER_NAME)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         client = HelperStorage(path, wait=2)
