@@ -34,6 +34,7 @@ SERVICE_PORT_OFFSETS = {
     "scheduler": 3,
     "ssh": 4,
     "culler": 5,
+    "usage": 6,
 }
 
 

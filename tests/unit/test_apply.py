@@ -112,9 +112,9 @@ def test_nav_links_are_collected_for_the_templates():
     c = apply_config(settings(), Config())
     # in the extensions' order (registry positions), only those enabled
     assert [link["label"] for link in c.JupyterHub.template_vars["gpulab_nav"]] == [
-        "Schedules", "SSH keys", "Projects", "MLflow"]
+        "Schedules", "SSH keys", "Projects", "Usage", "MLflow"]
     c = apply_config(settings(mlflow={"enabled": False}, ssh={"enabled": False}), Config())
-    assert [link["label"] for link in c.JupyterHub.template_vars["gpulab_nav"]] == ["Schedules", "Projects"]
+    assert [link["label"] for link in c.JupyterHub.template_vars["gpulab_nav"]] == ["Schedules", "Projects", "Usage"]
 
 
 def test_extensions_contribute_and_the_hub_composes_them_once():

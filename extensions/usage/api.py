@@ -1,0 +1,72 @@
+"""HTTP handlers of the usage service: thin, over UsageCore."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from gpulab.extensions.service.web import ApiHandler, PageHandler
+
+from .core import Asker
+from .metrics import exposition
+
+
+class UsageRequest:
+    @property
+    def core(self):
+        return self.settings["core"]
+
+    @property
+    def asker(self) -> Asker:
+        user = self.user_model
+        return Asker(user["name"], bool(user.get("admin")))
+
+    def period_arguments(self) -> tuple:
+        return self.get_argument("since", None), self.get_argument("until", None), self.get_argument("by", "user")
+
+
+class Report(UsageRequest, ApiHandler):
+    """GET ?since=YYYY-MM-DD&until=YYYY-MM-DD&by=user|project|profile|purpose[&format=csv]."""
+
+    def get(self):
+        since, until, by = self.period_arguments()
+        fmt = self.get_argument("format", "json")
+        if fmt not in ("json", "csv"):
+            raise web.HTTPError(400, f"format={fmt!r} is not json or csv")
+        if fmt == "json":
+            self.write_json(self.core.report(self.asker, since, until, by))
+            return
+        text = self.core.report_csv(self.asker, since, until, by)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="gpulab-usage-by-{by}.csv"')
+        self.finish(text)
+
+
+class Live(UsageRequest, ApiHandler):
+    """The devices held now and their latest utilisation and memory."""
+
+    def get(self):
+        self.write_json({"devices": self.core.held_now(self.asker)})
+
+
+class Metrics(UsageRequest, ApiHandler):
+    """Prometheus exposition; admins only (it names every holder)."""
+
+    def get(self):
+        if not self.asker.admin:
+            raise web.HTTPError(403, "metrics name every user's GPUs: admins only")
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(exposition(self.core.live()))
+
+
+class UsagePage(UsageRequest, PageHandler):
+    @web.authenticated
+    def get(self):
+        self.render_page("usage.html", admin=self.asker.admin)
+
+
+ROUTES = [
+    (r"/api/usage", Report),
+    (r"/api/live", Live),
+    (r"/metrics", Metrics),
+    (r"/?", UsagePage),
+]

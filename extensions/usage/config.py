@@ -1,0 +1,45 @@
+"""Registering the usage service with the hub (pure; called from apply_config).
+
+It runs as the hub's account, like the scheduler, because it reads the GPU ledger and writes
+the usage ledger, both in gpulab's database (an account that can open a SQLite file can change
+all of it, so a narrower account would gain nothing). It asks the hub for nothing: it only
+checks who is asking, through their own token, so its role has no scopes.
+"""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+from gpulab.db import database_url
+from gpulab.extensions.service.config import (
+    add_managed_service, grant_server_tokens_access, grant_users_access, python_module_command, service_prefix,
+)
+from gpulab.hub_config.registry import Extension, NavLink
+
+NAME = "usage"
+
+
+def update_usage(values: dict, c: Config) -> None:
+    local = values["spawner"]["backend"] == "local"
+    settings = {
+        "database_url": database_url(values),
+        "sample_interval": values["usage"]["sample_interval"],
+        "retention_days": values["usage"]["retention_days"],
+        "idle_threshold": values["culling"]["gpu_utilization_threshold"],
+        # the local backend: utilisation from NVML (on Kubernetes no GPU is seen from here)
+        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if local else "",
+        "log_level": values["hub"]["log_level"],
+    }
+    # display=False: the "Usage" link (nav_links) replaces the hub's Services menu entry
+    add_managed_service(c, values, NAME, python_module_command("gpulab.extensions.usage.service"), settings,
+                        display=False)
+    grant_users_access(c, NAME)
+    grant_server_tokens_access(c, NAME)
+
+
+def nav_links(values: dict) -> list[NavLink]:
+    return [NavLink("Usage", service_prefix(values, NAME))]
+
+
+EXTENSION = Extension("usage", 45, update_usage, enabled=lambda values: values["usage"]["enabled"],
+                      nav_links=nav_links)

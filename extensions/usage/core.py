@@ -1,0 +1,61 @@
+"""The usage service's core: reports and live readings for one asker (no HTTP here).
+
+Admins see everyone's usage; anyone else only their own. Bad dates or groupings are
+`Invalid` (400 with the message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy.orm import sessionmaker
+
+from gpulab.compute.usage import intervals_between
+from gpulab.compute.usage_report import BadPeriod, as_csv, check_grouping, period, summarise, visible_to
+from gpulab.compute.usage_sampler import HeldDevice
+from gpulab.extensions.service.errors import Invalid
+
+
+@dataclass(frozen=True)
+class Asker:
+    name: str
+    admin: bool
+
+
+class UsageCore:
+    def __init__(self, sessions: sessionmaker, threshold: int, live: Callable[[], list[HeldDevice]],
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.sessions = sessions
+        self.threshold = threshold
+        self.live = live
+        self.clock = clock
+
+    def report(self, asker: Asker, since: str | None, until: str | None, by: str) -> dict:
+        within, summary = self._summary(asker, since, until, by)
+        return {
+            "since": within.since.isoformat(), "until": within.until.isoformat(), "by": by,
+            "idle_threshold_percent": self.threshold, "scope": "everyone" if asker.admin else asker.name,
+            "rows": [r.as_dict() for r in summary],
+        }
+
+    def report_csv(self, asker: Asker, since: str | None, until: str | None, by: str) -> str:
+        return as_csv(self._summary(asker, since, until, by)[1], by)
+
+    def _summary(self, asker: Asker, since, until, by):
+        now = self.clock()
+        try:
+            within = period(since, until, now)
+            check_grouping(by)
+        except BadPeriod as error:
+            raise Invalid(str(error)) from None
+        with self.sessions() as session:
+            rows = visible_to(intervals_between(session, within.since, within.until), asker.name, asker.admin)
+        return within, summarise(rows, within, by, now)
+
+    def held_now(self, asker: Asker) -> list[dict]:
+        """The devices held right now with their latest reading (the asker's own unless admin)."""
+        return [{"device": h.uuid, "owner": h.owner, "purpose": h.purpose, "profile": h.profile, "project": h.project,
+                 "utilization_percent": h.reading.utilization, "memory_used_mb": h.reading.memory_used_mb}
+                for h in self.live() if asker.admin or h.owner == asker.name]

@@ -1,0 +1,126 @@
+"""GPU usage end to end: a real hub, a real server holding a declared GPU, the usage service.
+
+No real GPU exists here: utilisation and memory come from the emulated NVML of
+tests/support/declared_gpus.py, which reads a file this test writes. The hours are checked
+against the period the test itself saw the server hold its GPU (no timing asserts: the
+bounds are what the test measured around the spawn and the stop).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.hub.test_gpu_profiles import prepare_gpu_hub
+from tests.support.declared_gpus import write_readings
+from tests.support.hub import wait_for
+
+GPU = "GPU-00000000-test"
+PROFILES = [
+    {"id": "cpu", "display_name": "CPU", "default": True},
+    {"id": "gpu", "display_name": "1 GPU", "gpu": {"count": 1}, "cpu": {"limit": 2}},
+]
+
+
+@pytest.fixture
+def hub(hub_factory, hubs_root):
+    folder = Path(tempfile.mkdtemp(prefix="gpus-", dir=hubs_root))
+    folder.chmod(0o755)
+    readings = folder / "utilization.json"
+    write_readings(readings, {GPU: {"utilization": 90, "memory_used_mb": 1000}})
+    hub = prepare_gpu_hub(hub_factory, folder, gpus=1, migs=0, name="usage", profiles=PROFILES,
+                          extra={"usage": {"sample_interval": 1}, "culling": {"gpu_utilization_threshold": 10}},
+                          utilization_file=readings)
+    hub.readings = readings
+    return hub.start()
+
+
+def usage_get(hub, token: str, path: str, **params) -> requests.Response:
+    return requests.get(f"{hub.url}services/usage/{path}", params=params,
+                        headers={"Authorization": f"token {token}"}, timeout=30)
+
+
+def live_reading(hub, token: str) -> dict | None:
+    answer = usage_get(hub, token, "api/live")
+    devices = answer.json()["devices"] if answer.status_code == 200 else []
+    return devices[0] if devices else None
+
+
+def test_a_gpu_held_for_a_measured_period_shows_in_the_api_csv_and_metrics(hub):
+    hub.create_user("gpu-admin", admin=True)
+    admin = hub.user_token("gpu-admin")
+    for name in ("alice", "bob"):
+        hub.create_user(name)
+    alice, bob = hub.user_token("alice"), hub.user_token("bob")
+
+    before_spawn = time.time()
+    hub.spawn("alice", options={"profile": "gpu"})
+    ready = time.time()
+    # the sampler attributes the emulated reading to alice's server
+    held = wait_for(lambda: (r := live_reading(hub, admin)) and r["utilization_percent"] == 90 and r, 60,
+                    "the usage service to sample alice's GPU at 90%")
+    assert (held["device"], held["owner"], held["purpose"], held["memory_used_mb"]) == (GPU, "alice", "server:alice/", 1000)
+
+    metrics = usage_get(hub, admin, "metrics")
+    assert metrics.status_code == 200
+    samples = {(s.name, s.labels.get("user"), s.labels.get("server")): s.value
+               for family in text_string_to_metric_families(metrics.text) for s in family.samples}
+    assert samples[("gpulab_gpu_utilization_percent", "alice", "alice/")] == 90
+    assert samples[("gpulab_gpu_memory_used_bytes", "alice", "alice/")] == 1000 * 2**20
+    assert samples[("gpulab_gpus_allocated", "alice", None)] == 1
+    assert usage_get(hub, alice, "metrics").status_code == 403
+
+    write_readings(hub.readings, {GPU: {"utilization": 0, "memory_used_mb": 10}})  # the notebook is left open, idle
+    wait_for(lambda: (r := live_reading(hub, admin)) and r["utilization_percent"] == 0, 60,
+             "the usage service to sample the idle GPU")
+    time.sleep(2)  # a few idle samples
+    before_stop = time.time()
+    hub.stop_server("alice")
+    stopped = time.time()
+
+    report = usage_get(hub, admin, "api/usage", by="user")
+    assert report.status_code == 200, report.text
+    rows = {r["key"]: r for r in report.json()["rows"]}
+    hours = rows["alice"]["gpu_hours"]
+    # held from the claim (after the spawn was asked for) to the release (before the stop returned)
+    assert (before_stop - ready) / 3600 - 1e-4 <= hours <= (stopped - before_spawn) / 3600 + 1e-4
+    assert rows["alice"]["server_hours"] == pytest.approx(hours, abs=1e-4)
+    assert rows["alice"]["cpu_hours"] == pytest.approx(2 * hours, abs=2e-4)
+    assert 0 < rows["alice"]["idle_share"] < 1  # busy at first, idle later
+    assert list(rows) == ["alice"]
+
+    by_project = {r["key"]: r for r in usage_get(hub, admin, "api/usage", by="project").json()["rows"]}
+    assert by_project["(none)"]["gpu_hours"] == pytest.approx(hours, abs=1e-4)  # a server names no project
+
+    # an ordinary user sees only their own
+    assert [r["key"] for r in usage_get(hub, alice, "api/usage").json()["rows"]] == ["alice"]
+    assert usage_get(hub, bob, "api/usage").json()["rows"] == []
+
+    table = usage_get(hub, admin, "api/usage", by="user", format="csv")
+    assert table.headers["Content-Type"].startswith("text/csv")
+    [line] = list(csv.DictReader(io.StringIO(table.text)))
+    assert (line["user"], float(line["gpu_hours"])) == ("alice", pytest.approx(hours, abs=1e-4))
+
+
+BAD_REQUESTS = [
+    ({"since": "last week"}, "since='last week' is not a date"),
+    ({"since": "2026-11-10", "until": "2026-11-01"}, "must not be before"),
+    ({"by": "colour"}, "by='colour' is not one of user, project, profile, purpose"),
+    ({"format": "xml"}, "format='xml' is not json or csv"),
+]
+
+
+def test_bad_report_requests_are_400_with_a_message(hub):
+    hub.create_user("carol")
+    carol = hub.user_token("carol")
+    for params, message in BAD_REQUESTS:
+        answer = usage_get(hub, carol, "api/usage", **params)
+        assert (answer.status_code, message in json.loads(answer.text)["message"]) == (400, True), (params, answer.text)
