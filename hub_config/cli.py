@@ -30,6 +30,7 @@ EXTENSION_COMMANDS: list[str] = [
     "gpulab.extensions.scheduler.cli",
     "gpulab.extensions.ssh.cli",
     "gpulab.extensions.projects.cli",
+    "gpulab.extensions.usage.cli",
     "gpulab.hub_config.migrate_cli",
 ]
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import tempfile
+from datetime import datetime, timezone
 import time
 from pathlib import Path
 
@@ -30,8 +34,8 @@ PROFILES = [
 ]
 
 
-@pytest.fixture
-def hub(hub_factory, hubs_root):
+def start_usage_hub(hub_factory, hubs_root):
+    """A hub with one emulated GPU at 90%, sampled every second."""
     folder = Path(tempfile.mkdtemp(prefix="gpus-", dir=hubs_root))
     folder.chmod(0o755)
     readings = folder / "utilization.json"
@@ -41,6 +45,11 @@ def hub(hub_factory, hubs_root):
                           utilization_file=readings)
     hub.readings = readings
     return hub.start()
+
+
+@pytest.fixture
+def hub(hub_factory, hubs_root):
+    return start_usage_hub(hub_factory, hubs_root)
 
 
 def usage_get(hub, token: str, path: str, **params) -> requests.Response:
@@ -108,6 +117,22 @@ def test_a_gpu_held_for_a_measured_period_shows_in_the_api_csv_and_metrics(hub):
     assert table.headers["Content-Type"].startswith("text/csv")
     [line] = list(csv.DictReader(io.StringIO(table.text)))
     assert (line["user"], float(line["gpu_hours"])) == ("alice", pytest.approx(hours, abs=1e-4))
+
+    # the CLI: `gpulab usage --since <first of the month> --by project`, and a bad date
+    first = datetime.now(timezone.utc).strftime("%Y-%m-01")
+    shown = gpulab(hub, admin, "usage", "--since", first, "--by", "project")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{first} to" in shown.stdout and "(none)" in shown.stdout and f"{hours:.2f}" in shown.stdout
+    as_csv = gpulab(hub, alice, "usage", "--csv")
+    assert as_csv.stdout.splitlines()[1].startswith("alice,")
+    refused = gpulab(hub, alice, "usage", "--since", "2026-02-30")
+    assert (refused.returncode, "since='2026-02-30' is not a date" in refused.stderr) == (2, True)
+
+
+def gpulab(hub, token: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GPULAB_URL": hub.url, "GPULAB_TOKEN": token}
+    return subprocess.run([sys.executable, "-m", "gpulab.hub_config.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 BAD_REQUESTS = [
