@@ -41,7 +41,7 @@ QUOTAS = {"default": {"max_gpus": 8, "max_servers": 3}, "groups": {"ml": {"max_g
 
 def hold_gpus(hub, count: int) -> None:
     """Claims straight into the ledger, as if `count` GPUs were held by running servers."""
-    sessions = make_session_factory(make_engine(f"sqlite:///{hub.data_dir / 'gpulab.sqlite'}"))
+    sessions = make_session_factory(make_engine(f"sqlite:///{hub.data_dir / 'state' / 'gpulab.sqlite'}"))
     with sessions.begin() as session:
         for i in range(count):
             session.add(GpuClaim(device_uuid=f"GPU-{i:08d}-test", claim_id=f"bench{i}", owner=f"user{i % 50}",

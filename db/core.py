@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
@@ -24,9 +25,37 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# The SQLite file's own folder: SQLite writes its -wal and -shm files beside the database, so
+# the account of the service that keeps it (the scheduler's, when the hub is root) owns this
+# folder, not the data directory with the hub's secrets.
+DATABASE_FOLDER = "state"
+DATABASE_FILE = "gpulab.sqlite"
+
+
+def database_folder(values: dict) -> Path:
+    return Path(values["hub"]["data_dir"], DATABASE_FOLDER)
+
+
 def database_url(values: dict) -> str:
-    """The URL from settings: database.url, or a SQLite file in the data directory."""
-    return values["database"]["url"] or f"sqlite:///{Path(values['hub']['data_dir'], 'gpulab.sqlite')}"
+    """The URL from settings: database.url, or a SQLite file in the data directory's state folder."""
+    return values["database"]["url"] or f"sqlite:///{database_folder(values) / DATABASE_FILE}"
+
+
+def move_database_into_its_folder(values: dict) -> bool:
+    """Where an earlier gpulab kept its SQLite file in the data directory itself, move it (and
+    its -wal and -shm) into the state folder, once; True if it moved. Root, before the hub starts."""
+    if values["database"]["url"]:
+        return False
+    old = Path(values["hub"]["data_dir"], DATABASE_FILE)
+    new = database_folder(values) / DATABASE_FILE
+    if not old.is_file() or old.is_symlink() or new.exists():
+        return False
+    new.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for suffix in ("-wal", "-shm", "-journal", ""):  # the database last: it marks the move as done
+        part = Path(f"{old}{suffix}")
+        if part.is_file() and not part.is_symlink():
+            os.rename(part, f"{new}{suffix}")
+    return True
 
 
 def make_engine(url: str) -> Engine:
@@ -38,6 +67,8 @@ def make_engine(url: str) -> Engine:
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")

@@ -13,6 +13,8 @@ import psutil
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.db.core import DATABASE_FILE, database_folder, move_database_into_its_folder
+from gpulab.db.own_database import give_to_folder_owner
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.projects.database import upgrade_projects_storage
 from gpulab.extensions.ssh.storage import upgrade_ssh_storage
@@ -149,7 +151,10 @@ def upgrade_state(values: dict) -> None:
     """gpulab's databases at the current schema, and the rows of services with their own database
     moved there (as root: the SSH gateway's and the projects service's accounts cannot read
     gpulab's database)."""
+    move_database_into_its_folder(values)
     upgrade(database_url(values))
+    if not values["database"]["url"]:  # root wrote them; the folder's owner (the scheduler's account) keeps them
+        give_to_folder_owner(database_folder(values), [DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"])
     upgrade_ssh_storage(values)
     upgrade_projects_storage(values)
 

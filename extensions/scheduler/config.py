@@ -1,16 +1,28 @@
-"""Registering the scheduler with the hub, and the in-server part with each server (pure)."""
+"""Registering the scheduler with the hub, and the in-server part with each server (pure).
+
+When the hub is root, the service runs as its own account and its root helper, the launcher
+(launcher.py), starts runs as their owners; see the README's "Which process runs as whom".
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.db.core import database_folder
 from gpulab.extensions.mlflow.config import tracking_uri
 from gpulab.extensions.service.config import (
-    add_managed_service, add_service_role, grant_server_tokens_access, grant_users_access, python_module_command,
-    service_prefix, service_url,
+    add_managed_service, add_service_role, grant_server_tokens_access, grant_users_access, own_account,
+    python_module_command, service_prefix, service_url,
 )
 from gpulab.hub_config.registry import Extension, NavLink
+
+from .launcher import socket_path
+
+LAUNCHER = "scheduler-launcher"
+LAUNCHER_MODULE = "gpulab.extensions.scheduler.launcher"
 
 # What the scheduler asks the hub: who a user is and which groups they are in (projects);
 # `tokens` mints each run's MLflow token in its owner's name (scoped to the MLflow service).
@@ -34,9 +46,22 @@ def update_scheduler(values: dict, c: Config) -> None:
         "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",
         "mlflow_tracking_uri": tracking_uri(values) if values["mlflow"]["enabled"] else "",
     }
+    local = values["spawner"]["backend"] != "kubernetes"
+    if local:
+        settings["launcher_socket"] = str(socket_path(values["hub"]["data_dir"]))
+    # When the hub is root, the service runs as its own account, which owns the runs' files and
+    # gpulab's SQLite database (the GPU ledger its runs claim from); runs start through the root
+    # helper (launcher.py), which only a root hub starts.
+    owns = [str(Path(values["hub"]["data_dir"], "scheduler"))]
+    if not values["database"]["url"]:
+        owns.append(str(database_folder(values)))
+    account = own_account(values, "scheduler", owns)
     # display=False: the "Schedules" link (nav_links) replaces the hub's Services menu entry
     add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings,
-                        display=False)
+                        display=False, run_as=account)
+    if local:  # as root only; no HTTP, no hub role
+        add_managed_service(c, values, LAUNCHER, python_module_command(LAUNCHER_MODULE),
+                            {**settings, "client": account.name}, display=False, listen=False, root_only=True)
     add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")

@@ -179,7 +179,7 @@ class Dispatcher:
             schedule = self._schedule_of(run_id)
             if status == STOPPING:
                 if ref is not None:
-                    await asyncio.to_thread(self.executor.stop, ref)
+                    await asyncio.to_thread(self.executor.stop, run_id, ref)
                 self.finish(run_id, STOPPED, None)
                 continue
             if ref is None:  # a scheduler stopped between marking it RUNNING and launching the runner
@@ -191,7 +191,7 @@ class Dispatcher:
                 # A runner that has reported its outcome is only handing over its files: no timeout.
                 if not outcome and started and now - started > timedelta(seconds=schedule.timeout_seconds) \
                         and not self._handing_over(started, now):
-                    await asyncio.to_thread(self.executor.stop, ref)
+                    await asyncio.to_thread(self.executor.stop, run_id, ref)
                     self.finish(run_id, TIMED_OUT,
                                 f"timed out after {schedule.timeout_seconds}s (timeout_seconds); the kernel was stopped")
                 continue

@@ -10,6 +10,7 @@ from gpulab.compute.inventory import CachedInventory, load_inventory
 from gpulab.compute.ledger import Ledger, LocalPool
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.projects.membership import project_roles
+from gpulab.extensions.service.config import runs_as_own_account
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 from gpulab.hub_config.client import HubClient
@@ -19,6 +20,7 @@ from .core import RunStorage, SchedulerCore
 from .directory import HubDirectory
 from .dispatcher import Dispatcher
 from .executors.local import LocalExecutor
+from .executors.runner_process import ProcessLauncher
 from .executors.protocol import Executor
 from .notify import Notifier
 from .tracking import MlflowForRuns
@@ -27,12 +29,27 @@ from .user_files import UserFiles
 TEMPLATES = str(Path(__file__).parent / "templates")
 
 
-def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage) -> Executor:
+def make_launcher(settings: dict, log):
+    """Who starts runners as their owners and reads their notebooks: the root helper when this
+    service runs as its own account (the hub is root), else this process (every run and home
+    is then the service's own)."""
+    if runs_as_own_account():
+        from .launcher import HelperLauncher
+
+        launcher = HelperLauncher(settings["launcher_socket"])
+        return launcher, launcher
+    local = settings["spawner"]["local"]
+    return ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log), \
+        UserFiles(settings)
+
+
+def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage,
+                  launcher) -> Executor:
     """The backend of spawner.backend: local processes claim GPUs from the ledger here; on
     Kubernetes, Jobs get them from the cluster."""
     if settings["spawner"]["backend"] != "kubernetes":
         inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
-        return LocalExecutor(settings, log, LocalPool(Ledger(sessions), inventory.devices), inventory.driver)
+        return LocalExecutor(launcher, LocalPool(Ledger(sessions), inventory.devices), inventory.driver)
 
     from .executors.kubernetes import KubernetesExecutor  # kubernetes_asyncio: 0.3 s of every local start
 
@@ -60,7 +77,9 @@ async def main() -> None:
     hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
     storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
     directory = HubDirectory(hub)
-    executor = make_executor(settings, log, directory, sessions, storage)
+    launcher, user_files = make_launcher(settings, log) if settings["spawner"]["backend"] != "kubernetes" \
+        else (None, None)
+    executor = make_executor(settings, log, directory, sessions, storage, launcher)
     await executor.prepare()
     core = SchedulerCore(sessions, settings, directory, storage, python_exists=executor.python_exists,
                          driver=executor.driver)
@@ -69,7 +88,7 @@ async def main() -> None:
     core.wake = dispatcher.wake
     loop = asyncio.get_running_loop()
     executor.on_exit = lambda: loop.call_soon_threadsafe(dispatcher.wake)
-    app = build_application(ROUTES, [TEMPLATES], core=core, user_files=UserFiles(settings) if executor.homes_here else None)
+    app = build_application(ROUTES, [TEMPLATES], core=core, user_files=user_files)
     loop_task = asyncio.ensure_future(dispatcher.run_forever())
     await asyncio.to_thread(core.render_html, b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     log.info("scheduler ready: %d profiles, %d environments", len(core.profiles), len(core.environments))

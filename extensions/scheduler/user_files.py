@@ -1,6 +1,7 @@
 """Notebooks in a user's home and project folders, for the Schedules page, read with that user's
-own rights: the service runs as root, so it never opens a user's file itself; a short process of
-the user's account lists or reads it, and the file system decides (project gates and ACLs included).
+own rights: where gpulab runs as root (in the scheduler's root helper, launcher.py) a short
+process of the user's account lists or reads it, and the file system decides (project gates and
+ACLs included); otherwise every home is the service's own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import PurePosixPath
 
 from gpulab.extensions.service.errors import Invalid, NotFound
 
-from .executors.local import owner_home
+from .executors.runner_process import owner_home
 
 MAX_NOTEBOOKS = 500
 MAX_NOTEBOOK_BYTES = 32 << 20

@@ -56,7 +56,8 @@ def prepare_gpu_hub(factory, tmp_path, gpus=2, migs=2, quotas=None, name="hub", 
     modules = Path(tempfile.mkdtemp(prefix="gpus-", dir=factory.root.parent))
     modules.chmod(0o755)
     inventory = declared_inventory(modules, gpus, migs, utilization_file)
-    settings = {"profiles": profiles, "environments": {"catalog": str(catalog(tmp_path))}, "quotas": quotas or {},
+    # So do the scheduler (the catalog) and the usage service (the utilisation readings).
+    settings = {"profiles": profiles, "environments": {"catalog": str(catalog(modules))}, "quotas": quotas or {},
                 "auth": {"admin_users": ["gpu-admin"]}, "spawner": {"local": {"gpu_inventory": inventory}}}
     return factory.prepare({**settings, **(extra or {})}, name=name,
                            extra_env={"PYTHONPATH": f"{REPO}{os.pathsep}{modules}"})

@@ -126,7 +126,7 @@ def test_traefik_s_account_reads_its_configuration_and_nothing_else_of_the_hub(h
 
     assert can_read(hub.data_dir / "proxy" / "rules.toml")  # control: what it needs
     home = pwd.getpwnam(f"{hub.settings['spawner']['local']['account_prefix']}uma").pw_dir
-    for private in (hub.data_dir / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
+    for private in (hub.data_dir / "state" / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
                     hub.data_dir / "jupyterhub_cookie_secret", home):
         assert os.path.exists(private), private
         assert not can_read(private), private

@@ -134,7 +134,7 @@ def test_a_stored_schedule_that_never_fires_stops_only_itself(hub, alice):
 
     bad = alice.request("POST", "services/scheduler/api/schedules",
                         {"name": "feb-31", "notebook": notebook("1"), "cron": "0 0 * * *"})
-    engine = make_engine(f"sqlite:///{hub.data_dir / 'gpulab.sqlite'}")
+    engine = make_engine(f"sqlite:///{hub.data_dir / 'state' / 'gpulab.sqlite'}")
     try:
         with make_session_factory(engine).begin() as session:
             session.execute(update(Schedule).where(Schedule.id == bad["id"]).values(cron="0 0 31 2 *"))

@@ -28,7 +28,7 @@ def test_the_hub_command_runs_gpulab_with_the_mounted_settings(hub_factory, tmp_
             env={**os.environ, "PATH": PATH, "GPULAB_CONFIG": str(hub.settings_file), "GPULAB_DATA_DIR": str(state)},
         )
     wait_for(hub._answers, 90, f"the hub started by {HUB_COMMAND.name} (log: {hub.log_path})")
-    assert (state / "jupyterhub.sqlite").exists() and (state / "gpulab.sqlite").exists()
+    assert (state / "jupyterhub.sqlite").exists() and (state / "state" / "gpulab.sqlite").exists()
     assert not (hub.workdir / ".gpulab").exists()  # the data folder came from GPULAB_DATA_DIR
     assert hub.stop() == 0
 

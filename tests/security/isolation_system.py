@@ -161,7 +161,7 @@ def mlflow_artifact(world: World) -> str:
 DATA_FILES = {
     "cookie-secret": "jupyterhub_cookie_secret",
     "hub-db": "jupyterhub.sqlite",
-    "gpulab-db": "gpulab.sqlite",
+    "gpulab-db": "state/gpulab.sqlite",
     "mlflow-db": "mlflow/mlflow.sqlite",
     "mlflow-auth-db": "mlflow/auth.sqlite",
     "mlflow-auth-config": "mlflow/auth.ini",

@@ -3,7 +3,7 @@
 One real hub for the module, with two users' servers running. Each test starts a scheduled run
 (a notebook that notes its start, sleeps, then notes its end and prints), waits until the run is
 in its sleep, and kills one process with SIGKILL, in turn: traefik, the projects, MLflow, SSH
-gateway, culler and scheduler services, then the hub itself, which stays down until that run has
+gateway, culler, scheduler and usage services and the scheduler's launcher, then the hub itself, which stays down until that run has
 finished its notebook and waits to report (issue 12 finding 3), and is then started again as an
 operator's supervisor would (the harness's `start`). After each kill: both servers answer through the
 public URL within 10 s of the kill (of the restart, for the hub), the killed process is replaced
@@ -46,7 +46,7 @@ SERVICE_APIS = {
     "ssh": "services/ssh/api/keys",
     "scheduler": "services/scheduler/api/runs",
 }
-SERVICES = ("projects", "projects-storage", "mlflow", "ssh", "culler", "scheduler")
+SERVICES = ("projects", "projects-storage", "mlflow", "ssh", "culler", "scheduler", "scheduler-launcher", "usage")
 
 
 @dataclass

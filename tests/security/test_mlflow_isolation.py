@@ -106,7 +106,7 @@ def test_mlflow_runs_as_its_own_account_that_cannot_read_the_hubs_secrets(hub, s
     folder = os.stat(hub.data_dir / "mlflow")
     assert (folder.st_uid, folder.st_mode & 0o777) == (account.pw_uid, 0o700)
     assert can_read_as(account.pw_uid, account.pw_gid, hub.data_dir / "mlflow" / "session-secret")
-    for private in (SECRET, "jupyterhub.sqlite", "gpulab.sqlite"):
+    for private in (SECRET, "jupyterhub.sqlite", "state/gpulab.sqlite"):
         assert (hub.data_dir / private).exists(), private
         assert not can_read_as(account.pw_uid, account.pw_gid, hub.data_dir / private), private
 

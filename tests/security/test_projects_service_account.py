@@ -125,7 +125,7 @@ def test_its_account_cannot_open_gpulabs_database_the_hubs_secrets_a_home_or_a_p
     secret = Path(alice.pw_dir) / "private.txt"
     subprocess.run(["sh", "-c", f"umask 077; echo mine > {secret}"], user=alice.pw_uid, group=alice.pw_gid,
                    check=True)
-    private = [hub.data_dir / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
+    private = [hub.data_dir / "state" / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
                hub.data_dir / "jupyterhub_cookie_secret", secret, folder(hub, "vision") / "notes.md"]
     entry = service_account(account_prefix)
     for path in private:
@@ -164,7 +164,7 @@ def test_the_helper_refuses_a_malformed_request(hub):
 def test_a_project_made_before_the_upgrade_keeps_its_members_and_its_folder(hub, people):
     project = people["alice"].api("GET", "/vision")
     assert {(m["name"], m["role"]) for m in project["members"]} == {("alice", "maintainer"), ("bob", "editor")}
-    with sqlite3.connect(hub.data_dir / "gpulab.sqlite") as old:  # moved, not copied
+    with sqlite3.connect(hub.data_dir / "state" / "gpulab.sqlite") as old:  # moved, not copied
         assert old.execute("SELECT count(*) FROM projects").fetchone() == (0,)
     with sqlite3.connect(hub.data_dir / "projects-service" / "projects.sqlite") as new:
         assert new.execute("SELECT slug FROM projects").fetchall() == [("vision",)]

@@ -112,7 +112,7 @@ def test_their_accounts_cannot_open_gpulabs_database_the_hubs_secrets_or_a_users
     secret = Path(alice.pw_dir) / "private.txt"
     subprocess.run(["sh", "-c", f"umask 077; echo mine > {secret}"], user=alice.pw_uid, group=alice.pw_gid,
                    check=True)
-    private = [hub.data_dir / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
+    private = [hub.data_dir / "state" / "gpulab.sqlite", hub.data_dir / "jupyterhub.sqlite",
                hub.data_dir / "jupyterhub_cookie_secret", secret]
     for path in private:
         assert path.exists() and can_read_as(pwd.getpwuid(0), path), path  # the check can succeed
@@ -133,7 +133,7 @@ def test_a_key_stored_before_the_upgrade_still_signs_in(hub, keys, tmp_path, acc
     result = ssh_as_alice(hub, keys, tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == account_name("alice", account_prefix)
-    with sqlite3.connect(hub.data_dir / "gpulab.sqlite") as old:  # moved, not copied
+    with sqlite3.connect(hub.data_dir / "state" / "gpulab.sqlite") as old:  # moved, not copied
         assert old.execute("SELECT count(*) FROM ssh_keys").fetchone() == (0,)
     with sqlite3.connect(hub.data_dir / "ssh" / "ssh.sqlite") as new:
         assert new.execute("SELECT username FROM ssh_keys").fetchall() == [("alice",)]

@@ -167,7 +167,7 @@ def test_the_helper_answers_through_its_socket_and_refuses_what_it_does_not_offe
 def old_install(data_dir: Path) -> str:
     """gpulab's database as an earlier version left it: projects, members, a share and the audit log in it."""
     data_dir.mkdir(exist_ok=True)
-    url = f"sqlite:///{data_dir / 'gpulab.sqlite'}"
+    url = f"sqlite:///{data_dir / 'state' / 'gpulab.sqlite'}"
     upgrade(url)
     projects, shares = stores(url)
     projects.create("vision", "computer vision", "alice")
@@ -204,7 +204,7 @@ def test_an_interrupted_move_is_finished_without_doubling_a_project(tmp_path):
     upgrade(target, MIGRATIONS)
     before = stores(main)[0].list()
     copy = tmp_path / "copy.sqlite"
-    with sqlite3.connect(tmp_path / "gpulab.sqlite") as original:  # the originals as they were before the delete
+    with sqlite3.connect(tmp_path / "state" / "gpulab.sqlite") as original:  # the originals as they were before the delete
         original.execute(f"VACUUM INTO '{copy}'")
     assert carry_over(make_engine(main), make_engine(target)) == 2
     # the copy was committed, the originals were not deleted (the upgrade died in between)

@@ -28,6 +28,7 @@ from gpulab.db.migrate import upgrade
 from gpulab.extensions.scheduler.core import RunStorage, SchedulerCore, Who
 from gpulab.extensions.scheduler.dispatcher import Dispatcher
 from gpulab.extensions.scheduler.executors.local import LocalExecutor
+from gpulab.extensions.scheduler.executors.runner_process import ProcessLauncher
 from gpulab.extensions.scheduler.models import RUNNING, Run
 from gpulab.extensions.scheduler.runner import Reporter
 from gpulab.extensions.scheduler.schemas import CreateRun
@@ -50,7 +51,8 @@ def dispatcher(tmp_path) -> Dispatcher:
     core = SchedulerCore(make_session_factory(make_engine(url)), settings, FixedDirectory(),
                          RunStorage(tmp_path / "runs"), clock=Clock())
     log = logging.getLogger("test")
-    executor = LocalExecutor(settings, log, LocalPool(Ledger(core.sessions), list))
+    launcher = ProcessLauncher(values["spawner"]["local"]["account_prefix"], "", str(tmp_path), log)
+    executor = LocalExecutor(launcher, LocalPool(Ledger(core.sessions), list))
     return Dispatcher(core, executor, Quiet(), log, "http://127.0.0.1:1/runner/")
 
 

@@ -331,9 +331,9 @@ def test_the_gateway_runs_as_its_own_account_owning_only_its_folders():
     assert "GPULAB_SERVICE_ACCOUNT" not in next(s for s in low.JupyterHub.services if s["name"] == "ssh")["environment"]
 
 
-def old_style_database(tmp_path: Path) -> str:
+def old_style_database(data_dir: Path) -> str:
     """gpulab's database as an earlier version left it: SSH keys and lockouts in it."""
-    url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
+    url = f"sqlite:///{data_dir / 'state' / 'gpulab.sqlite'}"
     upgrade(url)
     return url
 

@@ -131,7 +131,7 @@ class KubernetesExecutor:
             return self.codes[ref.name]
         return -1 if self.polled else None
 
-    def stop(self, ref: JobRef) -> None:
+    def stop(self, run_id: str, ref: JobRef) -> None:
         """Delete the Job and its pod (called from a worker thread)."""
         asyncio.run_coroutine_threadsafe(self._delete_job(ref.name), self.loop).result(30)
 

@@ -51,7 +51,7 @@ class Executor(Protocol[Ref]):
     def exit_code(self, ref: Ref) -> int | None:
         """None while the runner runs; its exit code after (-1: it ended unseen)."""
 
-    def stop(self, ref: Ref) -> None:
+    def stop(self, run_id: str, ref: Ref) -> None:
         """Stop the runner and what it started (called from a worker thread)."""
 
     def cleanup(self, run_id: str) -> None:
