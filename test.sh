@@ -5,8 +5,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/environment.sh"
 GPULAB_EXTRAS=test gpulab_environment
 if gpulab_as_root; then
-  # chromium for the browser tests, OpenSSH clients, sshd (the reference the SSH tests compare with) and rsync, acl for shared folders
-  gpulab_apt_install chromium openssh-client openssh-server rsync acl shellcheck
+  # chromium for the browser tests, OpenSSH clients, sshd (the reference the SSH tests compare with) and rsync, acl for shared folders,
+  # Podman with runc and debootstrap for the images and the docker backend (tests/support/containers.py builds and serves them)
+  gpulab_apt_install chromium openssh-client openssh-server rsync acl shellcheck podman runc debootstrap
 else
   gpulab_log "not root: tests that need system accounts or Debian packages will be skipped"
 fi

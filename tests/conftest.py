@@ -13,6 +13,9 @@ Fixtures:
 - `browser` (module): headless Debian chromium through Playwright (skips if missing).
   Playwright's sync API keeps an event loop running while it is open, so the fixture
   closes at the end of each module and browser tests live in modules without async tests.
+- `container_engine` (session): Podman's Docker API on a Unix socket (`.url`, `.client()`), with
+  gpulab's `base` and `cpu` images built from the committed Dockerfiles (cached; see
+  tests/support/containers.py); `hub_image` adds the `hub` image. Stopped at the end.
 - `projects_root` (session): a folder every account can pass through, to hold project roots
   (`projects.local.root`; hubs default to its "default" sub-folder, a module that creates
   projects uses its own root and `<account_prefix>p<id>-` group prefix); the projects' system
@@ -131,6 +134,29 @@ def browser():
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def container_engine():
+    from tests.support.containers import PodmanService, ensure_images, missing_engine
+
+    reason = missing_engine()
+    if reason:
+        pytest.skip(reason)
+    ensure_images(["base", "cpu"])
+    folder = Path(tempfile.mkdtemp(prefix="gpulab-test-podman-", dir="/tmp"))
+    service = PodmanService(folder).start()
+    yield service
+    service.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub_image(container_engine) -> str:
+    from tests.support.containers import build_specs, ensure_images
+
+    ensure_images(["hub"])
+    return build_specs()["hub"].reference
 
 
 @pytest.fixture(scope="session")

@@ -236,9 +236,10 @@ def test_the_final_user_is_numeric_and_not_root(image_id):
 @pytest.mark.parametrize("image_id", sorted(CATALOG))
 def test_the_entrypoint_is_tini(image_id):
     image_config = config(image_id)
-    assert image_config.entrypoint[:3] == ["tini", "-g", "--"]
+    # absolute paths: the environment a hub starts the container with may replace PATH
+    assert image_config.entrypoint[:3] == ["/usr/bin/tini", "-g", "--"]
     if CATALOG[image_id].id != "hub":
-        assert image_config.entrypoint[3:] == ["gpulab-start"] and image_config.cmd == ["gpulab-singleuser"]
+        assert image_config.entrypoint[3:] == ["/usr/local/bin/gpulab-start"] and image_config.cmd == ["gpulab-singleuser"]
     else:
         assert image_config.cmd == ["gpulab-hub"]
 
