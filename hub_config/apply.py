@@ -26,6 +26,7 @@ LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticat
 LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
 KUBERNETES_SPAWNER = "gpulab.spawner.kubernetes.GpulabKubeSpawner"
 SUPERVISED_TRAEFIK = "gpulab.hub_config.proxy.SupervisedTraefikProxy"
+OWN_ACCOUNT_CHP = "gpulab.hub_config.chp_proxy.OwnAccountCHP"
 MAX_HEADER_BYTES = 48 * 1024
 OAUTH_CLASSES = {
     "github": "oauthenticator.github.GitHubOAuthenticator",
@@ -88,12 +89,14 @@ def update_proxy(values: dict, c: Config) -> None:
         c.TraefikFileProviderProxy.extra_static_config = {
             "entryPoints": {entrypoint: {"http": {"maxHeaderBytes": MAX_HEADER_BYTES}}}}
     else:
-        c.JupyterHub.proxy_class = "configurable-http-proxy"
+        c.JupyterHub.proxy_class = OWN_ACCOUNT_CHP
         c.ConfigurableHTTPProxy.should_start = True
         c.ConfigurableHTTPProxy.api_url = api_url
         # JupyterHub restarts a CHP that died; look every second rather than every 5.
         c.ConfigurableHTTPProxy.check_running_interval = 1
         c.ConfigurableHTTPProxy.pid_file = data_path(values, "proxy", "chp.pid")
+        # as root, CHP runs as the proxy's account too (hub_config/chp_proxy.py)
+        c.OwnAccountCHP.run_as = service_account_name(values["spawner"]["local"]["account_prefix"], "proxy")
 
 
 def update_auth(values: dict, c: Config) -> None:

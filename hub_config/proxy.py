@@ -32,6 +32,25 @@ from .service_watch import poll_managed_services
 PRIVILEGED_PORTS = 1024
 
 
+def as_account(entry: pwd.struct_passwd, public_url: str) -> list[str]:
+    """The prefix that runs a proxy as `entry` (pure): setpriv drops to the account with no other
+    groups; a public port below 1024 keeps the one capability that binds it, nothing else."""
+    parsed = urlparse(public_url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    keep = ["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"] if port < PRIVILEGED_PORTS else []
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", *keep, "--"]
+
+
+def readable_copy(source: Path, target: Path, entry: pwd.struct_passwd) -> str:
+    """A copy of a root-only file (a TLS key) that `entry` alone can read; its path."""
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chown(target.parent, entry.pw_uid, entry.pw_gid)
+    shutil.copyfile(source, target)
+    os.chown(target, entry.pw_uid, entry.pw_gid)
+    os.chmod(target, 0o600)
+    return str(target)
+
+
 class OwnedConfigFile(TraefikConfigFileHandler):
     """traefik's dynamic configuration, written atomically as the proxy's account's file:
     jupyterhub-traefik-proxy's temporary file is root's and 0600, which traefik running as
@@ -130,17 +149,8 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         self._account = entry
         self.dynamic_config_handler = OwnedConfigFile(self.dynamic_config_file, entry.pw_uid, entry.pw_gid)
         if self.ssl_cert and self.ssl_key:
-            self.ssl_cert, self.ssl_key = (self._readable_copy(Path(path), folder / "tls" / name, entry)
+            self.ssl_cert, self.ssl_key = (readable_copy(Path(path), folder / "tls" / name, entry)
                                            for path, name in ((self.ssl_cert, "cert.pem"), (self.ssl_key, "key.pem")))
-
-    @staticmethod
-    def _readable_copy(source: Path, target: Path, entry: pwd.struct_passwd) -> str:
-        target.parent.mkdir(mode=0o700, exist_ok=True)
-        os.chown(target.parent, entry.pw_uid, entry.pw_gid)
-        shutil.copyfile(source, target)
-        os.chown(target, entry.pw_uid, entry.pw_gid)
-        os.chmod(target, 0o600)
-        return str(target)
 
     async def _setup_traefik_static_config(self):
         await super()._setup_traefik_static_config()
@@ -150,12 +160,7 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
     def _start_traefik(self):
         if self._account is None:
             return super()._start_traefik()
-        # setpriv drops to the account with no other groups; a public port below 1024 keeps the
-        # one capability that binds it, nothing else
-        port = urlparse(self.public_url).port or (443 if self.is_https else 80)
-        keep = (["--inh-caps=+net_bind_service", "--ambient-caps=+net_bind_service"]
-                if port < PRIVILEGED_PORTS else [])
-        command = ["setpriv", f"--reuid={self._account.pw_uid}", f"--regid={self._account.pw_gid}", "--clear-groups",
-                   *keep, "--", "traefik", "--configfile", os.path.abspath(self.static_config_file)]
+        command = [*as_account(self._account, self.public_url), "traefik", "--configfile",
+                   os.path.abspath(self.static_config_file)]
         self.traefik_process = Popen(command, env={**os.environ, **self.traefik_env}, cwd="/")
 

@@ -60,7 +60,8 @@ def test_public_url_wins_and_wildcard_addresses_print_as_loopback():
 
 def test_configurable_http_proxy():
     c = apply_config(settings(proxy={"kind": "configurable-http-proxy", "api_port": 9999}), Config())
-    assert c.JupyterHub.proxy_class == "configurable-http-proxy"
+    assert c.JupyterHub.proxy_class == "gpulab.hub_config.chp_proxy.OwnAccountCHP"
+    assert c.OwnAccountCHP.run_as == "gpulab_svc-proxy"  # as root; JupyterHub's own class otherwise
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9999"
     assert c.ConfigurableHTTPProxy.should_start is True
     assert c.ConfigurableHTTPProxy.check_running_interval == 1  # a dead CHP is restarted within a second
