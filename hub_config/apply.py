@@ -25,6 +25,8 @@ from .urls import data_path, public_url, server_hub_url
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
 LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
 KUBERNETES_SPAWNER = "gpulab.spawner.kubernetes.GpulabKubeSpawner"
+DOCKER_SPAWNER = "gpulab.spawner.docker.GpulabDockerSpawner"
+SPAWNERS = {"local": LOCAL_SPAWNER, "docker": DOCKER_SPAWNER, "kubernetes": KUBERNETES_SPAWNER}
 SUPERVISED_TRAEFIK = "gpulab.hub_config.proxy.SupervisedTraefikProxy"
 OWN_ACCOUNT_CHP = "gpulab.hub_config.chp_proxy.OwnAccountCHP"
 MAX_HEADER_BYTES = 48 * 1024
@@ -160,7 +162,7 @@ def _update_oauth(values: dict, c: Config) -> None:
 
 def update_spawner(values: dict, c: Config) -> None:
     spawner = values["spawner"]
-    c.JupyterHub.spawner_class = LOCAL_SPAWNER if spawner["backend"] == "local" else KUBERNETES_SPAWNER
+    c.JupyterHub.spawner_class = SPAWNERS[spawner["backend"]]
     c.Spawner.default_url = spawner["default_url"]
     c.Spawner.start_timeout = spawner["start_timeout"]
     c.Spawner.http_timeout = spawner["http_timeout"]
@@ -179,6 +181,21 @@ def update_spawner(values: dict, c: Config) -> None:
     c.ProfileSpawnerMixin.inventory_class = local["gpu_inventory"]
     if spawner["backend"] == "kubernetes":
         _update_kubernetes(spawner["kubernetes"], c)
+    if spawner["backend"] == "docker":
+        _update_docker(values, c)
+
+
+def _update_docker(values: dict, c: Config) -> None:
+    docker, local = values["spawner"]["docker"], values["spawner"]["local"]
+    c.ContainerSpawner.account_prefix = local["account_prefix"]
+    c.ContainerSpawner.home_root = local["home_root"]
+    c.ContainerSpawner.data_dir = values["hub"]["data_dir"]
+    c.ContainerSpawner.gpu_request = docker["gpu_request"]
+    c.ContainerSpawner.mounts = list(docker["mounts"])
+    c.ContainerSpawner.pull_policy = docker["pull_policy"]
+    c.ContainerSpawner.prefix = "gpulab"
+    if docker["host"]:
+        c.ContainerSpawner.client_kwargs = {"base_url": docker["host"]}
 
 
 def _update_kubernetes(kube: dict, c: Config) -> None:

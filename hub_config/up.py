@@ -97,6 +97,15 @@ def unrunnable_servers(values: dict) -> str | None:
     return unrunnable_message("user servers run under their own accounts, and an account", *problem) if problem else None
 
 
+def missing_engine(values: dict) -> str | None:
+    """Why the docker backend cannot start servers (no engine answers), or None."""
+    if values["spawner"]["backend"] != "docker":
+        return None
+    from gpulab.spawner.docker import engine_problem  # docker-py only where the backend is used
+
+    return engine_problem(values["spawner"]["docker"]["host"])
+
+
 def missing_proxy(values: dict) -> str | None:
     """Why the configured proxy cannot start, or None. traefik comes with gpulab; CHP needs Node.js.
 
@@ -167,7 +176,7 @@ def run_up(args) -> int:
     except ConfigError as exc:
         print(f"gpulab: not starting, the settings are invalid:\n{exc}", file=sys.stderr)
         return 2
-    missing = missing_proxy(settings.values) or unrunnable_servers(settings.values)
+    missing = missing_proxy(settings.values) or unrunnable_servers(settings.values) or missing_engine(settings.values)
     if missing:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1

@@ -1,0 +1,150 @@
+"""The docker backend end to end: a real hub, Podman's Docker API, servers in containers from the
+`cpu` image built from the committed Dockerfiles (the `container_engine` fixture).
+
+Checked: the server runs in a container of the catalog's image, as the user's own system account
+(not the image's UID 1000), with their home bind-mounted at the same path and what they write
+there owned by that account on the host; the profile's CPU and memory limits reach the engine
+(the container's inspect output); a CPU profile gets no device and sees no GPU; a kernel runs in
+the image's Python; MLflow logs from inside; stopping the server removes the container.
+
+What this does not cover: a real GPU (there is none here; the device requests a GPU profile makes
+are unit-tested against literal dicts in tests/unit/test_docker_backend.py), Docker Engine itself
+(Podman serves the same API), and project folders (the projects extension links them for the
+local backend only so far).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+
+import pytest
+import requests
+
+from gpulab.images.catalog import load_catalog
+from gpulab.spawner.accounts import account_name
+from tests.support.hub import GPULAB
+from tests.support.kernels import run_in_kernel
+
+pytestmark = pytest.mark.root
+
+CPU_IMAGE = next(e for e in load_catalog(None) if e.id == "cpu").image
+PROFILES = [{"id": "small", "display_name": "Small CPU", "default": True,
+             "cpu": {"limit": 1.5, "guarantee": 0.5}, "memory": {"limit": "1Gi", "guarantee": "512Mi"}}]
+COMPARED = ("Image", "User", "WorkingDir", "Memory", "MemoryReservation", "CpuQuota", "CpuPeriod", "CpuShares",
+            "NetworkMode", "Binds", "DeviceRequests", "Devices", "GroupAdd")
+
+IN_SERVER = """
+import json, os, sys
+import mlflow
+mlflow.set_experiment("in-a-container")
+with mlflow.start_run() as run:
+    mlflow.log_metric("loss", 0.25, step=1)
+logged = mlflow.get_run(run.info.run_id).data.metrics
+open(os.path.join(os.environ["HOME"], "made-in-container.txt"), "w").write("hello")
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "home": os.environ["HOME"], "python": sys.executable,
+                  "pid1": open("/proc/1/comm").read().strip(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                  "nvidia": os.environ.get("NVIDIA_VISIBLE_DEVICES"), "metrics": logged,
+                  "image": os.environ.get("JUPYTER_IMAGE_SPEC")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub_factory, container_engine):
+    return module_hub_factory.start({
+        "spawner": {"backend": "docker", "docker": {"host": container_engine.url}},
+        "profiles": PROFILES,
+        "environments": {"offer": ["cpu"]},
+        "mlflow": {"cache_seconds": 1},
+    })
+
+
+@pytest.fixture(scope="module")
+def engine(container_engine):
+    client = container_engine.client()
+    yield client
+    client.close()
+
+
+def test_a_server_runs_in_the_cpu_image_as_the_users_account(hub, engine, container_engine, account_prefix,
+                                                             homes_root):
+    hub.create_user("alice")
+    hub.spawn("alice", timeout=180)
+    account = account_name("alice", account_prefix)
+    entry = pwd.getpwnam(account)
+    container = engine.containers.get(f"gpulab-{account}")
+    config, host = container.attrs["Config"], container.attrs["HostConfig"]
+    assert config["Image"].endswith(CPU_IMAGE.split("/", 1)[1]) or config["Image"] == CPU_IMAGE
+    assert config["User"] == f"{entry.pw_uid}:{entry.pw_gid}"
+    home = str(homes_root / account)
+    assert any(bind.startswith(f"{home}:{home}") for bind in host["Binds"]), host["Binds"]
+    assert host["NetworkMode"] == "host"
+    assert host["Memory"] == 2**30 and host["MemoryReservation"] == 512 * 2**20
+    assert host["CpuQuota"] == 150_000 and host["CpuPeriod"] == 100_000 and host["CpuShares"] == 512
+    assert not host.get("DeviceRequests") and not host.get("Devices")
+
+    token = hub.user_token("alice")
+    status = requests.get(f"{hub.url}user/alice/api/status", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert status.status_code == 200
+    seen = json.loads(run_in_kernel(hub, "alice", IN_SERVER, token, timeout=180).strip().splitlines()[-1])
+    assert seen["uid"] == entry.pw_uid and seen["gid"] == entry.pw_gid
+    assert seen["home"] == home
+    assert seen["python"].startswith("/opt/gpulab/env/")  # the image's Python, not the hub's
+    assert seen["pid1"] == "tini"
+    assert seen["cuda"] == "" and seen["nvidia"] == "void"
+    assert seen["metrics"] == {"loss": 0.25}
+    assert seen["image"] == CPU_IMAGE
+    made = os.stat(os.path.join(home, "made-in-container.txt"))
+    assert (made.st_uid, made.st_gid) == (entry.pw_uid, entry.pw_gid)
+
+    ours = inspected(container.attrs)
+    stock = stock_dockerspawner_container(container_engine.url, {
+        "image": CPU_IMAGE, "mem_limit": "1G", "cpu_limit": 1.5, "network_name": "host", "use_internal_ip": True,
+        "volumes": {home: {"bind": home, "mode": "rw"}},
+        "extra_host_config": {"mem_reservation": "512M", "cpu_shares": 512},
+        "extra_create_kwargs": {"user": f"{entry.pw_uid}:{entry.pw_gid}", "working_dir": home},
+    })
+    assert ours == stock
+
+    hub.stop_server("alice")
+    assert not engine.containers.list(all=True, filters={"name": f"gpulab-{account}"})
+
+
+def inspected(attrs: dict) -> dict:
+    merged = {**attrs["HostConfig"], **{k: attrs["Config"][k] for k in ("Image", "User", "WorkingDir")}}
+    return {key: merged.get(key) or None for key in COMPARED}
+
+
+def stock_dockerspawner_container(url: str, config: dict) -> dict:
+    """Create (not start) the container a stock DockerSpawner makes from `config`; its inspect output."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from dockerspawner import DockerSpawner
+    from jupyterhub.objects import Hub
+
+    user = SimpleNamespace(name="stock", url="/user/stock/", id=1, escaped_name="stock", server=None,
+                           spawners={}, settings={})
+    spawner = DockerSpawner(user=user, hub=Hub(), client_kwargs={"base_url": url}, prefix="gpulab-stock", **config)
+
+    async def create():
+        created = await spawner.create_object()
+        try:
+            return inspected(await spawner.docker("inspect_container", created["Id"]))
+        finally:
+            await spawner.docker("remove_container", created["Id"], force=True)
+
+    return asyncio.run(create())
+
+
+def test_gpulab_up_says_how_to_get_an_engine_when_none_answers(hub_factory, tmp_path):
+    missing = tmp_path / "no-engine.sock"
+    hub = hub_factory.prepare({"spawner": {"backend": "docker", "docker": {"host": f"unix://{missing}"}}})
+    result = subprocess.run([GPULAB, "up", "--config", str(hub.settings_file)], cwd=hub.workdir,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"gpulab: not starting: spawner.backend is docker, but no container engine answers at unix://{missing}" \
+        in result.stderr
+    assert "apt-get install podman" in result.stderr and "docs.docker.com/engine/install" in result.stderr
