@@ -3,15 +3,18 @@
 Interactive servers and scheduled runs are two purposes of the same claim, so a quota holds
 for both on every backend. Where the GPUs come from is the pool's business: the ledger on
 one machine (`ledger.LocalPool`), the cluster's scheduler on Kubernetes (`ClusterPool`).
-A refusal is typed: `OverQuota` (403 for a spawn) or `DevicesBusy` (409, or a run waits).
+A refusal is typed: `OverQuota` (403 for a spawn; `OverBudget` when a monthly GPU-hour budget
+is spent) or `DevicesBusy` (409, or a run waits). Budgets need the usage ledger, so only the
+local pool enforces them; on Kubernetes they are not enforced yet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 from .availability import Availability
+from .budgets import Spent, budget_lines, budget_problem, budget_warnings
 from .profiles import Profile
 from .quotas import Usage, quota_problem
 
@@ -28,6 +31,10 @@ class OverQuota(Refused):
     """The claim would take the owner or one of their groups past a quota."""
 
 
+class OverBudget(OverQuota):
+    """The owner, one of their groups or the project has spent this month's GPU-hours."""
+
+
 class DevicesBusy(Refused):
     """The quotas allow it, but not enough devices of the kind asked for are free."""
 
@@ -38,14 +45,15 @@ class Purpose:
 
     kind: str  # "server" or "run"
     name: str
+    project: str = ""  # the project it works for, where known (usage and budgets are kept per project)
 
     @classmethod
-    def server(cls, user: str, server_name: str) -> "Purpose":
-        return cls("server", f"{user}/{server_name}")
+    def server(cls, user: str, server_name: str, project: str = "") -> "Purpose":
+        return cls("server", f"{user}/{server_name}", project)
 
     @classmethod
-    def run(cls, run_id: str) -> "Purpose":
-        return cls("run", run_id)
+    def run(cls, run_id: str, project: str = "") -> "Purpose":
+        return cls("run", run_id, project)
 
     @property
     def servers(self) -> int:
@@ -71,18 +79,21 @@ class Claim:
     owner: str
     purpose: str
     devices: tuple[str, ...]  # UUIDs, in the order CUDA should see them; () where the cluster assigns them
+    warnings: tuple[str, ...] = ()  # granted, but a budget is 80% spent: what is left
 
 
-# Raises OverQuota when the GPUs held by each owner leave no room for the claim.
-QuotaCheck = Callable[[dict[str, int]], None]
+# Raises OverQuota when the GPUs held by each owner leave no room for the claim, or OverBudget
+# when this month's GPU-hours (None: the pool keeps no usage ledger) are spent.
+QuotaCheck = Callable[[dict[str, int], Spent | None], None]
 
 
 class Pool(Protocol):
     """Where a backend's GPUs come from."""
 
-    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
-        """Run `check` on the GPUs each owner holds now, then take the profile's GPUs, atomically
-        where the pool can; raise DevicesBusy if they are not free."""
+    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck, project: str = "") -> Claim:
+        """Run `check` on the GPUs each owner holds now (and the GPU-hours spent this month, where
+        the pool keeps them), then take the profile's GPUs, atomically where the pool can; raise
+        DevicesBusy if they are not free."""
 
     def release(self, claim_id: str) -> None:
         """Give back what `take` recorded."""
@@ -100,8 +111,8 @@ class ClusterPool:
         self.held = held
         self.availability = availability
 
-    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
-        check(self.held())
+    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck, project: str = "") -> Claim:
+        check(self.held(), None)
         live = self.availability(profile) if self.availability else None
         if live is not None and not live.enough:
             raise DevicesBusy(f"full: {live.label}")
@@ -128,16 +139,25 @@ def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: dic
     `nodes` > 1 (a multi-node job) counts `nodes` times the profile's GPUs against the quotas;
     only a cluster's pool places them, one pod per node."""
 
-    def check(held: dict[str, int]) -> None:
+    warnings: list[str] = []
+
+    def check(held: dict[str, int], spent: Spent | None) -> None:
         problem = quota_reason(quotas, owner, groups, purpose, profile.gpu.count * nodes, standing, held)
         if problem:
             raise OverQuota(problem)
+        if spent is not None:
+            lines = budget_lines(quotas, owner, groups, purpose.project, spent, standing.group_members)
+            problem = budget_problem(lines, spent)
+            if problem:
+                raise OverBudget(problem)
+            warnings.extend(budget_warnings(lines))
 
     if not profile.uses_gpu:
-        check({})
+        check({}, None)  # budgets count GPU-hours: a CPU profile spends none
         return None
     if pool is None:
         raise ValueError("a GPU profile needs a pool to claim from")
     if nodes > 1 and not isinstance(pool, ClusterPool):
         raise ValueError("only a cluster's pool places a job on several nodes")
-    return pool.take(owner, str(purpose), profile, check)
+    granted = pool.take(owner, str(purpose), profile, check, project=purpose.project)
+    return replace(granted, warnings=tuple(warnings)) if warnings else granted

@@ -22,11 +22,13 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from gpulab.db import Base
 
 from .availability import choose_devices
+from .budgets import Spent, month_start
 from .claims import Claim, DevicesBusy, QuotaCheck
 from .inventory import Device
 from .processes import same_process
 from .profiles import GpuRequest, Profile
-from .usage import close_intervals, open_interval
+from .usage import close_intervals, intervals_between, open_interval
+from .usage_report import Period, gpu_hours_by_owner, gpu_hours_by_project
 
 # A claim whose process never appeared is given up after this long (a start that died).
 UNATTACHED_GRACE_SECONDS = 15 * 60
@@ -55,8 +57,9 @@ class Ledger:
               check: QuotaCheck | None = None, *, profile: str = "", project: str = "", cpus: float = 0.0) -> Claim:
         """Claim devices for `request`, or raise DevicesBusy with the reason.
 
-        `check` sees the GPUs each owner holds in live claims, and raises OverQuota if this one
-        would break a quota; it runs in the claim's transaction, so no claim slips in between.
+        `check` sees the GPUs each owner holds in live claims and the GPU-hours spent this month,
+        and raises OverQuota (or OverBudget) if this one would break a quota (or a budget); it runs
+        in the claim's transaction, so no claim slips in between.
         """
         for attempt in (1, 2):
             try:
@@ -72,7 +75,7 @@ class Ledger:
         with self.sessions.begin() as session:
             live = self._reconciled(session)
             if check is not None:
-                check(gpus_by_owner(live))
+                check(gpus_by_owner(live), self._spent(session))
             chosen = choose_devices(request, devices, {c.device_uuid for c in live})
             if chosen is None:
                 raise DevicesBusy(f"not enough free devices for {request.describe()}; all are in use")
@@ -102,6 +105,14 @@ class Ledger:
             claim_ids = set(session.scalars(select(GpuClaim.claim_id).where(GpuClaim.purpose == purpose)))
             session.execute(delete(GpuClaim).where(GpuClaim.purpose == purpose))
             close_intervals(session, sorted(claim_ids), self._now())
+
+    def _spent(self, session) -> Spent:
+        """GPU-hours used this month, from the usage ledger (open intervals count up to now)."""
+        now = self._now()
+        this_month = Period(month_start(now), now)
+        rows = intervals_between(session, this_month.since, this_month.until)
+        return Spent(this_month.since, gpu_hours_by_owner(rows, this_month, now),
+                     gpu_hours_by_project(rows, this_month, now))
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
@@ -144,9 +155,9 @@ class LocalPool:
         self.ledger = ledger
         self.devices = devices
 
-    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck) -> Claim:
+    def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck, project: str = "") -> Claim:
         return self.ledger.claim(owner, purpose, profile.gpu, self.devices(), check,
-                                 profile=profile.id, cpus=profile.cpu_limit or 0.0)
+                                 profile=profile.id, project=project, cpus=profile.cpu_limit or 0.0)
 
     def attach(self, claim_id: str, pid: int, start_ticks: int | None) -> None:
         self.ledger.attach(claim_id, pid, start_ticks)

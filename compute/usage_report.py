@@ -130,7 +130,8 @@ def as_csv(rows: list[UsageRow], by: str) -> str:
 
 def gpu_hours_by_owner(rows: list[UsageInterval], within: Period, now: datetime) -> dict[str, float]:
     """GPU-hours each owner used in `within` (budgets read this)."""
-    used: dict[str, float] = {}
-    for row in rows:
-        used[row.owner] = used.get(row.owner, 0.0) + hours_inside(row, within, now) * row.gpus
-    return used
+    return {r.key: r.gpu_hours for r in summarise(rows, within, "user", now)}
+
+
+def gpu_hours_by_project(rows: list[UsageInterval], within: Period, now: datetime) -> dict[str, float]:
+    return {r.key: r.gpu_hours for r in summarise([r for r in rows if r.project], within, "project", now)}

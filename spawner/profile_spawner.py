@@ -293,6 +293,8 @@ class ProfileSpawnerMixin(Spawner):
         if claimed is not None and claimed.claim_id:
             self.claim_id, self.devices = claimed.claim_id, list(claimed.devices)
             self.emit_progress(8, f"Allocated {', '.join(self.devices)}")
+        for warning in claimed.warnings if claimed is not None else ():
+            self.emit_progress(8, f"GPU budget: {warning}")
         return plan
 
     async def gpu_pool(self) -> Pool:

@@ -97,7 +97,7 @@ def test_the_quota_sees_live_claims_and_can_refuse(url):
     ledger = ledger_for(url)
     ledger.claim("alice", "run:7", GpuRequest(2), DEVICES)
 
-    def at_most_two(held_by_owner):
+    def at_most_two(held_by_owner, spent):
         held = held_by_owner.get("alice", 0)
         if held + 1 > 2:
             raise OverQuota(f"alice holds {held} of 2 GPUs")
