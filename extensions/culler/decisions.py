@@ -5,6 +5,12 @@ last_activity, which the server updates from kernel and API activity), none of i
 is busy, and, for a server holding GPUs, every utilisation sample of those GPUs over that
 whole window stayed at or under the threshold. A long training cell that prints nothing
 keeps its kernel busy and its GPU warm, so it is not culled.
+
+For a server holding GPUs, the hub's last_activity is not the idle clock: a JupyterLab tab left
+open polls the server and keeps that fresh all night, which is how GPUs stay held for nothing
+(jupyterhub-idle-culler sees only that). Such a server is idle when no code ran in it (its
+kernels' and terminals' own last activity, which polling does not touch) for the timeout,
+no kernel is busy, and its GPUs stayed quiet. benchmarks/gpu_idle.py measures the difference.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ class ServerView:
     profile: str
     last_activity: datetime
     devices: tuple[str, ...] = ()
+    started: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -64,15 +71,25 @@ class GpuHistory:
     def covers(self, start: datetime) -> bool:
         return self.since is not None and self.since <= start
 
+    def quiet(self, uuids: tuple[str, ...], start: datetime, threshold: int) -> bool:
+        """Observed since `start`, and no sample of `uuids` above `threshold`."""
+        busiest = self.busiest(uuids, start)
+        return self.covers(start) and (busiest is None or busiest <= threshold)
+
 
 def decide(server: ServerView, timeout: int, now: datetime, kernels_busy: bool | None,
-           history: GpuHistory, threshold: int) -> Decision:
-    """Whether to stop `server` now, and why (for the log)."""
+           history: GpuHistory, threshold: int, code_activity: datetime | None = None) -> Decision:
+    """Whether to stop `server` now, and why (for the log).
+
+    `code_activity`: when code last ran in the server (its kernels' and terminals' latest
+    activity, or its start), where the culler asked; it decides for servers holding GPUs."""
     if timeout <= 0:
         return Decision(False, f"profile {server.profile!r} has no idle timeout")
     quiet = idle_for(server, now)
     window = timedelta(seconds=timeout)
-    if quiet < window:
+    if quiet < window and server.devices and code_activity is not None and now - code_activity >= window:
+        quiet = now - code_activity  # only an open tab's polling since: the GPUs decide below
+    elif quiet < window:
         return Decision(False, f"active {human(quiet)} ago (timeout {human(window)})")
     if kernels_busy:
         return Decision(False, "a kernel is busy")

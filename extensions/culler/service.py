@@ -1,8 +1,9 @@
 """The culler: a hub service that stops idle servers, profile by profile (decisions in decisions.py).
 
 Every check it lists the ready servers through the hub API, samples the utilisation of the
-GPUs each local server holds (NVML), asks a server whether a kernel is busy only when it is
-already past its timeout, and stops the servers `decide` says to.
+GPUs each local server holds (NVML), asks a server about its kernels and terminals (busy? when
+did code last run?) only when it is past its timeout or holds GPUs that stayed quiet for it,
+and stops the servers `decide` says to.
 
 Which GPUs a server holds comes from its server state in the same API answer (the spawner
 keeps its claim's devices there; scope admin:server_state, read-only through the REST API),
@@ -61,19 +62,28 @@ class Culler:
                     activity = parse_time(server.get("last_activity")) or parse_time(server.get("started"))
                     profile = (server.get("user_options") or {}).get("profile", "")
                     devices = tuple((server.get("state") or {}).get("devices") or ())
-                    servers.append(ServerView(user["name"], name, profile, activity, devices))
+                    servers.append(ServerView(user["name"], name, profile, activity, devices,
+                                              parse_time(server.get("started"))))
             if len(users) < PAGE:
                 return servers
             offset += PAGE
 
-    def kernels_busy(self, server: ServerView) -> bool | None:
-        path = f"user/{server.user}/{server.name + '/' if server.name else ''}api/kernels"
+    def work(self, server: ServerView) -> tuple[bool | None, datetime | None]:
+        """(is a kernel busy, when code last ran: kernels', terminals' latest activity or the start);
+        (None, None) when the server does not answer."""
+        prefix = f"user/{server.user}/{server.name + '/' if server.name else ''}api/"
         try:
-            kernels = self.proxy.request("GET", path)
+            kernels = self.proxy.request("GET", prefix + "kernels")
         except ClientError as error:
             self.log.warning("cannot ask %s's server about its kernels: %s", server.user, error)
-            return None
-        return any(k.get("execution_state") == "busy" for k in kernels)
+            return None, None
+        try:
+            terminals = self.proxy.request("GET", prefix + "terminals")
+        except ClientError:  # a server without terminals
+            terminals = []
+        moments = [parse_time(item.get("last_activity")) for item in [*kernels, *terminals]] + [server.started]
+        known = [m for m in moments if m is not None]
+        return any(k.get("execution_state") == "busy" for k in kernels), max(known) if known else None
 
     def check_once(self) -> list[tuple[ServerView, Decision]]:
         now = self.clock()
@@ -84,9 +94,12 @@ class Culler:
         decisions = []
         for server in servers:
             timeout = self.timeouts.get(server.profile, 0)
-            overdue = timeout > 0 and now - server.last_activity >= timedelta(seconds=timeout)
-            busy = self.kernels_busy(server) if overdue else False
-            decision = decide(server, timeout, now, busy, self.history, self.threshold)
+            window = timedelta(seconds=timeout)
+            overdue = timeout > 0 and now - server.last_activity >= window
+            gpus_quiet = timeout > 0 and bool(server.devices) and \
+                self.history.quiet(server.devices, now - window, self.threshold)
+            busy, code_activity = self.work(server) if overdue or gpus_quiet else (False, None)
+            decision = decide(server, timeout, now, busy, self.history, self.threshold, code_activity)
             decisions.append((server, decision))
             label = f"{server.user}/{server.name}" if server.name else server.user
             if decision.cull:
@@ -97,7 +110,7 @@ class Culler:
                     self.hub.request("DELETE", path)
                 except ClientError as error:
                     self.log.warning("could not stop %s: %s", label, error)
-            elif overdue:
+            elif overdue or gpus_quiet:
                 self.log.info("keeping %s (profile %s): %s", label, server.profile, decision.reason)
         return decisions
 

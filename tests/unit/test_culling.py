@@ -68,6 +68,22 @@ def test_devices_that_report_no_utilisation_fall_back_to_kernel_activity():
     assert verdict.cull and verdict.reason.endswith("GPU utilisation unknown")
 
 
+def test_an_open_tab_keeps_no_gpu_server_whose_code_and_gpus_stayed_quiet():
+    """A JupyterLab tab left open polls the server, so the hub's last_activity stays fresh; for a
+    server holding GPUs, what ran in it (kernels, terminals) and the GPUs decide."""
+    polled_gpu = ServerView("bo", "train", "gpu-1", last_activity=at(64), devices=("GPU-1",))
+    quiet = history(*[(m, {"GPU-1": 0}) for m in range(0, 70, 5)])
+    verdict = decide(polled_gpu, 3600, at(65), False, quiet, 10, code_activity=at(2))
+    assert verdict.cull and verdict.reason == "idle for 1h03m, kernels idle, GPUs at most 0%"
+    assert decide(polled_gpu, 3600, at(65), False, quiet, 10, code_activity=at(30)).reason == \
+        "active 1m00s ago (timeout 1h00m)"  # a cell ran 35 minutes ago
+    assert decide(polled_gpu, 3600, at(65), True, quiet, 10, code_activity=at(2)).reason == "a kernel is busy"
+    warm = history(*[(m, {"GPU-1": 0 if m < 60 else 60}) for m in range(0, 70, 5)])
+    assert decide(polled_gpu, 3600, at(65), False, warm, 10, code_activity=at(2)).reason == "GPU busy (60% > 10%)"
+    polled_cpu = ServerView("ada", "", "cpu", last_activity=at(64))  # no GPUs held: the hub's activity decides
+    assert not decide(polled_cpu, 3600, at(65), False, quiet, 10, code_activity=at(2)).cull
+
+
 # ---------------------------------------------------------------- the service's account and inputs
 
 
