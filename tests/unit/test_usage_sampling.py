@@ -1,0 +1,132 @@
+"""Sampling and reporting pieces without a hub: NVML's reader against a stand-in `pynvml` module
+(no real GPU exists here: the module below answers the calls NvmlInventory makes, one GPU whole
+and one in MIG mode), readings for MIG instances, the metrics exposition parsed with
+prometheus_client's parser, the core's visibility rules and the CLI's table."""
+
+from __future__ import annotations
+
+import sys
+import types
+from datetime import datetime, timezone
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpulab.compute.inventory import NvmlInventory
+from gpulab.compute.usage import Reading, UsageInterval
+from gpulab.compute.usage_sampler import HeldDevice, read_devices
+from gpulab.extensions.service.errors import Invalid
+from gpulab.extensions.usage.cli import table
+from gpulab.extensions.usage.core import Asker, UsageCore
+from gpulab.extensions.usage.metrics import exposition
+
+
+class NvmlError(Exception):
+    pass
+
+
+def stand_in_nvml() -> types.ModuleType:
+    """GPU 0 whole (busy 87%, 30 GiB used); GPU 1 in MIG mode with one 1g.10gb instance, which
+    reports memory but no utilisation, as NVML does."""
+    gib = 2**30
+    handles = {"GPU-a": ("gpu", 87, 30 * gib, 80 * gib), "MIG-b": ("mig", None, 2 * gib, 10 * gib)}
+    nvml = types.ModuleType("pynvml")
+    nvml.NVML_DEVICE_MIG_ENABLE = 1
+    nvml.nvmlInit = lambda: None
+    nvml.nvmlSystemGetDriverVersion = lambda: "570.86.15"
+    nvml.nvmlDeviceGetCount = lambda: 2
+    nvml.nvmlDeviceGetHandleByIndex = lambda i: ["GPU-a", "parent-1"][i]
+    nvml.nvmlDeviceGetName = lambda h: "NVIDIA A100-SXM4-80GB MIG 1g.10gb" if h == "MIG-b" else "NVIDIA A100-SXM4-80GB"
+    nvml.nvmlDeviceGetMigMode = lambda h: (1, 1) if h == "parent-1" else (0, 0)
+    nvml.nvmlDeviceGetMaxMigDeviceCount = lambda h: 2
+    nvml.nvmlDeviceGetUUID = lambda h: h
+
+    def mig_by_index(handle, j):
+        if j:
+            raise NvmlError("no instance in this slot")
+        return "MIG-b"
+
+    def by_uuid(uuid):
+        if uuid not in handles:
+            raise NvmlError("not found")
+        return uuid
+
+    def utilisation(handle):
+        if handles[handle][1] is None:
+            raise NvmlError("not supported on MIG instances")
+        return types.SimpleNamespace(gpu=handles[handle][1], memory=0)
+
+    nvml.nvmlDeviceGetMigDeviceHandleByIndex = mig_by_index
+    nvml.nvmlDeviceGetHandleByUUID = by_uuid
+    nvml.nvmlDeviceGetUtilizationRates = utilisation
+    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=handles[h][2], total=handles[h][3])
+    return nvml
+
+
+def test_nvml_reads_utilisation_where_it_reports_it_and_memory_for_mig_instances_too(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", stand_in_nvml())
+    inventory = NvmlInventory()
+    assert [(d.uuid, d.index, d.mig_profile) for d in inventory.devices()] == [("GPU-a", "0", None),
+                                                                                ("MIG-b", "1:0", "1g.10gb")]
+    readings = read_devices(inventory, ["GPU-a", "MIG-b", "GPU-gone"])
+    assert readings == {"GPU-a": Reading(87, 30 * 1024), "MIG-b": Reading(None, 2 * 1024)}
+
+
+def test_metrics_label_each_device_with_its_holder_and_count_allocations():
+    held = [HeldDevice("GPU-a", "ann", "server:ann/big", "gpu-1", "", Reading(87, 1024)),
+            HeldDevice("MIG-b", "ann", "run:42", "mig", "vision", Reading(None, 512)),
+            HeldDevice("GPU-c", "bob", "server:bob/", "gpu-1", "", Reading(0, 0))]
+    samples = [s for f in text_string_to_metric_families(exposition(held).decode()) for s in f.samples]
+    utilisation = {(s.labels["device"], s.labels["user"], s.labels["server"], s.labels["run"]): s.value
+                   for s in samples if s.name == "gpulab_gpu_utilization_percent"}
+    assert utilisation == {("GPU-a", "ann", "ann/big", ""): 87, ("GPU-c", "bob", "bob/", ""): 0}  # MIG: none measured
+    memory = {s.labels["device"]: (s.value, s.labels["project"]) for s in samples if s.name == "gpulab_gpu_memory_used_bytes"}
+    assert memory["MIG-b"] == (512 * 2**20, "vision")
+    assert {s.labels["user"]: s.value for s in samples if s.name == "gpulab_gpus_allocated"} == {"ann": 2, "bob": 1}
+
+
+class Sessions:
+    """Hands the core a session whose query answers the given intervals."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __call__(self):
+        rows = self.rows
+
+        class Session:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def scalars(self, query):
+                return list(rows)
+
+            def expunge(self, row):
+                pass
+
+        return Session()
+
+
+def interval(owner: str, hours: float) -> UsageInterval:
+    start = datetime(2026, 11, 3, 8, tzinfo=timezone.utc)
+    end = start.replace(hour=8 + int(hours))
+    return UsageInterval(owner=owner, purpose=f"server:{owner}/", profile="gpu-1", project="", gpus=1, cpus=4.0,
+                         started_at=start, ended_at=end, measured_gpu_seconds=3600.0 * hours,
+                         idle_gpu_seconds=1800.0 * hours)
+
+
+def test_the_core_shows_admins_everyone_and_users_themselves_and_refuses_bad_input():
+    now = datetime(2026, 11, 26, tzinfo=timezone.utc)
+    core = UsageCore(Sessions([interval("ann", 2), interval("bob", 4)]), 10, lambda: [], clock=lambda: now)
+    everyone = core.report(Asker("root", True), "2026-11-01", None, "user")
+    assert [(r["key"], r["gpu_hours"], r["idle_share"], r["cpu_hours"]) for r in everyone["rows"]] == [
+        ("bob", 4.0, 0.5, 16.0), ("ann", 2.0, 0.5, 8.0)]
+    assert [r["key"] for r in core.report(Asker("ann", False), None, None, "user")["rows"]] == ["ann"]
+    with pytest.raises(Invalid, match="by='team' is not one of"):
+        core.report(Asker("ann", False), None, None, "team")
+    text = table(everyone)
+    assert text.splitlines()[0].startswith("2026-11-01 to 2026-11-26 00:00 UTC, by user")
+    assert text.splitlines()[2].split() == ["bob", "4.00", "50%", "16.00", "4.00", "0.00"]
