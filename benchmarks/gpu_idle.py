@@ -11,7 +11,8 @@ The trace is replayed, with the same idle timeout and a check every minute, thro
   timeout (activity only; it knows nothing of kernels or GPUs);
 - gpulab's culler: the real decision function, gpulab.extensions.culler.decisions.decide, with a
   GpuHistory fed every check, as the culler service feeds it.
-A culled server stays stopped for the rest of its trace (its user would start a new one).
+A culled server stays stopped until its trace shows its user running code again: they start a
+new one then, which holds a GPU from that minute on (counted as a restart).
 
 Prints GPU-hours held and held idle (utilisation at or under the threshold) by each, the ratio
 of idle GPU-hours (goal: gpulab at most 0.25x stock), and busy training culled (goal: 0 for gpulab).
@@ -105,6 +106,7 @@ class Outcome:
     idle_minutes: int = 0
     culled: int = 0
     busy_culled: int = 0
+    restarts: int = 0
 
 
 class StockPolicy:
@@ -144,8 +146,15 @@ def replay(traces: list[Trace], policy, threshold: int) -> Outcome:
         policy.start(trace)
         started = T0 + timedelta(minutes=trace.start)
         last_activity = code_activity = started
+        held = True
         for offset, minute in enumerate(trace.minutes):
-            now = started + timedelta(minutes=offset)
+            now = T0 + timedelta(minutes=trace.start + offset)
+            if not held:
+                if not minute.code_ran:
+                    continue
+                held, started, outcome.restarts = True, now, outcome.restarts + 1  # the user is back: a new server
+                last_activity = code_activity = now
+                policy.start(trace)
             if minute.polled:
                 last_activity = now
             if minute.code_ran:
@@ -156,8 +165,20 @@ def replay(traces: list[Trace], policy, threshold: int) -> Outcome:
             if policy.cull(now, view, minute, code_activity):
                 outcome.culled += 1
                 outcome.busy_culled += minute.busy or minute.utilization > threshold
-                break
+                held = False
     return outcome
+
+
+def idle_within_timeout(traces: list[Trace], timeout: int, threshold: int) -> float:
+    """Idle GPU-hours less than `timeout` after code last ran (or the server started): what no
+    culler with this timeout frees, since its user may be back any minute."""
+    minutes = 0
+    for trace in traces:
+        since_code = 0
+        for minute in trace.minutes:
+            since_code = 0 if minute.code_ran else since_code + 1
+            minutes += minute.utilization <= threshold and since_code * 60 < timeout
+    return minutes / 60
 
 
 def main() -> None:
@@ -177,9 +198,12 @@ def main() -> None:
     print(f"{args.servers} GPU servers, 48 h, seed {args.seed}, idle timeout {args.timeout}s, "
           f"idle = GPU at or under {args.threshold}%; without culling: {uncut.held_minutes / 60:.0f} GPU-hours held, "
           f"{uncut.idle_minutes / 60:.0f} idle")
-    print(f"{'policy':<42} {'GPU-h held':>10} {'idle GPU-h':>10} {'culled':>7} {'busy culled':>11}")
+    print(f"{'policy':<42} {'GPU-h held':>10} {'idle GPU-h':>10} {'culled':>7} {'restarts':>8} {'busy culled':>11}")
     for name, o in outcomes.items():
-        print(f"{name:<42} {o.held_minutes / 60:>10.1f} {o.idle_minutes / 60:>10.1f} {o.culled:>7} {o.busy_culled:>11}")
+        print(f"{name:<42} {o.held_minutes / 60:>10.1f} {o.idle_minutes / 60:>10.1f} {o.culled:>7} {o.restarts:>8} "
+              f"{o.busy_culled:>11}")
+    print(f"idle GPU-hours within the timeout of code running (no culler with this timeout frees them): "
+          f"{idle_within_timeout(traces, args.timeout, args.threshold):.1f}")
     stock, gpulab = outcomes[StockPolicy.name], outcomes[GpulabPolicy.name]
     ratio = gpulab.idle_minutes / stock.idle_minutes if stock.idle_minutes else float("nan")
     print(f"idle GPU-hours, gpulab / stock: {ratio:.2f}x (goal <= 0.25x); busy training culled by gpulab: "
