@@ -61,10 +61,23 @@ def read_notebook(path: str) -> dict:
 def given_options(args, keys: tuple[str, ...]) -> dict:
     """The options of `keys` given on the command line, and the notifications asked for."""
     body = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
+    if getattr(args, "option", None):
+        body["profile_options"] = profile_options(args.option)
     if args.notify_webhook or args.notify_email:
         body["notify"] = {"webhooks": args.notify_webhook or [], "emails": args.notify_email or [],
                           "on": args.notify_on or ["failure"]}
     return body
+
+
+def profile_options(given: list[str]) -> dict[str, str]:
+    """--option NAME=VALUE (a listed choice) or NAME--unlisted-choice=VALUE (text of your own)."""
+    options = {}
+    for item in given:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise UsageError(f"--option {item!r}: expected NAME=VALUE, e.g. --option image=pytorch")
+        options[name] = value
+    return options
 
 
 def request_body(args) -> dict:
@@ -279,6 +292,9 @@ def _common(parser, notebook_help="the notebook file (it is uploaded; later edit
     parser.add_argument("--name", help="a name for the run or schedule (default: the notebook's)")
     parser.add_argument("--profile", help="compute profile, e.g. gpu-1 (default: the default profile)")
     parser.add_argument("--environment", help="environment id from the catalog (default: the first that fits)")
+    parser.add_argument("--option", action="append", metavar="NAME=VALUE",
+                        help="a choice within the profile, as in the spawn form: --option image=pytorch, or "
+                             "--option image--unlisted-choice=TEXT for one of your own (repeatable)")
     parser.add_argument("--project", help="run it for a project (you need to be an editor)")
     # Papermill's parameter options and precedence (-b < -f < -y < -p < -r); -p and -r take NAME=VALUE
     parser.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE",

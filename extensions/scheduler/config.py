@@ -52,13 +52,14 @@ def update_scheduler(values: dict, c: Config) -> None:
     # When the hub is root, the service runs as its own account, which owns the runs' files and
     # gpulab's SQLite database (the GPU ledger its runs claim from); runs start through the root
     # helper (launcher.py), which only a root hub starts.
+    # (On Kubernetes the hub is not root, and runs are Jobs: nothing to separate.)
     owns = [str(Path(values["hub"]["data_dir"], "scheduler"))]
     if not values["database"]["url"]:
         owns.append(str(database_folder(values)))
     account = own_account(values, "scheduler", owns)
     # display=False: the "Schedules" link (nav_links) replaces the hub's Services menu entry
     add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings,
-                        display=False, run_as=account)
+                        display=False, run_as=account if local else None)
     if local:  # as root only; no HTTP, no hub role
         add_managed_service(c, values, LAUNCHER, python_module_command(LAUNCHER_MODULE),
                             {**settings, "client": account.name}, display=False, listen=False, root_only=True)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gpulab.compute.claims import Purpose, Standing, quota_reason
+from gpulab.compute.profile_options import OptionError, option_keys, resolve_options
 from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
 from gpulab.extensions.projects.membership import can
 from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
@@ -28,6 +29,7 @@ from gpulab.images.catalog import load_catalog
 from gpulab.spawner.environments import offered, options_for, resolve_environment
 
 from . import cron, snapshots, webhooks
+from .executors.job_overrides import APPLIED, unsupported
 from .models import ACTIVE_STATES, FINAL_STATES, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
 from .schemas import CreateJob, CreateRun, CreateSchedule, LogChunk, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
 
@@ -143,6 +145,27 @@ class SchedulerCore:
             raise (NotAllowed if refused.status == 403 else Invalid)(refused.message) from None
         return profile.id, environment.id
 
+    def _profile_options(self, profile_id: str, asked: dict) -> dict:
+        """The profile's options as asked, checked as a server's are (400 with the reason); on
+        Kubernetes the overrides they choose must be ones a run's Job can apply."""
+        profile = self.profile(profile_id)
+        extra = sorted(set(asked) - option_keys(profile.options))
+        if extra:
+            names = ", ".join(o.name for o in profile.options) or "none"
+            raise Invalid(f"profile_options: unknown option(s) {', '.join(extra)} for profile {profile_id!r}; "
+                          f"its options: {names}")
+        try:
+            chosen = resolve_options(profile.id, profile.options, asked)
+        except OptionError as refused:
+            raise Invalid(f"profile_options: {refused}") from None
+        if self.settings.get("spawner", {}).get("backend") == "kubernetes":
+            refused = unsupported([profile.kubespawner_override, *(c.kubespawner_override for c in chosen)])
+            if refused:
+                raise Invalid(f"profile {profile_id!r} (with these options) sets KubeSpawner setting(s) "
+                              f"{', '.join(refused)}, which a run's Job cannot apply; a run applies "
+                              f"{', '.join(APPLIED)}")
+        return dict(asked)
+
     def options_for(self, who: Who) -> dict:
         """The profiles `who` may run on, each with the environments that fit it and can run now."""
         profiles = []
@@ -186,6 +209,7 @@ class SchedulerCore:
         self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile, environment = self._compute(who, request.profile, request.environment)
+        profile_options = self._profile_options(profile, request.profile_options)
         self._check_quota(who, self.profile(profile))
         now = self.clock()
         schedule = Schedule(
@@ -193,7 +217,7 @@ class SchedulerCore:
             notebook_name=request.notebook_name, notebook=json.dumps(request.notebook), input_path=request.input_path,
             parameters=request.parameters, cron=request.cron if is_schedule else None,
             timezone=request.timezone if is_schedule else "UTC", profile=profile, environment=environment,
-            timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
+            profile_options=profile_options, timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
             max_retries=request.max_retries, min_retry_interval_millis=request.min_retry_interval_millis,
             retry_on_timeout=request.retry_on_timeout, notify=request.notify.model_dump(mode="json"),
             output_formats=list(request.output_formats), tags=list(request.tags),
@@ -232,10 +256,13 @@ class SchedulerCore:
                 cron.validate(fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone), self.clock())
             if "notify" in fields:
                 self._check_webhooks(fields["notify"] or {})
-            if "profile" in fields or "environment" in fields:
+            if "profile" in fields or "environment" in fields or "profile_options" in fields:
                 owner = self.directory.who(schedule.owner)
                 fields["profile"], fields["environment"] = self._compute(
                     owner, fields.get("profile", schedule.profile), fields.get("environment", schedule.environment))
+                fields["profile_options"] = self._profile_options(
+                    fields["profile"], fields.get("profile_options") or
+                    (schedule.profile_options if fields["profile"] == schedule.profile else {}))
             if fields.get("active") and not schedule.active:
                 schedule.last_slot = self.clock()  # resuming does not run the slots missed while paused
             for key, value in fields.items():
@@ -263,6 +290,7 @@ class SchedulerCore:
             id=schedule.id, name=schedule.name, owner=schedule.owner, project=schedule.project,
             notebook_name=schedule.notebook_name, input_path=schedule.input_path, parameters=schedule.parameters,
             cron=schedule.cron, timezone=schedule.timezone, profile=schedule.profile,
+            profile_options=schedule.profile_options or {},
             environment=schedule.environment, timeout_seconds=schedule.timeout_seconds,
             max_retries=schedule.max_retries, min_retry_interval_millis=schedule.min_retry_interval_millis,
             retry_on_timeout=schedule.retry_on_timeout, notify=schedule.notify,
@@ -315,6 +343,7 @@ class SchedulerCore:
         if request.nodes > 1 and self.settings.get("spawner", {}).get("backend") != "kubernetes":
             raise Invalid(f"nodes: {request.nodes} nodes need spawner.backend kubernetes; this hub runs jobs "
                           "on one machine (use a profile with more GPUs and torchrun --nproc-per-node)")
+        profile_options = self._profile_options(profile_id, request.profile_options)
         self._check_quota(who, self.profile(profile_id), request.nodes)
         try:
             data = base64.b64decode(request.snapshot, validate=True)
@@ -328,7 +357,7 @@ class SchedulerCore:
             id=str(uuid.uuid4()), name=request.name, owner=who.name, project=request.project,
             notebook_name=request.command[1] if request.kind == "script" else request.command[0], notebook="",
             input_path=request.source, parameters={}, cron=None, timezone="UTC", profile=profile_id,
-            environment=environment,
+            profile_options=profile_options, environment=environment,
             timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
             max_retries=request.max_retries, min_retry_interval_millis=0, retry_on_timeout=False,
             notify=request.notify.model_dump(mode="json"), output_formats=[], tags=list(request.tags),
@@ -444,8 +473,8 @@ class SchedulerCore:
             message=run.message, created_at=aware(run.created_at), started_at=started,
             kernel_ready_at=aware(run.kernel_ready_at), ended_at=ended,
             duration_seconds=(ended - started).total_seconds() if started and ended else None,
-            parameters=run.parameters, profile=schedule.profile, environment=schedule.environment,
-            devices=run.devices, cells_done=run.cells_done, cells_total=run.cells_total,
+            parameters=run.parameters, profile=schedule.profile, profile_options=schedule.profile_options or {},
+            environment=schedule.environment, devices=run.devices, cells_done=run.cells_done, cells_total=run.cells_total,
             error=run.error,
             outputs=run.outputs, mlflow_run_id=run.mlflow_run_id, kind=schedule.kind or NOTEBOOK,
             command=schedule.command or [], nodes=schedule.nodes or 1, exit_code=run.exit_code,

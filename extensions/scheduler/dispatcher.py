@@ -19,6 +19,7 @@ from typing import Awaitable, Callable
 from sqlalchemy import select, update
 
 from gpulab.compute.claims import Claim, Purpose, Refused, Standing, claim
+from gpulab.compute.profile_options import resolve_options
 
 from . import cron
 from .core import SchedulerCore, aware, committed, retry_delay, token_digest
@@ -337,10 +338,12 @@ class Dispatcher:
             # torchrun starts one worker per GPU the job holds unless told otherwise (its PET_* defaults)
             env["PET_NPROC_PER_NODE"] = str(len(devices) or profile.gpu.count)
         environment = next(e for e in self.core.environments if e.id == schedule.environment)
-        request = RunRequest(run_id, schedule.owner, profile, environment, env, claim,
-                             self.core.storage.path(run_id, "log.txt"), schedule.timeout_seconds,
-                             nodes=schedule.nodes or 1)
         try:
+            chosen = resolve_options(profile.id, profile.options, schedule.profile_options or {})
+            request = RunRequest(run_id, schedule.owner, profile, environment, env, claim,
+                                 self.core.storage.path(run_id, "log.txt"), schedule.timeout_seconds,
+                                 nodes=schedule.nodes or 1,
+                                 overrides=tuple(o.kubespawner_override for o in chosen))
             ref = await self.executor.start(request)
         except Exception as error:  # the run fails with the reason; the scheduler goes on
             self.log.exception("could not start run %s", run_id)

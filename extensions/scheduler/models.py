@@ -55,6 +55,8 @@ class Schedule(Base):
     # A job's argv, run in its snapshot (a script's is ["python", SCRIPT, *ARGS]); [] for a notebook
     command: Mapped[list] = mapped_column(JSON, default=list)
     nodes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # pods of a multi-node job
+    # The profile's options as asked ({"image": "minimal"}, {"image--unlisted-choice": "..."}), checked
+    profile_options: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class Run(Base):

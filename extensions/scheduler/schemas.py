@@ -46,6 +46,9 @@ class RunPolicy(BaseModel):
     cwd: str | None = Field(None, min_length=1, max_length=1024, pattern=r"^[^\x00]*$",
                             description="working directory (Papermill's --cwd), relative to the owner's home")
     profile: str | None = None
+    profile_options: dict[str, str] = Field(default_factory=dict, max_length=50,
+                                            description="choices within the profile, as a server's user_options: "
+                                            "{\"image\": \"minimal\"} or {\"image--unlisted-choice\": \"...\"}")
     environment: str | None = None
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
     timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
@@ -105,6 +108,9 @@ class CreateJob(BaseModel):
     snapshot: str = Field(description="the folder, as a base64-encoded gzipped tar (snapshots.pack)")
     source: str = Field("", max_length=1024, description="where the folder was, for the log")
     profile: str | None = None
+    profile_options: dict[str, str] = Field(default_factory=dict, max_length=50,
+                                            description="choices within the profile, as a server's user_options: "
+                                            "{\"image\": \"minimal\"} or {\"image--unlisted-choice\": \"...\"}")
     environment: str | None = None
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
     nodes: int = Field(1, ge=1, le=64, description="pods of a multi-node job (Kubernetes only)")
@@ -131,6 +137,7 @@ class UpdateSchedule(BaseModel):
     timezone: str | None = None
     parameters: dict[str, Any] | None = None
     profile: str | None = None
+    profile_options: dict[str, str] | None = Field(None, max_length=50)
     environment: str | None = None
     timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
     max_retries: int | None = Field(None, ge=0, le=10)
@@ -164,6 +171,7 @@ class ScheduleOut(BaseModel):
     cron: str | None
     timezone: str
     profile: str
+    profile_options: dict[str, str] = Field(default_factory=dict)
     environment: str
     timeout_seconds: int
     max_retries: int
@@ -198,6 +206,7 @@ class RunOut(BaseModel):
     duration_seconds: float | None
     parameters: dict[str, Any]
     profile: str
+    profile_options: dict[str, str] = Field(default_factory=dict)
     environment: str
     devices: list[str]
     cells_done: int

@@ -18,9 +18,9 @@ import json
 import pytest
 
 from gpulab.extensions.scheduler.snapshots import pack
-from gpulab.hub_config.client import HubClient
+from gpulab.hub_config.client import ClientError, HubClient
 from tests.hub.test_scheduler import FINAL, notebook, outputs_text
-from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, hub  # noqa: F401 (fixtures)
+from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, env_of, hub  # noqa: F401 (fixtures)
 from tests.support.hub import wait_for
 
 
@@ -157,3 +157,37 @@ def test_a_two_node_job_gets_one_rendezvous_in_both_pods(hub, cluster, owner, tm
     wait_for(lambda: name not in {s["metadata"]["name"] for s in
                                   cluster.get(f"/api/v1/namespaces/{NAMESPACE}/services")["items"]},
              30, "the job's Service to go")
+
+
+def test_a_runs_profile_options_shape_its_pod_as_a_servers(hub, cluster, owner):
+    """Issue 20: the scheduler takes a profile's options as the spawn API does, and the Job's pod
+    gets the same image, environment and memory as a server's pod with the same choices (the
+    server's through KubeSpawner itself); gpulab's own run labels are kept."""
+    options = {"image": "scipy"}
+    run = run_now(owner, notebook("print('tuned')"), profile="tuned", profile_options=options)
+    assert run["profile_options"] == options
+    job = wait_for(lambda: job_of(cluster, run["id"]), 30, "the run's Job")
+    template = job["spec"]["template"]
+    runner = template["spec"]["containers"][0]
+    hub.create_user("tuner")
+    hub.spawn("tuner", options={"profile": "tuned", **options})
+    server = cluster.pod_of("tuner")["spec"]["containers"][0]
+    assert runner["image"] == server["image"] == "test/scipy:2"
+    assert {e["name"]: e.get("value") for e in runner["env"]}["FLAVOUR"] == env_of(cluster.pod_of("tuner"))["FLAVOUR"]
+    assert int(runner["resources"]["limits"]["memory"]) == int(server["resources"]["limits"]["memory"]) == 6 << 30
+    assert template["metadata"]["labels"]["team"] == cluster.pod_of("tuner")["metadata"]["labels"]["team"] == "ml"
+    assert template["metadata"]["labels"]["gpulab.dev/run"] == run["id"]
+    assert wait_status(owner, run["id"], FINAL)["status"] == "COMPLETED"
+    hub.stop_server("tuner")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"image": "gpu"}, "unknown choice 'gpu' for option 'image' of profile 'tuned'; choices: minimal, scipy"),
+    ({"image--unlisted-choice": "evil/x"}, "'evil/x' is refused for option 'image' of profile 'tuned': "
+                                           "images come from test/"),
+    ({"colour": "red"}, "unknown option(s) colour for profile 'tuned'; its options: image"),
+])
+def test_a_refused_profile_option_is_a_400_with_the_reason(hub, owner, options, message):
+    with pytest.raises(ClientError) as refused:
+        run_now(owner, notebook("1"), profile="tuned", profile_options=options)
+    assert refused.value.status == 400 and message in refused.value.message

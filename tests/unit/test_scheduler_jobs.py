@@ -167,3 +167,12 @@ def test_every_scheduler_route_is_described_in_its_openapi_document():
               for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
               if getattr(handler, method.lower()) is not getattr(api.ApiHandler, method.lower())}
     assert served == described
+
+
+def test_option_flags_become_profile_options_as_the_spawn_api_takes_them():
+    from gpulab.extensions.scheduler.cli import UsageError, profile_options
+
+    assert profile_options(["image=scipy", "size--unlisted-choice=a=b"]) == {
+        "image": "scipy", "size--unlisted-choice": "a=b"}  # the first = splits
+    with pytest.raises(UsageError, match="expected NAME=VALUE"):
+        profile_options(["image"])

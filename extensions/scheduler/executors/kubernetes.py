@@ -30,6 +30,7 @@ from .job_manifests import (
     COMPLETION_INDEX, COMPONENT_LABELS, RUN_LABEL, JobRequest, exit_code, job_name, rendezvous_service, run_job,
     run_secret, secret_name, service_name, split_credentials,
 )
+from .job_overrides import apply_overrides
 from .protocol import RunRequest
 
 POLL_SECONDS = 1.0
@@ -114,7 +115,9 @@ class KubernetesExecutor:
         try:
             if request.nodes > 1:  # the pods' DNS names, before any pod looks node 0 up
                 await core.create_namespaced_service(self.namespace, rendezvous_service(request.run_id, self.namespace))
-            await batch.create_namespaced_job(self.namespace, run_job(job, self.kube, self.projects, products))
+            await batch.create_namespaced_job(self.namespace, apply_overrides(
+                run_job(job, self.kube, self.projects, products),
+                [request.profile.kubespawner_override, *request.overrides]))
         except BaseException:
             await self._delete_secret(request.run_id)
             raise

@@ -32,6 +32,9 @@ class RunRequest:
     log_path: Path
     timeout_seconds: int
     nodes: int = 1  # pods of a multi-node job (a cluster's executor only)
+    # KubeSpawner overrides of the chosen profile options, in order, after the profile's own
+    # (a cluster's executor only: on one machine they change nothing, as for a server)
+    overrides: tuple[dict, ...] = ()
 
 
 class Executor(Protocol[Ref]):
