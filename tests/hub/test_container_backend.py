@@ -19,20 +19,26 @@ import json
 import os
 import pwd
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import requests
 
 from gpulab.images.catalog import load_catalog
 from gpulab.spawner.accounts import account_name
+from gpulab.hub_config.client import ClientError
+from tests.support.declared_gpus import declared_inventory
 from tests.support.hub import GPULAB
 from tests.support.kernels import run_in_kernel
 
 pytestmark = pytest.mark.root
 
 CPU_IMAGE = next(e for e in load_catalog(None) if e.id == "cpu").image
+REPO = Path(__file__).resolve().parents[2]
 PROFILES = [{"id": "small", "display_name": "Small CPU", "default": True,
-             "cpu": {"limit": 1.5, "guarantee": 0.5}, "memory": {"limit": "1Gi", "guarantee": "512Mi"}}]
+             "cpu": {"limit": 1.5, "guarantee": 0.5}, "memory": {"limit": "1Gi", "guarantee": "512Mi"}},
+            {"id": "gpu-1", "display_name": "1 GPU", "gpu": {"count": 1}}]
 COMPARED = ("Image", "User", "WorkingDir", "Memory", "MemoryReservation", "CpuQuota", "CpuPeriod", "CpuShares",
             "NetworkMode", "Binds", "DeviceRequests", "Devices", "GroupAdd")
 
@@ -51,14 +57,35 @@ print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "home": os.environ["HO
 """
 
 
+def catalog(folder: Path) -> Path:
+    """The real cpu environment, and a GPU environment that is the same image (no CUDA image is
+    built in the tests): enough to make a GPU profile claim a declared GPU and ask the engine."""
+    path = folder / "catalog.yaml"
+    path.write_text("""
+registry: ghcr.io/gpulab
+environments:
+  - {id: cpu, display_name: Python (CPU), description: d, image: cpu, tag: cpu-python-3.12, gpu: false,
+     python: "3.11", approx_size_gb: 2, local_python: ""}
+  - {id: cuda-standin, display_name: CUDA stand-in, description: d, image: cpu, tag: cpu-python-3.12, gpu: true,
+     cuda: "12.8", min_driver: "570.26", python: "3.11", approx_size_gb: 2, local_python: ""}
+""")
+    path.chmod(0o644)
+    return path
+
+
 @pytest.fixture(scope="module")
 def hub(module_hub_factory, container_engine):
+    # The culler imports the inventory as its own account: not from pytest's private tmp_path.
+    modules = Path(tempfile.mkdtemp(prefix="gpus-", dir=module_hub_factory.root.parent))
+    modules.chmod(0o755)
+    inventory = declared_inventory(modules, gpus=1)
     return module_hub_factory.start({
-        "spawner": {"backend": "docker", "docker": {"host": container_engine.url}},
+        "spawner": {"backend": "docker", "docker": {"host": container_engine.url},
+                    "local": {"gpu_inventory": inventory}},
         "profiles": PROFILES,
-        "environments": {"offer": ["cpu"]},
+        "environments": {"catalog": str(catalog(modules))},
         "mlflow": {"cache_seconds": 1},
-    })
+    }, extra_env={"PYTHONPATH": f"{REPO}{os.pathsep}{modules}"})
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +137,24 @@ def test_a_server_runs_in_the_cpu_image_as_the_users_account(hub, engine, contai
 
     hub.stop_server("alice")
     assert not engine.containers.list(all=True, filters={"name": f"gpulab-{account}"})
+
+
+def test_a_gpu_spawn_fails_clearly_when_the_engine_drops_the_device_request(hub, engine, account_prefix):
+    """The declared GPU is claimed from the ledger and asked for by UUID; Podman 4's Docker API
+    drops device requests without an error, so the spawn must fail naming that, remove the
+    container and give the GPU back (the second try meets the same refusal, not "all in use")."""
+    hub.create_user("gwen")
+    refusal = "The container engine ignored the request for GPUs GPU-00000000-test"
+    counts = []
+    for _ in range(2):
+        with pytest.raises((ClientError, RuntimeError)):
+            hub.spawn("gwen", options={"profile": "gpu-1", "environment": "cuda-standin"}, timeout=120)
+        log = hub.log_path.read_text()
+        counts.append(log.count(refusal))
+        assert "all are in use" not in log
+        hub.stop_server("gwen")
+    assert 0 < counts[0] < counts[1]  # the second try reached the engine again: the GPU was given back
+    assert not engine.containers.list(all=True, filters={"name": f"gpulab-{account_name('gwen', account_prefix)}"})
 
 
 def inspected(attrs: dict) -> dict:
