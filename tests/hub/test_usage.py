@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 import time
 from pathlib import Path
 
@@ -23,6 +23,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpulab.compute.usage import UsageInterval
+from gpulab.db import make_engine, make_session_factory
 from gpulab.hub_config.client import ClientError
 
 from tests.hub.test_gpu_profiles import prepare_gpu_hub
@@ -36,7 +38,7 @@ BAD_REQUESTS = [
     ({"by": "colour"}, "by='colour' is not one of user, project, profile, purpose"),
     ({"format": "xml"}, "format='xml' is not json or csv"),
 ]
-SPENDER_BUDGET = 0.0001  # GPU-hours: 0.36 s, spent by any server that starts
+SAVER_BUDGET = 1  # GPU-hours a month
 PROFILES = [
     {"id": "cpu", "display_name": "CPU", "default": True},
     {"id": "gpu", "display_name": "1 GPU", "gpu": {"count": 1}, "cpu": {"limit": 2}},
@@ -51,7 +53,7 @@ def start_usage_hub(hub_factory, hubs_root):
     write_readings(readings, {GPU: {"utilization": 90, "memory_used_mb": 1000}})
     hub = prepare_gpu_hub(hub_factory, folder, gpus=1, migs=0, name="usage", profiles=PROFILES,
                           extra={"usage": {"sample_interval": 1}, "culling": {"gpu_utilization_threshold": 10}},
-                          quotas={"users": {"spender": {"gpu_hours_per_month": SPENDER_BUDGET}}},
+                          quotas={"users": {"saver": {"gpu_hours_per_month": SAVER_BUDGET}}},
                           utilization_file=readings)
     hub.readings = readings
     return hub.start()
@@ -151,13 +153,30 @@ def gpulab(hub, token: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def test_a_spent_budget_refuses_the_next_gpu_spawn_with_the_reason(hub):
-    hub.create_user("spender")
-    hub.spawn("spender", options={"profile": "gpu"})  # granted: nothing spent yet
-    hub.stop_server("spender")
+def used_earlier_this_month(hub, owner: str, hours: float) -> None:
+    """A finished interval of one GPU for `owner`, written into the hub's usage ledger as if
+    they had held it earlier this month (so the budget's state does not depend on timing)."""
+    engine = make_engine(f"sqlite:///{hub.data_dir / 'state' / 'gpulab.sqlite'}")
+    now = datetime.now(timezone.utc)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with make_session_factory(engine).begin() as session:
+        session.add(UsageInterval(claim_id="earlier", owner=owner, purpose=f"server:{owner}/", profile="gpu",
+                                  project="", devices="GPU-earlier", gpus=1, cpus=0.0, started_at=start,
+                                  seen_at=start + timedelta(hours=hours), ended_at=start + timedelta(hours=hours)))
+    engine.dispose()
+
+
+def test_a_budget_warns_from_80_percent_and_refuses_once_spent(hub):
+    if datetime.now(timezone.utc).day == 1 and datetime.now(timezone.utc).hour < 2:
+        pytest.skip("the seeded hours lie earlier this month: not yet there in its first hours")
+    hub.create_user("saver")
+    used_earlier_this_month(hub, "saver", 0.9 * SAVER_BUDGET)
+    hub.spawn("saver", options={"profile": "gpu"})  # granted, with what is left
+    assert "GPU budget: saver has used 0.90 of 1 GPU-hours this month (90%); 0.10 left" in hub.log_tail(3000)
+    hub.stop_server("saver")
+    used_earlier_this_month(hub, "saver", 0.1 * SAVER_BUDGET)
     with pytest.raises(ClientError) as refused:
-        hub.spawn("spender", options={"profile": "gpu"})
+        hub.spawn("saver", options={"profile": "gpu"})
     assert refused.value.status == 403
-    assert "over budget: spender used" in refused.value.message
-    assert f"of {SPENDER_BUDGET:g} GPU-hours this month; none left until" in refused.value.message
-    hub.spawn("spender", options={"profile": "cpu"})  # a budget of GPU-hours leaves CPU servers alone
+    assert "over budget: saver used 1.00 of 1 GPU-hours this month; none left until" in refused.value.message
+    hub.spawn("saver", options={"profile": "cpu"})  # a budget of GPU-hours leaves CPU servers alone
