@@ -1,9 +1,10 @@
 """Registering the usage service with the hub (pure; called from apply_config).
 
-It runs as the hub's account, like the scheduler, because it reads the GPU ledger and writes
-the usage ledger, both in gpulab's database (an account that can open a SQLite file can change
-all of it, so a narrower account would gain nothing). It asks the hub for nothing: it only
-checks who is asking, through their own token, so its role has no scopes.
+It reads the GPU ledger and writes the usage ledger, both in gpulab's database, and SQLite has
+no finer permission than the file; so when the hub is root it runs as the account that already
+owns that database, the scheduler's (owning only the database's folder itself), not as root.
+It asks the hub for nothing: it only checks who is asking, through their own token, so its role
+has no scopes.
 """
 
 from __future__ import annotations
@@ -11,28 +12,33 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from gpulab.db import database_url
+from gpulab.db.core import database_folder
 from gpulab.extensions.service.config import (
-    add_managed_service, grant_server_tokens_access, grant_users_access, python_module_command, service_prefix,
+    add_managed_service, grant_server_tokens_access, grant_users_access, own_account, python_module_command,
+    service_prefix,
 )
 from gpulab.hub_config.registry import Extension, NavLink
 
 NAME = "usage"
+DATABASE_ACCOUNT = "scheduler"  # the service account that owns gpulab's SQLite database
 
 
 def update_usage(values: dict, c: Config) -> None:
-    local = values["spawner"]["backend"] == "local"
+    # this machine's GPUs, claimed through the ledger (the local and docker backends)
+    local = values["spawner"]["backend"] != "kubernetes"
     settings = {
         "database_url": database_url(values),
         "sample_interval": values["usage"]["sample_interval"],
         "retention_days": values["usage"]["retention_days"],
         "idle_threshold": values["culling"]["gpu_utilization_threshold"],
-        # the local backend: utilisation from NVML (on Kubernetes no GPU is seen from here)
+        # utilisation from NVML (on Kubernetes no GPU is seen from here)
         "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if local else "",
         "log_level": values["hub"]["log_level"],
     }
     # display=False: the "Usage" link (nav_links) replaces the hub's Services menu entry
+    owns = [] if values["database"]["url"] else [str(database_folder(values))]
     add_managed_service(c, values, NAME, python_module_command("gpulab.extensions.usage.service"), settings,
-                        display=False)
+                        display=False, run_as=own_account(values, DATABASE_ACCOUNT, owns) if local else None)
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)
 

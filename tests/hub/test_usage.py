@@ -29,7 +29,7 @@ from gpulab.hub_config.client import ClientError
 
 from tests.hub.test_gpu_profiles import prepare_gpu_hub
 from tests.support.declared_gpus import write_readings
-from tests.support.hub import wait_for
+from tests.support.hub import managed_service_process, process_uids, wait_for
 
 GPU = "GPU-00000000-test"
 BAD_REQUESTS = [
@@ -81,6 +81,12 @@ def test_a_gpu_held_for_a_measured_period_shows_in_the_api_csv_and_metrics(hub):
     for name in ("alice", "bob"):
         hub.create_user(name)
     alice, bob = hub.user_token("alice"), hub.user_token("bob")
+
+    if os.geteuid() == 0:  # a root hub runs the service as the account that owns gpulab's database, not root
+        usage = wait_for(lambda: managed_service_process(hub, "gpulab.extensions.usage.service"), 30, "the usage service")
+        scheduler = wait_for(lambda: managed_service_process(hub, "gpulab.extensions.scheduler.service"), 30,
+                             "the scheduler service")
+        assert process_uids(usage.pid) == process_uids(scheduler.pid) and process_uids(usage.pid)[0] != "0"
 
     before_spawn = time.time()
     hub.spawn("alice", options={"profile": "gpu"})

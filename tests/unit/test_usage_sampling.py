@@ -5,12 +5,15 @@ prometheus_client's parser, the core's visibility rules and the CLI's table."""
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from traitlets.config import Config
 
 from gpulab.compute.inventory import NvmlInventory
 from gpulab.compute.usage import Reading, UsageInterval
@@ -19,6 +22,8 @@ from gpulab.extensions.service.errors import Invalid
 from gpulab.extensions.usage.cli import table
 from gpulab.extensions.usage.core import Asker, UsageCore
 from gpulab.extensions.usage.metrics import exposition
+from gpulab.hub_config.apply import apply_config
+from gpulab.hub_config.settings import complete
 
 
 class NvmlError(Exception):
@@ -130,3 +135,23 @@ def test_the_core_shows_admins_everyone_and_users_themselves_and_refuses_bad_inp
     text = table(everyone)
     assert text.splitlines()[0].startswith("2026-11-01 to 2026-11-26 00:00 UTC, by user")
     assert text.splitlines()[2].split() == ["bob", "4.00", "50%", "16.00", "4.00", "0.00"]
+
+
+def test_the_usage_service_runs_as_the_account_that_owns_the_database_and_asks_the_hub_for_nothing():
+    values = complete({"hub": {"data_dir": "/srv/gpulab/data"}, "spawner": {"local": {"account_prefix": "lab-"}}},
+                      Path("/srv/gpulab"))
+    c = apply_config(values, Config())
+    [usage] = [s for s in c.JupyterHub.services if s["name"] == "usage"]
+    [scheduler] = [s for s in c.JupyterHub.services if s["name"] == "scheduler"]
+    account = json.loads(usage["environment"]["GPULAB_SERVICE_ACCOUNT"])
+    assert account == {"name": "lab_svc-scheduler", "owns": ["/srv/gpulab/data/state"]}
+    assert account["name"] == json.loads(scheduler["environment"]["GPULAB_SERVICE_ACCOUNT"])["name"]
+    assert not [r for r in c.JupyterHub.load_roles if "usage" in r.get("services", [])]  # no hub scopes
+    settings = json.loads(usage["environment"]["GPULAB_SERVICE_SETTINGS"])
+    assert settings["gpu_inventory"] and settings["sample_interval"] == 10 and settings["retention_days"] == 400
+
+    kubernetes = complete({"spawner": {"backend": "kubernetes"}, "database": {"url": "postgresql://db/gpulab"}},
+                          Path("/srv/gpulab"))
+    [usage] = [s for s in apply_config(kubernetes, Config()).JupyterHub.services if s["name"] == "usage"]
+    assert "GPULAB_SERVICE_ACCOUNT" not in usage["environment"]
+    assert json.loads(usage["environment"]["GPULAB_SERVICE_SETTINGS"])["gpu_inventory"] == ""  # nothing sampled
