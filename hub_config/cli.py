@@ -119,7 +119,7 @@ def _down(args) -> int:
         settings = load_settings(find_settings_file(args.config), overrides)
     except ConfigError as exc:
         return _fail(f"invalid settings:\n{exc}", 2)
-    if settings.values["spawner"]["backend"] != "local":
+    if settings.values["spawner"]["backend"] == "kubernetes":  # the docker backend's accounts and homes are local ones
         return _fail("on Kubernetes, remove gpulab with `helm uninstall` (volumes follow your storage class's policy)", 2)
     running = hub_listening(settings.values)
     if running:
