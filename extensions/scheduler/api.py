@@ -9,7 +9,7 @@ from tornado import web
 
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
-from .schemas import CreateJob, CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule
+from .schemas import CreateJob, CreateJobSchedule, CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule
 
 
 class SchedulerApi(ApiHandler):
@@ -86,6 +86,17 @@ class Runs(SchedulerApi):
     async def post(self):
         who, request = self.who, self.body_as(CreateRun)
         self.write_json(await asyncio.to_thread(self.core.create_run, who, request), status=201)
+
+
+class JobSchedules(SchedulerApi):
+    """Schedule a script or a command on cron (`gpulab schedule create train.py --cron ... -- ARGS`)."""
+
+    max_json_body = 96 << 20  # the snapshot, as for a job
+
+    async def post(self):
+        who, request = self.who, self.body_as(CreateJobSchedule)
+        schedule = await asyncio.to_thread(self.core.create_job_schedule, who, request)
+        self.write_json(self.core.get_schedule(who, schedule.id), status=201)
 
 
 class Jobs(SchedulerApi):
@@ -247,6 +258,7 @@ ROUTES = [
     (rf"api/schedules/{ID}/runs", ScheduleRuns),
     ("api/runs", Runs),
     ("api/jobs", Jobs),
+    ("api/job-schedules", JobSchedules),
     (rf"api/runs/{ID}", OneRun),
     (rf"api/runs/{ID}/stop", StopRun),
     (rf"api/runs/{ID}/files/([a-z.]+)", RunFile),

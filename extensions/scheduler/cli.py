@@ -211,8 +211,13 @@ def _stop(args) -> int:
 
 
 def _create(args) -> int:
-    body = {**request_body(args), "cron": args.cron, "timezone": args.timezone}
-    schedule = client_from_environment().request("POST", f"{API}schedules", body)
+    if args.notebook and args.notebook.endswith(".ipynb"):
+        if args.trailing or args.dir:
+            raise UsageError("a notebook takes parameters (-p NAME=VALUE), not --dir or arguments after --")
+        body, path = {**request_body(args), "cron": args.cron, "timezone": args.timezone}, "schedules"
+    else:  # a script or a command, snapshotted now, once
+        body, path = {**job_body(args), "cron": args.cron, "timezone": args.timezone}, "job-schedules"
+    schedule = client_from_environment().request("POST", f"{API}{path}", body)
     print(f"{schedule['id']}  next run {schedule['next_run']}")
     return 0
 
@@ -346,11 +351,17 @@ def register(commands) -> None:
 
     schedule = commands.add_parser("schedule", help="notebooks that run on a cron schedule")
     actions = schedule.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
-    create = actions.add_parser("create", help="schedule a notebook")
-    _common(create)
+    create = actions.add_parser(
+        "create", help="schedule a notebook, a script or a command",
+        usage="gpulab schedule create NOTEBOOK.ipynb --cron CRON [options] | SCRIPT --cron CRON [options] "
+              "[-- ARGS...] | --cron CRON [options] -- COMMAND...")
+    _common(create, "a notebook (.ipynb) or a script (run in a snapshot of --dir, taken now); leave it out to "
+                    "schedule the command after --", optional=True)
     create.add_argument("--cron", required=True, help='when, as 5 cron fields, e.g. "0 6 * * 1-5"')
     create.add_argument("--timezone", default="UTC", help="IANA time zone of the cron fields (default UTC)")
-    create.set_defaults(func=_guard(_create))
+    create.add_argument("--dir", metavar="FOLDER", help="a script's or command's folder (default: here), copied now")
+    create.add_argument("--nodes", type=int, default=1, help="a job's pods, one per node (Kubernetes only)")
+    create.set_defaults(func=_guard(_create), takes_trailing=True, trailing=[])
     actions.add_parser("list", help="your schedules (and your projects')").set_defaults(func=_guard(_list))
     for name, func, text in (("pause", _set_active(False), "stop triggering a schedule"),
                              ("resume", _set_active(True), "trigger it again (missed slots are not replayed)"),

@@ -31,7 +31,7 @@ from gpulab.spawner.environments import offered, options_for, resolve_environmen
 from . import cron, snapshots, webhooks
 from .executors.job_overrides import APPLIED, unsupported
 from .models import ACTIVE_STATES, FINAL_STATES, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
-from .schemas import CreateJob, CreateRun, CreateSchedule, LogChunk, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
+from .schemas import CreateJob, CreateJobSchedule, CreateRun, CreateSchedule, LogChunk, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
 
 OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
 MAX_CELLS = 1_000_000
@@ -296,7 +296,7 @@ class SchedulerCore:
             retry_on_timeout=schedule.retry_on_timeout, notify=schedule.notify,
             output_formats=schedule.output_formats, tags=schedule.tags, active=schedule.active,
             next_run=next_run, created_at=aware(schedule.created_at), updated_at=aware(schedule.updated_at),
-            last_error=problem)
+            last_error=problem, kind=schedule.kind or NOTEBOOK, command=schedule.command or [])
 
     # ------------------------------------------------------------ runs
 
@@ -337,6 +337,26 @@ class SchedulerCore:
         existing = self._run_with_token(who, request.idempotency_token)
         if existing is not None:
             return existing
+        schedule = self._store_job(who, request)
+        with self.sessions.begin() as session:
+            session.add(schedule)
+            session.flush()
+            run_id = self.queue_run(session, schedule, None, idempotency_token=request.idempotency_token).id
+        self.wake()
+        return self.get_run(who, run_id)
+
+    def create_job_schedule(self, who: Who, request: CreateJobSchedule) -> Schedule:
+        """A script or a command on a cron schedule: its snapshot is taken now, once."""
+        cron.validate(request.cron, request.timezone, self.clock())
+        schedule = self._store_job(who, request)
+        schedule.cron, schedule.timezone, schedule.active = request.cron, request.timezone, request.active
+        with self.sessions.begin() as session:
+            session.add(schedule)
+        self.wake()
+        return schedule
+
+    def _store_job(self, who: Who, request: CreateJob) -> Schedule:
+        """A job's schedule (not yet added) after every check, with its snapshot stored."""
         self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile_id, environment = self._compute(who, request.profile, request.environment)
@@ -366,12 +386,7 @@ class SchedulerCore:
         path = self.storage.snapshot(schedule.id)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_bytes(data)
-        with self.sessions.begin() as session:
-            session.add(schedule)
-            session.flush()
-            run_id = self.queue_run(session, schedule, None, idempotency_token=request.idempotency_token).id
-        self.wake()
-        return self.get_run(who, run_id)
+        return schedule
 
     def run_now(self, who: Who, schedule_id: str, parameters: dict) -> RunOut:
         with self.sessions.begin() as session:

@@ -128,6 +128,15 @@ class CreateJob(BaseModel):
         return command
 
 
+class CreateJobSchedule(CreateJob):
+    """A script or a command on a cron schedule (`gpulab schedule create train.py --cron ... -- ARGS`):
+    the folder is snapshotted once, when it is scheduled, and every run unpacks that snapshot."""
+
+    cron: str = Field(min_length=1, max_length=120)
+    timezone: str = "UTC"
+    active: bool = True
+
+
 class UpdateSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -185,6 +194,8 @@ class ScheduleOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_error: str = ""  # why the dispatcher could not trigger it last time ("" when it could)
+    kind: str = "notebook"  # or a job's: "script", "command"
+    command: list[str] = Field(default_factory=list)  # a job's argv in its snapshot
 
 
 class RunOut(BaseModel):

@@ -176,3 +176,25 @@ def test_a_job_is_a_run_like_any_other(client, gpulab, tmp_path):
         with pytest.raises(ClientError) as refused:
             client.download(f"services/scheduler/api/runs/{run_id}/artifacts/{path}")
         assert refused.value.status in status, (path, refused.value.message)
+
+
+def test_a_script_on_cron_runs_its_snapshot_at_its_slot(client, gpulab, tmp_path):
+    """Issue 21: `gpulab schedule create train.py --cron ... -- ARGS`. The folder goes once, when it
+    is scheduled; the first slot (within a minute) runs it as a job with its arguments."""
+    (tmp_path / "nightly.py").write_text("import sys; print('nightly', sys.argv[1:], open('note.txt').read())")
+    (tmp_path / "note.txt").write_text("as scheduled")
+    created = gpulab("schedule", "create", "nightly.py", "--cron", "* * * * *", "--", "--epochs", "2")
+    assert created.returncode == 0, created.stderr
+    schedule_id = created.stdout.split()[0]
+    (tmp_path / "note.txt").write_text("edited later")  # the schedule keeps its snapshot
+    schedule = client.request("GET", f"services/scheduler/api/schedules/{schedule_id}")
+    assert (schedule["kind"], schedule["command"]) == ("script", ["python", "nightly.py", "--epochs", "2"])
+    runs = wait_for(lambda: [r for r in client.request("GET", f"services/scheduler/api/schedules/{schedule_id}/runs")
+                             if r["status"] in ("COMPLETED", "FAILED")], 150, "the first slot's run")
+    run = runs[0]
+    assert (run["status"], run["kind"], run["exit_code"]) == ("COMPLETED", "script", 0), run
+    log = client.request("GET", f"services/scheduler/api/runs/{run['id']}/log")["text"]
+    assert "nightly ['--epochs', '2'] as scheduled" in log
+    client.request("DELETE", f"services/scheduler/api/schedules/{schedule_id}")
+    refused = gpulab("schedule", "create", "nightly.py", "--cron", "0 0 31 2 *")
+    assert refused.returncode != 0 and "never" in refused.stderr

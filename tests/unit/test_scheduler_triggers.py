@@ -175,3 +175,51 @@ def test_runs_are_counted_by_status_for_prometheus(url, tmp_path):
     text = generate_latest(registry).decode()
     assert 'gpulab_scheduled_runs{status="QUEUED"} 1.0' in text
     assert 'gpulab_scheduled_runs{status="COMPLETED"} 0.0' in text
+
+
+def test_a_scheduled_job_runs_its_one_snapshot_at_each_slot(url, tmp_path):
+    """Issue 21: a script on cron. The folder is snapshotted when it is scheduled; each slot queues a
+    run of the job, whose runner fetches that snapshot (the runner's side: tests/hub/test_scheduler_jobs.py)."""
+    import base64
+
+    from gpulab.extensions.scheduler.schemas import CreateJobSchedule
+    from gpulab.extensions.scheduler.snapshots import pack
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "train.py").write_text("print('epoch')")
+    clock = Clock()
+    dispatcher = scheduler(url, clock, tmp_path)
+    request = CreateJobSchedule(name="nightly", kind="script", command=["python", "train.py", "--lr", "0.1"],
+                                snapshot=base64.b64encode(pack(folder)).decode(), cron="* * * * *")
+    schedule = dispatcher.core.create_job_schedule(Who("ann"), request)
+    (folder / "train.py").write_text("print('edited later')")  # the schedule keeps what it was given
+    listed = dispatcher.core.get_schedule(Who("ann"), schedule.id)
+    assert (listed.kind, listed.command, listed.cron) == ("script", ["python", "train.py", "--lr", "0.1"], "* * * * *")
+    assert slots(url) == []  # nothing now: it waits for its slots
+    for minute in (1, 2):
+        clock.now = T0 + timedelta(minutes=minute)
+        dispatcher.trigger(clock.now)
+    assert slots(url) == [(1, 1), (2, 1)]
+    from gpulab.extensions.scheduler.core import token_digest
+
+    with make_session_factory(make_engine(url)).begin() as session:  # as the dispatcher starts it
+        run = session.scalars(select(Run)).first()
+        run.token_hash, run_id = token_digest("t"), run.id
+    spec = dispatcher.core.runner_spec(run_id, "t")
+    assert (spec["kind"], spec["command"]) == ("script", ["python", "train.py", "--lr", "0.1"])
+    assert dispatcher.core.runner_snapshot(run_id, "t").read_bytes() == base64.b64decode(request.snapshot)
+
+
+def test_a_scheduled_job_with_a_cron_that_never_fires_is_refused(url, tmp_path):
+    import base64
+
+    from gpulab.extensions.scheduler.schemas import CreateJobSchedule
+    from gpulab.extensions.scheduler.snapshots import pack
+    from gpulab.extensions.service.errors import Invalid
+
+    (tmp_path / "p").mkdir()
+    request = CreateJobSchedule(name="never", kind="command", command=["true"],
+                                snapshot=base64.b64encode(pack(tmp_path / "p")).decode(), cron="0 0 31 2 *")
+    with pytest.raises(Invalid, match="never"):
+        scheduler(url, Clock(), tmp_path).core.create_job_schedule(Who("ann"), request)
