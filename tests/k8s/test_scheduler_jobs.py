@@ -159,6 +159,26 @@ def test_a_two_node_job_gets_one_rendezvous_in_both_pods(hub, cluster, owner, tm
              30, "the job's Service to go")
 
 
+def test_a_running_jobs_log_follows_its_pods_output(hub, cluster, owner, tmp_path):
+    """Issue 21: the pod's output reaches the run's log while it runs, not only at its end."""
+    (tmp_path / "slow.sh").write_text("echo started-now\nsleep 15\necho finished-now\n")
+    run = owner.request("POST", "services/scheduler/api/jobs", {
+        "name": "slow", "kind": "command", "command": ["sh", "slow.sh"],
+        "snapshot": base64.b64encode(pack(tmp_path)).decode()})
+
+    def log_while_running():
+        current = owner.request("GET", f"services/scheduler/api/runs/{run['id']}")
+        text = owner.request("GET", f"services/scheduler/api/runs/{run['id']}/log")["text"]
+        return current["status"] == "RUNNING" and "started-now" in text and text
+
+    seen = wait_for(log_while_running, 60, "the job's first line in its log while it runs")
+    assert "finished-now" not in seen
+    done = wait_status(owner, run["id"], FINAL)
+    assert done["status"] == "COMPLETED", done
+    text = owner.request("GET", f"services/scheduler/api/runs/{run['id']}/log")["text"]
+    assert text.index("started-now") < text.index("finished-now")
+
+
 def test_a_runs_profile_options_shape_its_pod_as_a_servers(hub, cluster, owner):
     """Issue 20: the scheduler takes a profile's options as the spawn API does, and the Job's pod
     gets the same image, environment and memory as a server's pod with the same choices (the

@@ -6,9 +6,10 @@ owner's pods hold in any namespace (a watch), and those of Jobs just created who
 not there yet, so two runs started in one tick cannot both slip under a quota. A poll of
 the scheduler's Jobs (by label, so a restarted scheduler finds the ones it started) keeps
 their state, so `exit_code` answers from memory; `stop` and `cleanup` may be called from
-other threads and hand their API calls to the event loop. When a Job ends, its pod's log
-becomes the run's log.txt before the dispatcher hears of it, as a local runner's output does:
-a runner that dies before reporting (a broken image, a crash) still leaves its reason.
+other threads and hand their API calls to the event loop. A Job's pod log is copied into the
+run's log.txt every few seconds while it runs (`gpulab logs -f` follows it), and once more when
+it ended, before the dispatcher hears of it, as a local runner's output is: a runner that dies
+before reporting (a broken image, a crash) still leaves its reason.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .protocol import RunRequest
 POLL_SECONDS = 1.0
 SELECTOR = ",".join(f"{k}={v}" for k, v in COMPONENT_LABELS.items())
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+LIVE_LOG_SECONDS = 2.0  # how often a running Job's output is copied into its log.txt
 LOG_LIMIT_BYTES = 10 * 1024 * 1024  # a huge log keeps its first 10 MiB, not the scheduler's memory
 PODS_FIRST_LOAD_SECONDS = 30
 
@@ -96,6 +98,8 @@ class KubernetesExecutor:
         self.pods: ResourceWatch | None = None  # every pod in the cluster, for the GPUs each user holds
         self.unplaced: dict[str, tuple[str, int]] = {}  # run id -> (owner, GPUs) of a GPU Job with no pod seen yet
         self.pool = ClusterPool(self.held_by_owner)  # no availability check: a Job waits in the cluster's queue
+        self.log_copied: dict[str, float] = {}  # run id -> when its running pods' output was last copied
+        self.log_done: set[str] = set()  # runs whose ended pods' output is their log.txt
 
     # ------------------------------------------------------------ protocol.Executor
 
@@ -201,10 +205,14 @@ class KubernetesExecutor:
             run_id = job["metadata"]["labels"][RUN_LABEL]
             status = job.get("status") or {}
             ended_now = bool(status.get("succeeded") or status.get("failed")) and self.codes.get(name) is None
-            pods = await self._pods_of(run_id) if status.get("failed") or ended_now else []
+            running = not (status.get("succeeded") or status.get("failed"))
+            live = running and self._live_log_due(run_id)
+            pods = await self._pods_of(run_id) if status.get("failed") or ended_now or live else []
             codes[name] = exit_code(job, pods)
             if ended_now and codes[name] is not None:
                 await self._keep_log(run_id, pods)
+            elif live:  # `gpulab logs -f` follows a Job's output as it comes, as a local runner's
+                await self._keep_log(run_id, pods, final=False)
         drivers = [d for d in map(node_driver, await self._nodes()) if d]
         self.newest_driver = max(drivers, key=version_tuple, default=None)
         self.fresh -= codes.keys()
@@ -223,11 +231,22 @@ class KubernetesExecutor:
             self.namespace, label_selector=f"{RUN_LABEL}={run_id}", _preload_content=False)
         return [p for p in (await listed.json())["items"] if (p["metadata"].get("labels") or {}).get(RUN_LABEL) == run_id]
 
-    async def _keep_log(self, run_id: str, pods: list[dict]) -> None:
-        """The ended pod's output as the run's log.txt (once: a restarted scheduler keeps what is there)."""
+    def _live_log_due(self, run_id: str) -> bool:
+        now = asyncio.get_running_loop().time()
+        if now - self.log_copied.get(run_id, float("-inf")) < LIVE_LOG_SECONDS:
+            return False
+        self.log_copied[run_id] = now
+        return True
+
+    async def _keep_log(self, run_id: str, pods: list[dict], final: bool = True) -> None:
+        """The pods' output as the run's log.txt: while they run, every LIVE_LOG_SECONDS; when
+        they ended, once (a scheduler restarted later keeps what is there)."""
         path = self.log_path(run_id)
-        if path.exists() or not pods:
+        if not pods or (final and run_id in self.log_done):
             return
+        if final:
+            self.log_copied.pop(run_id, None)
+            self.log_done.add(run_id)
         indexed = len(pods) > 1  # a multi-node job: every node's output, in rank order
         if indexed:
             pods = sorted(pods, key=lambda p: int((p["metadata"].get("annotations") or {}).get(COMPLETION_INDEX, 0)))
@@ -248,7 +267,9 @@ class KubernetesExecutor:
         if not parts:
             return
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text("\n".join(parts) if indexed else parts[0])
+        partial = path.with_name(path.name + ".partial")  # a reader never sees half a copy
+        partial.write_text("\n".join(parts) if indexed else parts[0])
+        partial.replace(path)
 
     async def _nodes(self) -> list[dict]:
         listed = await shared_client("CoreV1Api").list_node(_preload_content=False)
