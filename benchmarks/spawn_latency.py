@@ -10,7 +10,15 @@ after the other, on this machine:
 - stock JupyterHub + LocalProcessSpawner + configurable-http-proxy (JupyterHub's default
   proxy; skipped when `configurable-http-proxy` is not on PATH)
 
-Run: `.venv/bin/python benchmarks/spawn_latency.py [-n 10]` (as root for per-user accounts).
+With `--docker` (as root, Podman installed: ./test.sh does), two more on the same engine and
+the same `cpu` image (built from images/ as the tests build it, then cached):
+
+- gpulab: the docker backend (a container as the user's account, home mounted, host network)
+- stock JupyterHub + DockerSpawner configured by hand as its documentation shows (the
+  engine's bridge network, the port published on 127.0.0.1, the hub reached at the bridge's
+  gateway), with traefik
+
+Run: `.venv/bin/python benchmarks/spawn_latency.py [-n 10] [--docker]` (as root for per-user accounts).
 """
 
 from __future__ import annotations
@@ -61,10 +69,48 @@ def time_spawns(api: HubClient, name: str, count: int) -> list[float]:
     return durations
 
 
-def gpulab_hub(workdir: Path, prefix: str):
-    hub = prepare_hub(workdir / "gpulab", {"hub": {"log_level": "INFO"}, "spawner": {"local": {
+def gpulab_hub(workdir: Path, prefix: str, spawner: dict | None = None, name: str = "gpulab"):
+    hub = prepare_hub(workdir / name, {"hub": {"log_level": "INFO"}, "spawner": {**(spawner or {}), "local": {
         "account_prefix": prefix, "home_root": str(workdir / "homes")}}})
     return hub.start(), hub.stop
+
+
+STOCK_DOCKERSPAWNER = """
+c.JupyterHub.spawner_class = "docker"
+c.DockerSpawner.client_kwargs = {{"base_url": "{engine}"}}
+c.DockerSpawner.image = "{image}"
+c.DockerSpawner.remove = True
+c.DockerSpawner.cmd = None
+c.JupyterHub.hub_ip = "0.0.0.0"
+c.JupyterHub.hub_connect_ip = "{gateway}"
+"""
+
+
+def docker_rows(workdir: Path, prefix: str, count: int, stock_user: str) -> list:
+    from tests.support.containers import PodmanService, build_specs, ensure_images
+
+    ensure_images(["cpu"])
+    image = build_specs()["cpu"].reference
+    service = PodmanService(workdir / "podman").start()
+    rows = []
+    try:
+        hub, stop = gpulab_hub(workdir, prefix, {"backend": "docker", "docker": {"host": service.url}}, "gpulab-docker")
+        try:
+            rows.append(("gpulab (docker backend, traefik)", time_spawns(hub.api, "bench", count)))
+        finally:
+            stop()
+        client = service.client()
+        gateway = client.networks.get("podman").attrs["IPAM"]["Config"][0]["Gateway"]
+        client.close()
+        extra = STOCK_DOCKERSPAWNER.format(engine=service.url, image=image, gateway=gateway)
+        api, stop, _ = stock_hub(workdir / "stock-docker", "traefik", extra)
+        try:
+            rows.append(("JupyterHub DockerSpawner (traefik)", time_spawns(api, stock_user, count)))
+        finally:
+            stop()
+    finally:
+        service.stop()
+    return rows
 
 
 STOCK_CONFIG = """
@@ -150,6 +196,7 @@ def remove_benchmark_accounts(prefix: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=10, help="spawns per hub (default 10)")
+    parser.add_argument("--docker", action="store_true", help="also the docker backend and stock DockerSpawner")
     args = parser.parse_args()
     prefix = f"b{os.getpid() % 10000}-"
     rows = []
@@ -174,6 +221,9 @@ def main() -> None:
                     rows.append((f"JupyterHub LocalProcessSpawner ({proxy})", time_spawns(api, stock_user, args.n)))
                 finally:
                     stop()
+            if args.docker:
+                (workdir / "podman").mkdir()
+                rows += docker_rows(workdir, prefix, args.n, stock_user)
         finally:
             remove_benchmark_accounts(prefix)
 
@@ -184,6 +234,10 @@ def main() -> None:
         median = statistics.median(durations)
         print(f"{label:58} {median:9.3f} {min(durations):7.3f} {max(durations):7.3f} {reference / median:21.2f}")
     print("\n(a ratio above 1 means gpulab's spawn took longer than that hub's)")
+    medians = {label: statistics.median(durations) for label, durations in rows}
+    if "JupyterHub DockerSpawner (traefik)" in medians:
+        ratio = medians["gpulab (docker backend, traefik)"] / medians["JupyterHub DockerSpawner (traefik)"]
+        print(f"gpulab docker backend / stock DockerSpawner, same engine and image: {ratio:.2f}")
 
 
 if __name__ == "__main__":
