@@ -137,7 +137,7 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def container_engine():
+def container_engine(account_prefix):
     from tests.support.containers import PodmanService, ensure_images, missing_engine
 
     reason = missing_engine()
@@ -147,6 +147,7 @@ def container_engine():
     folder = Path(tempfile.mkdtemp(prefix="gpulab-test-podman-", dir="/tmp"))
     service = PodmanService(folder).start()
     yield service
+    service.remove_containers(f"gpulab-{account_prefix}")  # servers of this session's accounts a test left behind
     service.stop()
     shutil.rmtree(folder, ignore_errors=True)
 

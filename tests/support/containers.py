@@ -104,6 +104,15 @@ class PodmanService:
 
         return docker.DockerClient(base_url=self.url, timeout=120)
 
+    def remove_containers(self, name_prefix: str) -> None:
+        client = self.client()
+        try:
+            for container in client.containers.list(all=True):
+                if container.name.startswith(name_prefix):
+                    container.remove(force=True)
+        finally:
+            client.close()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
