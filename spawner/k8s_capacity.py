@@ -117,6 +117,19 @@ def cluster_availability(profile: Profile, nodes: list[dict], pods: list[dict]) 
     return Availability(free, total, label, largest >= profile.gpu.count)
 
 
+def gang_shortfall(profile: Profile, pods_wanted: int, nodes: list[dict], pods: list[dict]) -> str | None:
+    """Why `pods_wanted` pods of the profile cannot all be placed now (None: they can), counting
+    how many fit on each node's free GPUs. The cluster's scheduler still places them; this keeps a
+    multi-node job from holding some of its GPUs while the rest wait."""
+    candidates = candidate_nodes(profile, nodes, pods)
+    fits = sum(node.free // profile.gpu.count for node in candidates)
+    if fits >= pods_wanted:
+        return None
+    per_node = ", ".join(f"{n.name} {n.free}" for n in candidates) or "no node of the profile's kind"
+    return (f"all {pods_wanted} pods at once need {profile.gpu.count} free GPU(s) each; the cluster has room "
+            f"for {fits} now (free by node: {per_node})")
+
+
 def pod_owner(pod: dict) -> str | None:
     """The hub user a server's or a scheduled run's pod belongs to."""
     meta = pod.get("metadata", {})

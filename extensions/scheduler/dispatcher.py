@@ -279,6 +279,12 @@ class Dispatcher:
             claim = None
             if reason is None:
                 claim, reason = self._claim(run_id, owner, schedule)
+            if reason is None:
+                gang = await self.executor.admit(self.core.profile(schedule.profile), schedule.nodes or 1)
+                if gang is not None:
+                    if claim and claim.claim_id:
+                        self.executor.pool.release(claim.claim_id)
+                    reason = f"waiting: {gang}"
             if reason is not None:
                 self._wait(run_id, reason)
                 continue

@@ -5,7 +5,7 @@ Run as `python -m tests.k8s.fake_cluster --state FILE --nodes FILE --workdir DIR
 
 The kubelet watches pods. For each new pod it places it on the first node
 with enough free GPUs of the kind it asks for (leaving it Pending otherwise), runs the
-container's command as a local process on its own 127.0.1.x address (a pod's 0.0.0.0 is
+container's command as a local process on its own loopback address (127.x.y.z) (a pod's 0.0.0.0 is
 its own IP, so the server's bind address is rewritten to it), and marks the pod Running
 once the process listens (a server), or Succeeded/Failed with its exit code when the
 process ends (a Job's pod). Deleting the pod stops the process. A small Job controller makes
@@ -126,7 +126,9 @@ class Kubelet:
                  "message": "0/N nodes are available: insufficient GPUs."}]}})
             return
         await self.patch(url, {"spec": {"nodeName": node}})
-        ip = f"127.0.1.{self.next_ip}"
+        # Each emulated cluster its own block of loopback addresses: servers listen on KubeSpawner's
+        # port 8888, and test modules on other workers run clusters of their own at the same time.
+        ip = f"127.{1 + os.getpid() % 250}.{self.next_ip // 250}.{1 + self.next_ip % 250}"
         self.next_ip += 1
         container = pod["spec"]["containers"][0]
         command = (container.get("command") or []) + (container.get("args") or [])

@@ -2,7 +2,7 @@
 
 A real hub with gpulab's KubeSpawner subclass and the real proxy talk over HTTP to kmock's
 emulated Kubernetes API (tests/k8s/fake_cluster.py), whose test kubelet runs each pod's
-server as a local process on its own 127.0.1.x address.
+server as a local process on its own loopback address.
 
 Not covered: scheduling (the kubelet places pods first-fit on declared GPU capacity and
 ignores affinity and taints), the NVIDIA device plugin and GPU Feature Discovery (nodes are

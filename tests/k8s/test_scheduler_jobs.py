@@ -159,6 +159,22 @@ def test_a_two_node_job_gets_one_rendezvous_in_both_pods(hub, cluster, owner, tm
              30, "the job's Service to go")
 
 
+def test_a_multi_node_gpu_job_waits_until_all_its_pods_fit(hub, cluster, owner, tmp_path):
+    """Issue 21, gang admission: the emulated cluster has 2 + 2 A100s; a job of 5 one-GPU pods
+    waits in gpulab's queue with the reason, and no Job (no pod, no GPU held) is made for it."""
+    (tmp_path / "noop.sh").write_text("true\n")
+    run = owner.request("POST", "services/scheduler/api/jobs", {
+        "name": "too-wide", "kind": "command", "command": ["sh", "noop.sh"], "nodes": 5, "profile": "a100",
+        "snapshot": base64.b64encode(pack(tmp_path)).decode()})
+    waiting = wait_for(lambda: (r := owner.request("GET", f"services/scheduler/api/runs/{run['id']}"))["message"]
+                       and r, 60, "the job to wait with its reason")
+    assert waiting["status"] == "WAITING", waiting
+    assert "all 5 pods at once need 1 free GPU(s) each; the cluster has room for 4 now" in waiting["message"]
+    assert job_of(cluster, run["id"]) is None
+    owner.request("POST", f"services/scheduler/api/runs/{run['id']}/stop")
+    assert wait_status(owner, run["id"], FINAL)["status"] == "STOPPED"
+
+
 def test_a_running_jobs_log_follows_its_pods_output(hub, cluster, owner, tmp_path):
     """Issue 21: the pod's output reaches the run's log while it runs, not only at its end."""
     (tmp_path / "slow.sh").write_text("echo started-now\nsleep 15\necho finished-now\n")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpulab.spawner.k8s_capacity import best_driver, cluster_availability, gpus_by_user
+from gpulab.spawner.k8s_capacity import best_driver, cluster_availability, gang_shortfall, gpus_by_user
 from gpulab.spawner.manifests import GPU_TOLERATION, node_affinity, pod_changes, profile_settings, required_terms, resources
 from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
 
@@ -110,6 +110,17 @@ def test_cluster_availability_needs_enough_gpus_on_one_node():
     assert (mig.label, mig.enough) == ("5 of 7 MIG 1g.10gb slices free", True)
     assert cluster_availability(CPU_P, nodes, pods) is None
     assert cluster_availability(MIG_P, nodes, pods).label == "no nodes with MIG 1g.10gb slices in the cluster"
+
+
+def test_a_gang_of_pods_is_admitted_only_when_every_pod_fits_now():
+    """Issue 21: a multi-node job's pods (GPU2_P: 2 A100s each) are placed by the nodes' free GPUs."""
+    nodes = [node("a", 4), node("b", 4), node("h", 8, product="NVIDIA-H100-80GB-HBM3")]
+    assert gang_shortfall(GPU2_P, 4, nodes, []) is None  # two pods on each A100 node
+    busy = [pod("a", 3), pod("b", 1)]  # a: 1 free, b: 3 free -> one pod of 2 fits
+    assert gang_shortfall(GPU2_P, 1, nodes, busy) is None
+    assert gang_shortfall(GPU2_P, 2, nodes, busy) == (
+        "all 2 pods at once need 2 free GPU(s) each; the cluster has room for 1 now (free by node: a 1, b 3)")
+    assert "no node of the profile's kind" in gang_shortfall(MIG_P, 2, nodes, [])
 
 
 def test_gpus_held_by_user_and_best_driver():

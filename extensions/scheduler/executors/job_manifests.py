@@ -14,10 +14,11 @@ completions = nodes) and a headless Service that gives each pod a DNS name
 pod's environment: MASTER_ADDR (node 0's name), MASTER_PORT, NODE_RANK (the pod's completion
 index), WORLD_SIZE and RANK at node level (one process per node unless torchrun starts more),
 and the same as torchrun's PET_* defaults, so `torchrun --nproc-per-node N train.py` needs no
-rendezvous options. Gang semantics: Kubernetes creates all the pods at once but its default
-scheduler places them one by one, so on a busy cluster one pod may wait Pending while the
-others hold their GPUs (a gang scheduler such as Kueue or Volcano is needed to admit all or
-none; gpulab does not configure one). What Kubernetes does guarantee with backoffLimit 0:
+rendezvous options. Gang semantics: the executor makes the Job only when all its pods fit on
+the nodes' free GPUs (KubernetesExecutor.admit); Kubernetes' default scheduler then places them
+one by one, so a pod made by someone else meanwhile can still leave one Pending (closing that
+race needs a gang scheduler such as Kueue or Volcano; gpulab does not configure one). What
+Kubernetes does guarantee with backoffLimit 0:
 when any pod fails, the Job fails and its other pods are stopped.
 """
 

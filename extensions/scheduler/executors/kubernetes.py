@@ -24,7 +24,7 @@ from kubespawner.clients import load_config, shared_client
 
 from gpulab.compute.claims import ClusterPool, Refused
 from gpulab.spawner.cuda import version_tuple
-from gpulab.spawner.k8s_capacity import gpus_by_user, node_driver
+from gpulab.spawner.k8s_capacity import gang_shortfall, gpus_by_user, node_driver
 from gpulab.spawner.k8s_watch import ResourceWatch
 
 from .job_manifests import (
@@ -109,6 +109,17 @@ class KubernetesExecutor:
     def python_exists(self, python: str) -> bool:
         """Environments are images here; the nodes' drivers decide what can run (driver())."""
         return True
+
+    async def admit(self, profile, nodes: int) -> str | None:
+        """Gang admission of a multi-node GPU job: every pod must fit on the nodes' free GPUs now
+        (k8s_capacity.gang_shortfall), else the run waits in gpulab's queue and no pod holds a GPU.
+        A race with pods created meanwhile is left to the cluster's scheduler (no gang scheduler
+        such as Kueue or Volcano is configured)."""
+        if nodes <= 1 or not profile.uses_gpu:
+            return None
+        if self.pods is None or not self.pods.loaded.is_set():
+            return "the cluster's pods are not known yet"
+        return gang_shortfall(profile, nodes, await self._nodes(), list(self.pods.values()))
 
     async def start(self, request: RunRequest) -> JobRef:
         self._ensure_polling()

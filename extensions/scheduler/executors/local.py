@@ -68,6 +68,9 @@ class LocalExecutor:
     async def prepare(self) -> None:
         """Nothing to find: runners are watched by their process reference."""
 
+    async def admit(self, profile, nodes: int) -> str | None:
+        return None  # the ledger's claim is the whole admission on one machine
+
     def python_exists(self, python: str) -> bool:
         return (singleuser_bin_dir(python) / "python").exists()
 

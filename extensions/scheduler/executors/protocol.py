@@ -45,6 +45,10 @@ class Executor(Protocol[Ref]):
     async def prepare(self) -> None:
         """Before the first run: find the runners started before a restart."""
 
+    async def admit(self, profile: Profile, nodes: int) -> str | None:
+        """Why a run of `nodes` pods of `profile` should wait although its claim was granted (None:
+        start it). A cluster gangs a multi-node job: all its pods fit now, or none is made."""
+
     async def start(self, request: RunRequest) -> Ref:
         """Start the run's runner; the reference finds it again, after a restart too."""
 
