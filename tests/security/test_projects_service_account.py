@@ -28,7 +28,9 @@ from gpulab.extensions.projects.storage.helper import HelperStorage
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.store import ProjectStore
 from gpulab.extensions.service.service_account import MARKER, service_account_name
-from tests.support.hub import managed_service_process, process_uids, wait_for
+from tests.support.hub import (
+    can_read_as, managed_service_process, process_uids, run_as_account, service_runs_as, wait_for,
+)
 from tests.support.projects import Person, account, project_settings
 
 pytestmark = pytest.mark.root
@@ -78,19 +80,7 @@ def process_of(hub, name: str) -> psutil.Process | None:
 
 
 def runs_as(hub, name: str, uid: int) -> psutil.Process:
-    process = wait_for(lambda: process_of(hub, name), 60, f"the projects {name} process\n{hub.log_tail()}")
-    assert process_uids(process.pid) == [str(uid)] * 4  # real, effective, saved, file system
-    return process
-
-
-def as_uid(entry: pwd.struct_passwd, *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(command), user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], capture_output=True,
-                          text=True)
-
-
-def can_read_as(entry: pwd.struct_passwd, path: Path) -> bool:
-    return subprocess.run(["cat", str(path)], user=entry.pw_uid, group=entry.pw_gid, extra_groups=[],
-                          capture_output=True).returncode == 0
+    return service_runs_as(hub, MODULES[name], uid)
 
 
 CONNECT = "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print('connected')"
@@ -138,10 +128,10 @@ def test_its_account_cannot_open_gpulabs_database_the_hubs_secrets_a_home_or_a_p
 
 def test_only_the_services_account_reaches_the_helper(hub, people, account_prefix):
     path = str(socket_file(hub))
-    reached = as_uid(service_account(account_prefix), sys.executable, "-c", CONNECT, path)
+    reached = run_as_account(service_account(account_prefix), sys.executable, "-c", CONNECT, path)
     assert reached.returncode == 0 and reached.stdout.strip() == "connected", reached.stderr
     for other in (account(hub, "alice"), pwd.getpwnam("nobody")):
-        refused = as_uid(other, sys.executable, "-c", CONNECT, path)
+        refused = run_as_account(other, sys.executable, "-c", CONNECT, path)
         assert refused.returncode != 0 and "Permission denied" in refused.stderr, (other.pw_name, refused)
 
 

@@ -26,7 +26,9 @@ from gpulab.db.migrate import upgrade
 from gpulab.extensions.service.service_account import MARKER, service_account_name
 from gpulab.hub_config.client import HubClient
 from tests.hub.test_scheduler import notebook, outputs_text, run_once, wait_run
-from tests.support.hub import managed_service_process, process_uids, wait_for
+from tests.support.hub import (
+    can_read_as, managed_service_process, process_uids, run_as_account, service_runs_as, wait_for,
+)
 
 pytestmark = pytest.mark.root
 
@@ -52,20 +54,7 @@ def service_account(account_prefix) -> pwd.struct_passwd:
 
 
 def runs_as(hub, name: str, uid: int) -> psutil.Process:
-    process = wait_for(lambda: managed_service_process(hub, MODULES[name]), 60,
-                       f"the scheduler {name} process\n{hub.log_tail()}")
-    assert process_uids(process.pid) == [str(uid)] * 4  # real, effective, saved, file system
-    return process
-
-
-def as_account(entry: pwd.struct_passwd, *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(command), user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], capture_output=True,
-                          text=True)
-
-
-def can_read_as(entry: pwd.struct_passwd, path: Path) -> bool:
-    return subprocess.run(["cat", str(path)], user=entry.pw_uid, group=entry.pw_gid, extra_groups=[],
-                          capture_output=True).returncode == 0
+    return service_runs_as(hub, MODULES[name], uid)
 
 
 def socket_file(hub) -> Path:
@@ -81,7 +70,7 @@ print(json.dumps(HelperClient(sys.argv[1], "launcher", wait=5).send(json.loads(s
 
 
 def ask_as(entry: pwd.struct_passwd, hub, request: dict) -> dict:
-    done = as_account(entry, sys.executable, "-c", ASK, str(socket_file(hub)), json.dumps(request))
+    done = run_as_account(entry, sys.executable, "-c", ASK, str(socket_file(hub)), json.dumps(request))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -120,7 +109,7 @@ def test_its_account_keeps_gpulabs_database_and_cannot_open_the_hubs_secrets_or_
 
 def test_only_the_services_account_reaches_the_launcher(hub, dana, account_prefix):
     for other in (pwd.getpwnam(f"{account_prefix}sa-dana"), pwd.getpwnam("nobody")):
-        refused = as_account(other, sys.executable, "-c", ASK, str(socket_file(hub)), '{"op": "cleanup"}')
+        refused = run_as_account(other, sys.executable, "-c", ASK, str(socket_file(hub)), '{"op": "cleanup"}')
         assert refused.returncode != 0 and "Permission denied" in refused.stderr, (other.pw_name, refused)
 
 

@@ -27,7 +27,7 @@ from gpulab.extensions.ssh.lockouts import LockoutStore
 from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.store import KeyStore
 from gpulab.spawner.accounts import account_name
-from tests.support.hub import managed_service_process, process_uids, wait_for
+from tests.support.hub import can_read_as, managed_service_process, process_uids, wait_for
 from tests.support.ssh import OpenSSH, known_hosts, make_key
 
 pytestmark = pytest.mark.root
@@ -77,12 +77,6 @@ def accounts(account_prefix) -> dict[str, pwd.struct_passwd]:
 
 def service_process(hub, name: str) -> psutil.Process | None:
     return managed_service_process(hub, MODULES[name])
-
-
-def can_read_as(account: pwd.struct_passwd, path: Path) -> bool:
-    result = subprocess.run(["cat", str(path)], user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                            capture_output=True)
-    return result.returncode == 0
 
 
 def ssh_as_alice(hub, keys, tmp_path) -> subprocess.CompletedProcess:

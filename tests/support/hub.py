@@ -203,6 +203,24 @@ def process_uids(pid: int) -> list[str]:
     return next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
 
 
+def service_runs_as(hub: "RunningHub", module: str, uid: int):
+    """The hub's process for `module`, once it runs, checked to run as `uid` (all four uids)."""
+    process = wait_for(lambda: managed_service_process(hub, module), 60, f"the {module} process\n{hub.log_tail()}")
+    assert process_uids(process.pid) == [str(uid)] * 4  # real, effective, saved, file system
+    return process
+
+
+def run_as_account(entry, *command: str, text: bool = True) -> subprocess.CompletedProcess:
+    """`command` as the account `entry` (a pwd entry) with only its own group."""
+    return subprocess.run(list(command), user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], capture_output=True,
+                          text=text)
+
+
+def can_read_as(entry, path: Path) -> bool:
+    """Whether the account `entry` can read `path` (`cat` as that account)."""
+    return run_as_account(entry, "cat", str(path), text=False).returncode == 0
+
+
 def write_settings(path: Path, settings: dict) -> None:
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False
