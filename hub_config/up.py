@@ -18,7 +18,7 @@ from gpulab.db.own_database import give_to_folder_owner
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.projects.database import upgrade_projects_storage
 from gpulab.extensions.ssh.storage import upgrade_ssh_storage
-from gpulab.extensions.service.config import listening_services
+from gpulab.extensions.service.config import MAX_SOCKET_PATH, listening_services, too_long_helper_sockets
 from gpulab.spawner.local import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
 
 from . import __version__
@@ -126,6 +126,17 @@ def taken_port(values: dict) -> str | None:
     return unavailable_port(planned_listeners(values, services))
 
 
+def too_long_socket(values: dict) -> str | None:
+    """Why a root helper could not listen on its Unix socket (a data directory too long for
+    Linux's 107 bytes), or None. Only a root hub starts the helpers."""
+    if os.geteuid() != 0:
+        return None
+    for name, path in too_long_helper_sockets(apply_config(values, Config())):
+        return (f"the {name} helper's socket {path} is {len(os.fsencode(path))} bytes, and a Unix socket's path "
+                f"takes at most {MAX_SOCKET_PATH}: choose a shorter hub.data_dir")
+    return None
+
+
 def clear_stale_proxy(proxy_dir: Path) -> None:
     """Undo what a crashed hub left: its proxy process and the proxy's files.
 
@@ -181,7 +192,7 @@ def run_up(args) -> int:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1
     clear_stale_proxy(settings.data_dir / "proxy")
-    taken = taken_port(settings.values)
+    taken = taken_port(settings.values) or too_long_socket(settings.values)
     if taken:
         print(f"gpulab: not starting: {taken}", file=sys.stderr)
         return 1

@@ -62,7 +62,8 @@ def update_scheduler(values: dict, c: Config) -> None:
                         display=False, run_as=account if local else None)
     if local:  # as root only; no HTTP, no hub role
         add_managed_service(c, values, LAUNCHER, python_module_command(LAUNCHER_MODULE),
-                            {**settings, "client": account.name}, display=False, listen=False, root_only=True)
+                            {**settings, "client": account.name, "socket": settings["launcher_socket"]},
+                            display=False, listen=False, root_only=True)
     add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")

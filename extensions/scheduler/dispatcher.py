@@ -311,7 +311,9 @@ class Dispatcher:
         standing = Standing(group_members={g: self.core.directory.members(g) for g in who.groups
                                            if g in quotas["groups"]})
         try:
-            return claim(owner, who.groups, Purpose.run(run_id), profile, quotas=quotas, standing=standing,
+            # the project, where the schedule has one, is what its GPU-hours count towards (usage, budgets)
+            purpose = Purpose.run(run_id, project=schedule.project or "")
+            return claim(owner, who.groups, purpose, profile, quotas=quotas, standing=standing,
                          pool=self.executor.pool, nodes=schedule.nodes or 1), None
         except Refused as refused:
             return None, f"waiting for {profile.gpu.describe()}: {refused.message}"

@@ -218,7 +218,7 @@ def serve(settings: dict) -> None:
     local = settings["spawner"]["local"]
     launcher = ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log)
     launching = Launching(launcher, UserFiles(settings), local["account_prefix"], allowed_pythons(settings))
-    root_helper.serve(socket_path(settings["hub"]["data_dir"]), settings["client"], HELPER_NAME, launching.answer)
+    root_helper.serve(Path(settings["socket"]), settings["client"], HELPER_NAME, launching.answer)
 
 
 # ------------------------------------------------------------ the service's side

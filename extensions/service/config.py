@@ -59,6 +59,22 @@ def listening_services(c: Config) -> list[tuple[str, str, int]]:
     return found
 
 
+# What Linux takes for a Unix socket's path (sun_path is 108 bytes with its closing NUL).
+MAX_SOCKET_PATH = 107
+
+
+def too_long_helper_sockets(c: Config) -> list[tuple[str, str]]:
+    """(service name, socket path) of each root helper whose socket path Linux would refuse
+    (pure): a long data directory would otherwise surface as a helper that never answers."""
+    found = []
+    for spec in _managed(c):
+        if ROOT_ONLY_VARIABLE in spec.get("environment", {}):
+            path = json.loads(spec["environment"][SETTINGS_VARIABLE]).get("socket", "")
+            if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+                found.append((spec["name"], path))
+    return found
+
+
 def service_bind_environment(values: dict) -> dict:
     """Tells a service to listen on every interface when it is reached by host name."""
     return {BIND_VARIABLE: "0.0.0.0"} if values["hub"]["service_host"] else {}

@@ -45,6 +45,7 @@ SERVICE_APIS = {
     "mlflow": "services/mlflow/api/2.0/mlflow/experiments/search?max_results=1",
     "ssh": "services/ssh/api/keys",
     "scheduler": "services/scheduler/api/runs",
+    "usage": "services/usage/api/usage",
 }
 SERVICES = ("projects", "projects-storage", "mlflow", "ssh", "culler", "scheduler", "scheduler-launcher", "usage")
 

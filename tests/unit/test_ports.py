@@ -36,6 +36,7 @@ def test_defaults_plan_the_public_api_hub_service_and_ssh_ports():
         ("the mlflow service", "127.0.0.1", 8083, "hub.internal_port + 2"),
         ("the scheduler service", "127.0.0.1", 8084, "hub.internal_port + 3"),
         ("the ssh service", "127.0.0.1", 8085, "hub.internal_port + 4"),
+        ("the usage service", "127.0.0.1", 8087, "hub.internal_port + 6"),
         ("SSH", "0.0.0.0", 2222, "ssh.port"),
     ]
 
@@ -108,3 +109,18 @@ def test_a_crashed_hubs_configurable_http_proxy_is_stopped_before_the_port_check
         for process in (stale, other):
             process.kill()
             process.wait()
+
+
+def test_a_data_directory_too_long_for_a_helpers_socket_stops_start_up_naming_the_setting():
+    """Linux refuses a Unix socket's path over 107 bytes; the root helpers' sockets live in the data directory."""
+    from gpulab.hub_config.up import too_long_socket
+
+    long = settings(hub={"data_dir": "/srv/" + "d" * 90})
+    short = settings(hub={"data_dir": "/srv/gpulab"})
+    if os.geteuid() != 0:
+        assert too_long_socket(long) is None  # only a root hub starts the helpers
+        return
+    message = too_long_socket(long)
+    assert "helper's socket /srv/ddd" in message
+    assert "a Unix socket's path takes at most 107: choose a shorter hub.data_dir" in message
+    assert too_long_socket(short) is None
