@@ -77,20 +77,15 @@ class NvmlInventory:
         return found
 
     def utilization(self, uuids: list[str]) -> dict[str, int]:
-        try:
-            nvml = self._nvml()
-        except Exception:
-            return {}
-        readings = {}
-        for uuid in uuids:
-            try:
-                handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
-                readings[uuid] = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except Exception:  # MIG instances report no utilisation; treat as unknown
-                continue
-        return readings
+        # MIG instances report no utilisation: unknown, left out
+        return self._read_each(uuids, lambda nvml, handle: int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
 
     def memory_used(self, uuids: list[str]) -> dict[str, int]:
+        return self._read_each(uuids, lambda nvml, handle: int(nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20))
+
+    def _read_each(self, uuids: list[str], read) -> dict[str, int]:
+        """`read(nvml, handle)` for each device that answers; none without a driver, and a device
+        gone since it was listed, or that cannot report this, is left out."""
         try:
             nvml = self._nvml()
         except Exception:
@@ -98,9 +93,8 @@ class NvmlInventory:
         readings = {}
         for uuid in uuids:
             try:
-                handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
-                readings[uuid] = int(nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20)
-            except Exception:  # a device gone since it was listed
+                readings[uuid] = read(nvml, nvml.nvmlDeviceGetHandleByUUID(uuid))
+            except Exception:
                 continue
         return readings
 
