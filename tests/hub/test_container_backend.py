@@ -5,11 +5,13 @@ Checked: the server runs in a container of the catalog's image, as the user's ow
 (not the image's UID 1000), with their home bind-mounted at the same path and what they write
 there owned by that account on the host; the profile's CPU and memory limits reach the engine
 (the container's inspect output); a CPU profile gets no device and sees no GPU; a kernel runs in
-the image's Python; MLflow logs from inside; stopping the server removes the container.
+the image's Python; MLflow logs from inside; TensorBoard started in the container answers
+through the hub; stopping the server removes the container.
 
 What this does not cover: a real GPU (there is none here; the device requests a GPU profile makes
 are unit-tested against literal dicts in tests/unit/test_docker_backend.py), Docker Engine itself
-(Podman serves the same API), and project folders (the projects extension links them for the
+(Podman serves the same API), SSH into a container and the scheduler's JupyterLab extension
+there (same wiring as a process server, not run here), and project folders (the projects extension links them for the
 local backend only so far).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -137,6 +140,33 @@ def test_a_server_runs_in_the_cpu_image_as_the_users_account(hub, engine, contai
 
     hub.stop_server("alice")
     assert not engine.containers.list(all=True, filters={"name": f"gpulab-{account}"})
+
+
+WRITE_EVENTS = """
+import time
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+writer = EventFileWriter("runs/in-a-container")
+value = summary_pb2.Summary.Value(tag="loss", simple_value=0.5)
+writer.add_event(event_pb2.Event(wall_time=time.time(), step=1, summary=summary_pb2.Summary(value=[value])))
+writer.close()
+print("written")
+"""
+
+
+def test_tensorboard_runs_inside_the_container_behind_the_hub(hub):
+    hub.create_user("tina")
+    hub.spawn("tina", timeout=180)
+    token = hub.user_token("tina")
+    assert "written" in run_in_kernel(hub, "tina", WRITE_EVENTS, token, timeout=180)
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    opened = session.get(f"{hub.url}user/tina/tensorboard/open", params={"logdir": "runs"}, timeout=120)
+    assert opened.status_code == 200, opened.text[-500:]
+    base = re.match(r"^(.*/tensorboard/[0-9a-f]+/)", opened.url).group(1)
+    runs = session.get(base + "data/runs", timeout=60)
+    assert runs.status_code == 200 and runs.json() == ["in-a-container"]
+    hub.stop_server("tina")
 
 
 def test_a_gpu_spawn_fails_clearly_when_the_engine_drops_the_device_request(hub, engine, account_prefix):
