@@ -20,7 +20,7 @@ PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"
 
 def test_the_hub_command_runs_gpulab_with_the_mounted_settings(hub_factory, tmp_path):
     hub = hub_factory.prepare({"hub": {"log_level": "INFO"}})
-    state = tmp_path / "srv-gpulab"
+    state = hub.workdir / "srv"  # short: the root helpers' sockets live in it (107 bytes at most)
     hub.log_path = tmp_path / "hub.log"
     with open(hub.log_path, "wb") as log:
         hub.process = subprocess.Popen(
