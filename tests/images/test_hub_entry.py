@@ -15,7 +15,7 @@ from gpulab.images.catalog import default_catalog_path
 from tests.support.hub import wait_for
 
 HUB_COMMAND = default_catalog_path().parent / "hub" / "gpulab-hub"
-PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+PATH = f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin"  # as the image has it (useradd is in sbin)
 
 
 def test_the_hub_command_runs_gpulab_with_the_mounted_settings(hub_factory, tmp_path):
