@@ -130,10 +130,13 @@ def test_a_server_runs_in_the_cpu_image_as_the_users_account(hub, engine, contai
     assert (made.st_uid, made.st_gid) == (entry.pw_uid, entry.pw_gid)
 
     ours = inspected(container.attrs)
+    # By hand, an operator passes the account's other groups too (the test's accounts may be in
+    # other modules' project groups by now)
+    groups = [str(g) for g in os.getgrouplist(entry.pw_name, entry.pw_gid) if g != entry.pw_gid]
     stock = stock_dockerspawner_container(container_engine.url, {
         "image": CPU_IMAGE, "mem_limit": "1G", "cpu_limit": 1.5, "network_name": "host", "use_internal_ip": True,
         "volumes": {home: {"bind": home, "mode": "rw"}},
-        "extra_host_config": {"mem_reservation": "512M", "cpu_shares": 512},
+        "extra_host_config": {"mem_reservation": "512M", "cpu_shares": 512, **({"group_add": groups} if groups else {})},
         "extra_create_kwargs": {"user": f"{entry.pw_uid}:{entry.pw_gid}", "working_dir": home},
     })
     assert ours == stock

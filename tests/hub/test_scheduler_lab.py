@@ -38,9 +38,18 @@ def test_a_job_created_in_the_users_server_runs_centrally(hub, labby):
     executed = labby.request("GET", f"services/scheduler/api/runs/{run['id']}/files/output.ipynb")
     assert "alpha is 0.5" in outputs_text(executed)  # "0.5" from the UI arrives as a number
     labby.request("GET", f"user/labby/scheduler/jobs/{job['job_id']}/download_files")
-    folder = labby.request("GET", "user/labby/api/contents/jobs")
-    downloaded = labby.request("GET", f"user/labby/api/contents/{folder['content'][0]['path']}")
-    assert {f["name"].rsplit(".", 1)[1] for f in downloaded["content"]} >= {"ipynb", "html"}
+    # jupyter-scheduler copies the files in a process of its own after answering 204: wait for them
+
+    def downloaded_formats():
+        try:
+            folder = labby.request("GET", "user/labby/api/contents/jobs")
+            downloaded = labby.request("GET", f"user/labby/api/contents/{folder['content'][0]['path']}")
+        except (ClientError, IndexError):
+            return None
+        formats = {f["name"].rsplit(".", 1)[1] for f in downloaded["content"]}
+        return formats >= {"ipynb", "html"} and formats
+
+    wait_for(downloaded_formats, 60, "the run's files in the server's jobs folder")
 
 
 @pytest.mark.parametrize("path, body, message", [
