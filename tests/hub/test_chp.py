@@ -31,11 +31,18 @@ def test_spawn_through_configurable_http_proxy(hub_factory):
         assert "configurable-http-proxy" in " ".join(psutil.Process(pid).cmdline())
         # JupyterHub's supervision still works: a killed CHP is started again, as the account
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: (hub.data_dir / "proxy" / "chp.pid").read_text().strip() != str(pid), 30,
-                 f"the hub to start CHP again\n{hub.log_tail()}")
+        pid_file = hub.data_dir / "proxy" / "chp.pid"  # gone for a moment while JupyterHub restarts CHP
+        wait_for(lambda: _pid_in(pid_file) not in ("", str(pid)), 30, f"the hub to start CHP again\n{hub.log_tail()}")
         again = int((hub.data_dir / "proxy" / "chp.pid").read_text())
         assert process_uids(again) == [str(account.pw_uid)] * 4
         wait_for(lambda: _answers(hub, "carl"), 30, "carl's server through the new CHP")
+
+
+def _pid_in(path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _answers(hub, user: str) -> bool:

@@ -191,9 +191,13 @@ def test_a_killed_process_is_replaced_and_servers_answer_within_10_s(world, targ
              interval=0.2)
     everything_back(world, target, old.pid)
     # The outage is logged, by the hub's watch (the proxy's or JupyterHub's own restart path).
-    logged = (f"The proxy (traefik, pid {old.pid}) exited with status -9" if target == "traefik"
-              else f"Service {target} died (status -9) and is being started again")
-    assert logged in hub.log_path.read_text(errors="replace")
+    # (gpulab's once-a-second poll usually sees a dead service first; JupyterHub's own 30 s poll
+    # sometimes does, and logs it its way)
+    logged = ([f"The proxy (traefik, pid {old.pid}) exited with status -9"] if target == "traefik"
+              else [f"Service {target} died (status -9) and is being started again",
+                    f"Service {target} exited with status -9"])
+    log = hub.log_path.read_text(errors="replace")
+    assert any(line in log for line in logged), logged
 
 
 def test_a_killed_hub_started_again_has_servers_answering_within_10_s(world):

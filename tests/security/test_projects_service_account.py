@@ -198,8 +198,9 @@ def test_a_killed_service_comes_back_as_its_account_and_works(hub, people, accou
 
 def test_a_killed_helper_comes_back_as_root_and_works(hub, people):
     restarted(hub, "helper", 0)
-    assert "Service projects-storage died (status -9) and is being started again" in hub.log_path.read_text(
-        errors="replace")
+    log = hub.log_path.read_text(errors="replace")  # gpulab's poll's words, or JupyterHub's if it saw it first
+    assert ("Service projects-storage died (status -9) and is being started again" in log
+            or "Service projects-storage exited with status -9" in log)
     creates_a_shared_folder(hub, people, "after-helper")
     wait_for(lambda: setpriv(hub, "alice", "ls", str(folder(hub, "after-helper"))).returncode == 0, 30,
              "alice to reach the new folder")
