@@ -119,19 +119,19 @@ def missing_proxy(values: dict) -> str | None:
     return None
 
 
-def taken_port(values: dict) -> str | None:
+def taken_port(values: dict, planned: Config) -> str | None:
     """A port the hub, its proxy or its services would listen on that is taken, or that two
-    of them share, as one line naming it and the setting to change; None when all are free."""
-    services = listening_services(apply_config(values, Config()))
-    return unavailable_port(planned_listeners(values, services))
+    of them share, as one line naming it and the setting to change; None when all are free.
+    `planned`: apply_config's result for `values`."""
+    return unavailable_port(planned_listeners(values, listening_services(planned)))
 
 
-def too_long_socket(values: dict) -> str | None:
+def too_long_socket(planned: Config) -> str | None:
     """Why a root helper could not listen on its Unix socket (a data directory too long for
-    Linux's 107 bytes), or None. Only a root hub starts the helpers."""
+    Linux's 107 bytes), or None. Only a root hub starts the helpers. `planned`: apply_config's result."""
     if os.geteuid() != 0:
         return None
-    for name, path in too_long_helper_sockets(apply_config(values, Config())):
+    for name, path in too_long_helper_sockets(planned):
         return (f"the {name} helper's socket {path} is {len(os.fsencode(path))} bytes, and a Unix socket's path "
                 f"takes at most {MAX_SOCKET_PATH}: choose a shorter hub.data_dir")
     return None
@@ -192,7 +192,8 @@ def run_up(args) -> int:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1
     clear_stale_proxy(settings.data_dir / "proxy")
-    taken = taken_port(settings.values) or too_long_socket(settings.values)
+    planned = apply_config(settings.values, Config())  # the services the hub will start, once
+    taken = taken_port(settings.values, planned) or too_long_socket(planned)
     if taken:
         print(f"gpulab: not starting: {taken}", file=sys.stderr)
         return 1

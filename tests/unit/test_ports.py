@@ -115,8 +115,8 @@ def test_a_data_directory_too_long_for_a_helpers_socket_stops_start_up_naming_th
     """Linux refuses a Unix socket's path over 107 bytes; the root helpers' sockets live in the data directory."""
     from gpulab.hub_config.up import too_long_socket
 
-    long = settings(hub={"data_dir": "/srv/" + "d" * 90})
-    short = settings(hub={"data_dir": "/srv/gpulab"})
+    long = apply_config(settings(hub={"data_dir": "/srv/" + "d" * 90}), Config())
+    short = apply_config(settings(hub={"data_dir": "/srv/gpulab"}), Config())
     if os.geteuid() != 0:
         assert too_long_socket(long) is None  # only a root hub starts the helpers
         return

@@ -21,7 +21,7 @@ from gpulab.compute.processes import ProcessRef
 from gpulab.spawner.local import singleuser_bin_dir
 
 from .protocol import RunRequest
-from .runner_process import Launcher, RunnerLaunch, alive, wait_unseen
+from .runner_process import UNSEEN_EXIT, Launcher, RunnerLaunch, alive, wait_unseen
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class LocalExecutor:
             return self.exit_codes.pop(ref.pid)
         if ref.pid in self.watched:
             return None
-        return None if alive(ref) else -1
+        return None if alive(ref) else UNSEEN_EXIT
 
     def stop(self, run_id: str, ref: ProcessRef) -> None:
         """Stop the runner and everything it started (the kernel has a session of its own)."""
