@@ -176,7 +176,11 @@ class HelperClient:
             if fds:
                 sent = socket.send_fds(sock, [data], list(fds))
                 data = data[sent:]
-            sock.sendall(data)
+            try:
+                if data:  # (a send of nothing to a helper that already answered is EPIPE too)
+                    sock.sendall(data)
+            except BrokenPipeError:
+                pass  # the helper answered before reading it all (a refusal): its reply is waiting
             with sock.makefile("rb") as replies:
                 line = replies.readline()
         if not line:
