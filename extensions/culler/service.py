@@ -60,6 +60,8 @@ class Culler:
                     if not server.get("ready"):
                         continue
                     activity = parse_time(server.get("last_activity")) or parse_time(server.get("started"))
+                    if activity is None:
+                        continue  # (a ready server has a start time; without either, nothing says it is idle)
                     profile = (server.get("user_options") or {}).get("profile", "")
                     devices = tuple((server.get("state") or {}).get("devices") or ())
                     servers.append(ServerView(user["name"], name, profile, activity, devices,

@@ -159,8 +159,8 @@ def run_job(spec: dict, reporter: Reporter, workdir: Path) -> int:
             continue
         try:
             reporter.upload_artifact(name, (workdir / name).read_bytes())
-        except Exception as error:  # one refused file (too big for the service) does not lose the result
-            print(f"gpulab: {name} not kept: {error}", file=sys.stderr, flush=True)
+        except Exception as refused:  # one refused file (too big for the service) does not lose the result
+            print(f"gpulab: {name} not kept: {refused}", file=sys.stderr, flush=True)
             continue
         kept.append((name, workdir / name))
         total += size

@@ -17,6 +17,7 @@ from gpulab.compute.profiles import GpuRequest, Profile
 from gpulab.extensions.scheduler import api
 from gpulab.extensions.scheduler.core import RunStorage, whole_characters
 from gpulab.extensions.scheduler.job_execution import artifacts_of, execute
+from gpulab.extensions.scheduler.runner import run_job
 from gpulab.extensions.scheduler.snapshots import SnapshotError, check, pack, unpack
 from gpulab.extensions.service.errors import Invalid
 from gpulab.hub_config import cli
@@ -176,3 +177,42 @@ def test_option_flags_become_profile_options_as_the_spawn_api_takes_them():
         "image": "scipy", "size--unlisted-choice": "a=b"}  # the first = splits
     with pytest.raises(UsageError, match="expected NAME=VALUE"):
         profile_options(["image"])
+
+
+class RefusingReporter:
+    """Stands in for the scheduler's side of a run: hands over the snapshot, refuses one artifact."""
+
+    def __init__(self, snapshot: bytes, refused: str):
+        self._snapshot, self.refused, self.uploaded, self.events = snapshot, refused, [], []
+
+    def snapshot(self) -> bytes:
+        return self._snapshot
+
+    def upload_artifact(self, name: str, data: bytes) -> None:
+        if name == self.refused:
+            raise RuntimeError("413: too large for the service")
+        self.uploaded.append(name)
+
+    def event(self, **fields) -> None:
+        self.events.append(fields)
+
+
+def test_a_refused_artifact_keeps_the_others_and_the_jobs_own_error(tmp_path, monkeypatch, capfd):
+    """One artifact the service refuses is left out with a line in the log; the job still reports
+    how it ended, with its own error (the refusal's exception once shadowed it, and the finished
+    event failed with an UnboundLocalError)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "job.py").write_text("import os, sys\nos.makedirs('outputs', exist_ok=True)\n"
+                                   "open('outputs/big.bin', 'w').write('b')\nopen('outputs/ok.txt', 'w').write('o')\n"
+                                   "sys.exit(3)\n")
+    reporter = RefusingReporter(pack(folder), "outputs/big.bin")
+    work = tmp_path / "work"
+    work.mkdir()
+    code = run_job({"command": ["python", "job.py"]}, reporter, work)
+    assert code == 3 and reporter.uploaded == ["outputs/ok.txt"]
+    assert "outputs/big.bin not kept: 413" in capfd.readouterr().err
+    [finished] = reporter.events
+    assert finished["kind"] == "finished" and finished["status"] == "FAILED"
+    assert finished["error"] == {"message": "the command exited with status 3"}
