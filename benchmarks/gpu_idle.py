@@ -109,6 +109,16 @@ class Outcome:
     restarts: int = 0
 
 
+class NeverCulls:
+    """No culling at all: what the servers would hold if nobody stopped them."""
+
+    def start(self, trace) -> None:
+        pass
+
+    def cull(self, *args) -> bool:
+        return False
+
+
 class StockPolicy:
     """jupyterhub-idle-culler: cull when last_activity is older than --timeout (nothing else)."""
 
@@ -192,8 +202,7 @@ def main() -> None:
     traces = generate(args.servers, args.seed)
     outcomes = {cls.name: replay(traces, cls(args.timeout, args.threshold), args.threshold)
                 for cls in (StockPolicy, GpulabPolicy)}
-    uncut = replay(traces, type("Never", (), {"start": lambda s, t: None, "cull": lambda s, *a: False})(),
-                   args.threshold)
+    uncut = replay(traces, NeverCulls(), args.threshold)
 
     print(f"{args.servers} GPU servers, 48 h, seed {args.seed}, idle timeout {args.timeout}s, "
           f"idle = GPU at or under {args.threshold}%; without culling: {uncut.held_minutes / 60:.0f} GPU-hours held, "

@@ -68,7 +68,7 @@ def trigger_lags(client: HubClient, nb: dict, slots: int) -> tuple[list[float], 
     schedule = client.request("POST", "services/scheduler/api/schedules",
                               {"name": "lag", "notebook": nb, "cron": "* * * * *"})
     kernel, first_cell = [], []
-    seen = set()
+    seen: set[str] = set()
     deadline = time.monotonic() + 70 * (slots + 1)
     while len(seen) < slots and time.monotonic() < deadline:
         for run in client.request("GET", f"services/scheduler/api/schedules/{schedule['id']}/runs"):

@@ -73,7 +73,7 @@ _ACCOUNTS: dict[str, str] = {}  # hub user -> system account
 
 def time_stops(api: HubClient, name: str, count: int) -> list[tuple[float, float | None, list[str]]]:
     """(s until the hub says stopped, s until no process is left or None, what was left after 60 s)."""
-    results = []
+    results: list[tuple[float, float | None, list[str]]] = []
     account = _ACCOUNTS[name]
     for _ in range(count):
         api.request("POST", f"hub/api/users/{name}/server")

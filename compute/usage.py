@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import cast
 
-from sqlalchemy import DateTime, Float, Integer, String, delete, select
+from sqlalchemy import CursorResult, DateTime, Float, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gpulab.db import Base
@@ -117,6 +118,6 @@ def prune(session: Session, now: datetime, retention_days: int) -> int:
     if retention_days <= 0:
         return 0
     cutoff = now - timedelta(days=retention_days)
-    result = session.execute(delete(UsageInterval).where(UsageInterval.ended_at.is_not(None),
-                                                         UsageInterval.ended_at < cutoff))
+    result = cast(CursorResult, session.execute(delete(UsageInterval).where(UsageInterval.ended_at.is_not(None),
+                                                                            UsageInterval.ended_at < cutoff)))
     return result.rowcount or 0

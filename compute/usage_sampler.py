@@ -57,6 +57,7 @@ class UsageSampler:
             self.ledger = Ledger(self.sessions, clock=self.clock)
 
     def sample_once(self) -> list[HeldDevice]:
+        assert self.ledger is not None  # (__post_init__)
         self.ledger.live_claims()  # drops dead holders and ends their intervals
         now = datetime.fromtimestamp(self.clock(), timezone.utc)
         with self.sessions.begin() as session:

@@ -72,12 +72,12 @@ def gpulab_values_schema() -> dict:
             note += f" ({WHY[parent]}.)"
         node["description"] = f"{node['description'].rstrip()} {note}"
     for path in sorted(secret_paths(schema)):
-        parent = schema
+        holder = schema
         for part in path[:-1]:
-            parent = parent["properties"][part]
-        del parent["properties"][path[-1]]
+            holder = holder["properties"][part]
+        del holder["properties"][path[-1]]
         instead = SECRET_INSTEAD.get(path, "not available through the chart")
-        parent["description"] = f"{parent['description'].rstrip()} Secret, not accepted here: {path[-1]} ({instead})."
+        holder["description"] = f"{holder['description'].rstrip()} Secret, not accepted here: {path[-1]} ({instead})."
     schema["description"] = (
         "gpulab's settings, a gpulab.yaml document (the schema of `gpulab config schema`); the chart "
         "writes them into the hub's ConfigMap. " + schema["description"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any, Callable
 
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
@@ -42,6 +43,10 @@ class LocalLoginHandler(NativeLoginHandler):
 class _ApprovedAreHubUsers:
     """An approved sign-up becomes a hub user at once, not at its first sign-in, so a team lead
     can add the new colleague to a project right after approving them."""
+
+    db: Any  # (the handler's)
+    authenticator: Any
+    user_from_username: Callable[[str], Any]
 
     def hub_user_if_approved(self, name: str) -> None:
         info = UserInfo.find(self.db, self.authenticator.normalize_username(name))

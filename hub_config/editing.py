@@ -50,7 +50,7 @@ def _child(node: Any, part: str, where: str, create: bool) -> Any:
 
 def _parent(doc: CommentedMap, parts: list[str], create: bool) -> Any:
     """The mapping (or list) that holds the last part of the key path."""
-    node = doc
+    node: Any = doc
     for i, part in enumerate(parts[:-1]):
         where = ".".join(parts[:i])
         child = _child(node, part, where, create)

@@ -9,7 +9,7 @@ from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_setting
 from gpulab.hub_config.launch import config_d_files, settings_from_environment
 from gpulab.hub_config.settings import ConfigError, Problem
 
-c = get_config()  # noqa: F821 (provided by traitlets when it runs this file)
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 (traitlets provides it when it runs this file)
 settings = settings_from_environment()
 prepare_data_dir(settings.values)
 apply_config(settings.values, c)
@@ -20,7 +20,7 @@ if settings.values["scheduler"]["enabled"]:
 
     register_run_metrics(database_url(settings.values))
 for extra in config_d_files(settings.config_dir):
-    load_subconfig(str(extra))  # noqa: F821
+    load_subconfig(str(extra))  # type: ignore[name-defined]  # noqa: F821 (as get_config)
 merge_hand_set_environment(c)
 refused = owned_settings_set_by_hand(c)
 if refused:

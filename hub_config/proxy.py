@@ -76,6 +76,9 @@ class OwnedConfigFile(TraefikConfigFileHandler):
 class SupervisedTraefikProxy(TraefikFileProviderProxy):
     """`traefik_file`, plus a watch that restarts traefik and re-adds the hub's routes."""
 
+    ssl_cert: str  # (the proxy's traits)
+    ssl_key: str
+
     check_running_interval = Float(
         1.0,
         config=True,
@@ -148,9 +151,10 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         entry = prepare(ServiceAccount(self.run_as, (str(folder),)))
         self._account = entry
         self.dynamic_config_handler = OwnedConfigFile(self.dynamic_config_file, entry.pw_uid, entry.pw_gid)
-        if self.ssl_cert and self.ssl_key:
-            self.ssl_cert, self.ssl_key = (readable_copy(Path(path), folder / "tls" / name, entry)
-                                           for path, name in ((self.ssl_cert, "cert.pem"), (self.ssl_key, "key.pem")))
+        cert, key = self.ssl_cert, self.ssl_key
+        if cert and key:
+            self.ssl_cert = readable_copy(Path(cert), folder / "tls" / "cert.pem", entry)
+            self.ssl_key = readable_copy(Path(key), folder / "tls" / "key.pem", entry)
 
     async def _setup_traefik_static_config(self):
         await super()._setup_traefik_static_config()

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from ruamel.yaml import YAML
@@ -137,7 +137,7 @@ def parse_yaml(text: str, source: str = DEFAULT_FILENAME) -> CommentedMap:
         return CommentedMap()
     if not isinstance(doc, dict):
         raise ConfigError(source, [Problem("", f"expected a mapping of settings, got {_kind(doc)}", 1)])
-    return doc
+    return cast(CommentedMap, doc)  # (ruamel's round-trip loader makes every mapping one)
 
 
 def _path_before_error(text: str, stop_at: tuple[int, int] | None = None) -> str:

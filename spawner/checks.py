@@ -92,7 +92,8 @@ def _check_profiles(profiles: list[dict]) -> list[Problem]:
         cpu, memory = profile["cpu"], profile["memory"]
         if cpu["guarantee"] and cpu["limit"] and cpu["guarantee"] > cpu["limit"]:
             problems.append(Problem(f"{where}.cpu.guarantee", f"{cpu['guarantee']} is more than the limit {cpu['limit']}"))
-        if memory["guarantee"] and memory["limit"] and parse_size(memory["guarantee"]) > parse_size(memory["limit"]):
+        guarantee, limit = parse_size(memory["guarantee"]), parse_size(memory["limit"])
+        if guarantee and limit and guarantee > limit:
             problems.append(Problem(f"{where}.memory.guarantee", f"{memory['guarantee']} is more than the limit {memory['limit']}"))
     return problems
 

@@ -105,6 +105,8 @@ def unrunnable_message(who: str, program: Path, blocked: Path) -> str:
 class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     """Starts `jupyterhub-singleuser` as a local process, as the user's own account."""
 
+    popen_kwargs: dict  # (LocalProcessSpawner's trait)
+
     account_prefix = Unicode(
         "gpulab-",
         help="""Prefix of the system account of each hub user (as root). Default "gpulab-":

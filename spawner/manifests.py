@@ -9,6 +9,7 @@ never replaced), and KubeSpawner builds the pod from the result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpulab.compute.profiles import Profile
 
@@ -164,7 +165,7 @@ def profile_settings(configured: dict, changes: PodChanges, profile: Profile) ->
     node selector and labels are added to; required node affinity is ANDed with the operator's,
     and preferred node affinity and pod (anti-)affinity are left as configured.
     """
-    settings = {"image": changes.image}
+    settings: dict[str, Any] = {"image": changes.image}
     for trait, value in (("cpu_limit", profile.cpu_limit), ("cpu_guarantee", profile.cpu_guarantee),
                          ("mem_limit", profile.memory_limit), ("mem_guarantee", profile.memory_guarantee)):
         if value is not None:

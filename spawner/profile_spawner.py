@@ -86,7 +86,7 @@ def _options_are_applied_at_admission(spawner, options: dict) -> None:
 class ProfileSpawnerMixin(Spawner):
     """Mix in before a backend (LocalSpawner, KubeSpawner subclass); configured as `c.ProfileSpawnerMixin`."""
 
-    profile_settings = List(
+    profile_settings: List[dict] = List(
         help="""The `profiles` section of gpulab.yaml (set by apply_config). Default [] (one CPU profile).""",
     ).tag(config=True)
 
@@ -110,7 +110,7 @@ class ProfileSpawnerMixin(Spawner):
     ).tag(config=True)
 
     claim_id = Unicode("")
-    devices = List()
+    devices: List[str] = List()
     profile_id = Unicode("")
     environment_id = Unicode("")
     # The user_options of this server's last admitted spawn (None: never admitted); kept in its

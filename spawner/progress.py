@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 
 class ProgressMixin:
@@ -12,6 +13,9 @@ class ProgressMixin:
     ends by itself. Events are kept per spawn: they are cleared in JupyterHub's pre-spawn
     hook, which runs once before each `start()`.
     """
+
+    log: logging.Logger  # (the spawner's)
+    _log_name: str
 
     def run_pre_spawn_hook(self):
         self.reset_progress()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from urllib.parse import urlparse
 
 from gpulab.extensions.service.lifetime import end_with_hub
 
@@ -12,7 +11,7 @@ from gpulab.extensions.service.lifetime import end_with_hub
 def main() -> None:
     import uvicorn
 
-    from gpulab.extensions.service.runner import configure_logging, service_settings
+    from gpulab.extensions.service.runner import configure_logging, listen_address, service_settings
 
     from .app import build_app, prepare
 
@@ -21,12 +20,12 @@ def main() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration plugin otherwise
     prepare(settings)
     app = build_app(settings)
-    url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    host, port = listen_address()
     # hub.service_host set: the proxy runs elsewhere (its own pod) and reaches this port directly
     bind = os.environ.get("GPULAB_SERVICE_BIND")
     log.info("MLflow for the hub at %s (one process)", settings["static_prefix"] + "/")
     config = uvicorn.Config(
-        app, host=bind or url.hostname, port=url.port, workers=1, log_config=None,
+        app, host=host, port=port, workers=1, log_config=None,
         access_log=settings["log_level"] == "DEBUG",
         proxy_headers=True, forwarded_allow_ips="*" if bind else "127.0.0.1",
     )

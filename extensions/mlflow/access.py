@@ -15,6 +15,7 @@ import logging
 from urllib.parse import urlparse
 
 from flask import Response, g, request
+from werkzeug.wrappers import Response as AnyResponse  # (what redirect() makes: flask's is a subclass)
 from werkzeug.datastructures import Authorization
 
 from .accounts import Accounts
@@ -33,16 +34,16 @@ class Gate:
         self.browser = browser
         self.accounts = accounts
 
-    def authenticate(self) -> Authorization | Response:
+    def authenticate(self) -> Authorization | AnyResponse:
         identity = g.get("gpulab_identity")
         if identity is None:
             outcome = self._identify()
-            if isinstance(outcome, Response):
+            if isinstance(outcome, AnyResponse):
                 return outcome
             identity = g.gpulab_identity = outcome
         return Authorization("bearer", {"username": identity.name})
 
-    def _identify(self) -> Identity | Response:
+    def _identify(self) -> Identity | AnyResponse:
         token, from_cookie = self._credentials()
         if not token:
             if self.browser.wants_page(request):
@@ -104,7 +105,7 @@ def current_admin_flag() -> bool | None:
     return None if identity is None else identity.admin
 
 
-def authenticate() -> Authorization | Response:
+def authenticate() -> Authorization | AnyResponse:
     """The `authorization_function` MLflow's auth config names."""
     if _gate is None:
         return _error(503, "TEMPORARILY_UNAVAILABLE", "gpulab's MLflow gate is not installed")

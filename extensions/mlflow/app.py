@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 BOOTSTRAP_PASSWORD_BYTES = 24
 ASSISTANT_PATH = "/ajax-api/3.0/mlflow/assistant"
@@ -63,7 +64,7 @@ def mlflow_environment(settings: dict, secret_key: str, auth_config_path: Path) 
     return env
 
 
-def private_file(path: Path, create: callable) -> str:
+def private_file(path: Path, create: Callable[[], str]) -> str:
     """Read a file only the service's user can read, creating it first if needed."""
     if not path.exists():
         path.touch(mode=0o600)

@@ -11,6 +11,7 @@ import logging
 from urllib.parse import urlencode, urlparse
 
 from flask import Request, Response, redirect
+from werkzeug.wrappers import Response as AnyResponse  # (what redirect() makes: flask's is a subclass)
 from itsdangerous import BadSignature, URLSafeSerializer
 
 log = logging.getLogger("gpulab.mlflow")
@@ -44,7 +45,7 @@ class BrowserSessions:
     def wants_page(request: Request) -> bool:
         return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
 
-    def sign_in(self, request: Request) -> Response:
+    def sign_in(self, request: Request) -> AnyResponse:
         """Send the browser to the hub to sign in, then back to where it was going."""
         verifier, challenge, method = self.hub_oauth.generate_pkce_code_challenge()
         state = self.hub_oauth.generate_state(next_url=self._local(request.full_path.rstrip("?")), code_verifier=verifier)
@@ -54,7 +55,7 @@ class BrowserSessions:
                             **self._cookie_options(request))
         return response
 
-    def finish_sign_in(self, request: Request) -> Response:
+    def finish_sign_in(self, request: Request) -> AnyResponse:
         """The OAuth callback: check the state, trade the code for a token, set the session cookie."""
         if request.args.get("error"):
             return _plain(400, f"sign-in failed: {request.args.get('error_description') or request.args['error']}")

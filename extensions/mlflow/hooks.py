@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from typing import Any, Callable
 
 from flask import Flask, Response, g, request
 
@@ -33,7 +33,7 @@ MLFLOW_USER_TAG = "mlflow.user"
 
 class Hooks:
     def __init__(self, static_prefix: str, accounts: Accounts, project_exists: Callable[[str], bool],
-                 tracking_store: Callable[[], object], on_grant: Callable[[], None] = lambda: None):
+                 tracking_store: Callable[[], Any], on_grant: Callable[[], None] = lambda: None):
         self.accounts = accounts
         self.on_grant = on_grant  # grants changed: remembered decisions are stale
         self.project_exists = project_exists

@@ -7,6 +7,7 @@ error comes from the core, and the toolkit turns its errors into 4xx JSON in one
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,6 +46,10 @@ class ShareServer(Body):
 
 class ProjectsRequest:
     """What every projects handler (API or page) needs: the core, the caller, the caller's token."""
+
+    settings: dict  # (the tornado handler's, with HubAuthenticated's user_name and hub_auth)
+    user_name: str
+    hub_auth: Any
 
     @property
     def projects(self) -> Projects:

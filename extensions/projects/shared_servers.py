@@ -6,6 +6,8 @@ member who leaves loses exactly those (see models.SharedServerRow for why per me
 
 from __future__ import annotations
 
+import builtins
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
@@ -40,7 +42,7 @@ class SharedServerStore:
         with self.sessions() as session:
             return [_shared(row) for row in self._rows(session, slug)]
 
-    def record(self, slug: str, owner: str, server: str, url: str, users: list[str]) -> SharedServer:
+    def record(self, slug: str, owner: str, server: str, url: str, users: builtins.list[str]) -> SharedServer:
         """Remember that `owner`'s `server` is shared with `users` through project `slug` (adds to earlier users)."""
         with self.sessions() as session, session.begin():
             row = self._row(session, slug, owner, server)
@@ -52,7 +54,7 @@ class SharedServerStore:
                                       shared_at=self.clock())
                 session.add(row)
             known = {g.user for g in row.grants}
-            row.grants += [ShareGrantRow(user=user) for user in sorted(set(users) - known)]
+            row.grants += [ShareGrantRow(user=name) for name in sorted(set(users) - known)]
             session.flush()
             return _shared(row)
 
@@ -80,7 +82,7 @@ class SharedServerStore:
             return session.scalar(query.limit(1)) is not None
 
     @staticmethod
-    def _rows(session: Session, slug: str) -> list[SharedServerRow]:
+    def _rows(session: Session, slug: str) -> builtins.list[SharedServerRow]:
         return list(session.scalars(
             select(SharedServerRow).join(ProjectRow).where(ProjectRow.slug == slug)
             .options(selectinload(SharedServerRow.grants)).order_by(SharedServerRow.owner, SharedServerRow.server)))

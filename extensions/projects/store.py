@@ -8,6 +8,8 @@ a maintainer) are passed in as `guard` callables, run inside the write transacti
 
 from __future__ import annotations
 
+import builtins
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable
@@ -55,7 +57,7 @@ class AuditEntry:
     previous_role: str
 
 
-Guard = Callable[[Project], None]
+Guard = Callable[[Project], object]  # raises to refuse; what it returns is not used
 
 
 def _project(row: ProjectRow) -> Project:
@@ -97,7 +99,14 @@ class ProjectStore:
             row = self._row(session, slug)
             return _project(row) if row else None
 
-    def audit(self, slug: str, limit: int = 200) -> list[AuditEntry]:
+    def _written(self, slug: str) -> Project:
+        """The project as a write just left it (NotFound if a delete came in between)."""
+        project = self.get(slug)
+        if project is None:
+            raise NotFound(f"project {slug!r} was deleted meanwhile")
+        return project
+
+    def audit(self, slug: str, limit: int = 200) -> builtins.list[AuditEntry]:
         with self.sessions() as session:
             rows = session.scalars(select(AuditRow).where(AuditRow.project == slug)
                                    .order_by(AuditRow.id.desc()).limit(limit))
@@ -129,7 +138,7 @@ class ProjectStore:
                 self._log(session, slug, actor, "add-member", "user", actor, "maintainer")
         except IntegrityError:
             raise Conflict(f"a project named {slug!r} already exists") from None
-        return self.get(slug)
+        return self._written(slug)
 
     def update_description(self, slug: str, description: str, actor: str, guard: Guard) -> Project:
         with self.sessions() as session, session.begin():
@@ -138,7 +147,7 @@ class ProjectStore:
             row.description = description
             row.updated_at = self.clock()
             self._log(session, slug, actor, "describe")
-        return self.get(slug)
+        return self._written(slug)
 
     def delete(self, slug: str, actor: str, guard: Guard) -> Project:
         with self.sessions() as session, session.begin():
@@ -161,7 +170,7 @@ class ProjectStore:
             row.members.append(MemberRow(kind=kind, name=name, role=role, added_by=actor, added_at=now))
             row.updated_at = now
             self._log(session, slug, actor, "add-member", kind, name, role)
-        return self.get(slug)
+        return self._written(slug)
 
     def set_role(self, slug: str, kind: str, name: str, role: str, actor: str, guard: Guard) -> Project:
         with self.sessions() as session, session.begin():
@@ -173,7 +182,7 @@ class ProjectStore:
                 member.role = role
                 row.updated_at = self.clock()
                 self._log(session, slug, actor, "set-role", kind, name, role, previous)
-        return self.get(slug)
+        return self._written(slug)
 
     def remove_member(self, slug: str, kind: str, name: str, actor: str, guard: Guard) -> Project:
         with self.sessions() as session, session.begin():
@@ -183,7 +192,7 @@ class ProjectStore:
             row.members.remove(member)
             row.updated_at = self.clock()
             self._log(session, slug, actor, "remove-member", kind, name, "", member.role)
-        return self.get(slug)
+        return self._written(slug)
 
     def record(self, slug: str, actor: str, action: str, subject_kind: str = "", subject: str = "") -> None:
         """An audit entry for something that is not a membership change (sharing a server)."""

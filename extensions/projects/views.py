@@ -22,7 +22,7 @@ def member_json(member: Member) -> dict:
 
 
 def project_json(project: Project, your_role: str | None, detail: bool = False) -> dict:
-    out = {
+    out: dict[str, object] = {
         "name": project.slug,
         "description": project.description,
         "created_by": project.created_by,

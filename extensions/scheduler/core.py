@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable, Protocol
+from typing import Callable, Protocol, overload
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -50,11 +50,18 @@ class Directory(Protocol):
     def who(self, name: str) -> Who:
         """The hub user `name` with their groups (NotFound if there is none)."""
 
+    def members(self, group: str) -> list[str]:
+        """The user names in hub group `group`."""
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: None) -> None: ...
 def aware(moment: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; everything here is UTC."""
     if moment is None or moment.tzinfo is not None:
@@ -159,10 +166,10 @@ class SchedulerCore:
         except OptionError as refused:
             raise Invalid(f"profile_options: {refused}") from None
         if self.settings.get("spawner", {}).get("backend") == "kubernetes":
-            refused = unsupported([profile.kubespawner_override, *(c.kubespawner_override for c in chosen)])
-            if refused:
+            not_applied = unsupported([profile.kubespawner_override, *(c.kubespawner_override for c in chosen)])
+            if not_applied:
                 raise Invalid(f"profile {profile_id!r} (with these options) sets KubeSpawner setting(s) "
-                              f"{', '.join(refused)}, which a run's Job cannot apply; a run applies "
+                              f"{', '.join(not_applied)}, which a run's Job cannot apply; a run applies "
                               f"{', '.join(APPLIED)}")
         return dict(asked)
 
@@ -203,9 +210,12 @@ class SchedulerCore:
     # ------------------------------------------------------------ schedules
 
     def create_schedule(self, who: Who, request: CreateSchedule | CreateRun) -> Schedule:
-        is_schedule = isinstance(request, CreateSchedule)
-        if is_schedule:
+        if isinstance(request, CreateSchedule):
             cron.validate(request.cron, request.timezone, self.clock())
+            when: tuple[str | None, str, bool] = (request.cron, request.timezone, request.active)
+        else:  # a one-off run: no trigger of its own
+            when = (None, "UTC", False)
+        cron_expression, timezone_name, active = when
         self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile, environment = self._compute(who, request.profile, request.environment)
@@ -215,13 +225,13 @@ class SchedulerCore:
         schedule = Schedule(
             id=str(uuid.uuid4()), name=request.name, owner=who.name, project=request.project,
             notebook_name=request.notebook_name, notebook=json.dumps(request.notebook), input_path=request.input_path,
-            parameters=request.parameters, cron=request.cron if is_schedule else None,
-            timezone=request.timezone if is_schedule else "UTC", profile=profile, environment=environment,
+            parameters=request.parameters, cron=cron_expression,
+            timezone=timezone_name, profile=profile, environment=environment,
             profile_options=profile_options, timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
             max_retries=request.max_retries, min_retry_interval_millis=request.min_retry_interval_millis,
             retry_on_timeout=request.retry_on_timeout, notify=request.notify.model_dump(mode="json"),
             output_formats=list(request.output_formats), tags=list(request.tags),
-            active=request.active if is_schedule else False, last_slot=now, created_at=now, updated_at=now)
+            active=active, last_slot=now, created_at=now, updated_at=now)
         with self.sessions.begin() as session:
             session.add(schedule)
         self.wake()

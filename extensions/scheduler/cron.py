@@ -83,7 +83,7 @@ def next_slot(expression: str, timezone: str, after: datetime) -> datetime:
 
 def due_slots(expression: str, timezone: str, last: datetime, now: datetime) -> list[datetime]:
     """Every slot after `last` up to and including `now`."""
-    slots = []
+    slots: list[datetime] = []
     slot = next_slot(expression, timezone, last)
     while slot <= now and len(slots) < MAX_MISSED_SCAN:
         slots.append(slot)

@@ -308,7 +308,7 @@ class Dispatcher:
             return None, None  # a run is not a server: without GPUs no quota applies (no hub look-up needed)
         who = self.core.directory.who(owner)
         quotas = self.core.settings["quotas"]
-        standing = Standing(group_members={g: self.core.directory.members(g) for g in who.groups
+        standing = Standing(group_members={g: tuple(self.core.directory.members(g)) for g in who.groups
                                            if g in quotas["groups"]})
         try:
             # the project, where the schedule has one, is what its GPU-hours count towards (usage, budgets)

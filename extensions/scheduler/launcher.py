@@ -32,6 +32,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import Sequence
 
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import ProcessRef
@@ -235,7 +236,7 @@ class HelperLauncher:
         self.client = root_helper.HelperClient(path, HELPER_NAME, wait=wait, timeout=120.0)
         self.waiting = root_helper.HelperClient(path, HELPER_NAME, wait=wait, timeout=None)
 
-    def call(self, request: dict, fds: list[int] = (), client=None) -> dict:
+    def call(self, request: dict, fds: Sequence[int] = (), client=None) -> dict:
         reply = (client or self.client).send(request, fds)
         if reply.get("not_found"):
             raise NotFound(reply["not_found"])

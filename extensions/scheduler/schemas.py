@@ -19,7 +19,7 @@ class Notify(BaseModel):
 
     webhooks: list[HttpUrl] = Field(default_factory=list, max_length=5)
     emails: list[str] = Field(default_factory=list, max_length=20)
-    on: list[Event] = Field(default_factory=lambda: ["failure"])
+    on: list[Event] = Field(default_factory=lambda: list[Event](["failure"]))
 
     @field_validator("emails")
     @classmethod
@@ -56,7 +56,7 @@ class RunPolicy(BaseModel):
     min_retry_interval_millis: int = Field(0, ge=0, le=86_400_000)
     retry_on_timeout: bool = False
     notify: Notify = Field(default_factory=Notify)
-    output_formats: list[OutputFormat] = Field(default_factory=lambda: ["ipynb", "html"])
+    output_formats: list[OutputFormat] = Field(default_factory=lambda: list[OutputFormat](["ipynb", "html"]))
     tags: list[str] = Field(default_factory=list, max_length=20)
     idempotency_token: str | None = Field(None, max_length=255)
 
@@ -70,7 +70,7 @@ class RunPolicy(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _parameters(cls, parameters: dict) -> dict:
-        return _checked(parameters)
+        return checked_parameters(parameters)
 
     @model_validator(mode="after")
     def _carry_run_options(self):
@@ -79,11 +79,15 @@ class RunPolicy(BaseModel):
         return self
 
 
-def _checked(parameters: dict | None) -> dict | None:
+def checked_parameters(parameters: dict) -> dict:
     try:
-        return None if parameters is None else checked(parameters)
+        return checked(parameters)
     except ParameterError as error:
         raise ValueError(str(error)) from None
+
+
+def _checked(parameters: dict | None) -> dict | None:
+    return None if parameters is None else checked_parameters(parameters)
 
 
 class CreateSchedule(RunPolicy):

@@ -87,7 +87,11 @@ async def main() -> None:
                             settings["runner_url"], extra_env=mlflow_environment(settings, hub, log))
     core.wake = dispatcher.wake
     loop = asyncio.get_running_loop()
-    executor.on_exit = lambda: loop.call_soon_threadsafe(dispatcher.wake)
+
+    def on_exit() -> None:
+        loop.call_soon_threadsafe(dispatcher.wake)
+
+    executor.on_exit = on_exit
     app = build_application(ROUTES, [TEMPLATES], core=core, user_files=user_files)
     loop_task = asyncio.ensure_future(dispatcher.run_forever())
     await asyncio.to_thread(core.render_html, b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')

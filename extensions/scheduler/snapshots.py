@@ -91,7 +91,10 @@ def unpack(data: bytes, destination: Path, limit: int = LIMIT_BYTES) -> None:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.extractfile(member) as source, open(target, "wb") as out:
+            source_file = archive.extractfile(member)
+            if source_file is None:
+                continue  # (_members passes only folders and regular files: this is not reached)
+            with source_file as source, open(target, "wb") as out:
                 while chunk := source.read(1 << 20):
                     out.write(chunk)
             if member.mode & 0o111:  # scripts stay executable; nothing else of the sender's modes is kept

@@ -36,7 +36,7 @@ def allowed_networks(entries: Iterable[str]) -> tuple[Network, ...]:
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 def why_internal(address: Address) -> str | None:

@@ -116,17 +116,13 @@ def add_managed_service(
     `root_only`: the root part of a service that runs as its own account (e.g. the projects
     storage helper); a hub that is not root does not start it (pass_hub_environment).
     """
-    spec = {
-        "name": name,
-        "command": command,
-        "environment": {SETTINGS_VARIABLE: json.dumps(settings), **service_bind_environment(values),
-                        **(environment or {})},
-        "display": display,
-    }
+    service_environment = {SETTINGS_VARIABLE: json.dumps(settings), **service_bind_environment(values),
+                           **(environment or {})}
     if root_only:
-        spec["environment"][ROOT_ONLY_VARIABLE] = "1"
+        service_environment[ROOT_ONLY_VARIABLE] = "1"
     if run_as is not None:
-        spec["environment"][RUN_AS_VARIABLE] = json.dumps({"name": run_as.name, "owns": list(run_as.owns)})
+        service_environment[RUN_AS_VARIABLE] = json.dumps({"name": run_as.name, "owns": list(run_as.owns)})
+    spec: dict[str, object] = {"name": name, "command": command, "environment": service_environment, "display": display}
     if listen:
         spec.update(url=service_url(values, name), oauth_no_confirm=True)
     _list(c.JupyterHub, "services").append(spec)

@@ -29,7 +29,7 @@ import stat
 import struct
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence, cast
 
 from gpulab.spawner.accounts import AccountError, account_name
 
@@ -104,7 +104,7 @@ def _receive_line(connection: socket.socket) -> tuple[bytes, list[int]]:
 
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        server = self.server
+        server = cast(Server, self.server)
         uid = peer_uid(self.request)
         fds: list[int] = []
         try:
@@ -169,7 +169,7 @@ class HelperClient:
         self.wait = wait  # seconds to wait for the helper (it may be starting, or restarting)
         self.timeout = timeout  # seconds one operation may take (None: as long as it takes)
 
-    def send(self, request: dict, fds: list[int] = ()) -> dict:
+    def send(self, request: dict, fds: Sequence[int] = ()) -> dict:
         with self._connect() as sock:
             sock.settimeout(self.timeout)
             data = json.dumps(request).encode() + b"\n"

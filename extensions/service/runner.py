@@ -20,6 +20,16 @@ def service_settings() -> dict:
     return json.loads(os.environ.get(SETTINGS_VARIABLE) or "{}")
 
 
+def listen_address() -> tuple[str, int]:
+    """Where this service listens: GPULAB_SERVICE_BIND (when the proxy runs elsewhere) or the host of
+    JUPYTERHUB_SERVICE_URL, and that URL's port."""
+    url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    host = os.environ.get("GPULAB_SERVICE_BIND") or url.hostname
+    if not host or not url.port:
+        raise SystemExit(f"JUPYTERHUB_SERVICE_URL {url.geturl()!r} names no host and port to listen on")
+    return host, url.port
+
+
 def configure_logging(name: str, level: str = "INFO") -> logging.Logger:
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
@@ -31,8 +41,8 @@ def configure_logging(name: str, level: str = "INFO") -> logging.Logger:
 
 async def serve(app: Application, on_stop: Callable[[], object] | None = None) -> None:
     """Listen on JUPYTERHUB_SERVICE_URL until SIGTERM or SIGINT."""
-    url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
-    server = app.listen(url.port, os.environ.get("GPULAB_SERVICE_BIND") or url.hostname, xheaders=True)
+    host, port = listen_address()
+    server = app.listen(port, host, xheaders=True)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,7 +25,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .sessions import SessionRunner, home_folder, sftp_factory
-from .trust import FAST_CIPHERS, INNER_CHANNEL, SEED_VARIABLE, endpoint_host_key, endpoint_password
+from .trust import FAST_CIPHERS, INNER_PACKET, INNER_WINDOW, SEED_VARIABLE, endpoint_host_key, endpoint_password
 from .tunnel import socket_pair
 
 ROUTE = "gpulab/ssh"
@@ -66,7 +66,8 @@ class Endpoint:
         return await asyncssh.run_server(
             sock, config=None,
             server_factory=lambda: EndpointServer(self.password, self.log),
-            server_host_keys=[self.host_key], encryption_algs=FAST_CIPHERS[:1], **INNER_CHANNEL,
+            server_host_keys=[self.host_key], encryption_algs=FAST_CIPHERS[:1],
+            window=INNER_WINDOW, max_pktsize=INNER_PACKET,
             process_factory=SessionRunner(self.environ, self.log),
             sftp_factory=sftp_factory(home_folder(self.environ)),
             allow_scp=False,  # `scp -O` runs the real scp through exec
@@ -85,7 +86,7 @@ class EndpointSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def initialize(self, endpoint: Endpoint):
         self.endpoint = endpoint
         self.end = None
-        self.connection = None
+        self.connection: asyncssh.SSHServerConnection | None = None
         self.tasks: list[asyncio.Task] = []
 
     def set_default_headers(self):
@@ -110,9 +111,9 @@ class EndpointSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def _serve(self, sock) -> None:
         try:
-            self.connection = await self.endpoint.serve(sock)
+            self.connection = connection = await self.endpoint.serve(sock)
             self.log.info("gpulab ssh: session for %s opened", self.current_user.username)
-            await self.connection.wait_closed()
+            await connection.wait_closed()
         except (asyncssh.Error, OSError) as exc:
             self.log.warning("gpulab ssh: connection ended: %s", exc)
         finally:

@@ -47,7 +47,7 @@ class Gateway:
         self.lockouts = lockouts
         self.audit = audit
         self.log = log
-        self.listener = None
+        self.listener: asyncssh.SSHAcceptor | None = None
 
     async def start(self) -> None:
         self.limiter.restore(await asyncio.to_thread(self.lockouts.active, self.limiter.clock()))
@@ -79,7 +79,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.login = ""
         self.target: Target | None = None
         self.identity: str | None = None
-        self.candidate: tuple[str, str, str] | None = None  # (identity, method, key) of the latest validation
+        self.candidate: tuple[str, str, str | None] | None = None  # (identity, method, key) of the latest validation
         self.keys_refused = 0
         self.upstream_task: asyncio.Task | None = None
         self.upstream_connection: asyncssh.SSHClientConnection | None = None
@@ -101,6 +101,13 @@ class GatewayConnection(asyncssh.SSHServer):
             raise asyncssh.PermissionDenied(str(exc)) from None
         self._refuse_if_locked()
         return True
+
+    @property
+    def login_target(self) -> Target:
+        """The server the login names (begin_auth parses it before any authentication or channel)."""
+        if self.target is None:
+            raise asyncssh.PermissionDenied("no login name yet")
+        return self.target
 
     def _refuse_if_locked(self) -> None:
         # Only the source address is ever locked: a user's valid key must keep working
@@ -140,11 +147,11 @@ class GatewayConnection(asyncssh.SSHServer):
             await self._failed("password")
             return False
         owner, scopes = found
-        if not token_allows(scopes, self.target):
+        if not token_allows(scopes, self.login_target):
             self.audit("refused", identity=owner, login=self.login, source=self.source,
                        reason="token lacks access:servers for the server")
             raise asyncssh.PermissionDenied(
-                f"that token may not access {self.target.describe()}: use a token with the access:servers scope")
+                f"that token may not access {self.login_target.describe()}: use a token with the access:servers scope")
         self.candidate = (owner, "token", None)
         return True
 
@@ -171,7 +178,7 @@ class GatewayConnection(asyncssh.SSHServer):
             self.gateway.log.exception("cannot save the SSH lockout of %s", key)
 
     async def _hold_refusal(self) -> None:
-        delay = self.gateway.limiter.hold(self.target.owner)
+        delay = self.gateway.limiter.hold(self.login_target.owner)
         if delay:
             self.audit("slowed", login=self.login, source=self.source, seconds=round(delay, 1))
             await asyncio.sleep(delay)
@@ -179,9 +186,11 @@ class GatewayConnection(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         # asyncssh validates the key (or password) of a request right before accepting it,
         # so the latest candidate is the one that signed in.
+        if self.candidate is None:  # (asyncssh completes only after a validation said yes)
+            raise asyncssh.PermissionDenied("nothing was validated")
         identity, method, key = self.candidate
         self.identity = identity
-        self.gateway.limiter.succeeded(self.target.owner)
+        self.gateway.limiter.succeeded(self.login_target.owner)
         self.audit("login", identity=identity, login=self.login, source=self.source, method=method, key=key)
         if key is not None:
             asyncio.ensure_future(asyncio.to_thread(self.gateway.keys.mark_used, key))
@@ -194,26 +203,28 @@ class GatewayConnection(asyncssh.SSHServer):
         if self.upstream_connection is not None:
             self.upstream_connection.close()
         if self.identity is not None:
-            self.audit("logout", identity=self.identity, target=self.target.label, source=self.source)
+            self.audit("logout", identity=self.identity, target=self.login_target.label, source=self.source)
 
     # ------------------------------------------------------------ channels
 
     async def _upstream(self, notify) -> asyncssh.SSHClientConnection:
         """The connection to the target's endpoint, opened by the first channel that needs it."""
+        if self.identity is None:  # (asyncssh opens channels only after sign-in)
+            raise Refused("not signed in")
         if self.upstream_task is None:
             self.upstream_task = asyncio.ensure_future(
-                self.gateway.upstream.open(self.identity, self.target, notify))
+                self.gateway.upstream.open(self.identity, self.login_target, notify))
         try:
             connection = await asyncio.shield(self.upstream_task)
         except Refused as exc:
-            self.audit("refused", identity=self.identity, target=self.target.label, source=self.source,
+            self.audit("refused", identity=self.identity, target=self.login_target.label, source=self.source,
                        reason=str(exc))
             raise
         except Exception as exc:  # a bug or an unforeseen failure: still an answer, never a hang
-            self.gateway.log.exception("SSH to %s for %s failed", self.target.label, self.identity)
-            self.audit("refused", identity=self.identity, target=self.target.label, source=self.source,
+            self.gateway.log.exception("SSH to %s for %s failed", self.login_target.label, self.identity)
+            self.audit("refused", identity=self.identity, target=self.login_target.label, source=self.source,
                        reason=f"gateway error: {type(exc).__name__}")
-            raise Refused(f"the gateway could not reach {self.target.describe()}; the hub's log says why") from None
+            raise Refused(f"the gateway could not reach {self.login_target.describe()}; the hub's log says why") from None
         if self.upstream_connection is None:
             self.upstream_connection = connection
             asyncio.ensure_future(self._close_with(connection))
@@ -224,7 +235,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.conn.close()  # the server went away: so does the client's connection
 
     def _fields(self) -> dict:
-        return {"identity": self.identity, "target": self.target.label, "source": self.source}
+        return {"identity": self.identity, "target": self.login_target.label, "source": self.source}
 
     def session_requested(self):
         return SessionRelay(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncssh
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gpulab.extensions.service.errors import Invalid
 
@@ -47,7 +48,7 @@ def parse_public_key(text: str, comment: str = "") -> PublicKey:
     algorithm = key.get_algorithm()
     if algorithm not in ACCEPTED_TYPES:
         raise Invalid(f"{algorithm} keys are not accepted; use ssh-ed25519 (ssh-keygen -t ed25519)")
-    if algorithm == "ssh-rsa" and key.pyca_key.key_size < MIN_RSA_BITS:
+    if algorithm == "ssh-rsa" and isinstance(key.pyca_key, rsa.RSAPublicKey) and key.pyca_key.key_size < MIN_RSA_BITS:
         raise Invalid(f"RSA keys need at least {MIN_RSA_BITS} bits; this one has {key.pyca_key.key_size}")
     parts = text.split(None, 2)
     own_comment = (comment or (parts[2] if len(parts) > 2 else "")).strip()[:MAX_COMMENT]

@@ -13,7 +13,7 @@ import asyncssh
 from asyncssh import EXTENDED_DATA_STDERR
 
 from .sessions import CLIENT_VARIABLES
-from .trust import INNER_CHANNEL
+from .trust import INNER_PACKET, INNER_WINDOW
 from .upstream import Refused
 
 REFUSED_STATUS = 255  # what OpenSSH's client itself exits with when it cannot connect
@@ -22,14 +22,15 @@ REFUSED_STATUS = 255  # what OpenSSH's client itself exits with when it cannot c
 class SessionRelay(asyncssh.SSHServerSession):
     """A session channel (shell, exec, subsystem such as sftp) relayed to the endpoint."""
 
+    down: asyncssh.SSHServerChannel  # the client's channel: connection_made, asyncssh's first call, sets it
+
     def __init__(self, connect: Callable[[Callable[[str], None]], Awaitable[asyncssh.SSHClientConnection]],
                  on_open: Callable[[dict], None], on_close: Callable[[dict], None]):
         self.connect = connect
         self.on_open = on_open
         self.on_close = on_close
-        self.down = None
-        self.up = None
-        self.terminal = None
+        self.up: asyncssh.SSHClientChannel | None = None  # the endpoint's channel, once open
+        self.terminal: tuple | None = None
         self.request: dict = {"kind": "shell"}
         self.started = time.monotonic()
         self.closed = False
@@ -64,13 +65,14 @@ class SessionRelay(asyncssh.SSHServerSession):
     async def _open(self) -> None:
         try:
             connection = await self.connect(self._notice)
-            environment = {k: v for k, v in self.down.get_environment().items() if CLIENT_VARIABLES.match(k)}
+            environment: dict[str | bytes, str | bytes] = {
+                k: v for k, v in self.down.get_environment().items() if CLIENT_VARIABLES.match(k)}
             term_type, term_size, term_modes = self.terminal or (None, (0, 0, 0, 0), {})
-            self.up, _ = await connection.create_session(
+            up, _ = await connection.create_session(
                 lambda: _EndpointSession(self), command=self.request.get("command"),
                 subsystem=self.request.get("subsystem"), env=environment,
                 request_pty=bool(self.terminal), term_type=term_type, term_size=term_size,
-                term_modes=term_modes, encoding=None, **INNER_CHANNEL,
+                term_modes=term_modes, encoding=None, window=INNER_WINDOW, max_pktsize=INNER_PACKET,
             )
         except Refused as exc:
             self._refuse(str(exc))
@@ -78,11 +80,12 @@ class SessionRelay(asyncssh.SSHServerSession):
         except (asyncssh.Error, OSError) as exc:
             self._refuse(f"the server closed the connection: {exc}")
             return
+        self.up = up
         self.on_open({**self._summary(), "pty": "yes" if self.terminal else "no"})
         for data in self.early_input:
-            self.up.write(data)
+            up.write(data)
         if self.early_eof:
-            self.up.write_eof()
+            up.write_eof()
         self.early_input.clear()
         self.down.resume_reading()
 
@@ -208,7 +211,8 @@ class TCPRelay(asyncssh.SSHTCPSession):
                    on_close: Callable[[], None]) -> "TCPRelay":
         client_side = cls(on_close)
         endpoint_side = cls(lambda: None)
-        chan, _ = await connection.create_connection(lambda: endpoint_side, host, port, encoding=None, **INNER_CHANNEL)
+        chan, _ = await connection.create_connection(lambda: endpoint_side, host, port, encoding=None,
+                                                     window=INNER_WINDOW, max_pktsize=INNER_PACKET)
         chan.pause_reading()  # until the client's channel exists
         client_side.other, endpoint_side.other = endpoint_side, client_side
         return client_side

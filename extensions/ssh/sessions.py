@@ -13,6 +13,7 @@ import re
 import signal
 import struct
 import termios
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncssh
@@ -34,7 +35,7 @@ def login_shell(environ: dict) -> str:
     return shell if shell and os.access(shell, os.X_OK) else "/bin/bash"
 
 
-def session_environment(server_environ: dict, client_env: dict, term_type: str | None) -> dict:
+def session_environment(server_environ: Mapping[str, str], client_env: Mapping[str, str], term_type: str | None) -> dict:
     """The server's environment (GPU devices, MLflow, ...) plus what the client may set."""
     environ = dict(server_environ)
     for name, value in client_env.items():

@@ -30,7 +30,8 @@ SEED_VARIABLE = "GPULAB_SSH_ENDPOINT_SEED"
 FAST_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"]
 # Between gateway and endpoint: bigger packets and windows, so fewer, larger messages cross
 # the WebSocket (both ends are asyncssh).
-INNER_CHANNEL = {"window": 8 * 1024 * 1024, "max_pktsize": 256 * 1024}
+INNER_WINDOW = 8 * 1024 * 1024
+INNER_PACKET = 256 * 1024
 MASTER_SECRET_BYTES = 32
 
 

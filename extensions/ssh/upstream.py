@@ -105,11 +105,11 @@ class Upstream:
             if model is not None and model.get("pending") == "spawn":
                 break
             await asyncio.wait({request}, timeout=PENDING_POLL)
-        if request.done() and request.exception() is not None:
-            exc = request.exception()
-            if isinstance(exc, HubError):
-                raise Refused(f"cannot start {target.describe()}: {exc.message}")
-            raise exc
+        failure = request.exception() if request.done() else None
+        if failure is not None:
+            if isinstance(failure, HubError):
+                raise Refused(f"cannot start {target.describe()}: {failure.message}")
+            raise failure
         await self._wait_until_ready(target, notify)
         try:
             await request

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from tornado import web
 
 from gpulab.extensions.service.web import ApiHandler, PageHandler
@@ -11,6 +13,10 @@ from .metrics import exposition
 
 
 class UsageRequest:
+    settings: dict  # (the tornado handler's, with HubAuthenticated's user_model)
+    user_model: dict
+    get_argument: Callable[..., Any]
+
     @property
     def core(self):
         return self.settings["core"]

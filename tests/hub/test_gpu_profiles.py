@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.support.hub import wait_for
 from tests.support.sessions import signed_in_user
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = str(Path(os.sys.executable).parent.parent)
+VENV = str(Path(sys.executable).parent.parent)
 
 PROFILES = [
     {"id": "cpu", "display_name": "CPU", "default": True, "cpu": {"limit": 1}, "memory": {"limit": "2G"}},

@@ -102,7 +102,7 @@ def run_gpulab(case: Case, owner: pwd.struct_passwd, hub, client: HubClient, scr
 
 
 @pytest.fixture(scope="module")
-def results(hub, owner, client, tmp_path_factory) -> dict:
+def results(hub, owner, client, tmp_path_factory):
     scratch = tmp_path_factory.mktemp("parity")
     with ThreadPoolExecutor(4) as pool:
         papermill = {c.name: pool.submit(run_papermill, c, owner) for c in CORPUS}

@@ -98,7 +98,7 @@ class Kubelet:
             return (await r.json())["items"]
 
     async def place(self, key: str, pod: dict) -> str | None:
-        wanted = {}
+        wanted: dict[str, int] = {}
         for container in pod["spec"]["containers"]:
             for resource in (container.get("resources") or {}).get("limits") or {}:
                 if resource.startswith("nvidia.com/"):

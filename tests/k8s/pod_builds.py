@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Sequence, cast
 
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
@@ -81,7 +82,7 @@ def gpulab_config(values: dict, hand_set: Config | None = None) -> Config:
 
 
 def gpulab_spawner(config: Config, nodes: list[dict], owner=None, server: str = "") -> GpulabKubeSpawner:
-    kubernetes._cluster = Nodes(nodes)
+    kubernetes._cluster = cast(kubernetes.ClusterWatch, Nodes(nodes))  # the stand-in for the watch
     return GpulabKubeSpawner(config=config, user=owner or user(), orm_spawner=record(server), _mock=True)
 
 
@@ -93,7 +94,7 @@ async def spawn_manifest(spawner: GpulabKubeSpawner, user_options: dict) -> dict
     return await manifest(await spawner.get_pod_manifest())
 
 
-async def gpulab_pod(values: dict, user_options: dict, nodes: list[dict] = (), hand_set: Config | None = None,
+async def gpulab_pod(values: dict, user_options: dict, nodes: Sequence[dict] = (), hand_set: Config | None = None,
                      owner=None, server: str = "") -> dict:
     spawner = gpulab_spawner(gpulab_config(values, hand_set), list(nodes), owner, server)
     return await spawn_manifest(spawner, user_options)

@@ -113,7 +113,7 @@ def test_only_the_services_account_reaches_the_launcher(hub, dana, account_prefi
         assert refused.returncode != 0 and "Permission denied" in refused.stderr, (other.pw_name, refused)
 
 
-LAUNCH = {"run_id": str(uuid.uuid4()), "owner": "sa-dana", "python": "", "env": {},
+LAUNCH: dict = {"run_id": str(uuid.uuid4()), "owner": "sa-dana", "python": "", "env": {},
           "limits": {"cpu_limit": None, "cpu_guarantee": None, "memory_limit": None, "memory_guarantee": None}}
 
 

@@ -232,7 +232,7 @@ def build_image(spec: BuildSpec, specs: dict[str, BuildSpec], log) -> BuildRecor
 def build_order(wanted: list[str], specs: dict[str, BuildSpec]) -> list[str]:
     order: list[str] = []
     for image in wanted:
-        chain = []
+        chain: list[str] = []
         while image is not None and image not in order and image not in chain:
             chain.insert(0, image)
             image = specs[image].parent

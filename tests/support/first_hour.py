@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from playwright.sync_api import BrowserContext, Page
+
 # Error text of JupyterHub's, Jupyter Server's and tornado's error pages.
 ERROR_TEXT = re.compile(r"Unhandled error|Internal Server Error|\b500 ?: |\b404 ?: Not Found|\b50[234] ?: ")
 
@@ -84,8 +86,8 @@ class Journey:
 class Person:
     journey: Journey
     name: str
-    context: object
-    page: object
+    context: BrowserContext
+    page: Page
     document_status: int | None = None
 
     # ------------------------------------------------------------ what the browser reports

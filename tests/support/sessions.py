@@ -5,6 +5,8 @@ Forms are posted exactly as a browser posts them (the XSRF cookie and field incl
 
 from __future__ import annotations
 
+from typing import cast
+
 import requests
 
 from .hub import RunningHub, wait_for
@@ -26,11 +28,17 @@ def sign_up(hub: RunningHub, name: str, password: str = PASSWORD) -> str:
     return response.text
 
 
-def sign_in(hub: RunningHub, name: str, password: str = PASSWORD) -> requests.Response:
+class SignInResponse(requests.Response):
+    """The sign-in form's response, with the session that holds its cookies."""
+
+    session: requests.Session
+
+
+def sign_in(hub: RunningHub, name: str, password: str = PASSWORD) -> SignInResponse:
     """The response to the sign-in form; `response.session` carries the cookies."""
     session, xsrf = form_session(hub, "hub/login")
-    response = session.post(hub.url + "hub/login", data={"_xsrf": xsrf, "username": name, "password": password},
-                            allow_redirects=False)
+    response = cast(SignInResponse, session.post(hub.url + "hub/login", allow_redirects=False,
+                                                 data={"_xsrf": xsrf, "username": name, "password": password}))
     response.session = session
     return response
 

@@ -31,7 +31,7 @@ def modules() -> dict[str, Path]:
 
 def imported(module: str, path: Path, known: dict[str, Path]) -> set[str]:
     """The gpulab modules `module` imports anywhere in its body, and their parent packages."""
-    names = set()
+    names: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

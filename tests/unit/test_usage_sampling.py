@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from typing import Any
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def stand_in_nvml() -> types.ModuleType:
     reports memory but no utilisation, as NVML does."""
     gib = 2**30
     handles = {"GPU-a": ("gpu", 87, 30 * gib, 80 * gib), "MIG-b": ("mig", None, 2 * gib, 10 * gib)}
-    nvml = types.ModuleType("pynvml")
+    nvml: Any = types.ModuleType("pynvml")  # (attributes set one by one below)
     nvml.NVML_DEVICE_MIG_ENABLE = 1
     nvml.nvmlInit = lambda: None
     nvml.nvmlSystemGetDriverVersion = lambda: "570.86.15"

@@ -33,6 +33,7 @@ import logging
 import os
 import pwd
 import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -245,7 +246,7 @@ class LocalStorage:
         log.info("%s: files of %s now belong to root", slug, ", ".join(sorted(accounts)))
 
     def _bridge_running(self, slug: str, roles: dict[str, str], accounts: dict[str, pwd.struct_passwd],
-                        gids: dict[str, int | None], only: set[int] | None = None) -> None:
+                        gids: Mapping[str, int | None], only: set[int] | None = None) -> None:
         """Members with running processes that lack the project's group reach the folder through
         their own ACL entries (bridge.py); nobody else keeps any. `only`: the uids to consider."""
         held = held_groups({e.pw_uid for e in accounts.values()})
@@ -265,7 +266,7 @@ class LocalStorage:
                 log.info("%s: uid %s reaches the folder through its own ACL entries until its processes "
                          "restart with the project's group", slug, uid)
 
-    def _gate_open(self, role: str, held: set[int], gids: dict[str, int]) -> bool:
+    def _gate_open(self, role: str, held: set[int], gids: Mapping[str, int | None]) -> bool:
         """A member passes the gate unless a running process holds write access their role lacks."""
         return not (access_of(role) == "ro" and gids.get("rw") in held)
 

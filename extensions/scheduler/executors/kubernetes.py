@@ -151,6 +151,8 @@ class KubernetesExecutor:
 
     def stop(self, run_id: str, ref: JobRef) -> None:
         """Delete the Job and its pod (called from a worker thread)."""
+        if self.loop is None:
+            raise RuntimeError("the Kubernetes executor has not started (prepare() was not awaited)")
         asyncio.run_coroutine_threadsafe(self._delete_job(ref.name), self.loop).result(30)
 
     def held_by_owner(self) -> dict[str, int]:
@@ -169,9 +171,9 @@ class KubernetesExecutor:
         return held
 
     def cleanup(self, run_id: str) -> None:
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._delete_secret(run_id)))
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._delete_service(run_id)))
+        if (loop := self.loop) is not None:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._delete_secret(run_id)))
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._delete_service(run_id)))
 
     # ------------------------------------------------------------ the API
 

@@ -38,7 +38,9 @@ class RunRequest:
 
 
 class Executor(Protocol[Ref]):
-    pool: Pool  # where runs' GPUs come from
+    @property
+    def pool(self) -> Pool:
+        """Where runs' GPUs come from."""
     on_exit: Callable[[], None]  # called (from any thread) when a runner ends, so the end is noticed at once
     homes_here: bool  # runs start in the owner's home on this machine (the service may read notebooks there)
 
