@@ -11,6 +11,9 @@ container, built by one pure function, `container_settings`, from the spawn's pl
 - the user's system account (the same one the local backend runs processes as): the container
   runs as its uid, gid and groups, with its home bind-mounted at the same path, so files made in
   the container belong to the user on the host, whatever UID the image's own user has (1000);
+  the groups are read when the container is made, after the pre-spawn hooks, so the projects
+  extension's hook (extensions/projects/spawn_hook.py) gives it the project groups, and its
+  `add_mount` bind-mounts the projects root at the same path (access stays the account's);
 - the host's network, so the server reaches the hub, MLflow and the other services at the same
   local addresses as a process server, and the hub reaches the server on 127.0.0.1.
 """
@@ -105,11 +108,17 @@ class ContainerSpawner(ProgressMixin, DockerSpawner):
 
     mounts = List(
         Unicode(),
-        help="""Host folders every server gets, mounted at the same path (e.g. shared data, the projects
-        root; access is still the user's account's). Default []. Example ["/data/shared"].""",
+        help="""Host folders every server gets, mounted at the same path (e.g. shared data; access is still
+        the user's account's; project members get the projects root without it). Default []. Example
+        ["/data/shared"].""",
     ).tag(config=True)
 
     container_pid = Integer(0, help="Host pid of the container's first process (tini), once started.")
+
+    added_mounts = List(
+        Unicode(),
+        help="Host folders the next start mounts besides `mounts` (pre-spawn hooks add them; the start uses them up).",
+    )
 
     @default("network_name")
     def _network_name_default(self):
@@ -158,6 +167,11 @@ class ContainerSpawner(ProgressMixin, DockerSpawner):
             entry = pwd.getpwuid(os.getuid())
         return entry.pw_uid, entry.pw_gid, os.getgrouplist(entry.pw_name, entry.pw_gid)
 
+    def add_mount(self, path: str) -> None:
+        """Mount host folder `path` at the same path in the container the next start makes."""
+        if path not in self.added_mounts:
+            self.added_mounts = [*self.added_mounts, path]
+
     def template_namespace(self):
         # The account is unique per hub user and prefix: two hubs on one engine never share a name.
         return {**super().template_namespace(), "username": self.account}
@@ -171,9 +185,11 @@ class ContainerSpawner(ProgressMixin, DockerSpawner):
         except AccountError as error:
             raise SpawnError(f"Cannot start a server for {self.user.name}: {error}") from None
         configured = self._configured_values()
+        # The groups and mounts are those of now, after the pre-spawn hooks (the projects' ones).
+        mounts, self.added_mounts = [*self.mounts, *self.added_mounts], []
         settings = container_settings(image=self.server_image(), limits=self.resource_limits(),
                                       devices=self.gpu_uuids(), gpu_request=self.gpu_request, uid=uid, gid=gid,
-                                      groups=groups, home=str(self.home), mounts=list(self.mounts))
+                                      groups=groups, home=str(self.home), mounts=mounts)
         settings["extra_host_config"] = {**configured["extra_host_config"], **settings["extra_host_config"]}
         settings["extra_create_kwargs"] = {**configured["extra_create_kwargs"], **settings["extra_create_kwargs"]}
         for name, value in settings.items():
