@@ -47,6 +47,8 @@ def update_scheduler(values: dict, c: Config) -> None:
         "mlflow_tracking_uri": tracking_uri(values) if values["mlflow"]["enabled"] else "",
     }
     local = values["spawner"]["backend"] != "kubernetes"
+    if values["spawner"]["backend"] == "docker":
+        settings["container_engine"] = container_engine(values)
     if local:
         settings["launcher_socket"] = str(socket_path(values["hub"]["data_dir"]))
     # When the hub is root, the service runs as its own account, which owns the runs' files and
@@ -67,6 +69,18 @@ def update_scheduler(values: dict, c: Config) -> None:
     add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")
+
+
+def container_engine(values: dict) -> dict:
+    """How runs reach the docker backend's engine, and the host folders they get (pure): the
+    configured mounts, and the projects root, where a run's ~/projects links lead (mounted once
+    it exists; every lookup inside still passes the project gates)."""
+    from gpulab.extensions.projects.config import storage_settings
+    from gpulab.extensions.projects.storage.local import storage_from_settings
+
+    docker = values["spawner"]["docker"]
+    projects_root = str(storage_from_settings(storage_settings(values)).root)
+    return {"host": docker["host"], "gpu_request": docker["gpu_request"], "mounts": [*docker["mounts"], projects_root]}
 
 
 def nav_links(values: dict) -> list[NavLink]:

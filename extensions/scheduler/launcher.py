@@ -9,9 +9,10 @@ started again if it dies), listening on `<data_dir>/scheduler-launcher/launcher.
 Who can reach it and the protocol are every root helper's (service/root_helper.py).
 
 What it does, each argument checked here first:
-  start          {"launch": {run_id, owner, python, env, limits}} and the run's log file (a
+  start          {"launch": {run_id, owner, python, env, limits, image}} and the run's log file (a
                  descriptor the service opened, sent with the request): the runner, as the
-                 owner, from one of the configured environments' Pythons -> {"ref": "pid:ticks"}
+                 owner, from one of the configured environments' Pythons, or (the docker
+                 backend) in a container of one of their images -> {"ref": "pid:ticks"}
   wait           {"ref"}: blocks until that runner ends -> {"code": n}
   stop           {"run_id", "ref"}: that runner and what it started, if it is that run's
   cleanup        {"run_id"}: the run's leftover processes and its cgroup
@@ -20,8 +21,8 @@ Answers: {"ok": true, ...} | {"refused": "..."} | {"failed": "..."} | {"not_foun
 
 The service runs code as its users by design (that is what a scheduler is), so what this
 keeps out of its reach is root: no run as root, a service account or any account gpulab did
-not make for a hub user; no program but an environment's Python; no signal to a process that
-is not the named run's; no file read but a notebook, as its owner.
+not make for a hub user; no program but an environment's Python or image; no signal to a
+process that is not the named run's; no file read but a notebook, as its owner.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import logging
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -40,6 +42,7 @@ from gpulab.extensions.service import root_helper
 from gpulab.extensions.service.errors import Invalid, NotFound
 from gpulab.extensions.service.root_helper import Refused, check_user
 
+from .executors.runner_container import ContainerEngine, wrapper_command
 from .executors.runner_process import ProcessLauncher, RunnerLaunch, carries_run
 
 log = logging.getLogger("gpulab.scheduler.launcher")
@@ -104,14 +107,16 @@ def check_limits(value) -> Limits:
     return Limits(**value)
 
 
-def check_launch(value, account_prefix: str, pythons: frozenset[str]) -> RunnerLaunch:
-    fields = {"run_id", "owner", "python", "env", "limits"}
+def check_launch(value, account_prefix: str, pythons: frozenset[str], images: frozenset[str] = frozenset()) -> RunnerLaunch:
+    fields = {"run_id", "owner", "python", "env", "limits", "image"}
     if not isinstance(value, dict) or set(value) != fields:
         raise Refused(f"launch has exactly {', '.join(sorted(fields))}")
     if value["python"] not in pythons:
         raise Refused(f"python {value['python']!r} is not one of the configured environments'")
+    if value["image"] != "" and value["image"] not in images:
+        raise Refused(f"image {value['image']!r} is not one of the configured environments' on this backend")
     return RunnerLaunch(check_run_id(value["run_id"]), check_user(value["owner"], account_prefix), value["python"],
-                        check_env(value["env"]), check_limits(value["limits"]))
+                        check_env(value["env"]), check_limits(value["limits"]), value["image"])
 
 
 def check_log_file(fds: list[int]) -> int:
@@ -124,7 +129,8 @@ def check_log_file(fds: list[int]) -> int:
     return fds[0]
 
 
-def check_request(request, account_prefix: str, pythons: frozenset[str]) -> tuple[str, tuple]:
+def check_request(request, account_prefix: str, pythons: frozenset[str],
+                  images: frozenset[str] = frozenset()) -> tuple[str, tuple]:
     """(operation, arguments) of a well-formed request (the log descriptor apart); raises Refused."""
     if not isinstance(request, dict) or not isinstance(request.get("op"), str):
         raise Refused("a request is a JSON object with an \"op\"")
@@ -134,7 +140,7 @@ def check_request(request, account_prefix: str, pythons: frozenset[str]) -> tupl
     if set(request) != {"op", *OPERATIONS[op]}:
         raise Refused(f"{op} takes exactly {', '.join(OPERATIONS[op])}")
     if op == "start":
-        return op, (check_launch(request["launch"], account_prefix, pythons),)
+        return op, (check_launch(request["launch"], account_prefix, pythons, images),)
     if op == "wait":
         return op, (check_ref(request["ref"]),)
     if op == "stop":
@@ -155,13 +161,14 @@ def check_request(request, account_prefix: str, pythons: frozenset[str]) -> tupl
 class Launching:
     """Carries out checked requests with a ProcessLauncher and the owner's file reader."""
 
-    def __init__(self, launcher: ProcessLauncher, user_files, account_prefix: str, pythons: frozenset[str]):
+    def __init__(self, launcher: ProcessLauncher, user_files, account_prefix: str, pythons: frozenset[str],
+                 images: frozenset[str] = frozenset()):
         self.launcher, self.user_files = launcher, user_files
-        self.account_prefix, self.pythons = account_prefix, pythons
+        self.account_prefix, self.pythons, self.images = account_prefix, pythons, images
 
     def answer(self, request, fds: list[int]) -> dict:
         try:
-            op, arguments = check_request(request, self.account_prefix, self.pythons)
+            op, arguments = check_request(request, self.account_prefix, self.pythons, self.images)
             if op == "start":
                 log_fd = check_log_file(fds)
             elif fds:
@@ -198,7 +205,9 @@ class Launching:
             return True  # gone already: stopping it does nothing
         try:
             process = psutil.Process(ref.pid)
-            return process.uids().real != 0 and carries_run(process, run_id)
+            if process.uids().real == 0:  # only a container run's foreground process (runner_container.py)
+                return process.cmdline() == wrapper_command(sys.executable, run_id)
+            return carries_run(process, run_id)
         except psutil.Error:
             return True
 
@@ -213,12 +222,26 @@ def allowed_pythons(settings: dict) -> frozenset[str]:
     return frozenset({"", *(environment.local_python for environment in offered(catalog, environments))})
 
 
+def allowed_images(settings: dict) -> frozenset[str]:
+    """Each offered environment's image, on the docker backend (none elsewhere)."""
+    from gpulab.images.catalog import load_catalog
+    from gpulab.spawner.environments import offered
+
+    if settings["spawner"]["backend"] != "docker":
+        return frozenset()
+    environments = settings["environments"]
+    catalog = load_catalog(Path(environments["catalog"]) if environments["catalog"] else None)
+    return frozenset(environment.image for environment in offered(catalog, environments))
+
+
 def serve(settings: dict) -> None:
     from .user_files import UserFiles
 
     local = settings["spawner"]["local"]
-    launcher = ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log)
-    launching = Launching(launcher, UserFiles(settings), local["account_prefix"], allowed_pythons(settings))
+    launcher = ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log,
+                               ContainerEngine.from_settings(settings))
+    launching = Launching(launcher, UserFiles(settings), local["account_prefix"], allowed_pythons(settings),
+                          allowed_images(settings))
     root_helper.serve(Path(settings["socket"]), settings["client"], HELPER_NAME, launching.answer)
 
 

@@ -20,6 +20,7 @@ from .core import RunStorage, SchedulerCore
 from .directory import HubDirectory
 from .dispatcher import Dispatcher
 from .executors.local import LocalExecutor
+from .executors.runner_container import ContainerEngine
 from .executors.runner_process import ProcessLauncher
 from .executors.protocol import Executor
 from .notify import Notifier
@@ -39,8 +40,8 @@ def make_launcher(settings: dict, log):
         launcher = HelperLauncher(settings["launcher_socket"])
         return launcher, launcher
     local = settings["spawner"]["local"]
-    return ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log), \
-        UserFiles(settings)
+    return ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log,
+                           ContainerEngine.from_settings(settings)), UserFiles(settings)
 
 
 def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage,
@@ -49,7 +50,8 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
     Kubernetes, Jobs get them from the cluster."""
     if settings["spawner"]["backend"] != "kubernetes":
         inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
-        return LocalExecutor(launcher, LocalPool(Ledger(sessions), inventory.devices), inventory.driver)
+        return LocalExecutor(launcher, LocalPool(Ledger(sessions), inventory.devices), inventory.driver,
+                             in_images=settings["spawner"]["backend"] == "docker")
 
     from .executors.kubernetes import KubernetesExecutor  # kubernetes_asyncio: 0.3 s of every local start
 

@@ -114,7 +114,8 @@ def test_only_the_services_account_reaches_the_launcher(hub, dana, account_prefi
 
 
 LAUNCH: dict = {"run_id": str(uuid.uuid4()), "owner": "sa-dana", "python": "", "env": {},
-          "limits": {"cpu_limit": None, "cpu_guarantee": None, "memory_limit": None, "memory_guarantee": None}}
+          "limits": {"cpu_limit": None, "cpu_guarantee": None, "memory_limit": None, "memory_guarantee": None},
+          "image": ""}
 
 
 @pytest.mark.parametrize("request_, reason", [

@@ -25,8 +25,10 @@ from gpulab.extensions.service.root_helper import Refused
 
 RUN = str(uuid.uuid4())
 LAUNCH = {"run_id": RUN, "owner": "ann", "python": "", "env": {"A": "1"},
-          "limits": {"cpu_limit": 1.5, "cpu_guarantee": None, "memory_limit": 1 << 30, "memory_guarantee": None}}
+          "limits": {"cpu_limit": 1.5, "cpu_guarantee": None, "memory_limit": 1 << 30, "memory_guarantee": None},
+          "image": ""}
 PYTHONS = frozenset({"", "/opt/envs/torch"})
+IMAGES = frozenset({"ghcr.io/gpulab/cpu:cpu-python-3.12"})
 
 
 def test_a_well_formed_start_becomes_a_runner_launch():
@@ -36,6 +38,17 @@ def test_a_well_formed_start_becomes_a_runner_launch():
     assert check_request({"op": "stop", "run_id": RUN, "ref": "42:123"}, "gpulab-", PYTHONS) == (
         "stop", (RUN, ProcessRef(42, 123)))
     assert check_request({"op": "wait", "ref": "42:None"}, "gpulab-", PYTHONS) == ("wait", (ProcessRef(42, None),))
+
+
+def test_a_run_in_a_container_names_one_of_the_backends_images():
+    image = next(iter(IMAGES))
+    _, (launch,) = check_request({"op": "start", "launch": {**LAUNCH, "image": image}}, "gpulab-", PYTHONS, IMAGES)
+    assert launch.image == image
+    with pytest.raises(Refused, match="not one of the configured environments' on this backend"):
+        check_request({"op": "start", "launch": {**LAUNCH, "image": "docker.io/library/debian"}}, "gpulab-",
+                      PYTHONS, IMAGES)
+    with pytest.raises(Refused, match="not one of the configured environments' on this backend"):
+        check_request({"op": "start", "launch": {**LAUNCH, "image": image}}, "gpulab-", PYTHONS)  # not docker
 
 
 @pytest.mark.parametrize("request_, reason", [

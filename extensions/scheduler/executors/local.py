@@ -1,4 +1,5 @@
-"""Runs as local processes, as the schedule's owner, from the environment's Python.
+"""Runs as local processes, as the schedule's owner, from the environment's Python (or, on the
+docker backend, in a container of the environment's image: runner_container.py).
 
 The executor plans a run, opens its log (as the service) and keeps its GPU claim alive for as
 long as the runner; starting, stopping and cleaning up the runner process is the launcher's
@@ -35,20 +36,21 @@ class LocalPlan:
     limits: Limits
     log_path: Path
     claim_id: str  # the ledger's claim that lives as long as the runner ("" if none)
+    image: str = ""  # the environment's image, on the docker backend
 
     def launch(self) -> RunnerLaunch:
-        return RunnerLaunch(self.run_id, self.owner, self.python, self.env, self.limits)
+        return RunnerLaunch(self.run_id, self.owner, self.python, self.env, self.limits, self.image)
 
 
-def local_plan(request: RunRequest) -> LocalPlan:
+def local_plan(request: RunRequest, in_images: bool = False) -> LocalPlan:
     if request.nodes > 1:  # the scheduler refuses such jobs on this backend; never start half of one
         raise ValueError(f"a job on {request.nodes} nodes needs the Kubernetes backend")
     devices = request.claim.devices if request.claim else ()
     # An empty list hides every GPU: a CPU run must not see the machine's GPUs.
     env = {**request.env, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
-    return LocalPlan(request.run_id, request.owner, request.environment.local_python, env,
+    return LocalPlan(request.run_id, request.owner, "" if in_images else request.environment.local_python, env,
                      profile_limits(request.profile), request.log_path,
-                     request.claim.claim_id if request.claim else "")
+                     request.claim.claim_id if request.claim else "", request.environment.image if in_images else "")
 
 
 class LocalExecutor:
@@ -57,8 +59,9 @@ class LocalExecutor:
     homes_here = True
 
     def __init__(self, launcher: Launcher, pool: LocalPool, driver: Callable[[], str | None] = lambda: None,
-                 on_exit=lambda: None):
+                 on_exit=lambda: None, in_images: bool = False):
         self.launcher = launcher
+        self.in_images = in_images  # the docker backend: each run in a container of its environment's image
         self.pool = pool
         self.driver = driver
         self.on_exit = on_exit  # called (from a thread) when a runner exits, so its end is noticed at once
@@ -72,13 +75,13 @@ class LocalExecutor:
         return None  # the ledger's claim is the whole admission on one machine
 
     def python_exists(self, python: str) -> bool:
-        return (singleuser_bin_dir(python) / "python").exists()
+        return self.in_images or (singleuser_bin_dir(python) / "python").exists()
 
     def parse_ref(self, text: str) -> ProcessRef:
         return ProcessRef.parse(text)
 
     async def start(self, request: RunRequest) -> ProcessRef:
-        plan = local_plan(request)
+        plan = local_plan(request, self.in_images)
         plan.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_fd = os.open(plan.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:

@@ -11,9 +11,12 @@ the same four things either way (`Launcher`).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pwd
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +32,8 @@ from gpulab.spawner.accounts import account_name, ensure_account, home_of
 from gpulab.spawner.local import singleuser_bin_dir
 from gpulab.spawner.runtime_dir import ensure_runtime_dir, private_kernel_environment
 
+from .runner_container import ContainerEngine, remove_run_container, run_container_settings, wrapper_command
+
 RUNNER = "gpulab.extensions.scheduler.runner"
 UNSEEN_EXIT = -1  # the runner ended while nobody was watching it (a restart)
 
@@ -42,6 +47,7 @@ class RunnerLaunch:
     python: str  # the environment's Python ("" = gpulab's own)
     env: dict  # the runner's variables (its URL and token, MLflow's, the GPUs it may see)
     limits: Limits
+    image: str = ""  # the environment's image: the runner runs in a container of it (the docker backend)
 
     def to_json(self) -> dict:
         return {**asdict(self), "limits": asdict(self.limits)}
@@ -77,8 +83,9 @@ _accounts_lock = threading.Lock()
 class ProcessLauncher:
     """Runners as children of this process (see the module's docstring)."""
 
-    def __init__(self, prefix: str, home_root: str, data_dir: str, log):
+    def __init__(self, prefix: str, home_root: str, data_dir: str, log, engine: ContainerEngine | None = None):
         self.prefix, self.home_root, self.data_dir, self.log = prefix, home_root, data_dir, log
+        self.engine = engine  # the docker backend's: runs with an image start in a container of it
         self.children: dict[int, subprocess.Popen] = {}
 
     def start(self, launch: RunnerLaunch, log_fd: int) -> ProcessRef:
@@ -87,6 +94,9 @@ class ProcessLauncher:
         if account is not None:
             with _accounts_lock:
                 entry = asyncio.run(ensure_account(account, Path(self.home_root or "/home")))
+        if launch.image:
+            return self._start_container(launch, log_fd, home, account)
+        if account is not None:
             # Kernels on Unix sockets only the owner can reach (see spawner/runtime_dir.py).
             private = private_kernel_environment(ensure_runtime_dir(entry.pw_uid, entry.pw_gid))
         else:
@@ -111,6 +121,29 @@ class ProcessLauncher:
         process = subprocess.Popen([str(bin_dir / "python"), "-m", RUNNER], env=env, cwd=home, stdout=log_fd,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=preexec)
+        self.children[process.pid] = process
+        return ProcessRef.of(process.pid)
+
+    def _start_container(self, launch: RunnerLaunch, log_fd: int, home: Path, account: str | None) -> ProcessRef:
+        """The runner in a container of the environment's image, through a foreground process of
+        this one's (runner_container.py) that the rest of this class treats as the runner."""
+        if self.engine is None:
+            raise RuntimeError("this launcher has no container engine (spawner.backend is not docker)")
+        entry = pwd.getpwnam(account) if account else pwd.getpwuid(os.getuid())
+        if account is None:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        devices = [uuid for uuid in launch.env.get("CUDA_VISIBLE_DEVICES", "").split(",") if uuid]
+        container = run_container_settings(
+            run_id=launch.run_id, image=launch.image, env={"USER": entry.pw_name, **launch.env}, limits=launch.limits,
+            devices=devices, gpu_request=self.engine.gpu_request, uid=entry.pw_uid, gid=entry.pw_gid,
+            groups=os.getgrouplist(entry.pw_name, entry.pw_gid), home=str(home),
+            mounts=[path for path in self.engine.mounts if Path(path).is_dir()])
+        process = subprocess.Popen(wrapper_command(sys.executable, launch.run_id), stdin=subprocess.PIPE,
+                                   stdout=log_fd, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"})
+        assert process.stdin is not None
+        with process.stdin:
+            process.stdin.write(json.dumps({"host": self.engine.host, "container": container}).encode())
         self.children[process.pid] = process
         return ProcessRef.of(process.pid)
 
@@ -161,6 +194,8 @@ class ProcessLauncher:
         limiter, _ = detect_limiter()
         if limiter is not None:
             limiter.remove(f"run-{run_id}")
+        if self.engine is not None:  # its foreground process removes it, unless it was killed
+            remove_run_container(self.engine.host, run_id)
 
 
 def run_mark(run_id: str) -> str:

@@ -1,0 +1,100 @@
+"""Scheduled runs on the docker backend run in a container of their environment's image, like
+the owner's server: a real hub, its scheduler and root launcher, Podman's Docker API, and the
+`cpu` image built from the committed Dockerfiles (the `container_engine` fixture).
+
+Checked: a run's notebook executes in the image's Python under tini, as the owner's account, in
+their bind-mounted home (a file it writes belongs to them on the host), with the profile's
+memory limit on the container, and its parameters and output land as for a process run; the
+log holds the runner's lines; a stopped run ends STOPPED with its container gone; no container
+of a finished run is left.
+
+Not covered: a GPU (none here; the device requests are unit-tested against literal dicts in
+tests/unit/test_container_runs.py, and Podman 4 drops them, which the run then refuses),
+Docker Engine itself (Podman serves the same API).
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+
+import pytest
+
+from gpulab.extensions.scheduler.executors.runner_container import RUN_LABEL
+from gpulab.hub_config.client import HubClient
+from gpulab.images.catalog import load_catalog
+from gpulab.spawner.accounts import account_name
+from tests.hub.test_scheduler import notebook, outputs_text, wait_run
+from tests.support.hub import wait_for
+
+pytestmark = pytest.mark.root
+
+CPU_IMAGE = next(e for e in load_catalog(None) if e.id == "cpu").image
+PROBE = """
+import json, os, sys
+open(os.path.join(os.environ["HOME"], "made-by-a-container-run.txt"), "w").write("x")
+limit = open("/sys/fs/cgroup/memory.max").read().strip() if os.path.exists("/sys/fs/cgroup/memory.max") else \\
+    open("/sys/fs/cgroup/memory/memory.limit_in_bytes").read().strip()
+print(json.dumps({"python": sys.executable, "pid1": open("/proc/1/comm").read().strip(), "uid": os.getuid(),
+                  "gid": os.getgid(), "home": os.environ["HOME"], "cwd": os.getcwd(), "memory": limit,
+                  "container": os.path.exists("/run/.containerenv"), "rate": rate}))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(module_hub_factory, container_engine):
+    return module_hub_factory.start({
+        "spawner": {"backend": "docker", "docker": {"host": container_engine.url}},
+        "profiles": [{"id": "small", "display_name": "Small CPU", "default": True, "memory": {"limit": "768Mi"}}],
+        "environments": {"offer": ["cpu"], "default": "cpu"},
+        "mlflow": {"enabled": False},  # not under test here
+    })
+
+
+@pytest.fixture(scope="module")
+def dora(hub) -> HubClient:
+    hub.create_user("dora")
+    return HubClient(hub.url, hub.user_token("dora"))
+
+
+@pytest.fixture(scope="module")
+def engine(container_engine):
+    client = container_engine.client()
+    yield client
+    client.close()
+
+
+def run_containers(engine) -> list:
+    return engine.containers.list(all=True, filters={"label": RUN_LABEL})
+
+
+def test_a_run_executes_in_the_environments_image_as_its_owner(hub, dora, engine, account_prefix, homes_root):
+    run = dora.request("POST", "services/scheduler/api/runs", {
+        "name": "in-image", "notebook": notebook(PROBE, parameters="rate = 0.1"), "parameters": {"rate": 0.5}})
+    done = wait_run(dora, run["id"], timeout=240)
+    assert done["status"] == "COMPLETED", done
+    executed = dora.request("GET", f"services/scheduler/api/runs/{done['id']}/files/output.ipynb")
+    seen = json.loads(outputs_text(executed).strip().splitlines()[-1])
+    entry = pwd.getpwnam(account_name("dora", account_prefix))
+    home = str(homes_root / entry.pw_name)
+    assert seen["python"].startswith("/opt/gpulab/env/")  # the image's Python, not the hub's
+    assert seen["pid1"] == "tini" and seen["container"] is True
+    assert (seen["uid"], seen["gid"], seen["home"], seen["cwd"]) == (entry.pw_uid, entry.pw_gid, home, home)
+    assert seen["memory"] == str(768 * 2**20)
+    assert seen["rate"] == 0.5  # the parameters cell papermill injects
+    made = (homes_root / entry.pw_name / "made-by-a-container-run.txt").stat()
+    assert (made.st_uid, made.st_gid) == (entry.pw_uid, entry.pw_gid)
+    log = dora.download(f"services/scheduler/api/runs/{done['id']}/files/log.txt").decode()
+    assert "gpulab" in log.lower()
+    wait_for(lambda: not run_containers(engine), 30, "the run's container to be removed")
+
+
+def test_a_stopped_run_ends_stopped_and_leaves_no_container(hub, dora, engine):
+    run = dora.request("POST", "services/scheduler/api/runs",
+                       {"name": "long", "notebook": notebook("import time; time.sleep(600)")})
+    wait_for(lambda: dora.request("GET", f"services/scheduler/api/runs/{run['id']}")["status"] == "RUNNING"
+             and run_containers(engine), 240, "the run to be running in its container")
+    dora.request("POST", f"services/scheduler/api/runs/{run['id']}/stop")
+    done = wait_run(dora, run["id"], timeout=120)
+    assert done["status"] == "STOPPED", done
+    wait_for(lambda: not run_containers(engine), 60, "the stopped run's container to be removed")
