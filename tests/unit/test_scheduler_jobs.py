@@ -183,7 +183,9 @@ class RefusingReporter:
     """Stands in for the scheduler's side of a run: hands over the snapshot, refuses one artifact."""
 
     def __init__(self, snapshot: bytes, refused: str):
-        self._snapshot, self.refused, self.uploaded, self.events = snapshot, refused, [], []
+        self._snapshot, self.refused = snapshot, refused
+        self.uploaded: list[str] = []
+        self.events: list[dict] = []
 
     def snapshot(self) -> bytes:
         return self._snapshot
