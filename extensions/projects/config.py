@@ -27,6 +27,7 @@ from gpulab.extensions.service.config import (
 )
 
 from .database import projects_database_url, projects_folder
+from .storage import FOLDER_BACKENDS
 from .storage.helper import socket_path
 
 SERVICE = "projects"
@@ -85,7 +86,7 @@ def update_projects(values: dict, c: Config) -> None:
     spec = add_managed_service(c, values, SERVICE, python_module_command(SERVICE_MODULE), service_settings(values),
                                display=False, run_as=own_account(values, SERVICE, [str(projects_folder(values))]))
     spec["oauth_client_allowed_scopes"] = list(OAUTH_SCOPES)
-    if values["spawner"]["backend"] == "local":
+    if values["spawner"]["backend"] in FOLDER_BACKENDS:
         # As root only: the service's account cannot make groups, ACLs or links; no HTTP, no hub role.
         add_managed_service(c, values, HELPER, python_module_command(HELPER_MODULE), helper_settings(values),
                             display=False, listen=False, root_only=True)

@@ -24,6 +24,7 @@ from .core import Projects
 from .hub_api import HubApi
 from .shared_servers import SharedServerStore
 from .store import ProjectStore
+from .storage import FOLDER_BACKENDS
 from .sync import NoStorage, Sync
 
 log = logging.getLogger("gpulab.projects")
@@ -51,7 +52,7 @@ def build(settings: dict, environ=os.environ):
 def make_storage(settings: dict, environ=os.environ):
     """Folders through the root helper when this process runs as its own account (the hub is
     root), in this process otherwise; none on Kubernetes."""
-    if settings["storage"]["backend"] != "local":
+    if settings["storage"]["backend"] not in FOLDER_BACKENDS:
         return NoStorage()
     if runs_as_own_account(environ):
         from .storage.helper import HelperStorage

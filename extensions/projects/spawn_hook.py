@@ -26,11 +26,11 @@ from gpulab.spawner.local import LocalSpawner
 
 from .membership import GROUP_PREFIX
 from .sign_in import StoreHook
+from .storage import FOLDER_BACKENDS
 from .storage.local import storage_from_settings
 
 # The spawners whose servers run as the user's system account on this machine.
 HOST_ACCOUNT_SPAWNERS = (LocalSpawner, ContainerSpawner)
-HOST_FOLDER_BACKENDS = ("local", "docker")
 
 
 class HostAccount(Protocol):
@@ -52,7 +52,7 @@ class ProjectFolders(StoreHook):
     async def __call__(self, spawner) -> None:
         if not isinstance(spawner, HOST_ACCOUNT_SPAWNERS):
             return  # KubeSpawner: no account on this machine
-        if self.storage_settings["backend"] not in HOST_FOLDER_BACKENDS:
+        if self.storage_settings["backend"] not in FOLDER_BACKENDS:
             return
         user = spawner.user.name
         groups = [g.name for g in spawner.user.groups if not g.name.startswith(GROUP_PREFIX)]

@@ -8,16 +8,13 @@ kernel (and the other member's account on the host) reads and edits, while the k
 who is not a member (but has a project of her own, so the root is mounted in her container too)
 has no link and cannot open the file by its path: access is the host account's groups and ACLs.
 
-Not covered by the projects service yet: on this backend it makes no folders (it treats only
-`spawner.backend: local` as having folders on this machine), so the module's fixture makes the
-project's folder and groups itself with the storage the service uses on the local backend
-(LocalStorage.apply_project, as root). The strict xfail below says when that changes.
+The projects service makes the folders and groups on this backend as on the local one (its
+root helper), so everything here goes through the hub and the service.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,6 +23,7 @@ import pytest
 
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.storage.system_groups import gid_of
+from tests.support.hub import wait_for
 from tests.support.kernels import Kernel, KernelError
 from tests.support.projects import account, create_project, project_settings
 
@@ -68,13 +66,13 @@ def storage(hub) -> LocalStorage:
 
 @pytest.fixture(scope="module")
 def project(hub):
-    """The project in the projects service (members and roles), and its folder and groups as the
-    service makes them on the local backend (the members' accounts get their groups at spawn)."""
+    """The project in the projects service (members and roles); the service makes its folder and
+    groups (the members' accounts get their groups at spawn)."""
     hub.create_user("ann")
     hub.create_user("ben")
     create_project(hub, "ann", SLUG, {"ben": MEMBERS["ben"]})
-    storage(hub).apply_project(SLUG, MEMBERS)
-    return storage(hub).folder(SLUG)
+    return wait_for(lambda: storage(hub).folder(SLUG).is_dir() and storage(hub).folder(SLUG), 30,
+                    "the service to make the project's folder")
 
 
 def as_account(hub, user: str, *command: str) -> subprocess.CompletedProcess:
@@ -94,7 +92,7 @@ def test_members_containers_share_the_project_folder_and_a_non_member_s_cannot_r
     # projects root mounted too, and only her account's groups and the gates keep her out
     hub.create_user("cara")
     create_project(hub, "cara", "other", {})
-    storage(hub).apply_project("other", {"cara": "maintainer"})
+    wait_for(lambda: storage(hub).folder("other").is_dir(), 30, "the service to make cara's project's folder")
     kernels = {}
     for name in ("ann", "ben", "cara"):
         hub.spawn(name, timeout=180)
@@ -139,9 +137,7 @@ def test_members_containers_share_the_project_folder_and_a_non_member_s_cannot_r
         hub.stop_server(name)
 
 
-@pytest.mark.xfail(strict=True, reason="the projects service makes folders for spawner.backend: local only "
-                   "(extensions/projects/config.py, service.py make_storage)")
 def test_the_projects_service_makes_the_folder_on_the_docker_backend(hub):
     hub.create_user("dan")
     create_project(hub, "dan", "made-by-service", {})
-    assert storage(hub).folder("made-by-service").is_dir()
+    wait_for(lambda: storage(hub).folder("made-by-service").is_dir(), 30, "the service to make the folder")
