@@ -27,14 +27,14 @@ def culling_needed(values: dict) -> bool:
 
 def culler_service(values: dict, c: Config) -> None:
     culling = values["culling"]
-    local = values["spawner"]["backend"] == "local"
+    gpus_here = values["spawner"]["backend"] in ("local", "docker")  # servers' GPUs are this machine's
     settings = {
         "timeouts": idle_timeouts(values),
         "check_interval": culling["check_interval"],
         "gpu_utilization_threshold": culling["gpu_utilization_threshold"],
         "proxy_url": loopback_url(values),
         "verify_proxy": not values["hub"]["tls"]["cert_file"],
-        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if local else "",
+        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if gpus_here else "",
         "log_level": values["hub"]["log_level"],
     }
     # Its own account when the hub is root, owning nothing: the hub API and NVML (the GPU
