@@ -10,9 +10,10 @@ through the hub; stopping the server removes the container.
 
 What this does not cover: a real GPU (there is none here; the device requests a GPU profile makes
 are unit-tested against literal dicts in tests/unit/test_docker_backend.py), Docker Engine itself
-(Podman serves the same API), SSH into a container and the scheduler's JupyterLab extension
-there (same wiring as a process server, not run here), and project folders (the projects extension links them for the
-local backend only so far).
+(Podman serves the same API), and the scheduler's JupyterLab extension in a container (same
+wiring as a process server, not run here). SSH into a container, project folders and scheduled
+runs in containers have their own modules (test_container_ssh.py, test_container_projects.py,
+test_container_runs.py).
 """
 
 from __future__ import annotations
