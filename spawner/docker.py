@@ -28,6 +28,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.utils import random_port
 from traitlets import Enum, Integer, List, Unicode, default
 
+from gpulab.compute.containers import GPU_REQUESTS, gpu_device_requests, limit_settings
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import start_ticks
 
@@ -35,34 +36,6 @@ from .accounts import AccountError, account_name, ensure_account, home_of
 from .errors import SpawnError
 from .profile_spawner import ProfileSpawnerMixin
 from .progress import ProgressMixin
-
-GPU_REQUESTS = ("nvidia", "cdi")
-
-
-def gpu_device_requests(devices: list[str], style: str) -> list[dict]:
-    """Device requests for exactly `devices` (GPU UUIDs from the ledger); [] for none (pure).
-
-    "nvidia": what `docker run --gpus device=UUID,...` sends (the NVIDIA container toolkit).
-    "cdi": the CDI names `nvidia-ctk cdi generate` gives each GPU (nvidia.com/gpu=UUID).
-    """
-    if not devices:
-        return []
-    if style == "cdi":
-        return [{"driver": "cdi", "device_ids": [f"nvidia.com/gpu={uuid}" for uuid in devices]}]
-    return [{"driver": "nvidia", "device_ids": list(devices), "capabilities": [["gpu"]]}]
-
-
-def limit_settings(limits: Limits) -> tuple[dict, dict]:
-    """(DockerSpawner traits, extra host config) for a profile's limits (pure). DockerSpawner's own
-    mem_limit and cpu_limit carry the limits; guarantees become Docker's reservation and shares."""
-    traits = {"mem_limit": limits.memory_limit, "cpu_limit": limits.cpu_limit}
-    host: dict = {}
-    if limits.memory_guarantee is not None:
-        host["mem_reservation"] = limits.memory_guarantee
-    if limits.cpu_guarantee is not None:
-        host["cpu_shares"] = max(2, int(limits.cpu_guarantee * 1024))
-    return traits, host
-
 
 def container_settings(*, image: str, limits: Limits, devices: list[str], gpu_request: str,
                        uid: int, gid: int, groups: list[int], home: str, mounts: list[str]) -> dict:

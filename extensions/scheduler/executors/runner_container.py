@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 
 from gpulab.compute.limits import Limits
-from gpulab.spawner.docker import gpu_device_requests, limit_settings
+from gpulab.compute.containers import gpu_device_requests, limit_settings
 
 RUNNER = "gpulab.extensions.scheduler.runner"
 CONTAINER_RUNNER = "gpulab.extensions.scheduler.executors.runner_container"
