@@ -10,10 +10,9 @@ through the hub; stopping the server removes the container.
 
 What this does not cover: a real GPU (there is none here; the device requests a GPU profile makes
 are unit-tested against literal dicts in tests/unit/test_docker_backend.py), Docker Engine itself
-(Podman serves the same API), and the scheduler's JupyterLab extension in a container (same
-wiring as a process server, not run here). SSH into a container, project folders and scheduled
-runs in containers have their own modules (test_container_ssh.py, test_container_projects.py,
-test_container_runs.py).
+(Podman serves the same API). SSH into a container, project folders, and scheduled runs in
+containers (also made from JupyterLab's scheduler in a container) have their own modules
+(test_container_ssh.py, test_container_projects.py, test_container_runs.py).
 """
 
 from __future__ import annotations

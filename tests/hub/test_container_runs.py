@@ -6,7 +6,8 @@ Checked: a run's notebook executes in the image's Python under tini, as the owne
 their bind-mounted home (a file it writes belongs to them on the host), with the profile's
 memory limit on the container, and its parameters and output land as for a process run; the
 log holds the runner's lines; a stopped run ends STOPPED with its container gone; no container
-of a finished run is left.
+of a finished run is left; a job made through jupyter-scheduler's API in the owner's server (a
+container too) reaches the central service and runs in the image.
 
 Not covered: a GPU (none here; the device requests are unit-tested against literal dicts in
 tests/unit/test_container_runs.py, and Podman 4 drops them, which the run then refuses),
@@ -98,3 +99,26 @@ def test_a_stopped_run_ends_stopped_and_leaves_no_container(hub, dora, engine):
     done = wait_run(dora, run["id"], timeout=120)
     assert done["status"] == "STOPPED", done
     wait_for(lambda: not run_containers(engine), 60, "the stopped run's container to be removed")
+
+
+def test_a_job_made_in_jupyterlab_in_a_container_runs_in_the_image(hub, dora, engine):
+    """jupyter-scheduler's REST API in the owner's server (itself a container) forwards to the
+    central service, whose run starts a container of its own."""
+    hub.spawn("dora", timeout=180)
+    try:
+        dora.request("PUT", "user/dora/api/contents/from-lab.ipynb", {
+            "type": "notebook", "format": "json",
+            "content": notebook("print('pid1', open('/proc/1/comm').read().strip(), 'alpha', alpha)",
+                                parameters="alpha = 0")})
+        [environment] = dora.request("GET", "user/dora/scheduler/runtime_environments")
+        job = dora.request("POST", "user/dora/scheduler/jobs", {
+            "name": "from lab", "input_uri": "from-lab.ipynb", "runtime_environment_name": environment["name"],
+            "compute_type": environment["compute_types"][0], "parameters": {"alpha": "2"}})
+        described = wait_for(lambda: (j := dora.request("GET", f"user/dora/scheduler/jobs/{job['job_id']}"))["status"]
+                             in ("COMPLETED", "FAILED") and j, 240, "the job to finish")
+        assert described["status"] == "COMPLETED", described
+        executed = dora.request("GET", f"services/scheduler/api/runs/{job['job_id']}/files/output.ipynb")
+        assert "pid1 tini alpha 2" in outputs_text(executed)
+    finally:
+        hub.stop_server("dora")
+    wait_for(lambda: not run_containers(engine), 30, "the run's container to be removed")
