@@ -17,7 +17,7 @@ from importlib import resources
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.service.config import runs_as_own_account
 from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
+from gpulab.extensions.service.runner import build_application, configure_logging, repeat, serve, service_settings
 
 from . import api, pages
 from .core import Projects
@@ -63,20 +63,13 @@ def make_storage(settings: dict, environ=os.environ):
     return storage_from_settings(settings["storage"])
 
 
-async def reconcile_forever(sync: Sync, interval: float) -> None:
-    while True:
-        try:
-            await sync.everything()
-        except Exception:  # the hub may be restarting; the next pass tries again
-            log.exception("could not bring projects in step with the hub; retrying in %ss", interval)
-        await asyncio.sleep(interval)
-
-
 async def main() -> None:
     settings = service_settings()
     configure_logging("projects", settings.get("log_level", "INFO"))
     app, sync = build(settings)
-    reconciler = asyncio.create_task(reconcile_forever(sync, settings["reconcile_interval"]))
+    # (the hub may be restarting: the next pass tries again)
+    reconciler = asyncio.create_task(repeat(settings["reconcile_interval"], sync.everything, log,
+                                            "bring projects in step with the hub"))
     await serve(app, on_stop=reconciler.cancel)
 
 

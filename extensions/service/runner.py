@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import signal
-from typing import Callable
+from typing import Awaitable, Callable
 from urllib.parse import urlparse
 
 from tornado.web import Application
@@ -37,6 +37,18 @@ def configure_logging(name: str, level: str = "INFO") -> logging.Logger:
         datefmt="%Y-%m-%d %H:%M:%S",
     )
     return logging.getLogger(f"gpulab.{name}")
+
+
+async def repeat(seconds: float, step: Callable[[], Awaitable[object]], log: logging.Logger, failing: str) -> None:
+    """`step` now and every `seconds` after, until cancelled. A step that fails is logged ("could
+    not <failing>; retrying in N s") and the next one tries again: what a service does in the
+    background (reconcile, sample) must outlive a hub restart or a busy database."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            log.exception("could not %s; retrying in %ss", failing, seconds)
+        await asyncio.sleep(seconds)
 
 
 async def serve(app: Application, on_stop: Callable[[], object] | None = None) -> None:

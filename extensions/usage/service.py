@@ -17,7 +17,7 @@ from gpulab.compute.inventory import CachedInventory, load_inventory
 from gpulab.compute.usage_sampler import UsageSampler
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
+from gpulab.extensions.service.runner import build_application, configure_logging, repeat, serve, service_settings
 
 from . import api
 from .core import UsageCore
@@ -39,20 +39,13 @@ def build(settings: dict):
     return app, sampler
 
 
-async def sample_forever(sampler: UsageSampler, interval: float) -> None:
-    while True:
-        try:
-            await asyncio.to_thread(sampler.sample_once)
-        except Exception:  # the database may be busy or NVML gone for a moment; the next sample tries again
-            log.exception("could not sample GPU usage; retrying in %ss", interval)
-        await asyncio.sleep(interval)
-
-
 async def main() -> None:
     settings = service_settings()
     configure_logging("usage", settings.get("log_level", "INFO"))
     app, sampler = build(settings)
-    task = asyncio.create_task(sample_forever(sampler, settings["sample_interval"])) if sampler else None
+    # (the database may be busy, or NVML gone for a moment: the next sample tries again)
+    task = asyncio.create_task(repeat(settings["sample_interval"], lambda: asyncio.to_thread(sampler.sample_once),
+                                      log, "sample GPU usage")) if sampler else None
     log.info("usage: sampling every %ss", settings["sample_interval"] if sampler else "(no inventory: not)")
     await serve(app, on_stop=task.cancel if task else None)
 
