@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,27 +33,13 @@ SLUG = "vision"
 MEMBERS = {"ann": "maintainer", "ben": "editor"}
 
 
-def catalog(folder: Path) -> Path:
-    path = folder / "catalog.yaml"
-    path.write_text("""
-registry: ghcr.io/gpulab
-environments:
-  - {id: cpu, display_name: Python (CPU), description: d, image: cpu, tag: cpu-python-3.12, gpu: false,
-     python: "3.11", approx_size_gb: 2, local_python: ""}
-""")
-    path.chmod(0o644)
-    return path
-
-
 @pytest.fixture(scope="module")
 def hub(module_hub_factory, container_engine, projects_root, account_prefix):
-    folder = Path(tempfile.mkdtemp(prefix="catalog-", dir=module_hub_factory.root.parent))
-    folder.chmod(0o755)
     return module_hub_factory.start({
         **project_settings(projects_root, account_prefix, "dk"),
         "spawner": {"backend": "docker", "docker": {"host": container_engine.url}},
         "profiles": PROFILES,
-        "environments": {"catalog": str(catalog(folder))},
+        "environments": {"offer": ["cpu"], "default": "cpu"},  # the image the test session builds
     })
 
 

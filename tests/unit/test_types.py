@@ -8,22 +8,15 @@ setup.py gives the installed package). Bodies of functions without annotations a
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.unit.test_import_graph import folder_mapping
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = ROOT / "namespace" / "gpulab"
-
-
-def folder_mapping() -> dict[str, str]:
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FOLDERS":
-            return ast.literal_eval(node.value)
-    raise AssertionError("setup.py has no FOLDERS")
 
 
 def test_the_namespace_links_are_setup_pys_mapping():
