@@ -9,6 +9,7 @@ from tornado import web
 
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
+from .core import Who, changes_compute
 from .schemas import CreateJob, CreateJobSchedule, CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule
 
 
@@ -20,9 +21,8 @@ class SchedulerApi(ApiHandler):
     def core(self):
         return self.settings["core"]
 
-    @property
-    def who(self):
-        return self.core.directory.who(self.user_name)
+    async def who(self) -> Who:
+        return await self.core.directory.who(self.user_name)
 
 
 class Notebooks(SchedulerApi):
@@ -40,51 +40,55 @@ class Notebooks(SchedulerApi):
 
 
 class Options(SchedulerApi):
-    def get(self):
-        self.write_json(self.core.options_for(self.who))
+    async def get(self):
+        self.write_json(self.core.options_for(await self.who()))
 
 
 class Schedules(SchedulerApi):
-    def get(self):
-        self.write_json(self.core.list_schedules(self.who, self.get_argument("project", None)))
+    async def get(self):
+        self.write_json(self.core.list_schedules(await self.who(), self.get_argument("project", None)))
 
     async def post(self):
-        who, request = self.who, self.body_as(CreateSchedule)
+        who, request = await self.who(), self.body_as(CreateSchedule)
         # In a thread: checking webhooks resolves host names, which must not hold up the service.
         schedule = await asyncio.to_thread(self.core.create_schedule, who, request)
         self.write_json(self.core.get_schedule(who, schedule.id), status=201)
 
 
 class OneSchedule(SchedulerApi):
-    def get(self, schedule_id):
-        self.write_json(self.core.get_schedule(self.who, schedule_id))
+    async def get(self, schedule_id):
+        self.write_json(self.core.get_schedule(await self.who(), schedule_id))
 
     async def patch(self, schedule_id):
-        who, change = self.who, self.body_as(UpdateSchedule)
-        self.write_json(await asyncio.to_thread(self.core.update_schedule, who, schedule_id, change))
+        who, change = await self.who(), self.body_as(UpdateSchedule)
+        # A change of compute is checked against the schedule's owner (who may not be the editor)
+        owner = await self.core.directory.who(self.core.get_schedule(who, schedule_id).owner) \
+            if changes_compute(change) else None
+        self.write_json(await asyncio.to_thread(self.core.update_schedule, who, schedule_id, change, owner))
 
-    def delete(self, schedule_id):
-        self.core.delete_schedule(self.who, schedule_id)
+    async def delete(self, schedule_id):
+        self.core.delete_schedule(await self.who(), schedule_id)
         self.set_status(204)
         self.finish()
 
 
 class ScheduleRuns(SchedulerApi):
-    def get(self, schedule_id):
-        self.core.get_schedule(self.who, schedule_id)  # 404 unless visible
-        self.write_json(self.core.list_runs(self.who, schedule_id=schedule_id))
+    async def get(self, schedule_id):
+        who = await self.who()
+        self.core.get_schedule(who, schedule_id)  # 404 unless visible
+        self.write_json(self.core.list_runs(who, schedule_id=schedule_id))
 
-    def post(self, schedule_id):
-        self.write_json(self.core.run_now(self.who, schedule_id, self.body_as(RunNow).parameters), status=201)
+    async def post(self, schedule_id):
+        self.write_json(self.core.run_now(await self.who(), schedule_id, self.body_as(RunNow).parameters), status=201)
 
 
 class Runs(SchedulerApi):
-    def get(self):
-        self.write_json(self.core.list_runs(self.who, schedule_id=self.get_argument("schedule", None),
+    async def get(self):
+        self.write_json(self.core.list_runs(await self.who(), schedule_id=self.get_argument("schedule", None),
                                             status=self.get_argument("status", None)))
 
     async def post(self):
-        who, request = self.who, self.body_as(CreateRun)
+        who, request = await self.who(), self.body_as(CreateRun)
         self.write_json(await asyncio.to_thread(self.core.create_run, who, request), status=201)
 
 
@@ -94,7 +98,7 @@ class JobSchedules(SchedulerApi):
     max_json_body = 96 << 20  # the snapshot, as for a job
 
     async def post(self):
-        who, request = self.who, self.body_as(CreateJobSchedule)
+        who, request = await self.who(), self.body_as(CreateJobSchedule)
         schedule = await asyncio.to_thread(self.core.create_job_schedule, who, request)
         self.write_json(self.core.get_schedule(who, schedule.id), status=201)
 
@@ -105,28 +109,28 @@ class Jobs(SchedulerApi):
     max_json_body = 96 << 20  # the snapshot (at most 64 MiB of files, compressed) in base64
 
     async def post(self):
-        who, request = self.who, self.body_as(CreateJob)
+        who, request = await self.who(), self.body_as(CreateJob)
         self.write_json(await asyncio.to_thread(self.core.create_job, who, request), status=201)
 
 
 class RunLog(SchedulerApi):
     """The run's output from ?offset= (bytes); `gpulab logs -f` follows it until `ended`."""
 
-    def get(self, run_id):
+    async def get(self, run_id):
         try:
             offset = int(self.get_argument("offset", "0"))
         except ValueError:
             raise web.HTTPError(400, "offset: not a whole number") from None
         if offset < 0:
             raise web.HTTPError(400, "offset: must be 0 or more")
-        self.write_json(self.core.run_log(self.who, run_id, offset))
+        self.write_json(self.core.run_log(await self.who(), run_id, offset))
 
 
 class RunArtifact(SchedulerApi):
     """One of a job's files from outputs/ (`outputs/...`)."""
 
-    def get(self, run_id, relative):
-        path = self.core.artifact(self.who, run_id, relative)
+    async def get(self, run_id, relative):
+        path = self.core.artifact(await self.who(), run_id, relative)
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Security-Policy", "sandbox")
         self.set_header("Content-Disposition", f'attachment; filename="{path.name}"')
@@ -134,18 +138,18 @@ class RunArtifact(SchedulerApi):
 
 
 class OneRun(SchedulerApi):
-    def get(self, run_id):
-        self.write_json(self.core.get_run(self.who, run_id))
+    async def get(self, run_id):
+        self.write_json(self.core.get_run(await self.who(), run_id))
 
-    def delete(self, run_id):
-        self.core.delete_run(self.who, run_id)
+    async def delete(self, run_id):
+        self.core.delete_run(await self.who(), run_id)
         self.set_status(204)
         self.finish()
 
 
 class StopRun(SchedulerApi):
-    def post(self, run_id):
-        self.write_json(self.core.stop_run(self.who, run_id))
+    async def post(self, run_id):
+        self.write_json(self.core.stop_run(await self.who(), run_id))
 
 
 CONTENT_TYPES = {"output.ipynb": "application/x-ipynb+json", "output.html": "text/html; charset=utf-8",
@@ -153,8 +157,8 @@ CONTENT_TYPES = {"output.ipynb": "application/x-ipynb+json", "output.html": "tex
 
 
 class RunFile(SchedulerApi):
-    def get(self, run_id, name):
-        path = self.core.run_file(self.who, run_id, name)
+    async def get(self, run_id, name):
+        path = self.core.run_file(await self.who(), run_id, name)
         self.set_header("Content-Type", CONTENT_TYPES[name])
         # A notebook's output may hold its own scripts: show it without letting them run here.
         self.set_header("Content-Security-Policy", "sandbox")
@@ -242,9 +246,9 @@ class NoSuchApi(SchedulerApi):
 
 class SchedulesPage(PageHandler):
     @web.authenticated
-    def get(self):
+    async def get(self):
         core = self.settings["core"]
-        who = core.directory.who(self.user_name)
+        who = await core.directory.who(self.user_name)
         self.render_page("schedules.html", schedules=core.list_schedules(who), runs=core.list_runs(who, limit=50))
 
 

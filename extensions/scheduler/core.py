@@ -47,15 +47,20 @@ class Who:
 
 
 class Directory(Protocol):
-    def who(self, name: str) -> Who:
+    async def who(self, name: str) -> Who:
         """The hub user `name` with their groups (NotFound if there is none)."""
 
-    def members(self, group: str) -> list[str]:
+    async def members(self, group: str) -> list[str]:
         """The user names in hub group `group`."""
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def changes_compute(change: UpdateSchedule) -> bool:
+    """Whether a schedule change chooses compute (profile, environment, options) anew."""
+    return bool({"profile", "environment", "profile_options"} & change.model_fields_set)
 
 
 @overload
@@ -256,7 +261,9 @@ class SchedulerCore:
         with self.sessions() as session:
             return self.schedule_out(self._schedule(session, who, schedule_id))
 
-    def update_schedule(self, who: Who, schedule_id: str, change: UpdateSchedule) -> ScheduleOut:
+    def update_schedule(self, who: Who, schedule_id: str, change: UpdateSchedule, owner: Who | None = None) -> ScheduleOut:
+        """`owner`: the schedule's owner as the directory has them, needed when the change chooses
+        compute (changes_compute), which is checked against the owner, not the one who edits."""
         with self.sessions.begin() as session:
             schedule = self._schedule(session, who, schedule_id, change=True)
             fields = change.model_dump(exclude_unset=True, mode="json")
@@ -266,8 +273,9 @@ class SchedulerCore:
                 cron.validate(fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone), self.clock())
             if "notify" in fields:
                 self._check_webhooks(fields["notify"] or {})
-            if "profile" in fields or "environment" in fields or "profile_options" in fields:
-                owner = self.directory.who(schedule.owner)
+            if changes_compute(change):
+                if owner is None or owner.name != schedule.owner:
+                    raise ValueError(f"a change of compute is checked against the owner {schedule.owner!r}: pass them")
                 fields["profile"], fields["environment"] = self._compute(
                     owner, fields.get("profile", schedule.profile), fields.get("environment", schedule.environment))
                 fields["profile_options"] = self._profile_options(

@@ -278,7 +278,7 @@ class Dispatcher:
             reason = self._limit_reason(owner, running)
             claim = None
             if reason is None:
-                claim, reason = self._claim(run_id, owner, schedule)
+                claim, reason = await self._claim(run_id, owner, schedule)
             if reason is None:
                 gang = await self.executor.admit(self.core.profile(schedule.profile), schedule.nodes or 1)
                 if gang is not None:
@@ -301,14 +301,14 @@ class Dispatcher:
             return f"waiting: {owner} has {mine} runs executing (scheduler.max_runs_per_user)"
         return None
 
-    def _claim(self, run_id: str, owner: str, schedule: Schedule) -> tuple[Claim | None, str | None]:
+    async def _claim(self, run_id: str, owner: str, schedule: Schedule) -> tuple[Claim | None, str | None]:
         """(the run's GPU claim, None) or (None, why it waits)."""
         profile = self.core.profile(schedule.profile)
         if not profile.uses_gpu:
             return None, None  # a run is not a server: without GPUs no quota applies (no hub look-up needed)
-        who = self.core.directory.who(owner)
+        who = await self.core.directory.who(owner)
         quotas = self.core.settings["quotas"]
-        standing = Standing(group_members={g: tuple(self.core.directory.members(g)) for g in who.groups
+        standing = Standing(group_members={g: tuple(await self.core.directory.members(g)) for g in who.groups
                                            if g in quotas["groups"]})
         try:
             # the project, where the schedule has one, is what its GPU-hours count towards (usage, budgets)

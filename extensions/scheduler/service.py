@@ -13,7 +13,7 @@ from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.config import runs_as_own_account
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
-from gpulab.hub_config.client import HubClient
+from gpulab.hub_config.client import AsyncHubClient, HubClient
 
 from .api import ROUTES
 from .core import RunStorage, SchedulerCore
@@ -56,7 +56,7 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
     from .executors.kubernetes import KubernetesExecutor  # kubernetes_asyncio: 0.3 s of every local start
 
     async def roles_of(owner: str) -> dict:
-        who = await asyncio.to_thread(directory.who, owner)
+        who = await directory.who(owner)
         return project_roles(list(who.groups))
 
     return KubernetesExecutor(settings, log, roles_of, lambda run_id: storage.path(run_id, "log.txt"))
@@ -78,7 +78,7 @@ async def main() -> None:
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
     storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
-    directory = HubDirectory(hub)
+    directory = HubDirectory(AsyncHubClient(os.environ["JUPYTERHUB_API_URL"], token))
     launcher, user_files = make_launcher(settings, log) if settings["spawner"]["backend"] != "kubernetes" \
         else (None, None)
     executor = make_executor(settings, log, directory, sessions, storage, launcher)

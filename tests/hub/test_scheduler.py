@@ -324,3 +324,20 @@ def test_the_hubs_metrics_count_runs_by_status(hub, alice):
     metrics = hub.api.send("GET", "hub/metrics", None, None).decode()  # the test's service may read:metrics
     completed = [line for line in metrics.splitlines() if line.startswith('gpulab_scheduled_runs{status="COMPLETED"}')]
     assert completed and float(completed[0].split()[-1]) >= 1, completed
+
+
+def test_changing_a_schedules_compute_is_checked_against_its_owner(hub, alice):
+    """PATCH with a profile or environment asks the hub who the owner is (the scheduler's
+    asynchronous directory) and checks the choice as for a new schedule."""
+    schedule = alice.request("POST", "services/scheduler/api/schedules",
+                             {"name": "compute", "notebook": notebook("1"), "cron": "0 0 * * *", "active": False})
+    try:
+        [option] = alice.request("GET", "services/scheduler/api/options")["profiles"][:1]
+        changed = alice.request("PATCH", f"services/scheduler/api/schedules/{schedule['id']}",
+                                {"profile": option["id"]})
+        assert changed["profile"] == option["id"]
+        with pytest.raises(ClientError) as refused:
+            alice.request("PATCH", f"services/scheduler/api/schedules/{schedule['id']}", {"profile": "no-such-profile"})
+        assert refused.value.status == 400 and "no-such-profile" in refused.value.message
+    finally:
+        alice.request("DELETE", f"services/scheduler/api/schedules/{schedule['id']}")

@@ -27,10 +27,10 @@ T0 = datetime(2026, 11, 22, 12, 0, 30, tzinfo=timezone.utc)
 
 
 class FixedDirectory:
-    def who(self, name):
+    async def who(self, name):
         return Who(name)
 
-    def members(self, group):
+    async def members(self, group):
         return []
 
 
