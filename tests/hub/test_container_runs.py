@@ -6,7 +6,8 @@ Checked: a run's notebook executes in the image's Python under tini, as the owne
 their bind-mounted home (a file it writes belongs to them on the host), with the profile's
 memory limit on the container, and its parameters and output land as for a process run; the
 log holds the runner's lines; a stopped run ends STOPPED with its container gone; no container
-of a finished run is left; a job made through jupyter-scheduler's API in the owner's server (a
+of a finished run is left; a kill -9 of the scheduler and of its root launcher during a run
+loses nothing (the run ends COMPLETED, once); a job made through jupyter-scheduler's API in the owner's server (a
 container too) reaches the central service and runs in the image.
 
 Not covered: a GPU (none here; the device requests are unit-tested against literal dicts in
@@ -17,16 +18,18 @@ Docker Engine itself (Podman serves the same API).
 from __future__ import annotations
 
 import json
+import os
 import pwd
+import signal
 
 import pytest
 
 from gpulab.extensions.scheduler.executors.runner_container import RUN_LABEL
-from gpulab.hub_config.client import HubClient
+from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.images.catalog import load_catalog
 from gpulab.spawner.accounts import account_name
 from tests.hub.test_scheduler import notebook, outputs_text, wait_run
-from tests.support.hub import wait_for
+from tests.support.hub import managed_service_process, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -65,8 +68,9 @@ def engine(container_engine):
     client.close()
 
 
-def run_containers(engine) -> list:
-    return engine.containers.list(all=True, filters={"label": RUN_LABEL})
+def run_containers(engine, run_id: str) -> list:
+    """The run's container, if it is still there (the engine may hold other sessions' runs)."""
+    return engine.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
 
 
 def test_a_run_executes_in_the_environments_image_as_its_owner(hub, dora, engine, account_prefix, homes_root):
@@ -87,18 +91,18 @@ def test_a_run_executes_in_the_environments_image_as_its_owner(hub, dora, engine
     assert (made.st_uid, made.st_gid) == (entry.pw_uid, entry.pw_gid)
     log = dora.download(f"services/scheduler/api/runs/{done['id']}/files/log.txt").decode()
     assert "gpulab" in log.lower()
-    wait_for(lambda: not run_containers(engine), 30, "the run's container to be removed")
+    wait_for(lambda: not run_containers(engine, done["id"]), 30, "the run's container to be removed")
 
 
 def test_a_stopped_run_ends_stopped_and_leaves_no_container(hub, dora, engine):
     run = dora.request("POST", "services/scheduler/api/runs",
                        {"name": "long", "notebook": notebook("import time; time.sleep(600)")})
     wait_for(lambda: dora.request("GET", f"services/scheduler/api/runs/{run['id']}")["status"] == "RUNNING"
-             and run_containers(engine), 240, "the run to be running in its container")
+             and run_containers(engine, run["id"]), 240, "the run to be running in its container")
     dora.request("POST", f"services/scheduler/api/runs/{run['id']}/stop")
     done = wait_run(dora, run["id"], timeout=120)
     assert done["status"] == "STOPPED", done
-    wait_for(lambda: not run_containers(engine), 60, "the stopped run's container to be removed")
+    wait_for(lambda: not run_containers(engine, run["id"]), 60, "the stopped run's container to be removed")
 
 
 def test_a_job_made_in_jupyterlab_in_a_container_runs_in_the_image(hub, dora, engine):
@@ -121,4 +125,31 @@ def test_a_job_made_in_jupyterlab_in_a_container_runs_in_the_image(hub, dora, en
         assert "pid1 tini alpha 2" in outputs_text(executed)
     finally:
         hub.stop_server("dora")
-    wait_for(lambda: not run_containers(engine), 30, "the run's container to be removed")
+    wait_for(lambda: not run_containers(engine, job["job_id"]), 30, "the run's container to be removed")
+
+
+def test_a_container_run_outlives_kill_9_of_the_scheduler_and_its_launcher_and_ends_once(hub, dora, engine):
+    run = dora.request("POST", "services/scheduler/api/runs", {
+        "name": "survivor", "notebook": notebook("import time; time.sleep(8)", "print('slept')")})
+    wait_for(lambda: dora.request("GET", f"services/scheduler/api/runs/{run['id']}")["kernel_ready_at"], 240,
+             "the run's kernel to start in its container")
+    for module in ("gpulab.extensions.scheduler.launcher", "gpulab.extensions.scheduler.service"):
+        process = wait_for(lambda: managed_service_process(hub, module), 30, module)
+        os.kill(process.pid, signal.SIGKILL)
+
+    def ended():  # the proxy answers 502 until the hub has started the scheduler again
+        try:
+            seen = dora.request("GET", f"services/scheduler/api/runs/{run['id']}")
+        except ClientError as error:
+            if error.status in (502, 503):
+                return None
+            raise
+        return seen["status"] in ("COMPLETED", "FAILED", "TIMED_OUT", "STOPPED") and seen
+
+    done = wait_for(ended, 240, "the run to end after the kills")
+    assert done["status"] == "COMPLETED" and done["attempt"] == 1, (done, hub.log_tail())
+    executed = dora.request("GET", f"services/scheduler/api/runs/{done['id']}/files/output.ipynb")
+    assert "slept" in outputs_text(executed)
+    assert [r["id"] for r in dora.request("GET", "services/scheduler/api/runs")
+            if r["schedule_id"] == done["schedule_id"]] == [done["id"]]
+    wait_for(lambda: not run_containers(engine, run["id"]), 60, "the run's container to be removed")
