@@ -29,6 +29,9 @@ LAUNCH = {"run_id": RUN, "owner": "ann", "python": "", "env": {"A": "1"},
           "image": ""}
 PYTHONS = frozenset({"", "/opt/envs/torch"})
 IMAGES = frozenset({"ghcr.io/gpulab/cpu:cpu-python-3.12"})
+# The account this module makes has its home in pytest's private tmp_path, and accounts are shared
+# by the test modules of a worker: a name no hub test uses ("ann" broke a later container test).
+RUNNER_OWNER = "launcher-test-owner"
 
 
 def test_a_well_formed_start_becomes_a_runner_launch():
@@ -107,13 +110,13 @@ def test_a_runner_started_through_the_socket_writes_to_the_log_it_was_handed(tmp
         log_path = tmp_path / "log.txt"
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:  # no GPULAB_RUN_URL: the runner stops at once with a traceback, exit status 1
-            ref = client.start(RunnerLaunch(RUN, "ann", "", {}, Limits()), fd)
+            ref = client.start(RunnerLaunch(RUN, RUNNER_OWNER, "", {}, Limits()), fd)
         finally:
             os.close(fd)
         assert client.wait(ref) == 1
         assert "GPULAB_RUN_URL" in log_path.read_text()
         with pytest.raises(LauncherError, match="not one of the configured environments'"):
-            client.start(RunnerLaunch(RUN, "ann", "/bin", {}, Limits()), os.open(log_path, os.O_WRONLY))
+            client.start(RunnerLaunch(RUN, RUNNER_OWNER, "/bin", {}, Limits()), os.open(log_path, os.O_WRONLY))
         client.stop(RUN, ref)  # ended already: nothing to do
         client.cleanup(RUN)
     finally:
