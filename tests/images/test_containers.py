@@ -37,9 +37,15 @@ def engine(container_engine):
     client.close()
 
 
+LOGS_RACE = "failed to obtain logs"  # Podman 4.3 as root, a container that ended at once: ask again
+
+
 def run(engine, image: str, command: list[str] | None, **options) -> str:
-    output = engine.containers.run(image, command, remove=True, stderr=True, **options)
-    return output.decode()
+    for _ in range(3):
+        output = engine.containers.run(image, command, remove=True, stderr=True, **options).decode()
+        if LOGS_RACE not in output:
+            break
+    return output
 
 
 def last_line(text: str) -> str:
