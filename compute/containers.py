@@ -24,6 +24,12 @@ def gpu_device_requests(devices: list[str], style: str) -> list[dict]:
     return [{"driver": "nvidia", "device_ids": list(devices), "capabilities": [["gpu"]]}]
 
 
+def devices_kept(host_config: dict) -> bool:
+    """Whether a created container still names GPU devices in its host config (pure): an engine
+    may drop device requests without a word (Podman 4 through the Docker API does)."""
+    return any(request.get("DeviceIDs") for request in host_config.get("DeviceRequests") or [])
+
+
 def limit_settings(limits: Limits) -> tuple[dict, dict]:
     """(DockerSpawner traits, extra host config) for a profile's limits (pure). DockerSpawner's own
     mem_limit and cpu_limit carry the limits; guarantees become Docker's reservation and shares."""

@@ -28,7 +28,7 @@ from dockerspawner import DockerSpawner
 from jupyterhub.utils import random_port
 from traitlets import Enum, Integer, List, Unicode, default
 
-from gpulab.compute.containers import GPU_REQUESTS, gpu_device_requests, limit_settings
+from gpulab.compute.containers import GPU_REQUESTS, devices_kept, gpu_device_requests, limit_settings
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import start_ticks
 
@@ -184,9 +184,7 @@ class ContainerSpawner(ProgressMixin, DockerSpawner):
     async def _check_devices_kept(self, container_id: str) -> None:
         """An engine may drop device requests without a word (Podman 4 through the Docker API
         does): a GPU server without its GPUs fails here instead of starting blind."""
-        host = (await self.docker("inspect_container", container_id))["HostConfig"]
-        requested = {uuid for r in host.get("DeviceRequests") or [] for uuid in r.get("DeviceIDs") or []}
-        if not requested:
+        if not devices_kept((await self.docker("inspect_container", container_id))["HostConfig"]):
             await self.docker("remove_container", container_id, force=True)
             raise SpawnError(f"The container engine ignored the request for GPUs {', '.join(self.gpu_uuids())}. "
                              "Use Docker Engine with the NVIDIA container toolkit (gpu_request: nvidia) or an engine "

@@ -55,3 +55,11 @@ def test_the_foreground_process_is_known_by_the_run_alone_and_the_engine_by_the_
     assert ContainerEngine.from_settings({"container_engine": {"host": "unix:///run/podman/podman.sock",
                                                                "gpu_request": "cdi", "mounts": ["/data"]}}) == \
         ContainerEngine("unix:///run/podman/podman.sock", "cdi", ("/data",))
+
+
+def test_a_container_whose_engine_dropped_the_gpu_request_is_told_apart():
+    from gpulab.compute.containers import devices_kept
+
+    assert devices_kept({"DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": [GPU]}]})
+    assert not devices_kept({"DeviceRequests": None}) and not devices_kept({})
+    assert not devices_kept({"DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": []}]})

@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 
 from gpulab.compute.limits import Limits
-from gpulab.compute.containers import gpu_device_requests, limit_settings
+from gpulab.compute.containers import devices_kept, gpu_device_requests, limit_settings
 
 RUNNER = "gpulab.extensions.scheduler.runner"
 CONTAINER_RUNNER = "gpulab.extensions.scheduler.executors.runner_container"
@@ -77,7 +77,7 @@ def run_container_settings(*, run_id: str, image: str, env: dict, limits: Limits
         "volumes": {path: {"bind": path, "mode": "rw"} for path in [home, *mounts]},
         "network_mode": "host",
         "device_requests": gpu_device_requests(devices, gpu_request),
-        **{key: value for key, value in host.items()},
+        **host,
     }
     if traits["mem_limit"] is not None:
         settings["mem_limit"] = traits["mem_limit"]
@@ -118,8 +118,7 @@ def run(spec: dict, out) -> int:
     container = client.containers.create(**settings)
     try:
         if settings["device_requests"]:
-            kept = container.attrs["HostConfig"].get("DeviceRequests") or []
-            if not any(r.get("DeviceIDs") for r in kept):  # Podman 4's Docker API drops them
+            if not devices_kept(container.attrs["HostConfig"]):
                 out.write(b"gpulab: the container engine ignored the request for the run's GPUs "
                           b"(Podman 4 does through its Docker API); the run does not start without them\n")
                 return 1
