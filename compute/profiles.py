@@ -168,4 +168,4 @@ def resolve_profile(profiles, options: dict, user: str, groups, admin: bool = Fa
 
 
 def unknown_options(options: dict, profile: Profile) -> list[str]:
-    return sorted(set(options) - {"profile", "environment"} - option_keys(profile.options))
+    return sorted(set(options) - {"profile", "environment", "project"} - option_keys(profile.options))

@@ -63,14 +63,18 @@ def _templates() -> Jinja:
     return Jinja(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html"]))
 
 
-def render_form(cards: list[ProfileCard], default_environment: str = "") -> str:
-    return _templates().get_template("spawn_form.html").render(cards=cards, default_environment=default_environment)
+def render_form(cards: list[ProfileCard], default_environment: str = "", projects: list[str] | None = None,
+                previous_project: str = "") -> str:
+    """The form's HTML; a project field only for someone who can name a project."""
+    return _templates().get_template("spawn_form.html").render(
+        cards=cards, default_environment=default_environment, projects=projects or [],
+        previous_project=previous_project)
 
 
 def options_from_form(form: dict[str, list[str]]) -> dict:
-    """The spawn form's fields as user_options: {"profile": ..., "environment": ...} and the chosen
-    profile's `profile-option-<profile>--<option>` fields as KubeSpawner names them."""
-    options = {key: form[key][0] for key in ("profile", "environment") if form.get(key)}
+    """The spawn form's fields as user_options: {"profile": ..., "environment": ..., "project": ...} and
+    the chosen profile's `profile-option-<profile>--<option>` fields as KubeSpawner names them."""
+    options = {key: form[key][0] for key in ("profile", "environment", "project") if form.get(key) and form[key][0]}
     if options.get("profile"):
         options.update(options_from_form_fields(form, options["profile"]))
     return options

@@ -105,7 +105,7 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         nodes = (await self.cluster()).snapshot().nodes
         products = sorted({n["metadata"].get("labels", {}).get(PRODUCT_LABEL) for n in nodes} - {None})
         env = plan.environment
-        changes = pod_changes(plan.profile, env.image, env.id, env.cuda, env.min_driver, products)
+        changes = pod_changes(plan.profile, env.image, env.id, env.cuda, env.min_driver, products, plan.project)
         configured = {name: getattr(self, name) for name in MERGED_SETTINGS}
         self._override(profile_settings(configured, changes, plan.profile))
         for overrides in plan.kubespawner_overrides:

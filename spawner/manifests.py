@@ -117,8 +117,11 @@ class PodChanges:
     labels: dict = field(default_factory=dict)
 
 
+PROJECT_LABEL = "gpulab.dev/project"  # a server pod's project, so the cluster's usage counts it there
+
+
 def pod_changes(profile: Profile, image: str, environment_id: str, cuda: str | None, min_driver: str | None,
-                products: list[str]) -> PodChanges:
+                products: list[str], project: str = "") -> PodChanges:
     shm = shared_memory(profile)
     return PodChanges(
         image=image,
@@ -129,7 +132,8 @@ def pod_changes(profile: Profile, image: str, environment_id: str, cuda: str | N
         volumes=[shm[0]] if shm else [],
         volume_mounts=[shm[1]] if shm else [],
         env=visibility_env(profile),
-        labels={"gpulab.dev/profile": profile.id, "gpulab.dev/environment": environment_id},
+        labels={"gpulab.dev/profile": profile.id, "gpulab.dev/environment": environment_id,
+                **({PROJECT_LABEL: project} if project else {})},
     )
 
 

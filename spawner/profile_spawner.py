@@ -31,6 +31,7 @@ from gpulab.images.catalog import Environment, load_catalog
 
 from .environments import offered, options_for, resolve_environment
 from .form import options_from_form, profile_cards, render_form
+from .project_choice import projects_for_servers, resolve_project
 from .refusals import forget_refused_spawn, is_refusal
 
 FULL = 409  # the profile exists and is allowed, but its GPUs are all in use
@@ -44,6 +45,7 @@ class SpawnPlan:
     profile: Profile
     environment: Environment
     options: tuple[ChosenOption, ...] = ()
+    project: str = ""  # the project its hours count towards ("" for the user's own)
 
     @property
     def limits(self) -> Limits:
@@ -204,7 +206,7 @@ class ProfileSpawnerMixin(Spawner):
 
     @property
     def purpose(self) -> Purpose:
-        return Purpose.server(self.user.name, self.name)
+        return Purpose.server(self.user.name, self.name, self.spawn_plan.project if self.spawn_plan else "")
 
     # ------------------------------------------------------------ the spawn form
 
@@ -231,9 +233,10 @@ class ProfileSpawnerMixin(Spawner):
         availability = {p.id: snapshot.availability(p) for p in profiles}
         over_quota = {p.id: quota_reason(self.quotas, self.user.name, groups, self.purpose, p.gpu.count, standing,
                                          snapshot.held_by_owner) for p in profiles}
-        previous = (self.orm_spawner.user_options or {}).get("profile") if self.orm_spawner else None
-        cards = profile_cards(profiles, availability, over_quota, environments, previous)
-        return render_form(cards, self.environment_settings.get("default", ""))
+        previous = (self.orm_spawner.user_options or {}) if self.orm_spawner else {}
+        cards = profile_cards(profiles, availability, over_quota, environments, previous.get("profile"))
+        return render_form(cards, self.environment_settings.get("default", ""), projects_for_servers(groups),
+                           previous.get("project", ""))
 
     # ------------------------------------------------------------ the spawn
 
@@ -243,17 +246,18 @@ class ProfileSpawnerMixin(Spawner):
             profile = resolve_profile(self.profiles, options, self.user.name, self._user_groups(), self.user.admin)
             extra = unknown_options(options, profile)
             if extra:
-                expected = ", ".join(["profile", "environment"] + [o.name for o in profile.options])
+                expected = ", ".join(["profile", "environment", "project"] + [o.name for o in profile.options])
                 raise ChoiceError(400, f"unknown option(s): {', '.join(extra)}; expected {expected}")
             chosen = resolve_options(profile.id, profile.options, options)
             choices = options_for(profile, self.environments, self.gpu_driver(profile), self.python_exists())
             environment = resolve_environment(profile, choices, options.get("environment"),
                                               self.environment_settings.get("default", ""))
+            project = resolve_project(options.get("project"), self.user.name, self._user_groups())
         except ChoiceError as refused:
             raise web.HTTPError(refused.status, refused.message) from None
         except OptionError as refused:
             raise web.HTTPError(400, str(refused)) from None
-        return SpawnPlan(profile, environment, chosen)
+        return SpawnPlan(profile, environment, chosen, project)
 
     async def start(self):
         try:

@@ -39,6 +39,7 @@ BAD_REQUESTS = [
     ({"format": "xml"}, "format='xml' is not json or csv"),
 ]
 SAVER_BUDGET = 1  # GPU-hours a month
+VISION_BUDGET = 5
 PROFILES = [
     {"id": "cpu", "display_name": "CPU", "default": True},
     {"id": "gpu", "display_name": "1 GPU", "gpu": {"count": 1}, "cpu": {"limit": 2}},
@@ -53,7 +54,8 @@ def start_usage_hub(hub_factory, hubs_root):
     write_readings(readings, {GPU: {"utilization": 90, "memory_used_mb": 1000}})
     hub = prepare_gpu_hub(hub_factory, folder, gpus=1, migs=0, name="usage", profiles=PROFILES,
                           extra={"usage": {"sample_interval": 1}, "culling": {"gpu_utilization_threshold": 10}},
-                          quotas={"users": {"saver": {"gpu_hours_per_month": SAVER_BUDGET}}},
+                          quotas={"users": {"saver": {"gpu_hours_per_month": SAVER_BUDGET}},
+                                  "projects": {"vision": {"gpu_hours_per_month": VISION_BUDGET}}},
                           utilization_file=readings)
     hub.readings = readings
     return hub.start()
@@ -159,15 +161,15 @@ def gpulab(hub, token: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-def used_earlier_this_month(hub, owner: str, hours: float) -> None:
+def used_earlier_this_month(hub, owner: str, hours: float, project: str = "") -> None:
     """A finished interval of one GPU for `owner`, written into the hub's usage ledger as if
     they had held it earlier this month (so the budget's state does not depend on timing)."""
     engine = make_engine(f"sqlite:///{hub.data_dir / 'state' / 'gpulab.sqlite'}")
     now = datetime.now(timezone.utc)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with make_session_factory(engine).begin() as session:
-        session.add(UsageInterval(claim_id="earlier", owner=owner, purpose=f"server:{owner}/", profile="gpu",
-                                  project="", devices="GPU-earlier", gpus=1, cpus=0.0, started_at=start,
+        session.add(UsageInterval(claim_id=f"earlier-{owner}-{hours}", owner=owner, purpose=f"server:{owner}/", profile="gpu",
+                                  project=project, devices="GPU-earlier", gpus=1, cpus=0.0, started_at=start,
                                   seen_at=start + timedelta(hours=hours), ended_at=start + timedelta(hours=hours)))
     engine.dispose()
 
@@ -186,3 +188,41 @@ def test_a_budget_warns_from_80_percent_and_refuses_once_spent(hub):
     assert refused.value.status == 403
     assert "over budget: saver used 1.00 of 1 GPU-hours this month; none left until" in refused.value.message
     hub.spawn("saver", options={"profile": "cpu"})  # a budget of GPU-hours leaves CPU servers alone
+
+
+def test_a_server_that_names_its_project_counts_towards_the_projects_hours_and_budget(hub):
+    """A server's `project` option: only an editor may name it; its GPU-hours are the project's
+    in the usage report, and the project's budget refuses the next server once spent."""
+    if datetime.now(timezone.utc).day == 1 and datetime.now(timezone.utc).hour < 2:
+        pytest.skip("the seeded hours lie earlier this month: not yet there in its first hours")
+    hub.create_user("gpu-admin", admin=True)
+    for name in ("lead", "ed", "viv"):
+        hub.create_user(name)
+    admin, lead = hub.user_token("gpu-admin"), hub.user_token("lead")
+    projects = f"{hub.url}services/projects/api/projects"
+    made = requests.post(projects, json={"name": "vision"}, headers={"Authorization": f"token {lead}"}, timeout=30)
+    assert made.status_code == 201, made.text
+    for name, role in (("ed", "editor"), ("viv", "viewer")):
+        added = requests.post(f"{projects}/vision/members", json={"name": name, "role": role},
+                              headers={"Authorization": f"token {lead}"}, timeout=30)
+        assert added.status_code in (200, 201), added.text
+
+    for who, needle in (("viv", "viewers of project 'vision' cannot start servers for it"),
+                        ("gpu-admin", "gpu-admin is not an editor of project 'vision'")):
+        with pytest.raises(ClientError) as refused:
+            hub.spawn(who, options={"profile": "gpu", "project": "vision"})
+        assert (refused.value.status, needle in refused.value.message) == (403, True), refused.value.message
+
+    hub.spawn("ed", options={"profile": "gpu", "project": "vision"})
+    held = wait_for(lambda: live_reading(hub, admin), 60, "the usage service to sample ed's GPU")
+    assert (held["owner"], held["project"]) == ("ed", "vision")
+    hub.stop_server("ed")
+    wait_for(lambda: live_reading(hub, admin) is None, 30, "ed's GPU to be released")
+    rows = {r["key"]: r for r in usage_get(hub, admin, "api/usage", by="project").json()["rows"]}
+    assert list(rows) == ["vision"] and rows["vision"]["gpu_hours"] > 0
+
+    used_earlier_this_month(hub, "lead", VISION_BUDGET, project="vision")  # the project's budget is spent
+    with pytest.raises(ClientError) as refused:
+        hub.spawn("ed", options={"profile": "gpu", "project": "vision"})
+    assert refused.value.status == 403 and "over budget" in refused.value.message and "vision" in refused.value.message
+    hub.spawn("ed", options={"profile": "gpu"})  # ed's own hours are not the project's
