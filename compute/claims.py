@@ -4,8 +4,9 @@ Interactive servers and scheduled runs are two purposes of the same claim, so a 
 for both on every backend. Where the GPUs come from is the pool's business: the ledger on
 one machine (`ledger.LocalPool`), the cluster's scheduler on Kubernetes (`ClusterPool`).
 A refusal is typed: `OverQuota` (403 for a spawn; `OverBudget` when a monthly GPU-hour budget
-is spent) or `DevicesBusy` (409, or a run waits). Budgets need the usage ledger, so only the
-local pool enforces them; on Kubernetes they are not enforced yet.
+is spent) or `DevicesBusy` (409, or a run waits). Budgets read the usage ledger: the local pool
+in the claim's transaction; a cluster's pool just before it (the usage service fills the ledger
+from the cluster's pods), so two claims at the same moment may both pass the last GPU-hours.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class Claim:
     owner: str
     purpose: str
     devices: tuple[str, ...]  # UUIDs, in the order CUDA should see them; () where the cluster assigns them
+    project: str = ""  # what its GPU-hours count towards ("" none); a cluster's pod is annotated with it
     warnings: tuple[str, ...] = ()  # granted, but a budget is 80% spent: what is left
 
 
@@ -103,20 +105,23 @@ class ClusterPool:
     """A cluster's scheduler allocates the GPUs; gpulab checks quotas against what pods hold.
 
     `availability` (None: wait in the cluster's queue) refuses at once when no node can take
-    the GPUs, which a server needs (a pod left Pending only times out).
+    the GPUs, which a server needs (a pod left Pending only times out). `spent` reads this
+    month's GPU-hours from the usage ledger (None: budgets are not enforced).
     """
 
     def __init__(self, held: Callable[[], dict[str, int]],
-                 availability: Callable[[Profile], Availability | None] | None = None):
+                 availability: Callable[[Profile], Availability | None] | None = None,
+                 spent: Callable[[], Spent] | None = None):
         self.held = held
         self.availability = availability
+        self.spent = spent
 
     def take(self, owner: str, purpose: str, profile: Profile, check: QuotaCheck, project: str = "") -> Claim:
-        check(self.held(), None)
+        check(self.held(), self.spent() if self.spent else None)
         live = self.availability(profile) if self.availability else None
         if live is not None and not live.enough:
             raise DevicesBusy(f"full: {live.label}")
-        return Claim("", owner, purpose, ())
+        return Claim("", owner, purpose, (), project)
 
     def release(self, claim_id: str) -> None:
         """Nothing to give back: the cluster frees a pod's GPUs when the pod ends."""

@@ -22,13 +22,13 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 from gpulab.db import Base
 
 from .availability import choose_devices
-from .budgets import Spent, month_start
+from .budgets import Spent
 from .claims import Claim, DevicesBusy, QuotaCheck
 from .inventory import Device
 from .processes import same_process
 from .profiles import GpuRequest, Profile
-from .usage import close_intervals, intervals_between, open_interval
-from .usage_report import Period, gpu_hours_by_owner, gpu_hours_by_project
+from .usage import close_intervals, open_interval
+from .usage_report import spent_this_month
 
 # A claim whose process never appeared is given up after this long (a start that died).
 UNATTACHED_GRACE_SECONDS = 15 * 60
@@ -87,7 +87,7 @@ class Ledger:
             # the usage ledger's interval starts in the claim's transaction: no holding goes unaccounted
             profile, project, cpus = accounted
             open_interval(session, claim_id, owner, purpose, [d.uuid for d in chosen], now, profile, project, cpus)
-        return Claim(claim_id, owner, purpose, tuple(d.uuid for d in chosen))
+        return Claim(claim_id, owner, purpose, tuple(d.uuid for d in chosen), project)
 
     def attach(self, claim_id: str, pid: int, start_ticks: int | None) -> None:
         """Record the process that holds the claim: the claim lives as long as it does."""
@@ -107,12 +107,7 @@ class Ledger:
             close_intervals(session, sorted(claim_ids), self._now())
 
     def _spent(self, session) -> Spent:
-        """GPU-hours used this month, from the usage ledger (open intervals count up to now)."""
-        now = self._now()
-        this_month = Period(month_start(now), now)
-        rows = intervals_between(session, this_month.since, this_month.until)
-        return Spent(this_month.since, gpu_hours_by_owner(rows, this_month, now),
-                     gpu_hours_by_project(rows, this_month, now))
+        return spent_this_month(session, self._now())
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)

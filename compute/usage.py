@@ -58,10 +58,11 @@ def utc(moment: datetime) -> datetime:
 
 
 def open_interval(session: Session, claim_id: str, owner: str, purpose: str, devices: list[str], now: datetime,
-                  profile: str = "", project: str = "", cpus: float = 0.0) -> None:
+                  profile: str = "", project: str = "", cpus: float = 0.0, gpus: int | None = None) -> None:
+    """`gpus` None: one per device (a cluster's pod knows how many it holds before which)."""
     session.add(UsageInterval(claim_id=claim_id, owner=owner, purpose=purpose, profile=profile, project=project,
-                              devices=",".join(devices), gpus=len(devices), cpus=cpus or 0.0,
-                              started_at=now, seen_at=now, ended_at=None))
+                              devices=",".join(devices), gpus=len(devices) if gpus is None else gpus,
+                              cpus=cpus or 0.0, started_at=now, seen_at=now, ended_at=None))
 
 
 def close_intervals(session: Session, claim_ids: list[str], now: datetime | None) -> None:

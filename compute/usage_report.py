@@ -1,4 +1,5 @@
-"""Usage reports (pure): GPU-, CPU- and server-hours by user, project or profile for a period.
+"""Usage reports (pure but for `spent_this_month` and `spent_reader`): GPU-, CPU- and server-hours by user, project
+or profile for a period, and the GPU-hours budgets count.
 
 Each interval counts only its part inside the period; an open interval counts up to `now`.
 The idle share of an interval (device-seconds at or under the culling threshold, out of the
@@ -11,8 +12,12 @@ import csv
 import io
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable
 
-from .usage import UsageInterval, utc
+from sqlalchemy.orm import Session, sessionmaker
+
+from .budgets import Spent, month_start
+from .usage import UsageInterval, intervals_between, utc
 
 GROUPINGS = ("user", "project", "profile", "purpose")
 NO_PROJECT = "(none)"
@@ -128,10 +133,24 @@ def as_csv(rows: list[UsageRow], by: str) -> str:
     return out.getvalue()
 
 
-def gpu_hours_by_owner(rows: list[UsageInterval], within: Period, now: datetime) -> dict[str, float]:
-    """GPU-hours each owner used in `within` (budgets read this)."""
-    return {r.key: r.gpu_hours for r in summarise(rows, within, "user", now)}
+def month_spent(rows: list[UsageInterval], now: datetime) -> Spent:
+    """GPU-hours used this calendar month (UTC) by owner and by project; open intervals count up to now."""
+    this_month = Period(month_start(now), now)
+    return Spent(this_month.since, {r.key: r.gpu_hours for r in summarise(rows, this_month, "user", now)},
+                 {r.key: r.gpu_hours for r in summarise([r for r in rows if r.project], this_month, "project", now)})
 
 
-def gpu_hours_by_project(rows: list[UsageInterval], within: Period, now: datetime) -> dict[str, float]:
-    return {r.key: r.gpu_hours for r in summarise([r for r in rows if r.project], within, "project", now)}
+def spent_this_month(session: Session, now: datetime) -> Spent:
+    """What budgets count, read from the usage ledger through the caller's session."""
+    return month_spent(intervals_between(session, month_start(now), now), now)
+
+
+def spent_reader(sessions: sessionmaker, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+                 ) -> Callable[[], Spent]:
+    """`spent_this_month` in a session of its own: for a cluster's pool, which claims outside the ledger."""
+
+    def read() -> Spent:
+        with sessions() as session:
+            return spent_this_month(session, clock())
+
+    return read

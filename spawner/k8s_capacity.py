@@ -13,8 +13,10 @@ from gpulab.compute.profiles import Profile
 
 from .manifests import DRIVER_MAJOR_LABEL, DRIVER_MINOR_LABEL, DRIVER_REV_LABEL, PRODUCT_LABEL, gpu_resource
 
-USER_LABEL = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's)
+USER_LABEL = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's; a slug of the name)
+USER_ANNOTATION = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's; the name itself)
 OWNER_ANNOTATION = "gpulab.dev/owner"  # on a scheduled run's pod
+PROJECT_ANNOTATION = "gpulab.dev/project"  # on a pod that works for a project (usage and budgets count it there)
 FINISHED = ("Succeeded", "Failed")
 
 
@@ -131,9 +133,21 @@ def gang_shortfall(profile: Profile, pods_wanted: int, nodes: list[dict], pods: 
 
 
 def pod_owner(pod: dict) -> str | None:
-    """The hub user a server's or a scheduled run's pod belongs to."""
+    """The hub user a server's or a scheduled run's pod belongs to. A server's annotation holds
+    the name as the hub knows it; its label only a slug of it (which differs for "Ann@x.org")."""
     meta = pod.get("metadata", {})
-    return (meta.get("labels") or {}).get(USER_LABEL) or (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+    annotations = meta.get("annotations") or {}
+    return (annotations.get(USER_ANNOTATION) or (meta.get("labels") or {}).get(USER_LABEL)
+            or annotations.get(OWNER_ANNOTATION))
+
+
+def pod_gpus(pod: dict) -> int:
+    """GPUs (whole and MIG instances) a pod's containers are given: their `nvidia.com/*` limits."""
+    total = 0
+    for container in pod.get("spec", {}).get("containers", []):
+        limits = (container.get("resources") or {}).get("limits") or {}
+        total += sum(quantity(v) for k, v in limits.items() if k.startswith("nvidia.com/"))
+    return total
 
 
 def gpus_by_user(pods: list[dict]) -> dict[str, int]:
@@ -141,12 +155,8 @@ def gpus_by_user(pods: list[dict]) -> dict[str, int]:
     held: dict[str, int] = {}
     for pod in pods:
         user = pod_owner(pod)
-        if not user or not active(pod):
-            continue
-        for container in pod.get("spec", {}).get("containers", []):
-            limits = (container.get("resources") or {}).get("limits") or {}
-            held[user] = held.get(user, 0) + sum(quantity(v) for k, v in limits.items()
-                                                  if k.startswith("nvidia.com/"))
+        if user and active(pod):
+            held[user] = held.get(user, 0) + pod_gpus(pod)
     return held
 
 

@@ -23,6 +23,7 @@ from traitlets import List, Unicode
 from gpulab.compute.availability import Availability
 from gpulab.compute.claims import ClusterPool, Pool
 from gpulab.compute.profiles import Profile
+from gpulab.compute.usage_report import spent_reader
 
 from .k8s_capacity import best_driver, cluster_availability, gpus_by_user
 from .k8s_watch import ResourceWatch
@@ -128,10 +129,12 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
             setattr(self, name, copy.deepcopy(value))
 
     async def gpu_pool(self) -> Pool:
-        """No ledger here: the cluster's scheduler allocates. Quotas count what pods hold, and a
-        spawn no node can take is refused now instead of left Pending."""
+        """No GPU ledger here: the cluster's scheduler allocates. Quotas count what pods hold, a
+        spawn no node can take is refused now instead of left Pending, and budgets count the
+        GPU-hours the usage service recorded from the cluster's pods."""
         snapshot = (await self.cluster()).snapshot()
-        return ClusterPool(lambda: snapshot.held_by_owner, snapshot.availability)
+        return ClusterPool(lambda: snapshot.held_by_owner, snapshot.availability,
+                           spent=spent_reader(self.ledger.sessions) if self.ledger is not None else None)
 
     def _expand_env(self, env):
         """KubeSpawner's "{username}"/"{servername}" expansion, except for gpulab's own variables:

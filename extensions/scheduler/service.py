@@ -59,7 +59,8 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
         who = await directory.who(owner)
         return project_roles(list(who.groups))
 
-    return KubernetesExecutor(settings, log, roles_of, lambda run_id: storage.path(run_id, "log.txt"))
+    return KubernetesExecutor(settings, log, roles_of, lambda run_id: storage.path(run_id, "log.txt"),
+                              sessions=sessions)
 
 
 def mlflow_environment(settings: dict, hub: HubClient, log):

@@ -8,7 +8,7 @@ from tornado import web
 
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
-from .core import Asker
+from .core import Asker, utilization_note
 from .metrics import exposition
 
 
@@ -51,7 +51,8 @@ class Live(UsageRequest, ApiHandler):
     """The devices held now and their latest utilisation and memory."""
 
     def get(self):
-        self.write_json({"devices": self.core.held_now(self.asker)})
+        self.write_json({"devices": self.core.held_now(self.asker),
+                         "utilization_note": utilization_note(self.core.measured_by)})
 
 
 class Metrics(UsageRequest, ApiHandler):

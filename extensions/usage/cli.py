@@ -50,6 +50,8 @@ def table(report: dict) -> str:
     """The report as aligned text (pure)."""
     head = f"{report['since'][:10]} to {report['until'][:16].replace('T', ' ')} UTC, by {report['by']} " \
            f"(idle: GPU at or under {report['idle_threshold_percent']}%)"
+    if report.get("utilization_note"):
+        head += f"\n{report['utilization_note']}"
     if not report["rows"]:
         return head + "\nno usage"
     rows = [(report["by"].upper(), "GPU-H", "IDLE", "CPU-H", "SERVER-H", "RUN-H")]

@@ -33,6 +33,10 @@ def update_usage(values: dict, c: Config) -> None:
         "idle_threshold": values["culling"]["gpu_utilization_threshold"],
         # utilisation from NVML (on Kubernetes no GPU is seen from here)
         "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if local else "",
+        # on Kubernetes: the pods of gpulab's namespace, and the DCGM exporter where there is one
+        "backend": values["spawner"]["backend"],
+        "namespace": values["spawner"]["kubernetes"]["namespace"],
+        "dcgm_exporter_url": values["usage"]["dcgm_exporter_url"],
         "log_level": values["hub"]["log_level"],
     }
     # display=False: the "Usage" link (nav_links) replaces the hub's Services menu entry
@@ -41,6 +45,8 @@ def update_usage(values: dict, c: Config) -> None:
                         display=False, run_as=own_account(values, DATABASE_ACCOUNT, owns) if local else None)
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)
+    # the hub's home page reads its user's GPUs' live readings from here (templates/home.html)
+    c.JupyterHub.template_vars["gpulab_usage_url"] = service_prefix(values, NAME)
 
 
 def nav_links(values: dict) -> list[NavLink]:

@@ -24,19 +24,31 @@ class Asker:
     admin: bool
 
 
+def utilization_note(measured_by: str) -> str:
+    """What the page and the API say about where utilisation comes from ("" where it is measured)."""
+    if measured_by:
+        return ""
+    return ("utilisation not measured on this cluster: allocation only (GPU-hours held; no busy or idle "
+            "split without a DCGM exporter, usage.dcgm_exporter_url)")
+
+
 class UsageCore:
+    """`measured_by`: where utilisation comes from ("NVML", "DCGM exporter"; "" where nothing measures it)."""
+
     def __init__(self, sessions: sessionmaker, threshold: int, live: Callable[[], list[HeldDevice]],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc), measured_by: str = "NVML"):
         self.sessions = sessions
         self.threshold = threshold
         self.live = live
         self.clock = clock
+        self.measured_by = measured_by
 
     def report(self, asker: Asker, since: str | None, until: str | None, by: str) -> dict:
         within, summary = self._summary(asker, since, until, by)
         return {
             "since": within.since.isoformat(), "until": within.until.isoformat(), "by": by,
             "idle_threshold_percent": self.threshold, "scope": "everyone" if asker.admin else asker.name,
+            "utilization_measured_by": self.measured_by, "utilization_note": utilization_note(self.measured_by),
             "rows": [r.as_dict() for r in summary],
         }
 

@@ -1,6 +1,6 @@
 """Monthly GPU-hour budgets through compute's one claim: refusals typed as OverBudget with what
-was used, warnings from 80%, per user, group and project, a new month starting afresh (a real
-SQLite ledger and a controllable clock; no GPU)."""
+was used, warnings from 80%, per user, group and project, a new month starting afresh, from the
+local pool and from a cluster's (a real SQLite ledger and a controllable clock; no GPU)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from gpulab.compute.claims import ClusterPool, OverBudget, OverQuota, Purpose, S
 from gpulab.compute.inventory import Device
 from gpulab.compute.ledger import Ledger, LocalPool
 from gpulab.compute.profiles import GpuRequest, Profile
+from gpulab.compute.usage_report import spent_reader
 from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
 
@@ -83,7 +84,29 @@ def test_a_new_month_starts_afresh(pool):
                  standing=Standing(), pool=pool).devices == ("GPU-0",)
 
 
-def test_a_cluster_pool_keeps_no_usage_ledger_so_budgets_are_not_enforced_there():
+def test_a_cluster_pool_enforces_budgets_from_the_usage_ledger(pool):
+    """On Kubernetes the usage service records the pods' intervals in the same ledger (tests/unit/
+    test_usage_cluster.py); the cluster's pool reads this month's GPU-hours from it before a claim."""
+    use(pool, "ann", 1.7)
+    use(pool, "bob", 2.5, project="vision")
+    now = lambda: datetime.fromtimestamp(pool.clock["now"], timezone.utc)  # noqa: E731
+    cluster = ClusterPool(dict, spent=spent_reader(pool.ledger.sessions, now))
+    budget = quotas(default={"gpu_hours_per_month": 2}, projects={"vision": {"gpu_hours_per_month": 3}})
+    granted = claim("ann", [], Purpose.server("ann", ""), GPU, quotas=budget, standing=Standing(), pool=cluster)
+    assert granted.warnings == ("ann has used 1.70 of 2 GPU-hours this month (85%); 0.30 left",)
+    with pytest.raises(OverBudget) as refused:
+        claim("bob", [], Purpose.run("7"), GPU, quotas=budget, standing=Standing(), pool=cluster)
+    assert refused.value.message == "over budget: bob used 2.50 of 2 GPU-hours this month; none left until 2026-12-01"
+    with pytest.raises(OverBudget, match="over budget: project vision used 2.50 of 2.5 GPU-hours"):
+        claim("carl", [], Purpose.run("8", "vision"), GPU,
+              quotas=quotas(projects={"vision": {"gpu_hours_per_month": 2.5}}),
+              standing=Standing(), pool=cluster)
+    pool.clock["now"] = datetime(2026, 12, 1, 0, 5, tzinfo=timezone.utc).timestamp()  # a new month
+    assert claim("bob", [], Purpose.run("9"), GPU, quotas=budget, standing=Standing(), pool=cluster).warnings == ()
+
+
+def test_without_the_usage_ledger_a_cluster_pool_enforces_no_budget():
+    """A pool given no `spent` (no database to read) cannot count GPU-hours: quotas still hold."""
     granted = claim("ann", [], Purpose.run("7"), GPU, quotas=quotas(default={"gpu_hours_per_month": 0}),
                     standing=Standing(), pool=ClusterPool(dict))
     assert granted.warnings == ()

@@ -30,7 +30,7 @@ from kubespawner.slugs import safe_slug
 
 from gpulab.compute.profiles import Profile
 from gpulab.extensions.projects.storage.kubernetes import project_volumes
-from gpulab.spawner.k8s_capacity import OWNER_ANNOTATION
+from gpulab.spawner.k8s_capacity import OWNER_ANNOTATION, PROJECT_ANNOTATION
 from gpulab.spawner.manifests import pod_changes
 
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
@@ -57,6 +57,7 @@ class JobRequest:
     project_roles: dict  # {project slug: role} of the owner
     secret_variables: tuple[str, ...] = ()  # the runner's variables held in the run's Secret (credentials)
     nodes: int = 1  # > 1: an Indexed Job, one pod per node, with a headless Service for the rendezvous
+    project: str = ""  # the project its GPU-hours count towards (the usage service reads it off the pod)
 
 
 def job_name(run_id: str) -> str:
@@ -170,11 +171,14 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
         pod_spec["tolerations"] = changes.tolerations
     if changes.affinity:
         pod_spec["affinity"] = changes.affinity
+    annotations = {OWNER_ANNOTATION: request.owner}
+    if request.project:
+        annotations[PROJECT_ANNOTATION] = request.project
     spec = {
         "backoffLimit": 0,
         "activeDeadlineSeconds": request.timeout_seconds + DEADLINE_MARGIN_SECONDS,
         "ttlSecondsAfterFinished": FINISHED_JOB_TTL_SECONDS,
-        "template": {"metadata": {"labels": pod_labels, "annotations": {OWNER_ANNOTATION: request.owner}},
+        "template": {"metadata": {"labels": pod_labels, "annotations": annotations},
                      "spec": pod_spec},
     }
     if request.nodes > 1:
@@ -183,7 +187,7 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(request.run_id), "namespace": request.namespace, "labels": pod_labels,
-                     "annotations": {OWNER_ANNOTATION: request.owner}},
+                     "annotations": annotations},
         "spec": spec,
     }
 

@@ -21,8 +21,10 @@ from typing import Awaitable, Callable
 
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.clients import load_config, shared_client
+from sqlalchemy.orm import sessionmaker
 
 from gpulab.compute.claims import ClusterPool, Refused
+from gpulab.compute.usage_report import spent_reader
 from gpulab.spawner.cuda import version_tuple
 from gpulab.spawner.k8s_capacity import gang_shortfall, gpus_by_user, node_driver
 from gpulab.spawner.k8s_watch import ResourceWatch
@@ -66,6 +68,7 @@ def job_plan(request: RunRequest, namespace: str, project_roles: dict) -> tuple[
         image=environment.image, environment_id=environment.id, cuda=environment.cuda,
         min_driver=environment.min_driver, env=env, timeout_seconds=request.timeout_seconds,
         project_roles=project_roles, secret_variables=tuple(credentials), nodes=request.nodes,
+        project=request.claim.project if request.claim else "",
     ), credentials
 
 
@@ -81,7 +84,7 @@ class KubernetesExecutor:
     homes_here = False  # homes are volumes in the cluster
 
     def __init__(self, settings: dict, log, project_roles: Callable[[str], Awaitable[dict]],
-                 log_path: Callable[[str], Path], on_exit=lambda: None):
+                 log_path: Callable[[str], Path], on_exit=lambda: None, sessions: sessionmaker | None = None):
         self.kube = settings["spawner"]["kubernetes"]
         self.projects = settings["projects_kubernetes"]
         self.namespace = self.kube["namespace"] or default_namespace()
@@ -97,7 +100,9 @@ class KubernetesExecutor:
         self._poller: asyncio.Task | None = None
         self.pods: ResourceWatch | None = None  # every pod in the cluster, for the GPUs each user holds
         self.unplaced: dict[str, tuple[str, int]] = {}  # run id -> (owner, GPUs) of a GPU Job with no pod seen yet
-        self.pool = ClusterPool(self.held_by_owner)  # no availability check: a Job waits in the cluster's queue
+        # no availability check: a Job waits in the cluster's queue; budgets count the usage
+        # ledger (gpulab's database, `sessions`), which the usage service fills from the pods
+        self.pool = ClusterPool(self.held_by_owner, spent=spent_reader(sessions) if sessions is not None else None)
         self.log_copied: dict[str, float] = {}  # run id -> when its running pods' output was last copied
         self.log_done: set[str] = set()  # runs whose ended pods' output is their log.txt
 
