@@ -16,7 +16,6 @@ from .manifests import DRIVER_MAJOR_LABEL, DRIVER_MINOR_LABEL, DRIVER_REV_LABEL,
 USER_LABEL = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's; a slug of the name)
 USER_ANNOTATION = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's; the name itself)
 OWNER_ANNOTATION = "gpulab.dev/owner"  # on a scheduled run's pod
-PROJECT_ANNOTATION = "gpulab.dev/project"  # on a pod that works for a project (usage and budgets count it there)
 FINISHED = ("Succeeded", "Failed")
 
 

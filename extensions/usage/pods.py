@@ -11,7 +11,7 @@ that holds GPUs, as the ledger keeps one per claim on one machine:
   label, its owner in the `gpulab.dev/owner` annotation; purpose "run:<id>" (each pod of a
   multi-node job is an interval of its own);
 - both: the profile from the `gpulab.dev/profile` label, the project from the
-  `gpulab.dev/project` annotation where the pod has one, GPUs from the containers'
+  `gpulab.dev/project` label where the pod has one, GPUs from the containers'
   `nvidia.com/*` limits (whole GPUs and MIG instances, as quotas count them) and CPUs from
   their CPU limits.
 """
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from gpulab.compute.claims import Purpose
 from gpulab.extensions.scheduler.executors.job_manifests import RUN_LABEL
-from gpulab.spawner.k8s_capacity import PROJECT_ANNOTATION, USER_ANNOTATION, USER_LABEL, pod_gpus, pod_owner
+from gpulab.spawner.k8s_capacity import USER_ANNOTATION, USER_LABEL, pod_gpus, pod_owner
+from gpulab.spawner.manifests import PROJECT_LABEL
 
 SERVER_NAME_ANNOTATION = "hub.jupyter.org/servername"
 PROFILE_LABEL = "gpulab.dev/profile"
@@ -84,10 +85,11 @@ def pod_holding(pod: dict) -> PodHolding | None:
     purpose = pod_purpose(pod, owner)
     if purpose is None:
         return None
+    labels = meta.get("labels") or {}
     return PodHolding(
         claim_id=pod_claim_id(meta["uid"]), namespace=meta.get("namespace", ""), pod=meta.get("name", ""),
-        owner=owner, purpose=purpose, profile=(meta.get("labels") or {}).get(PROFILE_LABEL, ""),
-        project=(meta.get("annotations") or {}).get(PROJECT_ANNOTATION, ""), gpus=gpus, cpus=pod_cpus(pod))
+        owner=owner, purpose=purpose, profile=labels.get(PROFILE_LABEL, ""), project=labels.get(PROJECT_LABEL, ""),
+        gpus=gpus, cpus=pod_cpus(pod))
 
 
 def running_holdings(pods: list[dict]) -> dict[str, PodHolding]:

@@ -37,8 +37,9 @@ sessions = test_usage_ledger.sessions  # the fixture: a migrated SQLite database
 
 
 def server_pod(user: str, slug: str, uid: str, gpus: dict, server: str = "", phase: str = "Running",
-               cpu="4", profile: str = "a100") -> dict:
-    """A server's pod as KubeSpawner 7 makes it: the name in annotations, slugs in labels."""
+               cpu="4", profile: str = "a100", project: str = "") -> dict:
+    """A server's pod as KubeSpawner 7 makes it (the name in annotations, slugs in labels), with
+    gpulab's labels (spawner/manifests.pod_changes)."""
     annotations = {"hub.jupyter.org/username": user, "hub.jupyter.org/kubespawner-version": "7.1.0"}
     if server:
         annotations["hub.jupyter.org/servername"] = server
@@ -47,7 +48,8 @@ def server_pod(user: str, slug: str, uid: str, gpus: dict, server: str = "", pha
         "metadata": {"name": f"jupyter-{slug}{'--' + server if server else ''}", "namespace": NS, "uid": uid,
                      "labels": {"hub.jupyter.org/username": slug, "hub.jupyter.org/servername": server,
                                 "component": "singleuser-server", "app.kubernetes.io/component": "singleuser-server",
-                                "gpulab.dev/profile": profile, "gpulab.dev/environment": "pytorch-cuda12"},
+                                "gpulab.dev/profile": profile, "gpulab.dev/environment": "pytorch-cuda12",
+                                **({"gpulab.dev/project": project} if project else {})},
                      "annotations": annotations},
         "spec": {"containers": [{"name": "notebook", "resources": {
             "limits": {"cpu": cpu, "memory": 8000000000, **gpus}, "requests": dict(gpus)}}]},
@@ -68,7 +70,7 @@ def run_pod(run_id: str, owner: str, uid: str, project: str = "", phase: str = "
 
 ANN = server_pod("Ann@x.org", "ann-x-org---1a2b3c4d", "0b6f3c1e-7f1d-4a8e-9c0b-1d2e3f4a5b6c", {"nvidia.com/gpu": "1"})
 ANN_BIG = server_pod("Ann@x.org", "ann-x-org---1a2b3c4d", "5e8a0f2d-1111-4c3b-a2a1-000000000002",
-                     {"nvidia.com/gpu": 2}, server="big", cpu="500m")
+                     {"nvidia.com/gpu": 2}, server="big", cpu="500m", project="nlp")
 BOB_MIG = server_pod("bob", "bob", "7c1d2e3f-2222-4bbb-8ccc-000000000003", {"nvidia.com/mig-1g.10gb": "1"},
                      profile="mig")
 RUN = run_pod("r7", "carl", "9a8b7c6d-3333-4ddd-9eee-000000000004", project="vision")
@@ -79,7 +81,7 @@ def test_gpulab_pods_that_hold_gpus_are_holdings_named_as_claims_are():
     assert ann == PodHolding("pod:0b6f3c1e7f1d4a8e9c0b1d2e3f4a", NS, "jupyter-ann-x-org---1a2b3c4d", "Ann@x.org",
                              "server:Ann@x.org/", "a100", "", 1, 4.0)
     big = pod_holding(ANN_BIG)
-    assert (big.purpose, big.gpus, big.cpus) == ("server:Ann@x.org/big", 2, 0.5)
+    assert (big.purpose, big.gpus, big.cpus, big.project) == ("server:Ann@x.org/big", 2, 0.5, "nlp")
     assert (pod_holding(BOB_MIG).gpus, pod_holding(BOB_MIG).profile) == (1, "mig")  # a MIG instance counts as one
     run = pod_holding(RUN)
     assert (run.owner, run.purpose, run.project, run.profile, run.gpus, run.cpus) == (
@@ -104,10 +106,10 @@ def test_quotas_count_a_servers_gpus_under_the_name_the_hub_knows():
     assert gpus_by_user([ANN, ANN_BIG, RUN]) == {"Ann@x.org": 3, "carl": 2}
 
 
-def test_a_jobs_pods_carry_the_project_of_the_claim_and_no_project_when_there_is_none():
-    assert run_pod("r9", "carl", "u")["metadata"]["annotations"] == {"gpulab.dev/owner": "carl"}
+def test_a_jobs_pods_carry_the_project_of_the_claim_as_a_servers_pod_does_and_none_without_one():
+    assert "gpulab.dev/project" not in run_pod("r9", "carl", "u")["metadata"]["labels"]
     job = run_job(request(GPU2_P, project="vision"), KUBE, PROJECTS, [])
-    assert job["metadata"]["annotations"]["gpulab.dev/project"] == "vision"
+    assert job["spec"]["template"]["metadata"]["labels"]["gpulab.dev/project"] == "vision"
 
 
 # The exporter's text as dcgm-exporter 3.x/4.x renders it (internal/pkg/rendermetrics): gpu, UUID,
@@ -227,7 +229,8 @@ def test_budgets_read_what_the_pods_spent_this_month(sessions):
     clock.now += 5400
     sampler.record([ANN_BIG, RUN], {})
     spent = spent_reader(sessions, lambda: datetime.fromtimestamp(clock.now, timezone.utc))()
-    assert spent == Spent(datetime(2026, 11, 1, tzinfo=timezone.utc), {"Ann@x.org": 3.0, "carl": 3.0}, {"vision": 3.0})
+    assert spent == Spent(datetime(2026, 11, 1, tzinfo=timezone.utc), {"Ann@x.org": 3.0, "carl": 3.0},
+                           {"vision": 3.0, "nlp": 3.0})
 
 
 def test_the_page_api_and_cli_say_when_utilisation_is_not_measured(sessions):

@@ -30,7 +30,7 @@ from kubespawner.slugs import safe_slug
 
 from gpulab.compute.profiles import Profile
 from gpulab.extensions.projects.storage.kubernetes import project_volumes
-from gpulab.spawner.k8s_capacity import OWNER_ANNOTATION, PROJECT_ANNOTATION
+from gpulab.spawner.k8s_capacity import OWNER_ANNOTATION
 from gpulab.spawner.manifests import pod_changes
 
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
@@ -57,7 +57,7 @@ class JobRequest:
     project_roles: dict  # {project slug: role} of the owner
     secret_variables: tuple[str, ...] = ()  # the runner's variables held in the run's Secret (credentials)
     nodes: int = 1  # > 1: an Indexed Job, one pod per node, with a headless Service for the rendezvous
-    project: str = ""  # the project its GPU-hours count towards (the usage service reads it off the pod)
+    project: str = ""  # the project its GPU-hours count towards (a label of its pods, as of a server's)
 
 
 def job_name(run_id: str) -> str:
@@ -133,7 +133,7 @@ def run_secret(run_id: str, namespace: str, credentials: dict) -> dict:
 def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[str]) -> dict:
     """The Job for one run. `kube`: settings spawner.kubernetes; `projects`: projects.kubernetes."""
     changes = pod_changes(request.profile, request.image, request.environment_id, request.cuda,
-                          request.min_driver, gpu_products)
+                          request.min_driver, gpu_products, request.project)
     volumes, mounts = list(changes.volumes), list(changes.volume_mounts)
     if kube["home_storage"]["capacity"]:
         volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": home_claim(request.owner)}})
@@ -172,8 +172,6 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
     if changes.affinity:
         pod_spec["affinity"] = changes.affinity
     annotations = {OWNER_ANNOTATION: request.owner}
-    if request.project:
-        annotations[PROJECT_ANNOTATION] = request.project
     spec = {
         "backoffLimit": 0,
         "activeDeadlineSeconds": request.timeout_seconds + DEADLINE_MARGIN_SECONDS,
