@@ -301,6 +301,14 @@ class ProfileSpawnerMixin(Spawner):
             self.emit_progress(8, f"GPU budget: {warning}")
         return plan
 
+    @property
+    def gpus_held(self) -> int:
+        """How many GPUs this server holds: the ledger's devices here, its profile's count in a cluster."""
+        if self.devices:
+            return len(self.devices)
+        plan = self.spawn_plan
+        return plan.profile.gpu.count if plan is not None and self.active else 0
+
     async def gpu_pool(self) -> Pool:
         """Where this backend's GPUs come from (locally: the ledger over this machine's devices)."""
         if self.ledger is None:

@@ -12,6 +12,9 @@ from .core import Asker, utilization_note
 from .metrics import exposition
 
 
+HELD_REFRESH_SECONDS = 10
+
+
 class UsageRequest:
     settings: dict  # (the tornado handler's, with HubAuthenticated's user_model)
     user_model: dict
@@ -65,6 +68,16 @@ class Metrics(UsageRequest, ApiHandler):
         self.finish(exposition(self.core.live()))
 
 
+class HeldPage(UsageRequest, PageHandler):
+    """The GPUs the asker's own servers and runs hold, with their latest readings: a small page
+    the hub's home page embeds (it reloads itself every few seconds)."""
+
+    @web.authenticated
+    def get(self):
+        self.render_page("held.html", devices=self.core.held_by(self.asker.name),
+                         note=utilization_note(self.core.measured_by), refresh_seconds=HELD_REFRESH_SECONDS)
+
+
 class UsagePage(UsageRequest, PageHandler):
     @web.authenticated
     def get(self):
@@ -75,5 +88,6 @@ ROUTES = [
     (r"/api/usage", Report),
     (r"/api/live", Live),
     (r"/metrics", Metrics),
+    (r"/held", HeldPage),
     (r"/?", UsagePage),
 ]

@@ -32,6 +32,15 @@ def utilization_note(measured_by: str) -> str:
             "split without a DCGM exporter, usage.dcgm_exporter_url)")
 
 
+def holder_label(purpose: str) -> str:
+    """"server:ann/gpu" -> "server gpu", "server:ann/" -> "default server", "run:<id>" -> "run <id>"."""
+    kind, _, rest = purpose.partition(":")
+    if kind == "server":
+        name = rest.partition("/")[2]
+        return f"server {name}" if name else "default server"
+    return f"{kind} {rest}" if rest else purpose
+
+
 class UsageCore:
     """`measured_by`: where utilisation comes from ("NVML", "DCGM exporter"; "" where nothing measures it)."""
 
@@ -65,6 +74,10 @@ class UsageCore:
         with self.sessions() as session:
             rows = visible_to(intervals_between(session, within.since, within.until), asker.name, asker.admin)
         return within, summarise(rows, within, by, now)
+
+    def held_by(self, owner: str) -> list[dict]:
+        """The devices `owner`'s own servers and runs hold now, labelled for a person to read."""
+        return [{**held, "holder": holder_label(held["purpose"])} for held in self.held_now(Asker(owner, False))]
 
     def held_now(self, asker: Asker) -> list[dict]:
         """The devices held right now with their latest reading (the asker's own unless admin)."""

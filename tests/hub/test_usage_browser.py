@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.hub.test_usage import live_reading, start_usage_hub
+from tests.support.declared_gpus import write_readings
 from tests.support.hub import wait_for
 from tests.support.sessions import admin_password, browser_sign_in
 
@@ -73,3 +74,31 @@ def test_the_usage_page_draws_charts_of_the_hours_held(hub, browser, tmp_path):
     page.wait_for_selector("#usage-table tr[data-key=gpu]")
     page.screenshot(path=str(tmp_path / "usage.png"), full_page=True)
     page.close()
+
+
+def test_the_home_page_shows_the_gpus_a_server_holds_with_live_readings(hub, browser, tmp_path):
+    hub.create_user(ADMIN, admin=True)
+    token = hub.user_token(ADMIN)
+    hub.spawn(ADMIN, options={"profile": "gpu"})
+    wait_for(lambda: live_reading(hub, token), 60, "the usage service to sample the GPU")
+
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    browser_sign_in(page, hub, ADMIN, admin_password(hub, ADMIN))
+    page.goto(f"{hub.url}hub/home")
+    frame = page.frame_locator("#gpulab-gpus iframe")  # the usage service's page, signed in through OAuth
+    row = frame.locator("tr[data-device='GPU-00000000-test']")
+    try:
+        row.wait_for()
+    finally:
+        page.screenshot(path=str(tmp_path / "home-gpus.png"), full_page=True)
+    # the emulated GPU reads 90% and 1000 MiB (start_usage_hub)
+    assert row.locator("td").all_inner_texts() == ["default server", "gpu", "-", "GPU-00000000-test", "90%", "1000 MiB"]
+    # the readings move with the GPU: the frame reloads itself
+    write_readings(hub.readings, {"GPU-00000000-test": {"utilization": 7, "memory_used_mb": 20}})
+    frame.locator("tr[data-device='GPU-00000000-test'] td:has-text('7%')").wait_for()
+
+    hub.stop_server(ADMIN)
+    page.goto(f"{hub.url}hub/home")
+    page.wait_for_selector("#start")
+    assert page.locator("#gpulab-gpus").count() == 0  # a stopped server holds nothing

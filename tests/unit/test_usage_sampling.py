@@ -156,3 +156,11 @@ def test_the_usage_service_runs_as_the_account_that_owns_the_database_and_asks_t
     [usage] = [s for s in apply_config(kubernetes, Config()).JupyterHub.services if s["name"] == "usage"]
     assert "GPULAB_SERVICE_ACCOUNT" not in usage["environment"]
     assert json.loads(usage["environment"]["GPULAB_SERVICE_SETTINGS"])["gpu_inventory"] == ""  # nothing sampled
+
+
+def test_the_home_pages_gpu_table_names_each_holder_for_a_person():
+    from gpulab.extensions.usage.core import holder_label
+
+    assert holder_label("server:ann/") == "default server"
+    assert holder_label("server:ann/big") == "server big"
+    assert holder_label("run:0b9c") == "run 0b9c"
