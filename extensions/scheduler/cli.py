@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from gpulab.hub_config.client import ClientError, client_from_environment
 
+from .job_request import job_request, script_command
 from .parameters import ParameterError, merge
 from .run_options import notebook_location
 from .snapshots import SnapshotError, pack
@@ -146,11 +146,11 @@ def job_body(args) -> dict:
         if not script.is_file():
             raise UsageError(f"{args.notebook}: no such file")
         try:
-            relative = script.relative_to(folder)
+            command = script_command(script, folder, args.trailing)
         except ValueError:
             raise UsageError(f"{args.notebook} is not inside {folder} (the folder that goes with the job; "
                              f"see --dir)") from None
-        kind, command, name = "script", ["python", relative.as_posix(), *args.trailing], script.stem
+        kind, name = "script", script.stem
     elif args.trailing:
         kind, command, name = "command", list(args.trailing), Path(args.trailing[0]).name
     else:
@@ -160,8 +160,8 @@ def job_body(args) -> dict:
         snapshot = pack(folder)
     except SnapshotError as error:
         raise UsageError(str(error)) from None
-    body = {"name": args.name or name, "kind": kind, "command": command, "source": str(folder),
-            "snapshot": base64.b64encode(snapshot).decode(), "max_retries": args.max_retries, "nodes": args.nodes}
+    body = job_request(kind, command, args.name or name, folder, snapshot, max_retries=args.max_retries,
+                       nodes=args.nodes)
     return {**body, **given_options(args, ("profile", "environment", "project", "timeout_seconds"))}
 
 
