@@ -6,7 +6,8 @@ central service with the server's own hub token, so jobs run centrally, as the u
 hub's profiles, and keep running when the server is culled. Environments are gpulab's
 environments and compute types are gpulab's profiles. `GpulabSchedulerApp` replaces
 jupyter-scheduler's extension so that a refused request is a 4xx with gpulab's message
-instead of the 500 jupyter-scheduler returns for every error.
+instead of the 500 jupyter-scheduler returns for every error; it also serves the routes of
+JupyterLab's "Run as a gpulab job…" (lab_jobs.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_path
 from jupyter_scheduler.environments import EnvironmentManager
 from jupyter_scheduler.exceptions import InputUriError, SchedulerError
 from jupyter_scheduler.extension import SchedulerApp
@@ -31,6 +32,8 @@ from traitlets import default
 
 from gpulab.hub_config.client import ClientError, client_from_environment
 
+from .lab_jobs import HANDLERS as JOB_HANDLERS
+from .lab_jobs import labextension_folders
 from .parameters import ParameterError, from_strings
 from .run_options import notebook_location
 
@@ -291,7 +294,17 @@ class CentralStatus:
 
 class GpulabSchedulerApp(SchedulerApp):
     name = "gpulab_scheduler"
-    handlers = [(path, type(handler.__name__, (CentralStatus, handler), {})) for path, handler in SchedulerApp.handlers]
+    handlers = [*((path, type(handler.__name__, (CentralStatus, handler), {}))
+                  for path, handler in SchedulerApp.handlers), *JOB_HANDLERS]
+
+    def _link_jupyter_server_extension(self, serverapp):
+        # The Lab extension of lab_jobs.py, from the source folder when the install left it out
+        # (editable installs do). Extensions link in name order: JupyterLab's link reads this.
+        lab = serverapp.config.LabApp
+        offered = labextension_folders(jupyter_path("labextensions"))
+        if offered:
+            lab.extra_labextensions_path = [*lab.get("extra_labextensions_path", []), *offered]
+        super()._link_jupyter_server_extension(serverapp)
 
     @default("scheduler_class")
     def _scheduler_class(self):
