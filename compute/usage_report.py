@@ -115,9 +115,10 @@ def summarise(rows: list[UsageInterval], within: Period, by: str, now: datetime)
     return sorted(totals.values(), key=lambda r: (-r.gpu_hours, r.key))
 
 
-def visible_to(rows: list[UsageInterval], user: str, admin: bool) -> list[UsageInterval]:
-    """Admins see everyone's intervals; anyone else only their own."""
-    return rows if admin else [r for r in rows if r.owner == user]
+def visible_to(rows: list[UsageInterval], user: str, admin: bool,
+               led_projects: frozenset[str] = frozenset()) -> list[UsageInterval]:
+    """Admins see everyone's intervals; anyone else their own and those of the projects they lead."""
+    return rows if admin else [r for r in rows if r.owner == user or (r.project and r.project in led_projects)]
 
 
 CSV_COLUMNS = ("key", "gpu_hours", "idle_gpu_hours", "idle_share", "cpu_hours", "server_hours", "run_hours")

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from tornado import web
 
+from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
 from .core import Asker, utilization_note
@@ -27,7 +28,8 @@ class UsageRequest:
     @property
     def asker(self) -> Asker:
         user = self.user_model
-        return Asker(user["name"], bool(user.get("admin")))
+        led = frozenset(slug for slug, role in project_roles(list(user.get("groups") or [])).items() if role == "maintainer")
+        return Asker(user["name"], bool(user.get("admin")), led)
 
     def period_arguments(self) -> tuple:
         return self.get_argument("since", None), self.get_argument("until", None), self.get_argument("by", "user")
@@ -81,7 +83,7 @@ class HeldPage(UsageRequest, PageHandler):
 class UsagePage(UsageRequest, PageHandler):
     @web.authenticated
     def get(self):
-        self.render_page("usage.html", admin=self.asker.admin)
+        self.render_page("usage.html", admin=self.asker.admin, scope=self.asker.scope)
 
 
 ROUTES = [

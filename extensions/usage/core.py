@@ -22,6 +22,15 @@ from gpulab.extensions.service.errors import Invalid
 class Asker:
     name: str
     admin: bool
+    led_projects: frozenset[str] = frozenset()  # projects the asker maintains: a team lead sees their hours
+
+    @property
+    def scope(self) -> str:
+        if self.admin:
+            return "everyone"
+        if self.led_projects:
+            return f"{self.name} and project{'s' if len(self.led_projects) > 1 else ''} {', '.join(sorted(self.led_projects))}"
+        return self.name
 
 
 def utilization_note(measured_by: str) -> str:
@@ -56,7 +65,7 @@ class UsageCore:
         within, summary = self._summary(asker, since, until, by)
         return {
             "since": within.since.isoformat(), "until": within.until.isoformat(), "by": by,
-            "idle_threshold_percent": self.threshold, "scope": "everyone" if asker.admin else asker.name,
+            "idle_threshold_percent": self.threshold, "scope": asker.scope,
             "utilization_measured_by": self.measured_by, "utilization_note": utilization_note(self.measured_by),
             "rows": [r.as_dict() for r in summary],
         }
@@ -72,7 +81,8 @@ class UsageCore:
         except BadPeriod as error:
             raise Invalid(str(error)) from None
         with self.sessions() as session:
-            rows = visible_to(intervals_between(session, within.since, within.until), asker.name, asker.admin)
+            rows = visible_to(intervals_between(session, within.since, within.until), asker.name, asker.admin,
+                              asker.led_projects)
         return within, summarise(rows, within, by, now)
 
     def held_by(self, owner: str) -> list[dict]:
@@ -83,4 +93,4 @@ class UsageCore:
         """The devices held right now with their latest reading (the asker's own unless admin)."""
         return [{"device": h.uuid, "owner": h.owner, "purpose": h.purpose, "profile": h.profile, "project": h.project,
                  "utilization_percent": h.reading.utilization, "memory_used_mb": h.reading.memory_used_mb}
-                for h in self.live() if asker.admin or h.owner == asker.name]
+                for h in self.live() if asker.admin or h.owner == asker.name or h.project in asker.led_projects]

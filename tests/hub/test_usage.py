@@ -220,6 +220,10 @@ def test_a_server_that_names_its_project_counts_towards_the_projects_hours_and_b
     wait_for(lambda: live_reading(hub, admin) is None, 30, "ed's GPU to be released")
     rows = {r["key"]: r for r in usage_get(hub, admin, "api/usage", by="project").json()["rows"]}
     assert list(rows) == ["vision"] and rows["vision"]["gpu_hours"] > 0
+    # the project's maintainer (its team lead) sees its hours, by user too; the viewer only their own
+    led = usage_get(hub, lead, "api/usage", by="user").json()
+    assert (led["scope"], [r["key"] for r in led["rows"]]) == ("lead and project vision", ["ed"])
+    assert usage_get(hub, hub.user_token("viv"), "api/usage", by="project").json()["rows"] == []
 
     used_earlier_this_month(hub, "lead", VISION_BUDGET, project="vision")  # the project's budget is spent
     with pytest.raises(ClientError) as refused:

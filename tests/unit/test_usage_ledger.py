@@ -147,3 +147,15 @@ def test_reports_cut_intervals_at_the_period_and_hide_others_from_users(sessions
 def test_bad_periods_say_what_is_wrong(since, until, message):
     with pytest.raises(BadPeriod, match=message):
         period(since, until, datetime(2026, 11, 26, tzinfo=timezone.utc))
+
+
+def test_a_team_lead_sees_their_projects_intervals_and_their_own():
+    start = datetime(2026, 11, 3, 9, tzinfo=timezone.utc)
+
+    def held(owner, project):
+        return UsageInterval(claim_id=f"{owner}-{project}", owner=owner, purpose=f"server:{owner}/", profile="gpu",
+                             project=project, devices="GPU-1", gpus=1, cpus=0.0, started_at=start, seen_at=start)
+
+    rows = [held("lead", ""), held("ed", "vision"), held("ed", ""), held("nia", "audio")]
+    seen = visible_to(rows, "lead", admin=False, led_projects=frozenset({"vision"}))
+    assert [(r.owner, r.project) for r in seen] == [("lead", ""), ("ed", "vision")]
