@@ -119,3 +119,17 @@ def test_the_bake_file_builds_each_image_from_its_parent_target():
     variables = {name: body for block in document["variable"] for name, body in block.items()}
     assert variables["GPULAB_VERSION"]["default"] == "1.2.3"
     assert variables["REGISTRY"]["default"] == images[0].registry
+
+
+def test_gpu_environments_carry_nvidias_gpu_dashboards_and_cpu_ones_do_not():
+    """jupyterlab-nvdashboard reads every GPU NVML sees: in a GPU container only that container's
+    (the device plugin's or the engine's device request), so it goes into the GPU images alone;
+    gpulab's own local Python does not get it (there NVML sees every GPU of the machine)."""
+    from pathlib import Path
+
+    images = Path(default_catalog_path()).parent
+    for environment in load_catalog():
+        requirements = images / environment.build / "requirements.txt" if environment.build else None
+        pinned = requirements is not None and requirements.is_file() and any(
+            line.startswith("jupyterlab-nvdashboard==") for line in requirements.read_text().splitlines())
+        assert ("jupyterlab-nvdashboard" in environment.tools, pinned) == (environment.gpu, environment.gpu), environment.id
