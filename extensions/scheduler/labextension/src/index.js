@@ -62,9 +62,20 @@ class JobForm extends Widget {
 
 // A run's output in a panel of its own, followed until the run has ended.
 function openLog(app, run) {
+  const body = document.createElement('div');
+  body.className = 'jp-gpulab-JobLog-body';
+  const header = document.createElement('div');
+  header.className = 'jp-gpulab-JobLog-header';
+  const runs = document.createElement('a');
+  runs.href = run.links.runs;
+  runs.target = '_blank';
+  runs.rel = 'noopener';
+  runs.textContent = 'the scheduler\'s runs page';
+  header.append(`Run ${run.id} on ${run.profile}; all runs are on `, runs, '.');
   const text = document.createElement('pre');
   text.className = 'jp-gpulab-JobLog-text';
-  const content = new Widget({ node: text });
+  body.append(header, text);
+  const content = new Widget({ node: body });
   const panel = new MainAreaWidget({ content });
   panel.id = `gpulab-job-log-${run.id}`;
   panel.title.label = `Log: ${run.name}`;
