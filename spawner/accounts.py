@@ -46,7 +46,10 @@ def account_name(hub_name: str, prefix: str) -> str:
 
 
 def home_of(account: str, home_root: Path) -> Path:
-    return home_root / account
+    """An existing account's own home (it may have been made under another home_root, before a
+    settings change); for an account yet to be made, where its home will be."""
+    entry = _lookup(account)
+    return Path(entry.pw_dir) if entry is not None else home_root / account
 
 
 _creation_locks: dict[str, asyncio.Lock] = {}
@@ -71,6 +74,10 @@ async def ensure_account(account: str, home_root: Path) -> pwd.struct_passwd:
                 f"system account {account!r} already exists and was not created by gpulab; "
                 "refusing to run a hub user's server as it"
             )
+        elif not os.path.isdir(entry.pw_dir):
+            # Its home was deleted: made again, empty and private, rather than let a container
+            # engine make it as root or a server fail to enter it.
+            await asyncio.to_thread(_make_home, entry)
         return entry
 
 
@@ -92,6 +99,12 @@ def _create(account: str, home_root: Path) -> None:
     if result.returncode != 0 and _lookup(account) is None:
         raise AccountError(f"useradd {account} failed: {result.stderr.strip()}")
     os.chmod(home, 0o700)
+
+
+def _make_home(entry: pwd.struct_passwd) -> None:
+    os.makedirs(entry.pw_dir, mode=0o700, exist_ok=True)
+    os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
+    os.chmod(entry.pw_dir, 0o700)
 
 
 def remove_account(account: str) -> None:

@@ -35,3 +35,29 @@ def test_names_that_cannot_be_accounts_are_refused():
 async def test_an_existing_account_gpulab_did_not_create_is_refused(tmp_path):
     with pytest.raises(AccountError, match="was not created by gpulab"):
         await ensure_account("root", tmp_path)
+
+
+@pytest.mark.root
+async def test_an_accounts_home_is_its_own_even_when_home_root_has_changed(tmp_path):
+    """A server or run of an account made under an earlier home_root gets the home the account
+    has (the docker backend mounted home_root/<account>, which did not exist: the container died)."""
+    import os
+    import pwd
+    import shutil
+    from pathlib import Path
+
+    from gpulab.spawner.accounts import home_of, remove_account
+
+    account = f"gpulab-homes-{os.getpid()}"
+    first, later = tmp_path / "first", tmp_path / "later"
+    assert home_of(account, later) == later / account  # not made yet: where it will be
+    await ensure_account(account, first)
+    try:
+        entry = pwd.getpwnam(account)
+        assert home_of(account, later) == first / account == Path(entry.pw_dir)
+        shutil.rmtree(first / account)  # deleted by hand: the next start makes it again, the account's
+        await ensure_account(account, later)
+        made = (first / account).stat()
+        assert (made.st_uid, made.st_gid, oct(made.st_mode & 0o777)) == (entry.pw_uid, entry.pw_gid, "0o700")
+    finally:
+        remove_account(account)
