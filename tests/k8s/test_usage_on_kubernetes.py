@@ -157,6 +157,8 @@ def test_servers_and_runs_pods_are_accounted_with_dcgms_readings(hub, cluster, d
     assert by_project == {"vision": pytest.approx(gpu_hours(carl), abs=1e-4),
                           "(none)": pytest.approx(gpu_hours(ann), abs=1e-4)}
     assert all(r.started_at.replace(tzinfo=timezone.utc) < r.ended_at.replace(tzinfo=timezone.utc) for r in rows)
+    log = hub.log_tail(100000)
+    assert "usage: sampling every 1s" in log and "could not sample GPU usage" not in log
 
 
 def test_a_spent_budget_refuses_a_gpu_server_and_holds_a_gpu_run_on_kubernetes(hub, cluster, admin):
