@@ -15,14 +15,14 @@ USER = "lab-jobber"
 
 @pytest.fixture(scope="module")
 def hub(module_hub_factory):
-    hub = module_hub_factory.start({"mlflow": {"enabled": False}, "ssh": {"enabled": False}})
-    hub.create_user(USER)
-    hub.spawn(USER)
-    return hub
+    return module_hub_factory.start({"mlflow": {"enabled": False}, "ssh": {"enabled": False}})
 
 
 @pytest.fixture(scope="module")
 def user(hub) -> HubClient:
+    """The user, their server running, with a script in a folder of their home."""
+    hub.create_user(USER)
+    hub.spawn(USER)
     client = HubClient(hub.url, hub.user_token(USER))
     for path, content in (("work/train.py", "import sys, os\nprint('args', sys.argv[1:], os.path.exists('data.txt'))\n"),
                           ("work/data.txt", "x\n"), ("notes.txt", "not a script\n")):
@@ -74,7 +74,7 @@ def test_refusals_are_4xx_with_the_reason(user, body, status, message):
     assert error.status == status and message in error.message, (error.status, error.message)
 
 
-def test_another_users_token_cannot_submit_in_this_server(hub):
+def test_another_users_token_cannot_submit_in_this_server(hub, user):
     hub.create_user("lab-stranger")
     stranger = HubClient(hub.url, hub.user_token("lab-stranger"))
     error = refused(stranger, path="work/train.py")

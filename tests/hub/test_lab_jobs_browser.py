@@ -89,6 +89,7 @@ def test_right_click_a_script_run_it_with_arguments_and_follow_its_log(hub, user
 def test_the_launcher_asks_for_the_script_and_refusals_are_shown_verbatim(lab, tmp_path):
     lab.locator(".jp-LauncherCard", has_text="Run a script as a job").click()
     dialog = lab.locator(".jp-Dialog")
+    assert dialog.locator("input[name=script]").input_value() == ""  # nothing selected or opened: it asks
     dialog.locator("input[name=script]").fill("missing.py")
     dialog.locator("button.jp-mod-accept").click()
     toast(lab, "no such file: 'missing.py'").screenshot(path=str(tmp_path / "refused-toast.png"))

@@ -106,14 +106,17 @@ function openLog(app, run) {
   follow();
 }
 
-// The .py file the user means: the one selected in the file browser, else the open editor's.
-function chosenScript(app, browsers) {
+// The .py file the user means: the one selected in the file browser, else the last one
+// worked on in the main area (the Launcher's card is the current widget when it is clicked).
+function chosenScript(browsers, lastOpened) {
   const browser = browsers.tracker.currentWidget;
   const selected = browser ? Array.from(browser.selectedItems()) : [];
   const script = selected.find(item => item.type === 'file' && item.path.endsWith('.py'));
-  if (script) return script.path;
-  const current = app.shell.currentWidget;
-  const path = current && current.context && current.context.path;
+  return script ? script.path : lastOpened;
+}
+
+function scriptOf(widget) {
+  const path = widget && widget.context && widget.context.path;
   return path && path.endsWith('.py') ? path : '';
 }
 
@@ -156,11 +159,15 @@ const plugin = {
   requires: [IFileBrowserFactory],
   optional: [ILauncher],
   activate: (app, browsers, launcher) => {
+    let lastOpened = '';
+    app.shell.currentChanged?.connect((_, change) => {
+      lastOpened = scriptOf(change.newValue) || lastOpened;
+    });
     app.commands.addCommand(COMMAND, {
       label: args => (args.launcher ? 'Run a script as a job' : 'Run as a gpulab job…'),
       caption: 'Submit a Python script to the gpulab scheduler, as `gpulab run SCRIPT -- ARGS` does',
       icon: args => (args.launcher ? runIcon : undefined),
-      execute: () => runJob(app, chosenScript(app, browsers))
+      execute: () => runJob(app, chosenScript(browsers, lastOpened))
     });
     app.contextMenu.addItem({
       command: COMMAND,
