@@ -15,15 +15,12 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import schemathesis
 
-from tests.support.fuzzing import check_invalid, check_valid, send
+from tests.support.fuzzing import send, service_fuzz
 from tests.support.openapi import load_spec
 from tests.support.projects import project_settings
 
 SPEC = load_spec(Path(str(resources.files("gpulab.extensions.projects") / "openapi.yaml")))
-SCHEMA = schemathesis.openapi.from_dict(SPEC)
-OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]  # type: ignore[union-attr]  # (an Err fails the import, as it should)
 POSITIVE_EXAMPLES = 8
 NEGATIVE_EXAMPLES = 6
 
@@ -35,24 +32,10 @@ def hub(module_hub_factory, projects_root, account_prefix):
                                      "mlflow": {"enabled": False}})
 
 
-@pytest.fixture(scope="module")
-def token(hub) -> str:
-    hub.create_user("fuzz-pat")
-    return hub.user_token("fuzz-pat")
-
-
-def base_url(hub) -> str:
-    return hub.url.rstrip("/") + "/services/projects"
-
-
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
-def test_valid_requests_get_described_responses(hub, token, operation):
-    check_valid(operation, base_url(hub), token, POSITIVE_EXAMPLES)
-
-
-@pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.method.upper() != "GET"], ids=lambda o: o.label)
-def test_invalid_requests_are_never_5xx(hub, token, operation):
-    check_invalid(operation, base_url(hub), token, NEGATIVE_EXAMPLES)
+FUZZ = service_fuzz("projects", "fuzz-pat", SPEC, positive=POSITIVE_EXAMPLES, negative=NEGATIVE_EXAMPLES)
+token, base_url = FUZZ.token, FUZZ.base_url
+test_valid_requests_get_described_responses = FUZZ.test_valid_requests_get_described_responses
+test_invalid_requests_are_never_5xx = FUZZ.test_invalid_requests_are_never_5xx
 
 
 @pytest.mark.parametrize("body, status, needle", [

@@ -14,9 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import schemathesis
 
-from tests.support.fuzzing import check_invalid, check_valid, send
+from tests.support.fuzzing import send, service_fuzz
 from tests.support.openapi import load_spec
 
 SPEC = load_spec(Path(str(resources.files("gpulab.extensions.scheduler") / "openapi.yaml")))
@@ -38,10 +37,6 @@ def fuzzable(spec: dict) -> dict:
     return narrowed
 
 
-SCHEMA = schemathesis.openapi.from_dict(fuzzable(SPEC))
-OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]  # type: ignore[union-attr]  # (an Err fails the import, as it should)
-
-
 @pytest.fixture(scope="module")
 def hub(module_hub_factory):
     # No MLflow (not under test); one run at a time, so generated runs queue instead of piling up.
@@ -49,24 +44,10 @@ def hub(module_hub_factory):
                                      "scheduler": {"max_concurrent_runs": 1, "max_runs_per_user": 1}})
 
 
-@pytest.fixture(scope="module")
-def token(hub) -> str:
-    hub.create_user("fuzz-fay")
-    return hub.user_token("fuzz-fay")
-
-
-def base_url(hub) -> str:
-    return hub.url.rstrip("/") + "/services/scheduler"
-
-
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
-def test_valid_requests_get_described_responses(hub, token, operation):
-    check_valid(operation, base_url(hub), token, POSITIVE_EXAMPLES)
-
-
-@pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.method.upper() != "GET"], ids=lambda o: o.label)
-def test_invalid_requests_are_never_5xx(hub, token, operation):
-    check_invalid(operation, base_url(hub), token, NEGATIVE_EXAMPLES)
+FUZZ = service_fuzz("scheduler", "fuzz-fay", fuzzable(SPEC), positive=POSITIVE_EXAMPLES, negative=NEGATIVE_EXAMPLES)
+token, base_url = FUZZ.token, FUZZ.base_url
+test_valid_requests_get_described_responses = FUZZ.test_valid_requests_get_described_responses
+test_invalid_requests_are_never_5xx = FUZZ.test_invalid_requests_are_never_5xx
 
 
 NOTEBOOK = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}

@@ -13,13 +13,11 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import schemathesis
 
-from tests.support.fuzzing import check_invalid, check_valid, send
+from tests.support.fuzzing import send, service_fuzz
+from tests.support.openapi import load_spec
 
 SPEC = Path(str(resources.files("gpulab.extensions.ssh") / "openapi.yaml"))
-SCHEMA = schemathesis.openapi.from_path(SPEC)
-OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]  # type: ignore[union-attr]  # (an Err fails the import, as it should)
 POSITIVE_EXAMPLES = 30
 NEGATIVE_EXAMPLES = 20
 
@@ -29,24 +27,11 @@ def hub(module_hub_factory):
     return module_hub_factory.start({"mlflow": {"enabled": False}, "scheduler": {"enabled": False}})
 
 
-@pytest.fixture(scope="module")
-def token(hub) -> str:
-    hub.create_user("fuzz-sam")
-    return hub.user_token("fuzz-sam")
-
-
-def base_url(hub) -> str:
-    return hub.url.rstrip("/") + "/services/ssh"
-
-
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.label)
-def test_valid_requests_get_described_responses(hub, token, operation):
-    check_valid(operation, base_url(hub), token, POSITIVE_EXAMPLES)
-
-
-@pytest.mark.parametrize("operation", [o for o in OPERATIONS if o.path != "/api/openapi.yaml"], ids=lambda o: o.label)
-def test_invalid_requests_are_never_5xx(hub, token, operation):
-    check_invalid(operation, base_url(hub), token, NEGATIVE_EXAMPLES)
+FUZZ = service_fuzz("ssh", "fuzz-sam", load_spec(SPEC), positive=POSITIVE_EXAMPLES, negative=NEGATIVE_EXAMPLES,
+                    takes_input=lambda o: o.path != "/api/openapi.yaml")
+token, base_url = FUZZ.token, FUZZ.base_url
+test_valid_requests_get_described_responses = FUZZ.test_valid_requests_get_described_responses
+test_invalid_requests_are_never_5xx = FUZZ.test_invalid_requests_are_never_5xx
 
 
 def test_deeply_nested_bodies_are_4xx(hub, token):
