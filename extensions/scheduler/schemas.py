@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
@@ -12,6 +12,13 @@ from .run_options import RunOptions, attach
 
 Event = Literal["start", "success", "failure"]
 OutputFormat = Literal["ipynb", "html"]
+# The compute fields a schedule, a run and a job are asked with, declared once.
+ProfileOptions = Annotated[dict[str, str], Field(max_length=50, description=(
+    "choices within the profile, as a server's user_options: "
+    "{\"image\": \"minimal\"} or {\"image--unlisted-choice\": \"...\"}"))]
+ProjectSlug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")]
+TimeoutSeconds = Annotated[int, Field(ge=10, le=7 * 86400)]
+Retries = Annotated[int, Field(ge=0, le=10)]
 
 
 class Notify(BaseModel):
@@ -46,13 +53,11 @@ class RunPolicy(BaseModel):
     cwd: str | None = Field(None, min_length=1, max_length=1024, pattern=r"^[^\x00]*$",
                             description="working directory (Papermill's --cwd), relative to the owner's home")
     profile: str | None = None
-    profile_options: dict[str, str] = Field(default_factory=dict, max_length=50,
-                                            description="choices within the profile, as a server's user_options: "
-                                            "{\"image\": \"minimal\"} or {\"image--unlisted-choice\": \"...\"}")
+    profile_options: ProfileOptions = Field(default_factory=dict)
     environment: str | None = None
-    project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
-    timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
-    max_retries: int = Field(0, ge=0, le=10)
+    project: ProjectSlug | None = None
+    timeout_seconds: TimeoutSeconds | None = None
+    max_retries: Retries = 0
     min_retry_interval_millis: int = Field(0, ge=0, le=86_400_000)
     retry_on_timeout: bool = False
     notify: Notify = Field(default_factory=Notify)
@@ -112,14 +117,12 @@ class CreateJob(BaseModel):
     snapshot: str = Field(description="the folder, as a base64-encoded gzipped tar (snapshots.pack)")
     source: str = Field("", max_length=1024, description="where the folder was, for the log")
     profile: str | None = None
-    profile_options: dict[str, str] = Field(default_factory=dict, max_length=50,
-                                            description="choices within the profile, as a server's user_options: "
-                                            "{\"image\": \"minimal\"} or {\"image--unlisted-choice\": \"...\"}")
+    profile_options: ProfileOptions = Field(default_factory=dict)
     environment: str | None = None
-    project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
+    project: ProjectSlug | None = None
     nodes: int = Field(1, ge=1, le=64, description="pods of a multi-node job (Kubernetes only)")
-    timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
-    max_retries: int = Field(0, ge=0, le=10)
+    timeout_seconds: TimeoutSeconds | None = None
+    max_retries: Retries = 0
     notify: Notify = Field(default_factory=Notify)
     tags: list[str] = Field(default_factory=list, max_length=20)
     idempotency_token: str | None = Field(None, max_length=255)
@@ -152,8 +155,8 @@ class UpdateSchedule(BaseModel):
     profile: str | None = None
     profile_options: dict[str, str] | None = Field(None, max_length=50)
     environment: str | None = None
-    timeout_seconds: int | None = Field(None, ge=10, le=7 * 86400)
-    max_retries: int | None = Field(None, ge=0, le=10)
+    timeout_seconds: TimeoutSeconds | None = None
+    max_retries: Retries | None = None
     notify: Notify | None = None
 
     @field_validator("parameters")
