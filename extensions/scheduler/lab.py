@@ -300,10 +300,8 @@ class GpulabSchedulerApp(SchedulerApp):
     def _link_jupyter_server_extension(self, serverapp):
         # The Lab extension of lab_jobs.py, from the source folder when the install left it out
         # (editable installs do). Extensions link in name order: JupyterLab's link reads this.
-        lab = serverapp.config.LabApp
-        offered = labextension_folders(jupyter_path("labextensions"))
-        if offered:
-            lab.extra_labextensions_path = [*lab.get("extra_labextensions_path", []), *offered]
+        # extend(): kept with a list or a `.append(...)` from the user's own config alike
+        serverapp.config.LabApp.extra_labextensions_path.extend(labextension_folders(jupyter_path("labextensions")))
         super()._link_jupyter_server_extension(serverapp)
 
     @default("scheduler_class")
