@@ -25,6 +25,7 @@ from gpulab.compute.claims import ClusterPool, Pool
 from gpulab.compute.profiles import Profile
 from gpulab.compute.usage_report import spent_reader
 
+from .hub_shared import shared_value, shared_values
 from .k8s_capacity import best_driver, cluster_availability, gpus_by_user
 from .k8s_watch import ResourceWatch
 from .manifests import MERGED_SETTINGS, PRODUCT_LABEL, pod_changes, profile_settings
@@ -62,7 +63,7 @@ class ClusterWatch:
         return ClusterSnapshot([], set(), gpus_by_user(list(pods)), nodes, pods)
 
 
-_cluster: ClusterWatch | None = None
+CLUSTER_KEY = ("cluster",)  # the hub's one watch of nodes and pods (hub_shared)
 
 
 class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
@@ -76,10 +77,7 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
     ).tag(config=True)
 
     async def cluster(self) -> ClusterWatch:
-        global _cluster
-        if _cluster is None:
-            _cluster = ClusterWatch()
-        return await _cluster.ready()
+        return await shared_value(self, CLUSTER_KEY, ClusterWatch).ready()
 
     async def gpu_snapshot(self) -> GpuSnapshot:
         return (await self.cluster()).snapshot()
@@ -88,9 +86,10 @@ class GpulabKubeSpawner(ProfileSpawnerMixin, ProgressMixin, KubeSpawner):
         return []
 
     def gpu_driver(self, profile: Profile) -> str | None:
-        if _cluster is None or not profile.uses_gpu:
+        watch = shared_values(self).get(CLUSTER_KEY)
+        if watch is None or not profile.uses_gpu:
             return None
-        snapshot = _cluster.snapshot()
+        snapshot = watch.snapshot()
         return best_driver(profile, list(snapshot.nodes), list(snapshot.pods))
 
     async def start(self):

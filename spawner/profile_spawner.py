@@ -31,6 +31,7 @@ from gpulab.images.catalog import Environment, load_catalog
 
 from .environments import offered, options_for, resolve_environment
 from .form import options_from_form, profile_cards, render_form
+from .hub_shared import shared_value
 from .project_choice import projects_for_servers, resolve_project
 from .refusals import forget_refused_spawn, is_refusal
 
@@ -70,15 +71,6 @@ class GpuSnapshot:
 
 
 NO_GPUS = GpuSnapshot([], set(), {})
-
-
-_shared: dict[tuple, object] = {}  # per hub process: parsed catalog, inventory, ledger
-
-
-def _shared_value(key: tuple, make):
-    if key not in _shared:
-        _shared[key] = make()
-    return _shared[key]
 
 
 def _options_are_applied_at_admission(spawner, options: dict) -> None:
@@ -136,7 +128,7 @@ class ProfileSpawnerMixin(Spawner):
             schema = bundled_schema()["properties"]["profiles"]
             return profiles_from_settings({"profiles": with_defaults(schema, schema["default"])})
 
-        return _shared_value(("profiles", repr(self.profile_settings)), make)
+        return shared_value(self, ("profiles", repr(self.profile_settings)), make)
 
     @property
     def environments(self) -> list[Environment]:
@@ -147,7 +139,7 @@ class ProfileSpawnerMixin(Spawner):
             catalog = load_catalog(Path(settings["catalog"]) if settings["catalog"] else None)
             return offered(catalog, settings)
 
-        return _shared_value(key, make)
+        return shared_value(self, key, make)
 
     @property
     def quotas(self) -> dict:
@@ -155,14 +147,14 @@ class ProfileSpawnerMixin(Spawner):
 
     @property
     def inventory(self) -> CachedInventory:
-        return _shared_value(("inventory", self.inventory_class),
+        return shared_value(self, ("inventory", self.inventory_class),
                              lambda: CachedInventory(load_inventory(self.inventory_class)))
 
     @property
     def ledger(self) -> Ledger | None:
         if not self.database_url:
             return None
-        return _shared_value(("ledger", self.database_url),
+        return shared_value(self, ("ledger", self.database_url),
                              lambda: Ledger(make_session_factory(make_engine(self.database_url))))
 
     # ------------------------------------------------------------ backend hooks

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence, cast
+from typing import Sequence
 
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
@@ -26,6 +26,7 @@ from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_settings_set_by_hand
 from gpulab.hub_config.settings import complete
 from gpulab.spawner import kubernetes
+from gpulab.spawner.hub_shared import shared_values
 from gpulab.spawner.kubernetes import ClusterSnapshot, GpulabKubeSpawner
 
 
@@ -82,8 +83,9 @@ def gpulab_config(values: dict, hand_set: Config | None = None) -> Config:
 
 
 def gpulab_spawner(config: Config, nodes: list[dict], owner=None, server: str = "") -> GpulabKubeSpawner:
-    kubernetes._cluster = cast(kubernetes.ClusterWatch, Nodes(nodes))  # the stand-in for the watch
-    return GpulabKubeSpawner(config=config, user=owner or user(), orm_spawner=record(server), _mock=True)
+    spawner = GpulabKubeSpawner(config=config, user=owner or user(), orm_spawner=record(server), _mock=True)
+    shared_values(spawner)[kubernetes.CLUSTER_KEY] = Nodes(nodes)  # the stand-in for the hub's watch
+    return spawner
 
 
 async def spawn_manifest(spawner: GpulabKubeSpawner, user_options: dict) -> dict:

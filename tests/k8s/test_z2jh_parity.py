@@ -14,7 +14,6 @@ from __future__ import annotations
 import pytest
 from traitlets.config import Config
 
-from gpulab.spawner import kubernetes
 from tests.k8s.pod_builds import gpulab_pod, offline, stock_pod, user
 
 IMAGE = "quay.io/jupyterhub/k8s-singleuser-sample:4.0.0"
@@ -100,7 +99,6 @@ environments:
      python: "3.11", approx_size_gb: 1, local_python: ""}}
 """)
     yield path
-    kubernetes._cluster = None
 
 
 def compared(pod: dict) -> dict:
