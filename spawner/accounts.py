@@ -52,6 +52,7 @@ def home_of(account: str, home_root: Path) -> Path:
     return Path(entry.pw_dir) if entry is not None else home_root / account
 
 
+# One lock per account for this process: two spawns of one user must not both run useradd.
 _creation_locks: dict[str, asyncio.Lock] = {}
 
 

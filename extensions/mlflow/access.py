@@ -89,6 +89,8 @@ def _error(status: int, code: str, message: str) -> Response:
                     mimetype="application/json")
 
 
+# MLflow calls `authenticate` by its import path (the auth config's authorization_function), so
+# the gate it asks has to be reachable from this module: set once at start-up by `install`.
 _gate: Gate | None = None
 
 

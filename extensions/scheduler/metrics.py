@@ -38,7 +38,7 @@ class RunsCollector:
         yield runs
 
 
-_registered: dict[int, RunsCollector] = {}
+COLLECTOR_ATTRIBUTE = "gpulab_runs_collector"  # kept on the registry it is registered in
 
 
 def register_run_metrics(database_url: str, registry=None) -> RunsCollector:
@@ -46,7 +46,9 @@ def register_run_metrics(database_url: str, registry=None) -> RunsCollector:
     from prometheus_client import REGISTRY
 
     registry = registry or REGISTRY
-    if id(registry) not in _registered:
-        _registered[id(registry)] = RunsCollector(make_session_factory(make_engine(database_url)))
-        registry.register(_registered[id(registry)])
-    return _registered[id(registry)]
+    collector = getattr(registry, COLLECTOR_ATTRIBUTE, None)
+    if collector is None:
+        collector = RunsCollector(make_session_factory(make_engine(database_url)))
+        registry.register(collector)
+        setattr(registry, COLLECTOR_ATTRIBUTE, collector)
+    return collector
