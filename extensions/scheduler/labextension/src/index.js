@@ -5,7 +5,7 @@
 // path, snapshots the script's folder and submits the CLI's request to the central scheduler);
 // this file only asks and shows: the run id with links, or the server's message as it is.
 
-import { Dialog, MainAreaWidget, Notification, showDialog } from '@jupyterlab/apputils';
+import { Dialog, MainAreaWidget, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
@@ -125,7 +125,7 @@ async function runJob(app, path) {
   try {
     profiles = (await request('gpulab/jobs/profiles')).profiles;
   } catch (error) {
-    Notification.error(error.message, { autoClose: false });
+    await showErrorMessage('No profiles to run a job on', error);
     return;
   }
   const result = await showDialog({
@@ -139,7 +139,8 @@ async function runJob(app, path) {
   try {
     run = await request('gpulab/jobs', { method: 'POST', body: JSON.stringify(result.value) });
   } catch (error) {
-    Notification.error(error.message, { autoClose: false });
+    // A dialog, not a toast: toasts cut messages at 140 characters, and the reason is the point
+    await showErrorMessage('The job was not submitted', error);
     return;
   }
   const waiting = run.message ? ` (${run.message})` : '';
