@@ -50,7 +50,8 @@ def pack(folder: Path, limit: int = LIMIT_BYTES) -> bytes:
         raise SnapshotError(
             f"{folder} holds {_mib(total)} of files; a job's snapshot is at most {_mib(limit)} "
             f"(largest: {', '.join(f'{f} ({_mib((folder / f).stat().st_size)})' for f in biggest)}). "
-            f"Choose a smaller folder with --dir, or keep data in a project folder and read it from there")
+            "Submit from a smaller folder (`gpulab run --dir`; from JupyterLab, the script's folder is sent), "
+            "or keep data in a project folder and read it from there")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for relative in files:
