@@ -19,6 +19,8 @@ def test_the_wheel_contains_schema_templates_migrations_and_catalog(tmp_path):
     expected = schema_files | {
         "gpulab/hub_config/jupyterhub_config.py",
         "gpulab/hub_config/templates/page.html",
+        "gpulab/hub_config/templates/home.html",
+        "gpulab/extensions/usage/templates/held.html",
         "gpulab/extensions/service/templates/error.html",
         "gpulab/db/migrations/env.py",
         "gpulab/db/migrations/script.py.mako",
@@ -26,3 +28,5 @@ def test_the_wheel_contains_schema_templates_migrations_and_catalog(tmp_path):
         "gpulab/images/catalog.schema.yaml",
     }
     assert expected <= names, sorted(expected - names)
+    # the prebuilt JupyterLab extension for jobs, installed under share/jupyter/labextensions
+    assert any(n.endswith(".data/data/share/jupyter/labextensions/@gpulab/jobs/package.json") for n in names)
