@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jupyter_client.session import Session
@@ -44,7 +44,9 @@ from tornado.websocket import websocket_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.spawn_latency import answering, remove_benchmark_accounts, stock_hub  # noqa: E402
+from benchmarks.spawn_latency import (  # noqa: E402
+    answering, end_processes_in, remove_benchmark_accounts, stock_hub,
+)
 from gpulab.hub_config.client import HubClient  # noqa: E402
 from gpulab.spawner.accounts import MANAGED_MARKER  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, prepare_hub, wait_for  # noqa: E402
@@ -89,26 +91,30 @@ async def one_plus_one(kernel: Kernel) -> str:
 
 def visit(api: HubClient, name: str) -> Visit:
     started = time.perf_counter()
+    step = "create the user"
     try:
         api.request("POST", f"hub/api/users/{name}")
-        asked = time.perf_counter()
+        step, asked = "spawn", time.perf_counter()
         api.request("POST", f"hub/api/users/{name}/server")
         wait_for(lambda: answering(f"{api.url}user/{name}/api/status"), 300, f"{name}'s server", interval=POLL)
-        spawn = time.perf_counter() - asked
+        step, spawn = "1+1 in a kernel", time.perf_counter() - asked
         result = asyncio.run(asyncio.wait_for(one_plus_one(Kernel(api.url, name, ADMIN_TOKEN)), 120))
         if result != "2":
             raise RuntimeError(f"1+1 gave {result!r}")
+        step = "stop"
         api.request("DELETE", f"hub/api/users/{name}/server")
         wait_for(lambda: api.request("GET", f"hub/api/users/{name}")["servers"] == {}, 300, f"{name}'s stop",
                  interval=POLL)
         return Visit(time.perf_counter() - started, spawn)
     except Exception as error:  # one user's failure is a result, not the end of the run
-        return Visit(None, None, f"{type(error).__name__}: {str(error)[:160]}")
+        # the user's name left out, so that the same failure of many users is one line
+        return Visit(None, None, f"{step}: {type(error).__name__}: {str(error).replace(name, 'NAME')[:160]}")
 
 
 def all_at_once(api: HubClient, names: list[str]) -> list[Visit]:
+    patient = replace(api, timeout=300)  # a hub busy with N spawns answers slowly: slow is not failed
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(lambda name: visit(api, name), names))
+        return list(pool.map(lambda name: visit(patient, name), names))
 
 
 def rss_mib(pid: int) -> float:
@@ -156,10 +162,20 @@ def hub_pid(config: Path) -> int:
     raise LookupError(f"no process runs {config}")
 
 
-def measure(api: HubClient, names: list[str], pid: int) -> tuple[list[Visit], tuple, tuple]:
+def hub_errors(log: Path) -> list[str]:
+    """The hub's error lines, once each without their time stamps: why a user failed, when one did."""
+    lines = log.read_text(errors="replace").splitlines()
+    return list(dict.fromkeys(line.split("]", 1)[-1].strip()[:200] for line in lines if line.startswith("[E ")))
+
+
+def measure(api: HubClient, names: list[str], pid: int, log: Path) -> tuple[list[Visit], tuple, tuple, list[str]]:
     before = memory(pid)
     visits = all_at_once(api, names)
-    return visits, before, memory(pid)
+    after = memory(pid)
+    if not Path(f"/proc/{pid}").exists():
+        ending = log.read_text(errors="replace").splitlines()[-3:]
+        return visits, before, after, ["the hub process exited during the run; its log ends:", *ending]
+    return visits, before, after, hub_errors(log) if any(v.error for v in visits) else []
 
 
 def p95(values: list[float]) -> float:
@@ -184,19 +200,21 @@ def main() -> None:
                 "account_prefix": prefix, "home_root": str(homes)}}}).start()
             try:
                 rows.append(("gpulab (local backend, traefik)",
-                             *measure(hub.api, [f"u{i}" for i in range(args.u)], hub.process.pid)))
+                             *measure(hub.api, [f"u{i}" for i in range(args.u)], hub.process.pid, hub.log_path)))
             finally:
                 hub.stop()
             api, stop, _ = stock_hub(workdir / "stock-traefik", "traefik",
                                      STOCK_CONFIG.format(homes=homes, marker=MANAGED_MARKER))
             try:
-                pid = hub_pid(workdir / "stock-traefik" / "jupyterhub_config.py")
+                stock = workdir / "stock-traefik"
                 rows.append(("JupyterHub LocalProcessSpawner (traefik)",
-                             *measure(api, [f"{prefix}u{i}" for i in range(args.u)], pid)))
+                             *measure(api, [f"{prefix}u{i}" for i in range(args.u)],
+                                      hub_pid(stock / "jupyterhub_config.py"), stock / "hub.log")))
             finally:
                 stop()
         finally:
             remove_benchmark_accounts(prefix)
+            end_processes_in(workdir)
     print_table(args.u, rows)
 
 
@@ -205,7 +223,7 @@ def print_table(users: int, rows: list) -> None:
     print(f"{'hub':42} {'OK':>7} {'visit p50 s':>11} {'p95 s':>7} {'spawn p50 s':>11} {'p95 s':>7}"
           f" {'hub RSS MiB before -> after':>28} {'with children MiB':>20}")
     p95s = []
-    for label, visits, before, after in rows:
+    for label, visits, before, after, errors in rows:
         done = [v for v in visits if v.total is not None]
         totals, spawns = [v.total for v in done], [v.spawn for v in done]
         times = (f"{statistics.median(totals):11.1f} {p95(totals):7.1f} {statistics.median(spawns):11.1f}"
@@ -215,6 +233,8 @@ def print_table(users: int, rows: list) -> None:
               f" {before[1]:7.0f} -> {after[1]:<7.0f}")
         for error in sorted({v.error for v in visits if v.error}):
             print(f"    failed ({sum(v.error == error for v in visits)}): {error}")
+        for line in errors[:5]:
+            print(f"    hub log: {line}")
     if all(p95s):
         print(f"\nvisit p95, gpulab / stock: {p95s[0] / p95s[1]:.2f} (goal: all succeed, p95 <= 10 s)")
 

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.spawn_latency import (  # noqa: E402
-    answering, remove_benchmark_accounts, stock_hub, system_user_for_stock,
+    answering, end_processes_in, remove_benchmark_accounts, stock_hub, system_user_for_stock,
 )
 from gpulab.hub_config.client import HubClient  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, prepare_hub, wait_for  # noqa: E402
@@ -162,6 +162,7 @@ def main() -> None:
                 stop()
         finally:
             remove_benchmark_accounts(prefix)
+            end_processes_in(workdir)  # the stock hub, which keeps its servers, leaves its traefik running too
 
     print(f"\nstop a server with a busy kernel (and its child); {args.n} stops each\n")
     print(f"{'hub':44} {'hub says stopped, median s':>27} {'no process left, median s':>26}  left behind")
