@@ -172,7 +172,7 @@ def measure(api: HubClient, names: list[str], pid: int, log: Path) -> tuple[list
     before = memory(pid)
     visits = all_at_once(api, names)
     after = memory(pid)
-    if not Path(f"/proc/{pid}").exists():
+    if after[0] == 0:  # gone, or a zombie its parent has not reaped yet: either way it exited
         ending = log.read_text(errors="replace").splitlines()[-3:]
         return visits, before, after, ["the hub process exited during the run; its log ends:", *ending]
     return visits, before, after, hub_errors(log) if any(v.error for v in visits) else []
