@@ -12,6 +12,13 @@ else
   gpulab_log "not root: tests that need system accounts or Debian packages will be skipped"
 fi
 cd "$gpulab_root"
+# The images the container tests run (debian, base, cpu, hub) are built before pytest starts, so no
+# test spends its time limit on a build (a change to gpulab's code rebuilds base and what is built on
+# it: minutes on 2 cores, and more with four test files running); cached by a hash of each context.
+if gpulab_as_root && command -v podman >/dev/null 2>&1; then
+  "$GPULAB_VENV/bin/python" -m tests.support.containers base cpu hub ||
+    gpulab_log "building the test images failed; the container tests will name .test-cache/images/build.log"
+fi
 # configurable-http-proxy (npm) for the tests of the proxy.kind option, when Node.js is here
 if command -v npm >/dev/null 2>&1; then
   chp="$gpulab_root/.test-cache/chp"
