@@ -148,14 +148,14 @@ class ProfileSpawnerMixin(Spawner):
     @property
     def inventory(self) -> CachedInventory:
         return shared_value(self, ("inventory", self.inventory_class),
-                             lambda: CachedInventory(load_inventory(self.inventory_class)))
+                            lambda: CachedInventory(load_inventory(self.inventory_class)))
 
     @property
     def ledger(self) -> Ledger | None:
         if not self.database_url:
             return None
         return shared_value(self, ("ledger", self.database_url),
-                             lambda: Ledger(make_session_factory(make_engine(self.database_url))))
+                            lambda: Ledger(make_session_factory(make_engine(self.database_url))))
 
     # ------------------------------------------------------------ backend hooks
 

@@ -6,10 +6,9 @@ from typing import Any, Callable
 
 from tornado import web
 
-from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.web import ApiHandler, PageHandler
 
-from .core import Asker, utilization_note
+from .core import Asker, asker_of, utilization_note
 from .metrics import exposition
 
 
@@ -27,9 +26,7 @@ class UsageRequest:
 
     @property
     def asker(self) -> Asker:
-        user = self.user_model
-        led = frozenset(slug for slug, role in project_roles(list(user.get("groups") or [])).items() if role == "maintainer")
-        return Asker(user["name"], bool(user.get("admin")), led)
+        return asker_of(self.user_model)
 
     def period_arguments(self) -> tuple:
         return self.get_argument("since", None), self.get_argument("until", None), self.get_argument("by", "user")

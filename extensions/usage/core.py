@@ -15,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from gpulab.compute.usage import intervals_between
 from gpulab.compute.usage_report import BadPeriod, as_csv, check_grouping, period, summarise, visible_to
 from gpulab.compute.usage_sampler import HeldDevice
+from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.errors import Invalid
 
 
@@ -31,6 +32,13 @@ class Asker:
         if self.led_projects:
             return f"{self.name} and project{'s' if len(self.led_projects) > 1 else ''} {', '.join(sorted(self.led_projects))}"
         return self.name
+
+
+def asker_of(user_model: dict) -> Asker:
+    """Who asks, from the hub's user model: their name, admin flag and the projects they maintain."""
+    roles = project_roles(list(user_model.get("groups") or []))
+    return Asker(user_model["name"], bool(user_model.get("admin")),
+                 frozenset(slug for slug, role in roles.items() if role == "maintainer"))
 
 
 def utilization_note(measured_by: str) -> str:

@@ -164,3 +164,13 @@ def test_the_home_pages_gpu_table_names_each_holder_for_a_person():
     assert holder_label("server:ann/") == "default server"
     assert holder_label("server:ann/big") == "server big"
     assert holder_label("run:0b9c") == "run 0b9c"
+
+
+def test_the_asker_maintains_the_projects_whose_maintainer_group_they_are_in():
+    from gpulab.extensions.usage.core import asker_of
+
+    asker = asker_of({"name": "lead", "admin": False,
+                      "groups": ["project:vision:maintainer", "project:nlp:editor", "ml-team"]})
+    assert (asker.name, asker.admin, asker.led_projects) == ("lead", False, frozenset({"vision"}))
+    assert asker.scope == "lead and project vision"
+    assert asker_of({"name": "root", "admin": True}).scope == "everyone"
