@@ -81,7 +81,7 @@ class NvmlInventory:
         return self._read_each(uuids, lambda nvml, handle: int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
 
     def memory_used(self, uuids: list[str]) -> dict[str, int]:
-        return self._read_each(uuids, lambda nvml, handle: int(nvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20))
+        return self._read_each(uuids, lambda nvml, handle: memory_used_mb(nvml, handle))
 
     def _read_each(self, uuids: list[str], read) -> dict[str, int]:
         """`read(nvml, handle)` for each device that answers; none without a driver, and a device
@@ -101,6 +101,17 @@ class NvmlInventory:
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def memory_used_mb(nvml, handle) -> int:
+    """Memory in use as nvidia-smi counts it. NVML's first memory call counts the driver's own
+    reservation as used (616 MiB on an idle H200 with driver 580); the v2 call (drivers 510 and
+    later) reports it apart. Where v2 is refused (an older driver or nvidia-ml-py), v1's figure."""
+    try:
+        info = nvml.nvmlDeviceGetMemoryInfo(handle, version=nvml.nvmlMemory_v2)
+    except Exception:
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
+    return int(info.used // 2**20)
 
 
 def _mig_enabled(nvml, handle) -> bool:

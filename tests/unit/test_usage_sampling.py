@@ -33,7 +33,9 @@ class NvmlError(Exception):
 
 def stand_in_nvml() -> types.ModuleType:
     """GPU 0 whole (busy 87%, 30 GiB used); GPU 1 in MIG mode with one 1g.10gb instance, which
-    reports memory but no utilisation, as NVML does."""
+    reports memory but no utilisation, as NVML does. NVML's v1 memory call counts the driver's
+    reservation as used (seen on a real H200: v1 2009 MiB, v2 and nvidia-smi 1395 MiB); the
+    instance here answers only v1."""
     gib = 2**30
     handles = {"GPU-a": ("gpu", 87, 30 * gib, 80 * gib), "MIG-b": ("mig", None, 2 * gib, 10 * gib)}
     nvml: Any = types.ModuleType("pynvml")  # (attributes set one by one below)
@@ -65,7 +67,18 @@ def stand_in_nvml() -> types.ModuleType:
     nvml.nvmlDeviceGetMigDeviceHandleByIndex = mig_by_index
     nvml.nvmlDeviceGetHandleByUUID = by_uuid
     nvml.nvmlDeviceGetUtilizationRates = utilisation
-    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=handles[h][2], total=handles[h][3])
+    reserved = 616 * 2**20  # what driver 580 keeps on an H200, counted as used by NVML's v1 call
+    nvml.nvmlMemory_v2 = 0x2000028
+
+    def memory(handle, version=None):
+        used, total = handles[handle][2], handles[handle][3]
+        if version is None:
+            return types.SimpleNamespace(used=used + reserved, total=total)
+        if handle == "MIG-b":
+            raise NvmlError("v2 not supported here")
+        return types.SimpleNamespace(used=used, reserved=reserved, total=total)
+
+    nvml.nvmlDeviceGetMemoryInfo = memory
     return nvml
 
 
@@ -75,7 +88,8 @@ def test_nvml_reads_utilisation_where_it_reports_it_and_memory_for_mig_instances
     assert [(d.uuid, d.index, d.mig_profile) for d in inventory.devices()] == [("GPU-a", "0", None),
                                                                                 ("MIG-b", "1:0", "1g.10gb")]
     readings = read_devices(inventory, ["GPU-a", "MIG-b", "GPU-gone"])
-    assert readings == {"GPU-a": Reading(87, 30 * 1024), "MIG-b": Reading(None, 2 * 1024)}
+    # v2's figure where it answers (as nvidia-smi shows), v1's where it is refused
+    assert readings == {"GPU-a": Reading(87, 30 * 1024), "MIG-b": Reading(None, 2 * 1024 + 616)}
 
 
 def test_metrics_label_each_device_with_its_holder_and_count_allocations():
