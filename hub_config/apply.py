@@ -172,6 +172,7 @@ def update_spawner(values: dict, c: Config) -> None:
     c.LocalSpawner.account_prefix = local["account_prefix"]
     c.LocalSpawner.home_root = local["home_root"]
     c.LocalSpawner.python = local["python"]
+    c.LocalSpawner.warm_start = local["warm_start"]
     c.LocalSpawner.data_dir = values["hub"]["data_dir"]
     c.LocalSpawner.log_dir = data_path(values, "logs", "servers")
     c.ProfileSpawnerMixin.profile_settings = values["profiles"]

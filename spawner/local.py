@@ -16,17 +16,20 @@ import sys
 from pathlib import Path
 
 import psutil
-from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Float, Integer, Unicode
+from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
+from traitlets import Bool, Float, Integer, Unicode
 
-from gpulab.compute.limits import Limits, detect_limiter, join
+from gpulab.compute.limits import Limits, detect_limiter
 from gpulab.compute.processes import same_process, start_ticks
 
 from .accounts import AccountError, account_name, ensure_account, home_of
 from .errors import SpawnError
+from .identity import become_step
 from .progress import ProgressMixin
 from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 from .stopping import descendants, kill_all
+from .warm_start import ENTRY_POINT, SpawnRequest, WarmStartError, cold_reason, interpreter_of, zygote_for
 
 NO_ISOLATION_WARNING = (
     "gpulab is not running as root: every user's server runs as %s, with no isolation "
@@ -146,6 +149,13 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         Default 2.""",
     ).tag(config=True)
 
+    warm_start = Bool(
+        True,
+        help="""Start servers from a per-environment zygote that has imported the server once and
+        forks a child per spawn, which becomes the user's account (see warm_start.py); any spawn
+        it cannot serve starts cold, as `jupyterhub-singleuser` in a new process. Default True.""",
+    ).tag(config=True)
+
     @property
     def isolated(self) -> bool:
         return os.geteuid() == 0
@@ -187,10 +197,13 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         self._redirect_output()
         self.emit_progress(40, "Starting the server")
         try:
-            ip, port = await super().start()
+            started = await self._start_warm(bin_dir) if self.warm_start else None
+            if started is None:
+                started = await super().start()
+                self.process_start_ticks = start_ticks(self.pid) or 0
         finally:
             self._close_output()
-        self.process_start_ticks = start_ticks(self.pid) or 0
+        ip, port = started
         self.emit_progress(70, "Waiting for JupyterLab to answer")
         await self._wait_until_listening(ip, port)
         return ip, port
@@ -203,16 +216,63 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         every 50 ms lets its first check succeed.
         """
         while True:
-            status = self.proc.poll()
+            status = self._exit_status()
             if status is not None:
                 raise SpawnError(f"The server exited with status {status} while starting. {self._output_tail()}")
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
             except (OSError, asyncio.TimeoutError):
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
                 continue
             writer.close()
             return
+
+    async def _start_warm(self, bin_dir: Path) -> tuple[str, int] | None:
+        """Fork the server from its environment's zygote: (ip, port), or None to start it cold
+        (the reason is logged)."""
+        port = int(getattr(self, "port", 0)) or random_port()  # as LocalProcessSpawner.start picks it
+        self.port = port
+        cmd = [*self.cmd, *self.get_args()]
+        env = self.get_env()
+        python = interpreter_of(bin_dir / ENTRY_POINT)
+        if not self.isolated:
+            reason: str | None = "gpulab is not running as root (every server runs as its user anyway)"
+        elif python is None:
+            reason = f"{bin_dir / ENTRY_POINT} does not start with one Python interpreter (#!)"
+        elif os.path.isabs(cmd[0]) and Path(cmd[0]) != bin_dir / ENTRY_POINT:
+            reason = f"the command {cmd[0]} is not {bin_dir / ENTRY_POINT}"
+        else:
+            reason = cold_reason(cmd, self.shell_cmd, env)
+        if reason is not None or python is None:
+            self.log.info("Starting %s cold: %s", self._log_name, reason)
+            return None
+        request = SpawnRequest(tuple(cmd), env, self.account if self.isolated else "", str(self.home),
+                               tuple(str(folder) for folder in getattr(self, "_cgroups", [])))
+        output = self._output.fileno() if self._output is not None else 1
+        errors = self._output.fileno() if self._output is not None else 2
+        try:
+            self.pid, self.process_start_ticks = await zygote_for(python, str(bin_dir / ENTRY_POINT)).spawn(request, output, errors)
+        except WarmStartError as exc:
+            self.log.warning("Starting %s cold: %s", self._log_name, exc)
+            return None
+        self.proc = None
+        self.log.info("Started %s warm from the zygote of %s: pid %i", self._log_name, python, self.pid)
+        return (self.ip or "127.0.0.1", port)
+
+    def _exit_status(self) -> int | None:
+        """None while the server runs; its exit status (1 for a forked one, whose parent is the zygote) once not."""
+        if self.proc is not None:
+            return self.proc.poll()
+        return None if self._alive() else 1
+
+    def _alive(self) -> bool:
+        """Whether the server's pid is still the process that started at its start ticks, and not a zombie."""
+        if not same_process(self.pid, self.process_start_ticks or None):
+            return False
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
 
     def _output_tail(self, lines: int = 5) -> str:
         if self._output is None:
@@ -276,21 +336,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     # ------------------------------------------------------------ identity
 
     def make_preexec_fn(self, name):
-        # Join the cgroups first: only root may, and the next step drops root.
-        enter_cgroups = join(getattr(self, "_cgroups", []))
-        if self.isolated:
-            become_user = set_user_setuid(self.account)
-        else:
-            home = str(self.home)
-
-            def become_user():
-                os.chdir(home)
-
-        def preexec():
-            enter_cgroups()
-            become_user()
-
-        return preexec
+        return become_step(self.account if self.isolated else None, str(self.home), getattr(self, "_cgroups", []))
 
     def get_args(self):
         # Kernels on Unix sockets in the account's private runtime folder (see runtime_dir.py).
@@ -340,9 +386,9 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
                 self.log.warning("Process %i of %s never died", self.pid, self._log_name)
 
     async def poll(self):
-        # After a hub restart only the pid is known: make sure it is still our process.
-        if self.proc is None and self.pid and self.process_start_ticks:
-            if not same_process(self.pid, self.process_start_ticks):
-                self.clear_state()
-                return 0
+        # A forked server (warm start), or any server after a hub restart: only the pid and its
+        # start ticks are known; make sure it is still our process, and not a zombie.
+        if self.proc is None and self.pid and not self._alive():
+            self.clear_state()
+            return 0
         return await super().poll()

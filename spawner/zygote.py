@@ -1,0 +1,349 @@
+"""The zygote: one per Python environment, run by the hub (`python -I -m gpulab.spawner.zygote
+SOCKET`) as the hub's user, root when servers get accounts. warm_start.py describes the protocol.
+
+It imports what every server imports (jupyterhub.singleuser, jupyter_server, JupyterLab and the
+enabled server extensions), says "ready" on its output, and then only accepts connections on
+SOCKET. It runs no event loop and no thread, so a fork copies one quiet thread. Its environment
+is three variables the hub gives it (no hub secret); it reads no spawn's request itself: the
+child does, after the fork. It exits when its input closes (the hub is gone); the servers it
+started keep running.
+
+The child, per spawn: a new session; the signal dispositions of a new interpreter; the request
+read and checked; output to the descriptors that came with it, input from /dev/null; every
+other descriptor closed (the listening socket, the connection, anything imported code opened);
+the cgroups and the account (identity.py, the cold path's step); the environment replaced by
+the spawn's, exactly; then "ok" to the zygote and `jupyterhub-singleuser`'s main with the
+spawn's arguments, in this process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import gc
+import json
+import locale
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from gpulab.compute.processes import start_ticks
+
+from .identity import become_step
+from .warm_start import PYTHON_VARIABLES_HONOURED, RequestError, cold_reason, decode_request, encode_reply, receive_request
+
+# The zygote's HOME while it imports: a path that never exists, so a module that computes a path
+# from the home at import (JupyterLab's user-settings folder, send2trash's trash, jupyter-server-
+# fileid's database) is found afterwards by this prefix and given the account's home in the child.
+HOME_SENTINEL = "/nonexistent/gpulab-zygote-home"
+CHILD_SETUP_TIMEOUT = 30.0  # seconds the zygote waits for a child to say it runs as its account
+PR_SET_DUMPABLE = 4
+
+
+def preimport() -> list[str]:
+    """Import what a server imports while it starts; the names that failed (best effort, except
+    jupyterhub.singleuser itself, whose ImportError ends the zygote: the hub starts cold)."""
+    import jupyterhub.singleuser  # noqa: F401
+    from jupyter_core.paths import jupyter_config_path
+    from jupyter_server.extension.config import ExtensionConfigManager
+
+    failed = []
+    manager = ExtensionConfigManager(read_config_path=jupyter_config_path())
+    enabled = sorted(n for n, on in manager.get_jpserver_extensions().items() if on)
+    names = ["jupyterlab", "gpulab.extensions.singleuser", *enabled]
+    for name in names:
+        try:
+            module = __import__(name, fromlist=["_"])
+            points: list[dict] = getattr(module, "_jupyter_server_extension_points", lambda: [])()
+            for point in points:
+                if isinstance(point.get("module"), str):
+                    __import__(point["module"], fromlist=["_"])
+        except Exception:  # an extension that fails to import fails in the server too, with its log
+            failed.append(name)
+    return failed
+
+
+def _holds(value: Any, text: str, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return text in value
+    if depth < 2 and isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds(item, text, depth + 1) for item in value)
+    if depth < 2 and isinstance(value, dict):
+        return any(_holds(item, text, depth + 1) for pair in value.items() for item in pair)
+    return False
+
+
+def rewritten(value: Any, old: str, new: str) -> Any:
+    """`value` with `old` replaced by `new` in every text it holds (two levels deep)."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(rewritten(item, old, new) for item in value)
+    if isinstance(value, dict):
+        return type(value)((rewritten(k, old, new), rewritten(v, old, new)) for k, v in value.items())
+    return value
+
+
+def home_dependent(text: str) -> list[tuple[Any, Any, bool]]:
+    """Where imported code kept a value computed from the home: (container, name or key, by key).
+    Module globals, traits' defaults, and traitlets' per-class copies of static defaults."""
+    from traitlets import HasTraits
+
+    found: list[tuple[Any, Any, bool]] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name in ("__main__", __name__):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if _holds(value, text):
+                found.append((module, attribute, False))
+            if not (isinstance(value, type) and issubclass(value, HasTraits) and value.__module__ == name):
+                continue
+            for trait in value.class_own_traits().values():
+                if _holds(getattr(trait, "default_value", None), text):
+                    found.append((trait, "default_value", False))
+            statics = vars(value).get("_static_immutable_initial_values", {})
+            found += [(statics, key, True) for key, default in statics.items() if _holds(default, text)]
+    return found
+
+
+def give_home(places: list[tuple[Any, Any, bool]], home: str, sentinel: str = HOME_SENTINEL) -> None:
+    for target, name, by_key in places:
+        if by_key:
+            target[name] = rewritten(target[name], sentinel, home)
+        else:
+            setattr(target, name, rewritten(getattr(target, name), sentinel, home))
+
+
+def peer_uid(conn: socket.socket) -> int:
+    credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", credentials)[1]
+
+
+def reap() -> None:
+    """Collect every child that exited (servers are the zygote's children until it exits)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def read_status(fd: int, timeout: float) -> str:
+    """What the child wrote on its status pipe before closing it ("" if it died silently)."""
+    data = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return "error: the child did not report within %.0f s" % timeout
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode(errors="replace")
+        data += chunk
+
+
+def handle(conn: socket.socket, home_places: list) -> None:
+    """One spawn: fork, let the child set itself up, answer the hub with its pid and ticks."""
+    if peer_uid(conn) != os.geteuid():
+        conn.sendall(encode_reply({"error": "only the hub's user may ask"}))
+        return
+    if threading.active_count() != 1:
+        conn.sendall(encode_reply({"error": "the zygote runs threads; it cannot fork safely"}))
+        return
+    status_read, status_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_read)
+        child(conn, status_write, home_places)  # never returns
+    os.close(status_write)
+    try:
+        status = read_status(status_read, CHILD_SETUP_TIMEOUT)
+    finally:
+        os.close(status_read)
+    if status == "ok":
+        conn.sendall(encode_reply({"pid": pid, "start_ticks": start_ticks(pid) or 0}))
+    else:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        conn.sendall(encode_reply({"error": status.removeprefix("error: ") or "the child died while starting"}))
+
+
+def reset_signals() -> None:
+    """The dispositions a new interpreter has, and nothing blocked."""
+    signal.set_wakeup_fd(-1)
+    for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def close_descriptors_but(keep: int) -> None:
+    """Close every descriptor above stderr except `keep`."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
+
+
+def child(conn: socket.socket, status: int, home_places: list) -> None:
+    """The forked child: become the spawn, then run the server. Never returns."""
+    try:
+        os.setsid()
+        reset_signals()
+        payload, fds = receive_request(conn)
+        conn.detach()  # closed below, with everything else: never by the socket object later
+        request = decode_request(payload)
+        reason = cold_reason(list(request.argv), [], request.env)
+        if reason is not None:
+            raise RequestError(reason)
+        if len(fds) != 2:
+            raise RequestError("a request brings two descriptors: the server's output and errors")
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        close_descriptors_but(status)  # the listening socket, the wake-up pipe, the connection, ...
+        become_step(request.account or None, request.home, [Path(c) for c in request.cgroups])()
+        if request.account:
+            # A changed uid makes a process undumpable (its /proc files root's); a cold server's
+            # exec makes it dumpable again, so its own account may read its /proc entries: here too.
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        os.environ.clear()
+        os.environ.update(request.env)
+        give_home(home_places, os.path.expanduser("~"))
+        fresh_process_state(request.argv)
+        del payload, request
+        os.write(status, b"ok")
+        os.close(status)
+    except BaseException as exc:
+        try:
+            os.write(status, f"error: {type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(1)
+    os._exit(run_server())
+
+
+def fresh_process_state(argv: tuple[str, ...]) -> None:
+    """What a new interpreter would have computed from the spawn's environment."""
+    import site
+
+    try:
+        locale.setlocale(locale.LC_CTYPE, "")  # as Python does when it starts
+    except locale.Error:
+        pass
+    logging.getLogger().handlers.clear()
+    tempfile.tempdir = None
+    sys.argv = list(argv)
+    if os.environ.get("PYTHONUNBUFFERED"):
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(write_through=True)  # type: ignore[union-attr]
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        sys.dont_write_bytecode = True
+    # The account's own site-packages (~/.local), as Python adds it when it starts as the account.
+    site.USER_BASE = None
+    site.USER_SITE = None
+    site.ENABLE_USER_SITE = True
+    user_site = site.getusersitepackages()
+    if os.path.isdir(user_site) and user_site not in sys.path:
+        system = [i for i, p in enumerate(sys.path) if p.endswith("-packages")]
+        sys.path.insert(system[0] if system else len(sys.path), user_site)
+    gc.collect()
+
+
+def run_server() -> int:
+    """`jupyterhub-singleuser`'s main with sys.argv, as its console script runs it; the exit status."""
+    from jupyterhub.singleuser import main
+
+    try:
+        result = main()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+    return code
+
+
+def serve(path: Path) -> None:
+    os.environ["HOME"] = HOME_SENTINEL
+    failed = preimport()
+    home_places = home_dependent(HOME_SENTINEL)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    gc.collect()
+    gc.freeze()  # what is imported stays shared with the children instead of being copied by the collector
+    print("ready", flush=True)
+    if failed:
+        print(f"gpulab zygote: these server extensions failed to import: {', '.join(failed)}", file=sys.stderr)
+    try:
+        while True:
+            readable, _, _ = select.select([listener, sys.stdin, wake_read], [], [])
+            if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
+                return  # the hub is gone
+            if wake_read in readable:
+                try:
+                    while os.read(wake_read, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                reap()
+            if listener in readable:
+                conn, _ = listener.accept()
+                with conn:
+                    try:
+                        handle(conn, home_places)
+                    except OSError as exc:  # the hub went away mid-request: the next one is new
+                        print(f"gpulab zygote: a request failed: {exc}", file=sys.stderr)
+                reap()
+    except KeyboardInterrupt:
+        return
+    finally:
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
+
+
+def main() -> None:
+    if len(sys.argv) != 3:  # the entry point it stands for is named so that `ps` shows what its children are
+        sys.exit("usage: python -I -m gpulab.spawner.zygote SOCKET .../bin/jupyterhub-singleuser")
+    try:
+        serve(Path(sys.argv[1]))
+    except ImportError as exc:
+        print(json.dumps({"error": f"cannot import the server: {exc}"}), flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
