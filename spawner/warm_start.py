@@ -40,6 +40,11 @@ ENTRY_POINT = "jupyterhub-singleuser"
 MAX_REQUEST = 1 << 20  # bytes of JSON
 MAX_ARGS = 512
 HEADER = struct.Struct("!I")
+# The zygote is started with this much room in its own arguments and environment, which its children
+# overwrite with theirs (zygote.show_as); a spawn whose do not fit starts cold.
+ARGUMENT_ROOM = 16 * 1024
+ENVIRONMENT_ROOM = 96 * 1024
+ROOM_VARIABLE = "GPULAB_ZYGOTE_ROOM"
 CGROUP_ROOT = "/sys/fs/cgroup/"
 ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 VARIABLE = re.compile(r"^[^=\0]+$")
@@ -220,6 +225,7 @@ class Zygote:
         self.process: subprocess.Popen | None = None
         self.folder: Path | None = None
         self._starting: asyncio.Future | None = None
+        self.failure = ""  # why it could not start: not tried again (every spawn would pay for it)
 
     @property
     def socket_path(self) -> Path:
@@ -233,6 +239,8 @@ class Zygote:
         """Start the zygote unless it runs; wait until it listens (WarmStartError if it cannot)."""
         if self.process is not None and self.process.poll() is None and self._starting is None:
             return
+        if self.failure:
+            raise WarmStartError(self.failure)
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._start())
         starting = self._starting
@@ -247,11 +255,12 @@ class Zygote:
         # A folder only the hub's user can enter (mkdtemp: 0700) holds the socket.
         self.folder = Path(tempfile.mkdtemp(prefix="gpulab-zygote-"))
         environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": "/",
-                       "LANG": os.environ.get("LANG", "C.UTF-8")}
+                       "LANG": os.environ.get("LANG", "C.UTF-8"), ROOM_VARIABLE: " " * ENVIRONMENT_ROOM}
         self.process = subprocess.Popen(
             # -I: no user site, no PYTHON* variables, no working folder on sys.path.
             # The entry point's name is in its command line, which its children show until theirs is set.
-            [self.python, "-I", "-m", "gpulab.spawner.zygote", str(self.socket_path), self.entry_point],
+            [self.python, "-I", "-m", "gpulab.spawner.zygote", str(self.socket_path), self.entry_point,
+             " " * ARGUMENT_ROOM],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd="/",
             start_new_session=True,  # the hub's terminal's signals are the hub's
         )
@@ -266,8 +275,9 @@ class Zygote:
         if line.strip() != b"ready":
             status = self.process.wait(5) if self.process.poll() is None else self.process.returncode
             self.close()
-            raise WarmStartError(f"the zygote of {self.python} exited with {status} while starting (its output "
-                                 f"is in the hub's log): {line.decode(errors='replace').strip()}")
+            self.failure = (f"the zygote of {self.python} exited with {status} while starting (more in the hub's "
+                            f"log): {line.decode(errors='replace').strip()}")
+            raise WarmStartError(self.failure)
 
     async def spawn(self, request: SpawnRequest, stdout_fd: int, stderr_fd: int, timeout: float = 30) -> tuple[int, int]:
         """Fork a server for `request`: (pid, start ticks) once it runs as its account."""

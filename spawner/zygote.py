@@ -21,11 +21,11 @@ from __future__ import annotations
 import atexit
 import ctypes
 import gc
-import json
 import locale
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -47,6 +47,25 @@ from .warm_start import PYTHON_VARIABLES_HONOURED, RequestError, cold_reason, de
 HOME_SENTINEL = "/nonexistent/gpulab-zygote-home"
 CHILD_SETUP_TIMEOUT = 30.0  # seconds the zygote waits for a child to say it runs as its account
 PR_SET_DUMPABLE = 4
+
+
+def show_as(argv: list[str], env: dict[str, str]) -> None:
+    """Make /proc/<pid>/cmdline and /proc/<pid>/environ show `argv` and `env`, as they would for a
+    process exec'd with them, so that ps, psutil's environ() and the like read this server's and
+    not the zygote's. They show the memory the kernel put the zygote's own arguments and variables
+    in; the hub starts the zygote with room to spare in both (ROOM_VARIABLE, a long last argument),
+    and the child writes its own there, the rest zeros. Call after os.environ is replaced: the C
+    library's copy of the variables points into that memory until then."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    arg_text = b"".join(a.encode() + b"\0" for a in argv)
+    env_text = b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items()) + b"\0"
+    if len(arg_text) > arg_end - arg_start or len(env_text) > env_end - env_start:
+        raise OSError(f"the spawn's arguments ({len(arg_text)} bytes) or environment ({len(env_text)} bytes) do "
+                      f"not fit the room the zygote has ({arg_end - arg_start}, {env_end - env_start})")
+    ctypes.memmove(arg_start, arg_text.ljust(arg_end - arg_start, b"\0"), arg_end - arg_start)
+    ctypes.memmove(env_start, env_text.ljust(env_end - env_start, b"\0"), env_end - env_start)
 
 
 def preimport() -> list[str]:
@@ -216,6 +235,8 @@ def child(conn: socket.socket, status: int, home_places: list) -> None:
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
         close_descriptors_but(status)  # the listening socket, the wake-up pipe, the connection, ...
+        script = shutil.which(request.argv[0], path=request.env.get("PATH", os.defpath)) or request.argv[0]
+        argv = [script, *request.argv[1:]]
         become_step(request.account or None, request.home, [Path(c) for c in request.cgroups])()
         if request.account:
             # A changed uid makes a process undumpable (its /proc files root's); a cold server's
@@ -223,8 +244,9 @@ def child(conn: socket.socket, status: int, home_places: list) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         os.environ.clear()
         os.environ.update(request.env)
+        show_as([sys.executable, *argv], request.env)
         give_home(home_places, os.path.expanduser("~"))
-        fresh_process_state(request.argv)
+        fresh_process_state(argv)
         del payload, request
         os.write(status, b"ok")
         os.close(status)
@@ -236,7 +258,7 @@ def child(conn: socket.socket, status: int, home_places: list) -> None:
     os._exit(run_server())
 
 
-def fresh_process_state(argv: tuple[str, ...]) -> None:
+def fresh_process_state(argv: list[str]) -> None:
     """What a new interpreter would have computed from the spawn's environment."""
     import site
 
@@ -336,13 +358,14 @@ def serve(path: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 3:  # the entry point it stands for is named so that `ps` shows what its children are
-        sys.exit("usage: python -I -m gpulab.spawner.zygote SOCKET .../bin/jupyterhub-singleuser")
+    if len(sys.argv) != 4:  # the entry point it stands for, and room for its children's arguments
+        sys.exit("usage: python -I -m gpulab.spawner.zygote SOCKET .../bin/jupyterhub-singleuser ROOM")
     try:
         serve(Path(sys.argv[1]))
     except ImportError as exc:
-        print(json.dumps({"error": f"cannot import the server: {exc}"}), flush=True)
+        print(f"cannot import the server: {exc}", flush=True)
         sys.exit(2)
+
 
 
 if __name__ == "__main__":
