@@ -4,7 +4,7 @@ gpu, UUID, pci_bus_id, device, modelName, Hostname, its extra labels, then the p
 container, namespace and pod), over HTTP on 127.0.0.1.
 
 Not covered: DCGM itself (the readings are what the test sets), one exporter per node (this one
-answers for every node), MIG instances and the profiling metrics (tests/unit/test_usage_cluster.py
+answers for every node), MIG instances and the profiling metrics (tests/unit/extensions/usage/test_usage_cluster.py
 parses those from a literal exposition).
 """
 

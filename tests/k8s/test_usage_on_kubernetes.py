@@ -11,7 +11,7 @@ ran is whatever it was).
 Not covered: the NVIDIA device plugin and DCGM (GPUs are what the nodes declare, readings what
 the test sets), one exporter per node (one stands for all), a real API server's watch and
 deletion semantics (kmock's), PostgreSQL (the hub's SQLite database is the one the services
-share here), and a restart of the usage service (tests/unit/test_usage_cluster.py).
+share here), and a restart of the usage service (tests/unit/extensions/usage/test_usage_cluster.py).
 """
 
 from __future__ import annotations

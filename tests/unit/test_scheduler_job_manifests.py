@@ -6,7 +6,7 @@ from gpulab.extensions.scheduler.executors.job_manifests import (
     JobRequest, exit_code, home_claim, master_address, rendezvous_env, rendezvous_service, run_job, run_secret,
     split_credentials,
 )
-from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
+from tests.support.gpu_profiles import CPU, GPU2, MIG, profiles
 
 CPU_P, GPU2_P, MIG_P = profiles(CPU, GPU2, MIG)
 KUBE = {"uid": 1000, "fs_gid": 100, "image_pull_policy": "IfNotPresent", "home_storage": {"capacity": "10Gi"}}

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "environment.sh"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "environment.sh"
 
 
 def run_step(tmp_path: Path, command: str) -> subprocess.CompletedProcess:

@@ -85,8 +85,9 @@ def test_a_new_month_starts_afresh(pool):
 
 
 def test_a_cluster_pool_enforces_budgets_from_the_usage_ledger(pool):
-    """On Kubernetes the usage service records the pods' intervals in the same ledger (tests/unit/
-    test_usage_cluster.py); the cluster's pool reads this month's GPU-hours from it before a claim."""
+    """On Kubernetes the usage service records the pods' intervals in the same ledger
+    (tests/unit/extensions/usage/test_usage_cluster.py); the cluster's pool reads this month's
+    GPU-hours from it before a claim."""
     use(pool, "ann", 1.7)
     use(pool, "bob", 2.5, project="vision")
     now = lambda: datetime.fromtimestamp(pool.clock["now"], timezone.utc)  # noqa: E731

@@ -30,8 +30,8 @@ from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
 from gpulab.spawner.k8s_capacity import gpus_by_user
 from tests.unit.test_scheduler_job_manifests import GPU2_P, KUBE, PROJECTS, request
-from tests.unit import test_usage_ledger
-from tests.unit.test_usage_ledger import START, Clock, intervals
+from tests.unit.compute import test_usage_ledger
+from tests.unit.compute.test_usage_ledger import START, Clock, intervals
 NS = "gpulab"
 sessions = test_usage_ledger.sessions  # the fixture: a migrated SQLite database
 
@@ -241,7 +241,7 @@ def test_the_page_api_and_cli_say_when_utilisation_is_not_measured(sessions):
     assert table(report).splitlines()[1] == report["utilization_note"]
     measured = UsageCore(sessions, 10, list, measured_by="DCGM exporter").report(Asker("root", True), None, None, "user")
     assert measured["utilization_note"] == "" and measured["utilization_measured_by"] == "DCGM exporter"
-    page = (Path(__file__).resolve().parents[2] / "extensions/usage/templates/usage.html").read_text()
+    page = (Path(__file__).resolve().parents[4] / "extensions/usage/templates/usage.html").read_text()
     assert 'id="utilization-note"' in page and "report.utilization_note" in page
 
 

@@ -8,7 +8,7 @@ from gpulab.compute.profiles import ChoiceError
 from gpulab.spawner.form import options_from_form, profile_cards, render_form
 from gpulab.spawner.manifests import PROJECT_LABEL, pod_changes
 from gpulab.spawner.project_choice import projects_for_servers, resolve_project
-from tests.unit.test_gpu_core import CPU, profiles
+from tests.support.gpu_profiles import CPU, profiles
 
 GROUPS = ["ml-team", "project:vision:editor", "project:nlp:viewer", "project:audio:maintainer",
           "project:audio:viewer", "project:Bad_Slug:editor"]

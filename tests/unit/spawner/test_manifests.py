@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpulab.spawner.k8s_capacity import best_driver, cluster_availability, gang_shortfall, gpus_by_user
 from gpulab.spawner.manifests import GPU_TOLERATION, node_affinity, pod_changes, profile_settings, required_terms, resources
-from tests.unit.test_gpu_core import CPU, GPU2, MIG, profiles
+from tests.support.gpu_profiles import CPU, GPU2, MIG, profiles
 
 CPU_P, GPU2_P, MIG_P = profiles(CPU, {**GPU2, "memory": {"limit": "32G"}, "cpu": {"limit": 8, "guarantee": 0.5}}, MIG)
 
