@@ -36,10 +36,9 @@ from gpulab.compute.processes import start_ticks
 from gpulab.compute.profiles import GpuRequest
 from gpulab.compute.usage import UsageInterval
 from gpulab.compute.usage_sampler import UsageSampler
-from gpulab.db import make_engine, make_session_factory
-from gpulab.db.migrate import upgrade
 from gpulab.extensions.culler.decisions import GpuHistory
 from gpulab.spawner.cuda import incompatibility
+from tests.support.usage_ledger import migrated_sessions
 
 INVENTORY = NvmlInventory()
 DEVICES = INVENTORY.devices()
@@ -98,9 +97,7 @@ def start_load(python: str, account, devices: str, busy: float, idle: float) -> 
 
 @pytest.fixture
 def sessions(tmp_path):
-    url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
-    upgrade(url)
-    return make_session_factory(make_engine(url))
+    return migrated_sessions(tmp_path)
 
 
 def test_nvml_inventory_lists_what_nvidia_smi_lists():

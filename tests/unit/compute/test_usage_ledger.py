@@ -13,20 +13,10 @@ from gpulab.compute.profiles import GpuRequest
 from gpulab.compute.usage import UsageInterval
 from gpulab.compute.usage_report import BadPeriod, as_csv, period, summarise, visible_to
 from gpulab.compute.usage_sampler import UsageSampler
-from gpulab.db import make_engine, make_session_factory
-from gpulab.db.migrate import upgrade
-from sqlalchemy import select
+from tests.support.usage_ledger import START, Clock, intervals, migrated_sessions
+
 
 DEVICES = [Device(f"GPU-{i}", "NVIDIA A100", 81920, "570.86.15", str(i)) for i in range(4)]
-START = datetime(2026, 11, 10, 9, 0, tzinfo=timezone.utc).timestamp()
-
-
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class EmulatedNvml:
@@ -45,17 +35,7 @@ class EmulatedNvml:
 
 @pytest.fixture
 def sessions(tmp_path):
-    url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
-    upgrade(url)
-    return make_session_factory(make_engine(url))
-
-
-def intervals(sessions) -> list[UsageInterval]:
-    with sessions() as session:
-        rows = list(session.scalars(select(UsageInterval).order_by(UsageInterval.id)))
-        for row in rows:
-            session.expunge(row)
-        return rows
+    return migrated_sessions(tmp_path)
 
 
 def test_a_claim_opens_an_interval_and_its_release_closes_it(sessions):

@@ -29,11 +29,16 @@ from gpulab.extensions.usage.pods import PodHolding, pod_claim_id, pod_holding, 
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
 from gpulab.spawner.k8s_capacity import gpus_by_user
+from tests.support.usage_ledger import START, Clock, intervals, migrated_sessions
 from tests.unit.test_scheduler_job_manifests import GPU2_P, KUBE, PROJECTS, request
-from tests.unit.compute import test_usage_ledger
-from tests.unit.compute.test_usage_ledger import START, Clock, intervals
+
+
 NS = "gpulab"
-sessions = test_usage_ledger.sessions  # the fixture: a migrated SQLite database
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    return migrated_sessions(tmp_path)
 
 
 def server_pod(user: str, slug: str, uid: str, gpus: dict, server: str = "", phase: str = "Running",
