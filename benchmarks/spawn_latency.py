@@ -5,7 +5,10 @@ N sequential spawns (default 10) of one user's server, each timed from `POST
 returns 200 (polled every 10 ms), then stopped. Three hubs run in the same process, one
 after the other, on this machine:
 
-- gpulab: `gpulab up` (local backend, system account per user as root, traefik)
+- gpulab: `gpulab up` (local backend, system account per user as root, traefik), warm start
+  (the default: servers forked from a zygote that imported the server once; the first spawn
+  also starts the zygote)
+- gpulab with `spawner.local.warm_start: false` (each server a new process), unless `--no-cold`
 - stock JupyterHub + LocalProcessSpawner + traefik (the same proxy as gpulab)
 - stock JupyterHub + LocalProcessSpawner + configurable-http-proxy (JupyterHub's default
   proxy; skipped when `configurable-http-proxy` is not on PATH)
@@ -18,7 +21,9 @@ the same `cpu` image (built from images/ as the tests build it, then cached):
   engine's bridge network, the port published on 127.0.0.1, the hub reached at the bridge's
   gateway), with traefik
 
-Run: `.venv/bin/python benchmarks/spawn_latency.py [-n 10] [--docker]` (as root for per-user accounts).
+Run: `.venv/bin/python benchmarks/spawn_latency.py [-n 10] [--no-cold] [--docker]` (as root for per-user
+accounts). It prints each hub's median, min and max, the ratios against stock JupyterHub with the
+same proxy, and the load average before and after (a busy machine slows every row).
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ from tests.support.hub import ADMIN_TOKEN, ADMIN_TOKEN_CONFIG, prepare_hub, wait
 from tests.support.ports import free_port_block  # noqa: E402
 
 BIN = Path(sys.executable).parent
+WARM = "gpulab (local backend, traefik, warm start)"
+COLD = "gpulab (local backend, traefik, warm_start: false)"
+STOCK = "JupyterHub LocalProcessSpawner (traefik)"
 
 
 def answering(url: str) -> bool:
@@ -68,9 +76,9 @@ def time_spawns(api: HubClient, name: str, count: int) -> list[float]:
     return durations
 
 
-def gpulab_hub(workdir: Path, prefix: str, spawner: dict | None = None, name: str = "gpulab"):
+def gpulab_hub(workdir: Path, prefix: str, spawner: dict | None = None, name: str = "gpulab", warm: bool = True):
     hub = prepare_hub(workdir / name, {"hub": {"log_level": "INFO"}, "spawner": {**(spawner or {}), "local": {
-        "account_prefix": prefix, "home_root": str(workdir / "homes")}}})
+        "account_prefix": prefix, "home_root": str(workdir / "homes"), "warm_start": warm}}})
     return hub.start(), hub.stop
 
 
@@ -206,7 +214,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=10, help="spawns per hub (default 10)")
     parser.add_argument("--docker", action="store_true", help="also the docker backend and stock DockerSpawner")
+    parser.add_argument("--no-cold", action="store_true", help="leave out gpulab with warm_start: false")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     prefix = f"b{os.getpid() % 10000}-"
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpulab-bench-", dir="/tmp") as tmp:
@@ -218,9 +228,15 @@ def main() -> None:
         try:
             hub, stop = gpulab_hub(workdir, prefix)
             try:
-                rows.append(("gpulab (local backend, traefik)", time_spawns(hub.api, "bench", args.n)))
+                rows.append((WARM, time_spawns(hub.api, "bench", args.n)))
             finally:
                 stop()
+            if not args.no_cold:
+                hub, stop = gpulab_hub(workdir, prefix, name="gpulab-cold", warm=False)
+                try:
+                    rows.append((COLD, time_spawns(hub.api, "bench", args.n)))
+                finally:
+                    stop()
             if root:
                 system_user_for_stock(stock_user, workdir / "homes")
             proxies = ["traefik"] + (["configurable-http-proxy"] if shutil.which("configurable-http-proxy") else [])
@@ -244,6 +260,14 @@ def main() -> None:
         print(f"{label:58} {median:9.3f} {min(durations):7.3f} {max(durations):7.3f} {reference / median:21.2f}")
     print("\n(a ratio above 1 means gpulab's spawn took longer than that hub's)")
     medians = {label: statistics.median(durations) for label, durations in rows}
+    stock = medians.get(STOCK)
+    if stock:
+        for label in (WARM, COLD):
+            if label in medians:
+                print(f"{label} / stock LocalProcessSpawner (traefik): {medians[label] / stock:.2f} "
+                      f"({stock / medians[label]:.1f}x faster)")
+    print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     if "JupyterHub DockerSpawner (traefik)" in medians:
         ratio = medians["gpulab (docker backend, traefik)"] / medians["JupyterHub DockerSpawner (traefik)"]
         print(f"gpulab docker backend / stock DockerSpawner, same engine and image: {ratio:.2f}")

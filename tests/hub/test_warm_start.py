@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -217,3 +218,27 @@ def test_a_hub_restart_keeps_polling_warm_servers_right(hub):
     hub.spawn("alice")  # a new zygote for the restarted hub
     assert server_process(hub, "alice").ppid() == zygote(hub).pid
     time.sleep(0)  # (nothing timed here: the checks above poll)
+
+
+def test_an_environment_the_zygote_cannot_serve_starts_cold(hub_factory, homes_root):
+    """Its Python has no gpulab (nor jupyterhub): the zygote cannot start, the spawn does, cold."""
+    env = homes_root / "python-without-gpulab"
+    (env / "bin").mkdir(parents=True, exist_ok=True)
+    script = env / "bin" / "jupyterhub-singleuser"
+    real = Path(sys.executable).parent / "jupyterhub-singleuser"
+    script.write_text(f"#!/usr/bin/python3\nimport os, sys\n"
+                      f"os.execv({sys.executable!r}, [{sys.executable!r}, {str(real)!r}, *sys.argv[1:]])\n")
+    for path in (env, env / "bin", script):
+        path.chmod(0o755)
+    hub = hub_factory.start({"spawner": {"local": {"python": str(env)}}})
+    hub.create_user("erin")
+    hub.spawn("erin")
+    assert "Starting erin cold: the zygote of /usr/bin/python3 exited with 1 while starting" in hub.log_path.read_text()
+    assert server_process(hub, "erin").ppid() == hub.process.pid  # the hub's own child, as before warm starts
+    hub.stop_server("erin")
+    hub.create_user("frank")
+    hub.spawn("frank")  # the zygote is not tried again for every spawn
+    log = hub.log_path.read_text()
+    assert log.count("Starting frank cold: the zygote of /usr/bin/python3 exited") == 1
+    assert log.count("No module named 'gpulab'") == 1  # what the zygote said, once
+    hub.stop_server("frank")
