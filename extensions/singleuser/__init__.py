@@ -20,7 +20,17 @@ def _jupyter_server_extension_points():
     return [{"module": "gpulab.extensions.singleuser"}]
 
 
+# JupyterLab asks its server on every page load whether extensions need a rebuild, which costs
+# the server 0.5-0.7 s of CPU while the page is loading (jupyterlab.commands.build_check) and can
+# only end in a "Build" prompt: gpulab's environments carry their extensions prebuilt, and a user
+# cannot rebuild a shared environment. A labconfig/page_config.json in the environment still wins.
+NO_BUILD_CHECK = {"buildCheck": False, "buildAvailable": False}
+
+
 def _load_jupyter_server_extension(serverapp) -> None:
+    page_config = serverapp.web_app.settings.setdefault("page_config_data", {})
+    for key, value in NO_BUILD_CHECK.items():
+        page_config.setdefault(key, value)
     for name in PARTS:
         try:
             importlib.import_module(name).load(serverapp)

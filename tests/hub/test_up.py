@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -84,6 +85,10 @@ def test_spawn_reports_progress_and_loads_gpulab_extension(hub):
     assert "pia: Preparing your account" in log and "pia: Starting the server" in log
     server_logs = "".join(p.read_text() for p in (hub.data_dir / "logs" / "servers").glob("*pia*.log"))
     assert "gpulab.extensions.singleuser | extension was successfully loaded" in server_logs
+    # JupyterLab's page says it needs no rebuild check (extensions come prebuilt)
+    lab = HubClient(hub.url, hub.user_token("pia")).download("user/pia/lab").decode()
+    config = json.loads(lab.split('id="jupyter-config-data"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])
+    assert (config["buildCheck"], config["buildAvailable"]) == (False, False)
     hub.stop_server("pia")
 
 
