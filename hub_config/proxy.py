@@ -20,16 +20,22 @@ from pathlib import Path
 from subprocess import Popen
 from urllib.parse import urlparse
 
+import bcrypt
 from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from jupyterhub_traefik_proxy.traefik_utils import TraefikConfigFileHandler
 from tornado.ioloop import PeriodicCallback
-from traitlets import Any, Float, Unicode
+from traitlets import Any, Float, Unicode, default
 
 from gpulab.extensions.service.service_account import ServiceAccount, prepare
 
 from .service_watch import poll_managed_services
 
 PRIVILEGED_PORTS = 1024
+# bcrypt's cost for the hash of traefik's API password when the hub generated the password
+# (32 random bytes: a work factor adds nothing against guessing it). traefik checks the hash
+# on every API call, and the hub makes at least two per route it adds: at the default cost (12) each
+# took traefik ~0.25 s of CPU, seconds in all when a restart re-adds 20 servers' routes.
+GENERATED_PASSWORD_BCRYPT_ROUNDS = 4
 
 
 def as_account(entry: pwd.struct_passwd, public_url: str) -> list[str]:
@@ -94,6 +100,13 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         owns the folder of traefik's configuration files). Default "": the hub's user. Example
         "gpulab_svc-proxy".""",
     )
+
+    @default("traefik_api_hashed_password")
+    def _cheap_hash_of_a_generated_password(self) -> str:
+        password = self.traefik_api_password  # generated (new_token) unless configured
+        configured = any("traefik_api_password" in self.config.get(cls.__name__, {}) for cls in type(self).__mro__)
+        rounds = 12 if configured else GENERATED_PASSWORD_BCRYPT_ROUNDS  # 12: bcrypt's and the package's default
+        return bcrypt.hashpw(password.encode("utf8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
 
     _watch = Any(None)
     _last_seen_running = Float(0.0)

@@ -204,15 +204,15 @@ def run_up(args) -> int:
     os.environ.update(hub_environment(settings_file, overrides))
     # The proxy and the servers' tools come from the environment gpulab runs in.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    from jupyterhub.app import JupyterHub
+    from .hub_app import GpulabHub  # stock JupyterHub, its services started together
 
     # JupyterHub handles SIGTERM only once start-up is complete; before that, exit
     # normally so the proxy we started is not left holding the port.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        JupyterHub.launch_instance(["-f", str(hub_config_file())])
+        GpulabHub.launch_instance(["-f", str(hub_config_file())])
     finally:
-        _stop_proxy_left_running(JupyterHub.instance())
+        _stop_proxy_left_running(GpulabHub.instance())
     return 0
 
 
@@ -224,10 +224,10 @@ def _exit_on_sigterm(signum, frame):
     # SystemExit unwinds from wherever start-up was, and the `finally` in run_up stops the
     # proxy; but the interpreter then waits for non-daemon threads (a blocking call in
     # the default executor), so a watchdog bounds the whole exit.
-    from jupyterhub.app import JupyterHub
+    from .hub_app import GpulabHub
 
     def force_exit():
-        _stop_proxy_left_running(JupyterHub.instance(), kill=True)
+        _stop_proxy_left_running(GpulabHub.instance(), kill=True)
         os._exit(128 + signum)
 
     watchdog = threading.Timer(EARLY_EXIT_GRACE, force_exit)
