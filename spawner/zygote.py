@@ -54,7 +54,8 @@ def show_as(argv: list[str], env: dict[str, str]) -> None:
     process exec'd with them, so that ps, psutil's environ() and the like read this server's and
     not the zygote's. They show the memory the kernel put the zygote's own arguments and variables
     in; the hub starts the zygote with room to spare in both (ROOM_VARIABLE, a long last argument),
-    and the child writes its own there, the rest zeros. Call after os.environ is replaced: the C
+    and the child writes its own there: the rest of the arguments' room is one last argument of
+    blanks, the rest of the variables' zeros (readers stop at two). Call after os.environ is replaced: the C
     library's copy of the variables points into that memory until then."""
     with open("/proc/self/stat", "rb") as stat:
         fields = stat.read().rsplit(b")", 1)[1].split()
@@ -64,7 +65,10 @@ def show_as(argv: list[str], env: dict[str, str]) -> None:
     if len(arg_text) > arg_end - arg_start or len(env_text) > env_end - env_start:
         raise OSError(f"the spawn's arguments ({len(arg_text)} bytes) or environment ({len(env_text)} bytes) do "
                       f"not fit the room the zygote has ({arg_end - arg_start}, {env_end - env_start})")
-    ctypes.memmove(arg_start, arg_text.ljust(arg_end - arg_start, b"\0"), arg_end - arg_start)
+    room = arg_end - arg_start
+    if len(arg_text) < room:  # the rest as one blank argument (zeros would read as thousands of empty ones)
+        arg_text += b" " * (room - len(arg_text) - 1) + b"\0"
+    ctypes.memmove(arg_start, arg_text, room)
     ctypes.memmove(env_start, env_text.ljust(env_end - env_start, b"\0"), env_end - env_start)
 
 

@@ -77,6 +77,8 @@ def test_servers_are_forked_by_the_zygote_and_run_as_their_account_only(hub):
         assert status["CapEff"] == ["0000000000000000"]
         assert server.cwd() == entry.pw_dir
         assert os.getsid(server.pid) == server.pid  # its own session and process group
+        command = server.cmdline()  # what ps shows: the cold command, and one blank argument (the room left)
+        assert command[1].endswith("/bin/jupyterhub-singleuser") and len(command) < 40 and not command[-1].strip()
     inside = in_kernel(hub, "alice", "import os, json; print(json.dumps({'uid': os.getresuid(), "
                                      "'gid': os.getresgid(), 'groups': os.getgroups()}))")
     entry = account(hub, "alice")
