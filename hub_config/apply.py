@@ -63,7 +63,9 @@ def update_hub(values: dict, c: Config) -> None:
                 "filename": data_path(values, "logs", "hub.log"),
             }
         },
-        "loggers": {"JupyterHub": {"handlers": ["console", "gpulab_file"]}},
+        # An application logs under its class's name: stock JupyterHub (the Helm chart's hub) and
+        # the subclass `gpulab up` runs (hub_app.GpulabHub).
+        "loggers": {name: {"handlers": ["console", "gpulab_file"]} for name in ("JupyterHub", "GpulabHub")},
     }
 
 
