@@ -215,6 +215,27 @@ class RunnerFiles(RunnerApi):
         self.finish()
 
 
+class StandbyNext(RunnerApi):
+    """A standby runner's one request: the run handed to it, or "stop" (executors/standby.py)."""
+
+    standby_id = ""
+
+    async def get(self, standby_id):
+        standbys = self.core.standbys
+        if standbys is None:
+            raise web.HTTPError(404, "this scheduler has no standby runners")
+        self.standby_id = standby_id
+        try:
+            answer = await standbys.next_run(standby_id, self.token)
+        except PermissionError as refused:
+            raise web.HTTPError(403, str(refused)) from None
+        self.write_json(answer)
+
+    def on_connection_close(self):
+        if self.standby_id and self.core.standbys is not None:
+            self.core.standbys.gone(self.standby_id)
+
+
 class RunnerSnapshot(RunnerApi):
     def get(self, run_id):
         path = self.core.runner_snapshot(run_id, self.token)
@@ -269,6 +290,7 @@ ROUTES = [
     (rf"api/runs/{ID}/log", RunLog),
     (rf"api/runs/{ID}/artifacts/(outputs/.+)", RunArtifact),
     ("runner/ready", RunnerReady),
+    (rf"runner/standby/{ID}/next", StandbyNext),
     (rf"runner/{ID}/spec", RunnerSpec),
     (rf"runner/{ID}/events", RunnerEvents),
     (rf"runner/{ID}/files/([a-z.]+)", RunnerFiles),

@@ -122,6 +122,8 @@ class SchedulerCore:
         self.wake = wake
         self.python_exists = python_exists
         self.driver = driver
+        self.picked_up: Callable[[str], None] = lambda run_id: None  # the dispatcher's: a runner fetched its spec
+        self.standbys = None  # the local executor's standby runners (executors/standby.py), if any
         self.profiles: tuple[Profile, ...] = profiles_from_settings({"profiles": settings["profiles"]})
         environments = settings["environments"]
         catalog = load_catalog(Path(environments["catalog"]) if environments["catalog"] else None)
@@ -525,6 +527,7 @@ class SchedulerCore:
         with self.sessions() as session:
             run = self._runner_run(session, run_id, token)
             schedule = session.get(Schedule, run.schedule_id)
+            self.picked_up(run_id)
             if schedule.kind != NOTEBOOK:
                 return {"kind": schedule.kind, "command": schedule.command, "source": schedule.input_path,
                         "parameters": {}, "run_name": f"{schedule.name} #{run.attempt}", "schedule": schedule.name,

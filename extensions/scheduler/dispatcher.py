@@ -12,6 +12,7 @@ devices are busy or the owner is over quota.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
@@ -27,6 +28,8 @@ from .executors.protocol import Executor, RunRequest
 from .models import (
     COMPLETED, FAILED, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, TIMED_OUT, WAITING, Run, Schedule,
 )
+from .run_options import detach
+from .warm import hint_of
 
 IDLE_POLL_SECONDS = 1.0
 LAUNCH_GRACE_SECONDS = 120  # a RUNNING run with no runner reference after this was never launched
@@ -38,6 +41,18 @@ REATTACH_GRACE_SECONDS = 60
 
 async def _no_extra_env(schedule: Schedule) -> dict:
     return {}
+
+
+def warm_hint(schedule: Schedule) -> dict:
+    """The kernel and folder a notebook's run uses, for a standby of its owner's next run."""
+    if schedule.kind not in (None, "", NOTEBOOK):
+        return {}
+    try:
+        notebook = json.loads(schedule.notebook)
+        notebook, options = detach({"metadata": notebook.get("metadata", {})})  # not a copy of every cell
+    except (ValueError, TypeError, AttributeError):
+        return {}
+    return hint_of(notebook, options)
 
 
 class Dispatcher:
@@ -52,6 +67,9 @@ class Dispatcher:
         self.settings = core.settings["scheduler"]
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        if executor is not None:
+            core.picked_up = executor.picked_up  # a runner fetched its spec: its run began
+            core.standbys = getattr(executor, "standbys", None)  # the warm path's standbys ask for runs
         self.watching_since = self.clock()
 
     @property
@@ -196,12 +214,25 @@ class Dispatcher:
                     self.finish(run_id, TIMED_OUT,
                                 f"timed out after {schedule.timeout_seconds}s (timeout_seconds); the kernel was stopped")
                 continue
+            if self.executor.lost_before_start(run_id, ref):
+                self._queue_again(run_id)
+                continue
             outcome = self._outcome(run_id)  # read after the exit: the runner reports before it ends
             # -1: it ended while another scheduler process was its parent; what it reported decides.
             if outcome == COMPLETED and code in (0, -1):
                 self.finish(run_id, COMPLETED, "")
             else:
                 self.finish(run_id, FAILED, self._failure_message(run_id, code))
+
+    def _queue_again(self, run_id: str) -> None:
+        """A standby given the run ended before it began it (killed): the run starts again, cold."""
+        with self.core.sessions.begin() as session:
+            again = session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(
+                status=QUEUED, executor_ref="", token_hash="", started_at=None)).rowcount
+        if again:
+            self.log.warning("run %s: the standby runner it was handed to ended before starting it; "
+                             "it starts again", run_id)
+            self.wake()
 
     def _handing_over(self, started: datetime, now: datetime) -> bool:
         """A run started before this process watched may be waiting to hand over a result."""
@@ -245,6 +276,7 @@ class Dispatcher:
             if "log.txt" not in run.outputs and self.core.storage.path(run_id, "log.txt").exists():
                 run.outputs = [*run.outputs, "log.txt"]
             claim_id = run.claim_id
+            ref = self.executor.parse_ref(run.executor_ref) if run.executor_ref else None
             # An attempt whose runner reported COMPLETED is never run again, whatever else failed.
             retryable = run.outcome != COMPLETED and (
                 status == FAILED or (status == TIMED_OUT and schedule.retry_on_timeout))
@@ -255,7 +287,7 @@ class Dispatcher:
             summary = self.core.run_out(session, run)
         if claim_id:
             self.executor.pool.release(claim_id)
-        self.executor.cleanup(run_id)
+        self.executor.cleanup(run_id, ref, status)
         self.log.info("run %s of %s: %s %s", run_id, summary.schedule_name, status, summary.message)
         self.notifier.send("success" if status == COMPLETED else "failure", schedule, summary)
         if retry is not None:
@@ -351,7 +383,8 @@ class Dispatcher:
             request = RunRequest(run_id, schedule.owner, profile, environment, env, claim,
                                  self.core.storage.path(run_id, "log.txt"), schedule.timeout_seconds,
                                  nodes=schedule.nodes or 1,
-                                 overrides=tuple(o.kubespawner_override for o in chosen))
+                                 overrides=tuple(o.kubespawner_override for o in chosen),
+                                 warm_hint=warm_hint(schedule))
             ref = await self.executor.start(request)
         except Exception as error:  # the run fails with the reason; the scheduler goes on
             self.log.exception("could not start run %s", run_id)

@@ -23,6 +23,7 @@ from traitlets.config import Config
 from gpulab.spawner.runtime_dir import kernel_manager_config
 
 from .run_options import detach, working_directory
+from .warm import kernel_of
 
 PARTIAL_EVERY_SECONDS = 10.0
 INJECTED_TAG = "injected-parameters"  # Papermill's tag on the cell it adds
@@ -102,8 +103,13 @@ def _failure(error: BaseException | str, seconds: float) -> tuple[str, dict, flo
     return "FAILED", {"ename": name, "evalue": str(error), "message": f"{name}: {error}"}, seconds
 
 
-def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | None], None]) -> tuple[str, dict | None, float]:
-    """Run the notebook; (status, error details, seconds). workdir/output.ipynb is written as Papermill writes it."""
+def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | None], None],
+            warm=None) -> tuple[str, dict | None, float]:
+    """Run the notebook; (status, error details, seconds). workdir/output.ipynb is written as Papermill writes it.
+
+    `warm`: a standby's started kernel (warm.WarmKernel). Papermill gets it (km=) when it is the
+    kernel and folder this run would start (the caller stops it after, as nbclient stops its own
+    at the end); otherwise it is stopped now and Papermill starts the run's kernel as usual."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -115,8 +121,18 @@ def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | Non
     cwd, asked = working_directory(options, home)
     if not os.path.isdir(cwd):
         if asked:  # Papermill fails the same way on a --cwd that is not there
+            if warm is not None:
+                warm.shutdown(now=True)
             return _failure(f"working directory {cwd} (--cwd) does not exist", time.monotonic() - started)
         cwd = home  # submitted from elsewhere (a laptop, another machine): the owner's home
+
+    km = None
+    if warm is not None:
+        if warm.matches(kernel_of(notebook, options), cwd):
+            km = warm.km
+        else:
+            warm.shutdown(now=True)
+            warm = None
 
     cells = sum(1 for c in notebook["cells"] if c.get("cell_type") == "code")
     cells += 1 if spec["parameters"] else 0  # Papermill adds a cell with the injected parameters
@@ -152,7 +168,8 @@ def execute(spec: dict, reporter, workdir: Path, wait_until: Callable[[str | Non
                                    kernel_name=options.kernel_name, cwd=cwd, progress_bar=False,
                                    # The cells' streams, as they come, are the run's log.txt (a pod's log).
                                    stdout_file=sys.stdout, stderr_file=sys.stderr, on_notebook_start=kernel_ready,
-                                   on_cell_start=cell_started, on_cell_executed=cell_done)
+                                   on_cell_start=cell_started, on_cell_executed=cell_done,
+                                   **({"km": km} if km is not None else {}))
         return "COMPLETED", None, time.monotonic() - started
     except PapermillExecutionError as error:
         return "FAILED", failed_cell(notebook, output, error), time.monotonic() - started

@@ -12,7 +12,8 @@ exit status and the files it leaves in outputs/ are handed over the same way. In
 multi-node job every pod runs a runner: only node 0 (NODE_RANK) reports and hands over.
 Environment: GPULAB_RUN_URL, GPULAB_RUN_TOKEN, GPULAB_RUN_DELIVER_SECONDS (how long to keep
 trying to hand over the result); MLFLOW_TRACKING_URI and MLFLOW_TRACKING_TOKEN
-make the run an MLflow run too.
+make the run an MLflow run too. With GPULAB_STANDBY_URL instead, it is a standby (warm.py): it
+starts a kernel first and gets those variables when the scheduler hands it a run.
 """
 
 from __future__ import annotations
@@ -120,11 +121,11 @@ def wait_until(moment: str | None) -> None:
             time.sleep(delay)
 
 
-def execute(spec: dict, reporter: Reporter, workdir: Path) -> tuple[str, dict | None, float]:
+def execute(spec: dict, reporter: Reporter, workdir: Path, warm=None) -> tuple[str, dict | None, float]:
     """Run the notebook; (status, error details, seconds). The executed notebook is written either way."""
     from .execution import execute as execute_with_papermill
 
-    return execute_with_papermill(spec, reporter, workdir, wait_until)
+    return execute_with_papermill(spec, reporter, workdir, wait_until, warm)
 
 
 def log_to_mlflow(spec: dict, status: str, seconds: float, artifacts: list[tuple[str, Path]],
@@ -174,7 +175,8 @@ def run_job(spec: dict, reporter: Reporter, workdir: Path) -> int:
     return code
 
 
-def main() -> int:
+def main(warm=None) -> int:
+    """One run; `warm`: a standby's kernel (warm.py), used if the run's kernel and folder match."""
     deliver = float(os.environ.get("GPULAB_RUN_DELIVER_SECONDS") or DEFAULT_DELIVER_SECONDS)
     reporter = Reporter(os.environ["GPULAB_RUN_URL"], os.environ["GPULAB_RUN_TOKEN"], time.monotonic() + deliver)
     spec = reporter.spec()
@@ -183,19 +185,47 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gpulab-run-") as tmp:
         workdir = Path(tmp)
         if spec.get("kind", "notebook") != "notebook":
+            if warm is not None:
+                warm.shutdown(now=True)
             return min(run_job(spec, reporter, workdir), 255)
-        status, error, seconds = execute(spec, reporter, workdir)
+        status, error, seconds = execute(spec, reporter, workdir, warm)
         output = workdir / "output.ipynb"
-        if output.exists():
-            reporter.upload("output.ipynb", output.read_bytes())  # the scheduler renders the HTML
-        mlflow_run = None
-        try:
-            mlflow_run = log_to_mlflow(spec, status, seconds, [(output.name, output)])
-        except Exception as mlflow_error:  # MLflow being down must not fail the run itself
-            print(f"gpulab: could not log the run to MLflow: {mlflow_error}", file=sys.stderr)
+
+        def send_outputs() -> str | None:
+            if output.exists():
+                reporter.upload("output.ipynb", output.read_bytes())  # the scheduler renders the HTML
+            try:
+                return log_to_mlflow(spec, status, seconds, [(output.name, output)])
+            except Exception as mlflow_error:  # MLflow being down must not fail the run itself
+                print(f"gpulab: could not log the run to MLflow: {mlflow_error}", file=sys.stderr)
+                return None
+
+        if warm is None:
+            mlflow_run = send_outputs()
+        else:
+            # The standby's kernel stops (gracefully, as nbclient stops the kernels it starts before
+            # Papermill returns) while the outputs go; the run is reported once both are done.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as delivering:
+                delivered = delivering.submit(send_outputs)
+                warm.shutdown(now=False)
+                mlflow_run = delivered.result()
         reporter.event(kind="finished", status=status, error=error, mlflow_run_id=mlflow_run)
     return 0 if status == "COMPLETED" else 1
 
 
+def exit_now(code: int) -> None:
+    """End without the interpreter's tear-down of Papermill's modules (tenths of a second the
+    scheduler would wait for): the run is reported, the kernel stopped, the files closed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if os.environ.get("GPULAB_STANDBY_URL"):
+        from .warm import standby
+
+        exit_now(standby(main))
+    exit_now(main())

@@ -23,6 +23,7 @@ from .executors.local import LocalExecutor
 from .executors.runner_container import ContainerEngine
 from .executors.runner_process import ProcessLauncher
 from .executors.protocol import Executor
+from .executors.standby import Standbys
 from .notify import Notifier
 from .tracking import MlflowForRuns
 from .user_files import UserFiles
@@ -50,8 +51,12 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
     Kubernetes, Jobs get them from the cluster."""
     if settings["spawner"]["backend"] != "kubernetes":
         inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
+        in_images = settings["spawner"]["backend"] == "docker"
+        # Standby runners (the warm path) beside the runs' folders: a standby's log becomes its run's log.txt
+        standbys = None if in_images else Standbys(settings["runner_url"].rstrip("/") + "/",
+                                                   storage.root.parent / "standbys", log=log)
         return LocalExecutor(launcher, LocalPool(Ledger(sessions), inventory.devices), inventory.driver,
-                             in_images=settings["spawner"]["backend"] == "docker")
+                             in_images=in_images, standbys=standbys, log=log)
 
     from .executors.kubernetes import KubernetesExecutor  # kubernetes_asyncio: 0.3 s of every local start
 

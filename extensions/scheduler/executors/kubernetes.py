@@ -175,7 +175,13 @@ class KubernetesExecutor:
                 held[owner] = held.get(owner, 0) + gpus
         return held
 
-    def cleanup(self, run_id: str) -> None:
+    def picked_up(self, run_id: str) -> None:
+        """Nothing to note: a Job's pod is never handed a run after it started."""
+
+    def lost_before_start(self, run_id: str, ref: JobRef) -> bool:
+        return False
+
+    def cleanup(self, run_id: str, ref: JobRef | None = None, ended: str = "") -> None:
         if (loop := self.loop) is not None:
             loop.call_soon_threadsafe(lambda: loop.create_task(self._delete_secret(run_id)))
             loop.call_soon_threadsafe(lambda: loop.create_task(self._delete_service(run_id)))

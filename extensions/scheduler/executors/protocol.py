@@ -8,7 +8,7 @@ reference of its own type, which it alone formats and parses (stored in Run.exec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, TypeVar
 
@@ -35,6 +35,9 @@ class RunRequest:
     # KubeSpawner overrides of the chosen profile options, in order, after the profile's own
     # (a cluster's executor only: on one machine they change nothing, as for a server)
     overrides: tuple[dict, ...] = ()
+    # For a notebook: the kernel and folder it runs in, which a standby for the owner's next
+    # run starts with (warm.hint_of; executors without standbys ignore it)
+    warm_hint: dict = field(default_factory=dict)
 
 
 class Executor(Protocol[Ref]):
@@ -63,8 +66,16 @@ class Executor(Protocol[Ref]):
     def stop(self, run_id: str, ref: Ref) -> None:
         """Stop the runner and what it started (called from a worker thread)."""
 
-    def cleanup(self, run_id: str) -> None:
-        """After the run ended: what it leaves behind."""
+    def cleanup(self, run_id: str, ref: Ref | None = None, ended: str = "") -> None:
+        """After the run ended (`ended`: its status): what it leaves behind (`ref`: its runner, where
+        it had one)."""
+
+    def picked_up(self, run_id: str) -> None:
+        """The run's runner fetched its spec (the run began)."""
+
+    def lost_before_start(self, run_id: str, ref: Ref) -> bool:
+        """Whether the runner that ended was handed the run but ended before fetching its spec
+        (a standby killed at the hand-over): the run never began and may start again."""
 
     def driver(self) -> str | None:
         """The newest NVIDIA driver runs can get: environments needing more cannot run."""
