@@ -3,6 +3,12 @@
 As root, every hub user gets a system account (see accounts.py) and their server runs
 under its uid/gid in a private home. As an ordinary user there is no isolation: every
 server runs as that user, in a per-hub-user folder, and the spawner says so loudly.
+
+As root, a server starts warm by default (`warm_start`, see warm_start.py): forked from a
+process that has the server imported, instead of a new `jupyterhub-singleuser` process
+(cold). This module only chooses between the two; whatever the warm path cannot do starts
+the server cold, with a line in the log saying why. Either way the server is known by its
+pid and start ticks, so poll and stop treat both alike, also after a hub restart.
 """
 
 from __future__ import annotations
@@ -387,8 +393,9 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
 
     async def poll(self):
         # A forked server (warm start), or any server after a hub restart: only the pid and its
-        # start ticks are known; make sure it is still our process, and not a zombie.
+        # start ticks are known; make sure it is still our process, and not a zombie (an orphan
+        # whose new parent does not reap it). The state is kept: JupyterHub clears it once it has
+        # stopped the server, after a subclass released what the server held (its GPUs' claim).
         if self.proc is None and self.pid and not self._alive():
-            self.clear_state()
             return 0
         return await super().poll()

@@ -244,3 +244,17 @@ def test_an_environment_the_zygote_cannot_serve_starts_cold(hub_factory, homes_r
     assert log.count("Starting frank cold: the zygote of /usr/bin/python3 exited") == 1
     assert log.count("No module named 'gpulab'") == 1  # what the zygote said, once
     hub.stop_server("frank")
+
+
+def test_a_zygote_that_died_is_started_again_and_its_servers_live_on(hub):
+    alice = server_process(hub, "alice")
+    old = zygote(hub)
+    old.kill()
+    wait_for(lambda: not old.is_running() or old.status() == psutil.STATUS_ZOMBIE, 10, "the zygote to die")
+    assert alice.is_running() and hub.server_model("alice")["ready"]
+    hub.create_user("gus")
+    hub.spawn("gus")
+    assert server_process(hub, "gus").ppid() == zygote(hub).pid != old.pid
+    hub.stop_server("gus")
+    hub.stop_server("alice")
+    wait_for(lambda: not alice.is_running() or alice.status() == psutil.STATUS_ZOMBIE, 10, "alice's server to end")
