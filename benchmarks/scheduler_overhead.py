@@ -4,6 +4,9 @@
    /services/scheduler/api/runs until the run is COMPLETED with its executed notebook and
    HTML stored) and through the bare `papermill in.ipynb out.ipynb` command on the same
    machine. Prints medians and the ratio; goal (issue 16): gpulab at most 0.5x bare papermill.
+   After a run the scheduler starts a standby runner for its owner's next one (the warm path):
+   each measurement starts after a pause (--settle, default 3 s), so neither side shares the
+   CPUs with a standby warming up; how many of gpulab's runs were handed to a standby is printed.
 2. Trigger lag: a schedule every minute for K slots (default 3): from the scheduled time to
    the kernel being ready, and to the first cell starting (from the executed notebook's
    cell metadata). Target: p50 under 0.5 s. This part takes about K minutes.
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import pwd
+import re
 import statistics
 import subprocess
 import sys
@@ -85,10 +89,17 @@ def trigger_lags(client: HubClient, nb: dict, slots: int) -> tuple[list[float], 
     return kernel, first_cell
 
 
+def handed_to_standbys(log: str) -> int:
+    """Runs the scheduler's log says it handed to a standby ("started as OWNER (pid:ticks@standby)")."""
+    return len(re.findall(r"run \S+ of bench started as \S+ \(\d+:\d+@", log))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=5, help="runs per side (default 5)")
     parser.add_argument("--slots", type=int, default=3, help="cron slots for trigger lag (default 3; 0 skips it)")
+    parser.add_argument("--settle", type=float, default=3.0,
+                        help="seconds of quiet before each measurement (default 3)")
     parser.add_argument("--without-mlflow", action="store_true",
                         help="switch the MLflow service off, so runs are not logged to it (shows what logging costs)")
     args = parser.parse_args()
@@ -107,9 +118,14 @@ def main() -> None:
             account = "bs-bench" if os.geteuid() == 0 else None
             bare_papermill(folder, nb, account)
             ours, bare = [], []
+            warm_before = handed_to_standbys(hub.log_path.read_text(errors="replace"))
             for _ in range(args.n):  # interleaved, so both sides see the same machine load
+                time.sleep(args.settle)
                 ours.append(through_gpulab(client, nb))
+                time.sleep(args.settle)
                 bare.append(bare_papermill(folder, nb, account))
+            warm = handed_to_standbys(hub.log_path.read_text(errors="replace")) - warm_before
+            load = os.getloadavg()
             lags = trigger_lags(client, nb, args.slots) if args.slots else ([], [])
         finally:
             factory.cleanup()
@@ -121,6 +137,8 @@ def main() -> None:
                           ("bare papermill command, same account and home", bare)):
         print(f"{label:52} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}")
     print(f"\noverhead: gpulab / bare papermill = {statistics.median(ours) / statistics.median(bare):.2f} (goal <= 0.5, issue 16)")
+    print(f"gpulab's runs handed to a standby runner (warm path): {warm} of {args.n}; "
+          f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if lags[0]:
         kernel, first = lags
         print(f"\ntrigger lag over {len(kernel)} cron slots (negative: ready before the slot, thanks to prewarm)")
