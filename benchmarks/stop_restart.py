@@ -199,7 +199,13 @@ def main() -> None:
             for name in names + ([stock_user] if args.n else []):
                 system_user_for_stock(name, workdir / "homes")
             _ACCOUNTS[stock_user] = stock_user
-            api, stop, start = stock_hub(workdir / "stock-traefik", "traefik", STOCK_KEEPS_SERVERS)
+            api, stop_stock, start = stock_hub(workdir / "stock-traefik", "traefik", STOCK_KEEPS_SERVERS)
+
+            def stop() -> None:
+                stop_stock()
+                # The stock hub sometimes leaves its traefik running (and the next traefik then cannot bind
+                # its ports); end it, so each restart starts a fresh proxy, as gpulab's does.
+                end_processes_in(workdir / "stock-traefik")
             try:
                 if args.n:
                     api.request("POST", f"hub/api/users/{stock_user}")
