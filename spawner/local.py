@@ -35,7 +35,8 @@ from .identity import become_step
 from .progress import ProgressMixin
 from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 from .stopping import descendants, kill_all
-from .warm_start import ENTRY_POINT, SpawnRequest, WarmStartError, cold_reason, interpreter_of, zygote_for
+from .warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, cold_reason, extensions_enabled_by, interpreter_of,
+                         zygote_for)
 
 NO_ISOLATION_WARNING = (
     "gpulab is not running as root: every user's server runs as %s, with no isolation "
@@ -257,7 +258,8 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         output = self._output.fileno() if self._output is not None else 1
         errors = self._output.fileno() if self._output is not None else 2
         try:
-            self.pid, self.process_start_ticks = await zygote_for(python, str(bin_dir / ENTRY_POINT)).spawn(request, output, errors)
+            self.pid, self.process_start_ticks = await zygote_for(python, str(bin_dir / ENTRY_POINT), tuple(extensions_enabled_by(cmd))).spawn(
+                request, output, errors)
         except WarmStartError as exc:
             self.log.warning("Starting %s cold: %s", self._log_name, exc)
             return None

@@ -148,6 +148,14 @@ def cold_reason(cmd: list[str], shell_cmd: list[str], env: dict[str, str]) -> st
     return None
 
 
+def extensions_enabled_by(args: list[str]) -> list[str]:
+    """The server extensions a server's arguments enable (`--ServerApp.jpserver_extensions=NAME=True`):
+    the zygote imports them too (pure)."""
+    prefix = "--ServerApp.jpserver_extensions="
+    named = [arg[len(prefix):].rpartition("=") for arg in args if arg.startswith(prefix)]
+    return [name for name, _, value in named if value.lower() == "true" and re.match(r"^[A-Za-z_][\w.]*$", name)]
+
+
 def interpreter_of(script: Path) -> str | None:
     """The Python a console script (`jupyterhub-singleuser`) runs in: its #! line, when that is
     one absolute path (pip writes a /bin/sh trampoline for long paths: None)."""
@@ -218,9 +226,10 @@ def decode_reply(data: bytes) -> tuple[int, int]:
 class Zygote:
     """One environment's zygote, as the hub sees it: started on first use, asked to fork."""
 
-    def __init__(self, python: str, entry_point: str, start_timeout: float = 60):
+    def __init__(self, python: str, entry_point: str, extensions: tuple[str, ...] = (), start_timeout: float = 60):
         self.python = python
         self.entry_point = entry_point
+        self.extensions = extensions
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
         self.folder: Path | None = None
@@ -260,7 +269,7 @@ class Zygote:
             # -I: no user site, no PYTHON* variables, no working folder on sys.path.
             # The entry point's name is in its command line, which its children show until theirs is set.
             [self.python, "-I", "-m", "gpulab.spawner.zygote", str(self.socket_path), self.entry_point,
-             " " * ARGUMENT_ROOM],
+             " " * ARGUMENT_ROOM, *self.extensions],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd="/",
             start_new_session=True,  # the hub's terminal's signals are the hub's
         )
@@ -321,8 +330,9 @@ class Zygote:
 _zygotes: dict[str, Zygote] = {}
 
 
-def zygote_for(python: str, entry_point: str) -> Zygote:
-    """The hub's zygote for `entry_point` (an environment's jupyterhub-singleuser) run by `python`."""
+def zygote_for(python: str, entry_point: str, extensions: tuple[str, ...] = ()) -> Zygote:
+    """The hub's zygote for `entry_point` (an environment's jupyterhub-singleuser) run by `python`,
+    made on first use with the server extensions that spawn's arguments enable."""
     if entry_point not in _zygotes or _zygotes[entry_point].python != python:
-        _zygotes[entry_point] = Zygote(python, entry_point)
+        _zygotes[entry_point] = Zygote(python, entry_point, extensions)
     return _zygotes[entry_point]

@@ -72,7 +72,7 @@ def show_as(argv: list[str], env: dict[str, str]) -> None:
     ctypes.memmove(env_start, env_text.ljust(env_end - env_start, b"\0"), env_end - env_start)
 
 
-def preimport() -> list[str]:
+def preimport(extensions: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Import what a server imports while it starts; the names that failed (best effort, except
     jupyterhub.singleuser itself, whose ImportError ends the zygote: the hub starts cold)."""
     import jupyterhub.singleuser  # noqa: F401
@@ -82,7 +82,7 @@ def preimport() -> list[str]:
     failed = []
     manager = ExtensionConfigManager(read_config_path=jupyter_config_path())
     enabled = sorted(n for n, on in manager.get_jpserver_extensions().items() if on)
-    names = ["jupyterlab", "gpulab.extensions.singleuser", *enabled]
+    names = ["jupyterlab", *extensions, *enabled]
     for name in names:
         try:
             module = __import__(name, fromlist=["_"])
@@ -314,9 +314,9 @@ def run_server() -> int:
     return code
 
 
-def serve(path: Path) -> None:
+def serve(path: Path, extensions: list[str]) -> None:
     os.environ["HOME"] = HOME_SENTINEL
-    failed = preimport()
+    failed = preimport(extensions)
     home_places = home_dependent(HOME_SENTINEL)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -362,10 +362,10 @@ def serve(path: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 4:  # the entry point it stands for, and room for its children's arguments
-        sys.exit("usage: python -I -m gpulab.spawner.zygote SOCKET .../bin/jupyterhub-singleuser ROOM")
+    if len(sys.argv) < 4:  # the entry point it stands for, room for its children's arguments
+        sys.exit("usage: python -I -m gpulab.spawner.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
     try:
-        serve(Path(sys.argv[1]))
+        serve(Path(sys.argv[1]), sys.argv[4:])
     except ImportError as exc:
         print(f"cannot import the server: {exc}", flush=True)
         sys.exit(2)

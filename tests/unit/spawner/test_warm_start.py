@@ -18,6 +18,7 @@ from gpulab.spawner.warm_start import (
     cold_reason,
     decode_reply,
     decode_request,
+    extensions_enabled_by,
     interpreter_of,
     receive_request,
     send_request,
@@ -158,3 +159,10 @@ def test_values_computed_from_the_zygotes_home_get_the_accounts():
         del sys.modules["gpulab_test_fake_module"]
     assert module.TRASH == "/home/gpulab-alice/.local/share/Trash" and module.OTHER == "/etc"
     assert Settings().folder == "/home/gpulab-alice/.jupyter/lab"
+
+
+def test_the_extensions_a_spawns_arguments_enable_are_imported_by_the_zygote_too():
+    assert extensions_enabled_by(["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True",
+                                  "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+                                  "--KernelManager.transport=ipc",
+                                  "--ServerApp.jpserver_extensions=bad name=True"]) == ["gpulab.extensions.singleuser"]
