@@ -4,7 +4,7 @@ JupyterHub's `start()` starts each service and waits until it answers (or `Servi
 passes) before it starts the next, and only then adds its own route to the proxy: a hub with
 the scheduler, MLflow, the SSH gateway, projects, usage and the culler answered its API
 through the proxy after the sum of their start-ups (about 12 s of a 15 s restart on two
-cores), although it listened after one second.
+cores), although it had been listening since the first of them started.
 
 `GpulabHub` overrides one public method, `start_service`, which `start()` calls once per
 service, in order, after the hub listens. The first call
@@ -17,7 +17,8 @@ service, in order, after the hub listens. The first call
 2. starts every service at once (JupyterHub's own `start_service` for each, in a task);
 
 and each call then waits for its service's task. `start()` goes on as before once all have
-answered ("JupyterHub is now running" still means every service is up).
+answered ("JupyterHub is now running" still means every service answered, or was logged
+as not started).
 
 A managed service that does not start (its process exits, or it does not answer in its
 `timeout`) is logged with its name, and the hub goes on without it instead of exiting as
