@@ -35,8 +35,9 @@ from .identity import become_step
 from .progress import ProgressMixin
 from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 from .stopping import descendants, kill_all
-from .warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, cold_reason, extensions_enabled_by, interpreter_of,
-                         zygote_for)
+from .hub_shared import shared_value
+from .warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, Zygote, cold_reason, extensions_enabled_by,
+                         interpreter_of)
 
 NO_ISOLATION_WARNING = (
     "gpulab is not running as root: every user's server runs as %s, with no isolation "
@@ -258,14 +259,20 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         output = self._output.fileno() if self._output is not None else 1
         errors = self._output.fileno() if self._output is not None else 2
         try:
-            self.pid, self.process_start_ticks = await zygote_for(python, str(bin_dir / ENTRY_POINT), tuple(extensions_enabled_by(cmd))).spawn(
-                request, output, errors)
+            self.pid, self.process_start_ticks = await self._zygote(python, bin_dir, cmd).spawn(request, output, errors)
         except WarmStartError as exc:
             self.log.warning("Starting %s cold: %s", self._log_name, exc)
             return None
         self.proc = None
         self.log.info("Started %s warm from the zygote of %s: pid %i", self._log_name, python, self.pid)
         return (self.ip or "127.0.0.1", port)
+
+    def _zygote(self, python: str, bin_dir: Path, cmd: list[str]) -> Zygote:
+        """The hub's zygote for this environment's entry point run by `python`, made on first use
+        with the server extensions that spawn's arguments enable; kept with the hub (hub_shared)."""
+        entry_point = str(bin_dir / ENTRY_POINT)
+        return shared_value(self, ("zygote", entry_point, python),
+                            lambda: Zygote(python, entry_point, tuple(extensions_enabled_by(cmd))))
 
     def _exit_status(self) -> int | None:
         """None while the server runs; its exit status (1 for a forked one, whose parent is the zygote) once not."""

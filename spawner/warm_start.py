@@ -325,14 +325,3 @@ class Zygote:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
-
-
-_zygotes: dict[str, Zygote] = {}
-
-
-def zygote_for(python: str, entry_point: str, extensions: tuple[str, ...] = ()) -> Zygote:
-    """The hub's zygote for `entry_point` (an environment's jupyterhub-singleuser) run by `python`,
-    made on first use with the server extensions that spawn's arguments enable."""
-    if entry_point not in _zygotes or _zygotes[entry_point].python != python:
-        _zygotes[entry_point] = Zygote(python, entry_point, extensions)
-    return _zygotes[entry_point]
