@@ -53,8 +53,10 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
         inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
         in_images = settings["spawner"]["backend"] == "docker"
         # Standby runners (the warm path) beside the runs' folders: a standby's log becomes its run's log.txt
-        standbys = None if in_images else Standbys(settings["runner_url"].rstrip("/") + "/",
-                                                   storage.root.parent / "standbys", log=log)
+        warm = settings["scheduler"]
+        standbys = None if in_images or not warm["standby_runners"] else Standbys(
+            settings["runner_url"].rstrip("/") + "/", storage.root.parent / "standbys",
+            max_standbys=warm["standby_runners"], idle_seconds=warm["standby_idle_seconds"], log=log)
         return LocalExecutor(launcher, LocalPool(Ledger(sessions), inventory.devices), inventory.driver,
                              in_images=in_images, standbys=standbys, log=log)
 

@@ -168,3 +168,14 @@ def test_the_schedulers_restart_leaves_no_standby_behind(hub_factory):
     wait_for(lambda: answers(gil), 60, "the scheduler to answer again")
     run = wait_run(gil, run_once(gil, notebook("print('after the restart')"))["id"], timeout=180)
     assert run["status"] == "COMPLETED", run
+
+
+def test_standby_runners_0_turns_the_warm_path_off(hub_factory):
+    """scheduler.standby_runners: 0: every run starts cold, and no standby is started after a run."""
+    hub = hub_factory.start({"scheduler": {"standby_runners": 0}, "mlflow": {"enabled": False},
+                             "ssh": {"enabled": False}})
+    fay = client_of(hub, "warm-fay")
+    runs = [wait_run(fay, run_once(fay, notebook("print(1)"))["id"]) for _ in range(2)]
+    assert [run["status"] for run in runs] == ["COMPLETED", "COMPLETED"]
+    assert [started_as(hub, run["id"])[1] for run in runs] == [None, None]
+    assert not STANDBY_STARTED.search(log(hub))
