@@ -24,6 +24,8 @@ class GpulabLocalSpawner(ProfileSpawnerMixin, LocalSpawner):
     def python_exists(self):
         return lambda python: (singleuser_bin_dir(python) / "jupyterhub-singleuser").exists()
 
+    prewarm = LocalSpawner.prewarm  # the zygote, not the mixin's nothing
+
     def holder_started(self) -> None:
         if self.claim_id and self.ledger is not None:
             self.ledger.attach(self.claim_id, self.pid, self.process_start_ticks)

@@ -267,6 +267,22 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         self.log.info("Started %s warm from the zygote of %s: pid %i", self._log_name, python, self.pid)
         return (self.ip or "127.0.0.1", port)
 
+    def prewarm(self) -> None:
+        """Start the zygote of this spawner's default environment in the background, so the spawn
+        that follows (the user is looking at the spawn form) finds it ready instead of paying for
+        its start. Nothing when servers start cold; a zygote that cannot start says so at the spawn."""
+        if not (self.warm_start and self.isolated):
+            return
+        bin_dir = singleuser_bin_dir(self.server_python())
+        python = interpreter_of(bin_dir / ENTRY_POINT)
+        if python is None:
+            return
+        zygote = self._zygote(python, bin_dir, [*self.cmd, *self.get_args()])
+        if zygote.running() or zygote.failure:
+            return
+        # its outcome is kept in the zygote (failure, process); the task's own result is not needed
+        asyncio.ensure_future(zygote.ensure_started()).add_done_callback(lambda task: task.exception())
+
     def _zygote(self, python: str, bin_dir: Path, cmd: list[str]) -> Zygote:
         """The hub's zygote for this environment's entry point run by `python`, made on first use
         with the server extensions that spawn's arguments enable; kept with the hub (hub_shared)."""

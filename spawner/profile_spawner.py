@@ -216,7 +216,11 @@ class ProfileSpawnerMixin(Spawner):
         # JupyterHub from logging "Received unhandled user_options" at every spawn.
         return _options_are_applied_at_admission
 
+    def prewarm(self) -> None:
+        """Get ready for a spawn that is likely to follow (a backend with a warm start overrides this)."""
+
     async def render_options_form(self) -> str:
+        self.prewarm()  # the user is about to choose and click Start
         profiles = visible_profiles(self.profiles, self.user.name, self._user_groups(), self.user.admin)
         snapshot = await self.gpu_snapshot() if any(p.uses_gpu for p in profiles) else NO_GPUS
         standing, groups = self._standing(), self._user_groups()
