@@ -29,11 +29,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpulab.hub_config.client import HubClient  # noqa: E402
-from tests.hub.test_scheduler import notebook  # noqa: E402
 from tests.support.hub import HubFactory, wait_for  # noqa: E402
+from tests.support.scheduler_runs import notebook
+
 
 BIN = Path(sys.executable).parent
 FINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "STOPPED")

@@ -21,13 +21,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpulab.compute.ledger import GpuClaim  # noqa: E402
 from gpulab.db import make_engine, make_session_factory  # noqa: E402
-from tests.hub.test_gpu_profiles import prepare_gpu_hub  # noqa: E402
+from tests.support.gpu_hub import prepare_gpu_hub
 from tests.support.hub import HubFactory  # noqa: E402
 from tests.support.sessions import signed_in_user  # noqa: E402
+
 
 PROFILES = [
     {"id": "cpu", "display_name": "CPU", "default": True, "cpu": {"limit": 4}, "memory": {"limit": "16G"}},

@@ -24,10 +24,11 @@ import pytest
 import yaml
 
 from gpulab.hub_config.client import HubClient
-from tests.hub.test_gpu_profiles import catalog
 from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, container, env_of  # noqa: F401 (fixture)
+from tests.support.gpu_hub import catalog
 from tests.support.helm import render
 from tests.support.hub import wait_for, write_settings
+
 
 CHP_BIN = os.environ.get("GPULAB_TEST_CHP_BIN", "")
 pytestmark = pytest.mark.skipif(not CHP_BIN, reason="configurable-http-proxy is not installed (./test.sh installs it)")

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from gpulab.hub_config.client import ClientError
-from tests.hub.test_gpu_profiles import catalog
+from tests.support.gpu_hub import catalog
 from tests.support.hub import wait_for
+
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "gpulab-users"

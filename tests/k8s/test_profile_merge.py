@@ -11,9 +11,10 @@ import pytest
 from traitlets.config import Config
 
 from gpulab.spawner import kubernetes
-from tests.hub.test_gpu_profiles import catalog
 from tests.k8s.pod_builds import gpulab_config, gpulab_pod, gpulab_spawner, offline, spawn_manifest, user
 from tests.k8s.test_kubernetes_spawner import node
+from tests.support.gpu_hub import catalog
+
 
 PROFILES = [
     {"id": "cpu", "display_name": "CPU", "default": True, "cpu": {"limit": 2}, "memory": {"limit": "4G"}},

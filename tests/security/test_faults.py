@@ -23,10 +23,10 @@ import psutil
 import pytest
 
 from gpulab.hub_config.client import ClientError, HubClient
-from tests.hub.test_proxy_supervision import answers
-from tests.hub.test_scheduler import notebook, outputs_text, run_once, wait_run
-from tests.hub.test_scheduler_faults import home_of, in_second_cell, run_log
 from tests.support.hub import RunningHub, services_of, wait_for
+from tests.support.probes import answers
+from tests.support.scheduler_runs import home_of, in_second_cell, notebook, outputs_text, run_log, run_once, wait_run
+
 
 USERS = ("fault-ann", "fault-ben")
 SLEEP_SECONDS = 20

@@ -25,10 +25,10 @@ import pytest
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.service.service_account import MARKER, service_account_name
 from gpulab.hub_config.client import HubClient
-from tests.hub.test_scheduler import notebook, outputs_text, run_once, wait_run
-from tests.support.hub import (
-    can_read_as, managed_service_process, process_uids, run_as_account, service_runs_as, wait_for,
-)
+from tests.support.hub import (can_read_as, managed_service_process, process_uids, run_as_account, service_runs_as,
+                               wait_for)
+from tests.support.scheduler_runs import notebook, outputs_text, run_once, wait_run
+
 
 pytestmark = pytest.mark.root
 

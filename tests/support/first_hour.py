@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, Page
 
+
 # Error text of JupyterHub's, Jupyter Server's and tornado's error pages.
 ERROR_TEXT = re.compile(r"Unhandled error|Internal Server Error|\b500 ?: |\b404 ?: Not Found|\b50[234] ?: ")
 
 # Same-origin responses that fail on purpose. Each entry: (url pattern, status, why).
 ALLOWED_FAILURES = [
-    # gpulab switches MLflow's assistant off: its endpoints answer 404 (tests/hub/test_mlflow_browser.py
+    # gpulab switches MLflow's assistant off: its endpoints answer 404 (tests/hub/extensions/mlflow/test_mlflow_browser.py
     # asserts exactly that); the MLflow UI still probes them once.
     (re.compile(r"/services/mlflow/.*/mlflow/assistant/"), 404, "MLflow's assistant, switched off by gpulab"),
 ]

@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.unit.test_import_graph import folder_mapping
+from tests.support.source_tree import folder_mapping
+
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = ROOT / "namespace" / "gpulab"

@@ -1,7 +1,7 @@
 """The docker backend's share of project folders, without an engine: the mounts a pre-spawn hook
 adds reach the next container once, and the projects hook leaves spawners alone that do not run
 servers as the user's account on this machine. The real containers, groups and ACLs are in
-tests/hub/test_container_projects.py.
+tests/hub/extensions/projects/test_container_projects.py.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from gpulab.extensions.usage.pods import PodHolding, pod_claim_id, pod_holding, 
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
 from gpulab.spawner.k8s_capacity import gpus_by_user
+from tests.support.job_requests import GPU2_P, KUBE, PROJECTS, request
 from tests.support.usage_ledger import START, Clock, intervals, migrated_sessions
-from tests.unit.test_scheduler_job_manifests import GPU2_P, KUBE, PROJECTS, request
 
 
 NS = "gpulab"
