@@ -10,7 +10,7 @@ after changing anything in labextension/ (it needs node and npm, and this checko
 npm installs the packages of package-lock.json in .test-cache/labextension/ (not in the source
 folder, whose every .js file setup.py would ship); @jupyterlab/builder builds against the
 JupyterLab in this Python environment. The bundle records the sha256 of the sources it was
-built from (source.sha256 in it); tests/unit/test_labextension.py fails when they differ.
+built from (source.sha256 in it); tests/unit/extensions/scheduler/test_labextension.py fails when they differ.
 """
 
 from __future__ import annotations
