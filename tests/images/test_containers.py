@@ -41,11 +41,22 @@ LOGS_RACE = "failed to obtain logs"  # Podman 4.3 as root, a container that ende
 
 
 def run(engine, image: str, command: list[str] | None, **options) -> str:
-    for _ in range(3):
-        output = engine.containers.run(image, command, remove=True, stderr=True, **options).decode()
-        if LOGS_RACE not in output:
-            break
-    return output
+    """What `docker run --rm` prints (stdout and stderr), or ContainerError as `containers.run`
+    raises it. The container runs detached and is waited for: attached, Podman 4.3 once never
+    closed the output stream of a container that had ended (under load; the test hung 300 s)."""
+    container = engine.containers.run(image, command, detach=True, **options)
+    try:
+        status = container.wait(timeout=120)["StatusCode"]
+        for _ in range(3):
+            output = container.logs(stdout=True, stderr=True).decode()
+            if LOGS_RACE not in output:
+                break
+        if status != 0:
+            raise docker.errors.ContainerError(container, status, command, image,
+                                               container.logs(stdout=False, stderr=True))
+        return output
+    finally:
+        container.remove(force=True)
 
 
 def last_line(text: str) -> str:

@@ -140,10 +140,28 @@ def error_cell(nb: dict | None) -> tuple | None:
 
 
 def streams(nb: dict | None) -> list:
-    """Each cell's printed text (what the user reads), without the timings %time prints."""
-    return [["".join(o.get("text", "")) for o in c.get("outputs", []) if o["output_type"] == "stream"
-             and "Wall time" not in "".join(o.get("text", "")) and "CPU times" not in "".join(o.get("text", ""))]
-            for c in (nb or {}).get("cells", []) if ERROR_MARKER not in tags(c)]
+    """Each cell's printed text (what the user reads), without the timings %time prints.
+
+    Consecutive outputs of one stream are joined, as Jupyter shows them: where the kernel splits
+    one print into two messages depends on timing (ipykernel flushes its buffer every 0.2 s, so
+    `print(total, text)` on a busy machine once came as "499500" and " hidden\n"), not on the tool
+    that ran the notebook."""
+    def joined(cell: dict) -> list[str]:
+        texts: list[str] = []
+        previous = None
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("text", ""))
+            if output["output_type"] != "stream" or "Wall time" in text or "CPU times" in text:
+                previous = None
+                continue
+            if texts and output["name"] == previous:
+                texts[-1] += text
+            else:
+                texts.append(text)
+            previous = output["name"]
+        return texts
+
+    return [joined(c) for c in (nb or {}).get("cells", []) if ERROR_MARKER not in tags(c)]
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.name for c in CORPUS])
