@@ -1,7 +1,8 @@
 """How `gpulab up` hands settings to the hub process, and how the hub reads them back.
 
 `gpulab up` validates first (so a bad file exits 2 before anything starts), then runs
-stock JupyterHub with gpulab's `jupyterhub_config.py`, passing the settings file and the
+JupyterHub (`hub_app.GpulabHub`: stock, its services started together) with gpulab's
+`jupyterhub_config.py`, passing the settings file and the
 command-line overrides in two environment variables. On Kubernetes the hub image sets
 the same variables, so both shapes go through the same file.
 """
