@@ -28,7 +28,7 @@ from traitlets import Any, Float, Unicode, default
 
 from gpulab.extensions.service.service_account import ServiceAccount, prepare
 
-from .service_watch import poll_managed_services
+from .service_watch import ServiceWatch
 
 PRIVILEGED_PORTS = 1024
 # bcrypt's cost for the hash of traefik's API password when the hub generated the password
@@ -109,6 +109,7 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         return bcrypt.hashpw(password.encode("utf8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
 
     _watch = Any(None)
+    _services = Any(None)  # the ServiceWatch of the managed services (service_watch.py)
     _last_seen_running = Float(0.0)
     _account = Any(None)  # pwd entry of run_as, once prepared
 
@@ -117,6 +118,7 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
             self._become_own_account()
         await super().start()
         self._last_seen_running = time.monotonic()
+        self._services = ServiceWatch()
         self._watch = PeriodicCallback(self._check, 1e3 * self.check_running_interval)
         self._watch.start()
 
@@ -126,7 +128,7 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         await super().stop()
 
     async def _check(self) -> None:
-        await poll_managed_services(self.app, self.log)
+        await self._services.poll(self.app, self.log)
         await self.check_running()
 
     async def check_running(self) -> None:
