@@ -31,11 +31,11 @@ from gpulab.compute.processes import same_process, start_ticks
 
 from .accounts import AccountError, account_name, ensure_account, home_of
 from .errors import SpawnError
+from .hub_shared import shared_value
 from .identity import become_step
 from .progress import ProgressMixin
 from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 from .stopping import descendants, kill_all
-from .hub_shared import shared_value
 from .warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, Zygote, cold_reason, extensions_enabled_by,
                          interpreter_of)
 
@@ -254,7 +254,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         if reason is not None or python is None:
             self.log.info("Starting %s cold: %s", self._log_name, reason)
             return None
-        request = SpawnRequest(tuple(cmd), env, self.account if self.isolated else "", str(self.home),
+        request = SpawnRequest(tuple(cmd), env, self.account, str(self.home),  # isolated: checked above
                                tuple(str(folder) for folder in getattr(self, "_cgroups", [])))
         output = self._output.fileno() if self._output is not None else 1
         errors = self._output.fileno() if self._output is not None else 2
