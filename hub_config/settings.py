@@ -23,6 +23,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from .typed_settings import Settings
+
 SCHEMA_PACKAGE = "gpulab.hub_config.schema"
 ROOT_SCHEMA = "gpulab.schema.yaml"
 DEFAULT_FILENAME = "gpulab.yaml"
@@ -50,18 +52,24 @@ class ConfigError(Exception):
         super().__init__("\n".join(p.render(source) for p in problems))
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedSettings:
-    """Validated settings with defaults filled and paths made absolute."""
+    """Validated settings with defaults filled and paths made absolute: `settings`, typed and
+    frozen, is what code reads; `values`, the same as a plain dict, is for what still takes
+    one (the cross checks, `gpulab config show`, the extensions not yet converted)."""
 
     values: dict
     source: Path | None
     config_dir: Path
     problems: list[Problem] = field(default_factory=list)
+    settings: Settings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", Settings.from_values(self.values))
 
     @property
     def data_dir(self) -> Path:
-        return Path(self.values["hub"]["data_dir"])
+        return Path(self.settings.hub.data_dir)
 
 
 # ---------------------------------------------------------------- schema
