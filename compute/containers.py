@@ -1,7 +1,7 @@
 """What a container of gpulab's gets from the compute layer (pure): exactly the claimed GPUs as
 the engine's device requests, and a profile's limits in the engine's terms. Servers on the
-docker backend (spawner/docker.py) and scheduled runs in containers
-(extensions/scheduler/executors/runner_container.py) build theirs from these.
+docker backend (spawner/backends/docker/spawner.py) and scheduled runs in containers
+(spawner/backends/docker/runner_container.py) build theirs from these.
 """
 
 from __future__ import annotations

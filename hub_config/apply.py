@@ -23,9 +23,9 @@ from .registry import Extension, installed_extensions
 from .urls import data_path, public_url, server_hub_url
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
-LOCAL_SPAWNER = "gpulab.spawner.classes.GpulabLocalSpawner"
-KUBERNETES_SPAWNER = "gpulab.spawner.kubernetes.GpulabKubeSpawner"
-DOCKER_SPAWNER = "gpulab.spawner.docker.GpulabDockerSpawner"
+LOCAL_SPAWNER = "gpulab.spawner.backends.local.spawner.GpulabLocalSpawner"
+KUBERNETES_SPAWNER = "gpulab.spawner.backends.kubernetes.spawner.GpulabKubeSpawner"
+DOCKER_SPAWNER = "gpulab.spawner.backends.docker.spawner.GpulabDockerSpawner"
 SPAWNERS = {"local": LOCAL_SPAWNER, "docker": DOCKER_SPAWNER, "kubernetes": KUBERNETES_SPAWNER}
 SUPERVISED_TRAEFIK = "gpulab.hub_config.proxy.SupervisedTraefikProxy"
 OWN_ACCOUNT_CHP = "gpulab.hub_config.chp_proxy.OwnAccountCHP"

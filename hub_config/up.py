@@ -19,7 +19,7 @@ from gpulab.db.migrate import upgrade
 from gpulab.extensions.projects.database import upgrade_projects_storage
 from gpulab.extensions.ssh.storage import upgrade_ssh_storage
 from gpulab.extensions.service.config import MAX_SOCKET_PATH, listening_services, too_long_helper_sockets
-from gpulab.spawner.local import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
+from gpulab.spawner.backends.local.spawner import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
 
 from . import __version__
 from .apply import apply_config
@@ -101,7 +101,7 @@ def missing_engine(values: dict) -> str | None:
     """Why the docker backend cannot start servers (no engine answers), or None."""
     if values["spawner"]["backend"] != "docker":
         return None
-    from gpulab.spawner.docker import engine_problem  # docker-py only where the backend is used
+    from gpulab.spawner.backends.docker.spawner import engine_problem  # docker-py only where the backend is used
 
     return engine_problem(values["spawner"]["docker"]["host"])
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Protocol
 
 from gpulab.spawner.accounts import ensure_account
-from gpulab.spawner.docker import ContainerSpawner
-from gpulab.spawner.local import LocalSpawner
+from gpulab.spawner.backends.docker.spawner import ContainerSpawner
+from gpulab.spawner.backends.local.spawner import LocalSpawner
 
 from .membership import GROUP_PREFIX
 from .sign_in import StoreHook

@@ -29,7 +29,7 @@ from gpulab.images.catalog import load_catalog
 from gpulab.spawner.environments import offered, options_for, resolve_environment
 
 from . import cron, snapshots, webhooks
-from .executors.job_overrides import APPLIED, unsupported
+from gpulab.spawner.backends.kubernetes.job_overrides import APPLIED, unsupported
 from .models import ACTIVE_STATES, FINAL_STATES, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
 from .schemas import CreateJob, CreateJobSchedule, CreateRun, CreateSchedule, LogChunk, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
 

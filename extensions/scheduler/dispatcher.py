@@ -24,7 +24,7 @@ from gpulab.compute.profile_options import resolve_options
 
 from . import cron
 from .core import SchedulerCore, aware, committed, retry_delay, token_digest
-from .executors.protocol import Executor, RunRequest
+from gpulab.spawner.backends.protocol import Executor, RunRequest
 from .models import (
     COMPLETED, FAILED, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, TIMED_OUT, WAITING, Run, Schedule,
 )

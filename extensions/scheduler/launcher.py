@@ -42,8 +42,8 @@ from gpulab.extensions.service import root_helper
 from gpulab.extensions.service.errors import Invalid, NotFound
 from gpulab.extensions.service.root_helper import Refused, check_user
 
-from .executors.runner_container import ContainerEngine, wrapper_command
-from .executors.runner_process import ProcessLauncher, RunnerLaunch, carries_run
+from gpulab.spawner.backends.docker.runner_container import ContainerEngine, wrapper_command
+from gpulab.spawner.backends.local.runner_process import ProcessLauncher, RunnerLaunch, carries_run
 
 log = logging.getLogger("gpulab.scheduler.launcher")
 

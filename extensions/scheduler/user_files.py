@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from gpulab.extensions.service.errors import Invalid, NotFound
 
-from .executors.runner_process import owner_home
+from gpulab.spawner.backends.local.runner_process import owner_home
 
 MAX_NOTEBOOKS = 500
 MAX_NOTEBOOK_BYTES = 32 << 20

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpulab.compute.claims import Purpose
-from gpulab.extensions.scheduler.executors.job_manifests import RUN_LABEL
-from gpulab.spawner.k8s_capacity import USER_ANNOTATION, USER_LABEL, pod_gpus, pod_owner
-from gpulab.spawner.manifests import PROJECT_LABEL
+from gpulab.spawner.backends.kubernetes.job_manifests import RUN_LABEL
+from gpulab.spawner.backends.kubernetes.capacity import USER_ANNOTATION, USER_LABEL, pod_gpus, pod_owner
+from gpulab.spawner.backends.kubernetes.manifests import PROJECT_LABEL
 
 SERVER_NAME_ANNOTATION = "hub.jupyter.org/servername"
 PROFILE_LABEL = "gpulab.dev/profile"

@@ -32,7 +32,7 @@ def cluster_usage(settings: dict, sessions):
     import aiohttp  # (as kubernetes_asyncio below: not loaded by every local start)
     from kubespawner.clients import load_config, shared_client
 
-    from gpulab.extensions.scheduler.executors.kubernetes import default_namespace
+    from gpulab.spawner.backends.kubernetes.executor import default_namespace
 
     from .cluster import ClusterUsage, scrape_dcgm
 

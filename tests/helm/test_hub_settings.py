@@ -56,7 +56,7 @@ def test_rendered_settings_load_and_apply_for_kubernetes(which, prefix, request,
     values = settings.values
     c = apply_config(values, Config())
 
-    assert c.JupyterHub.spawner_class == "gpulab.spawner.kubernetes.GpulabKubeSpawner"
+    assert c.JupyterHub.spawner_class == "gpulab.spawner.backends.kubernetes.spawner.GpulabKubeSpawner"
     assert c.KubeSpawner.namespace == "ml"
     # the proxy is the chart's Deployment: not started by the hub, reached at its API Service
     proxy_api = find(docs, "Service", f"{prefix}-proxy-api")

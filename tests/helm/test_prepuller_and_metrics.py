@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gpulab.compute.profiles import profiles_from_settings
-from gpulab.spawner.manifests import GPU_TOLERATION, PRODUCT_LABEL, matching_products, pod_changes
+from gpulab.spawner.backends.kubernetes.manifests import GPU_TOLERATION, PRODUCT_LABEL, matching_products, pod_changes
 from tests.support.helm import render
 
 HERE = Path(__file__).resolve().parent

@@ -129,8 +129,8 @@ def pods_of(docs: list[dict]) -> dict[str, dict]:
                   "app.kubernetes.io/part-of": "gpulab",  # spawner.kubernetes: KubeSpawner.common_labels
                   "hub.jupyter.org/username": user, "hub.jupyter.org/servername": ""}
         pods[user] = {"labels": labels, "ports": {}}
-    # a scheduled run's pod, labelled as extensions/scheduler/executors/job_manifests.py labels it
-    from gpulab.extensions.scheduler.executors.job_manifests import labels as run_labels
+    # a scheduled run's pod, labelled as spawner/backends/kubernetes/job_manifests.py labels it
+    from gpulab.spawner.backends.kubernetes.job_manifests import labels as run_labels
 
     pods["run"] = {"labels": run_labels("r1"), "ports": {}}
     return pods

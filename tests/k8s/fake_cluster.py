@@ -41,7 +41,7 @@ import aiohttp
 import kmock
 from aiohttp import web
 
-from gpulab.spawner.k8s_capacity import pod_requests, quantity
+from gpulab.spawner.backends.kubernetes.capacity import pod_requests, quantity
 
 
 async def follow(session: aiohttp.ClientSession, url: str, handle) -> None:

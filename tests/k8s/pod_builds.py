@@ -25,9 +25,9 @@ from traitlets.config import Config
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_settings_set_by_hand
 from gpulab.hub_config.settings import complete
-from gpulab.spawner import kubernetes
+from gpulab.spawner.backends.kubernetes import spawner as kubernetes
 from gpulab.spawner.hub_shared import shared_values
-from gpulab.spawner.kubernetes import ClusterSnapshot, GpulabKubeSpawner
+from gpulab.spawner.backends.kubernetes.spawner import ClusterSnapshot, GpulabKubeSpawner
 
 
 def offline(monkeypatch) -> None:

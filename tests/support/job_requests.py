@@ -3,7 +3,7 @@ chart's Kubernetes and projects settings."""
 
 from __future__ import annotations
 
-from gpulab.extensions.scheduler.executors.job_manifests import JobRequest
+from gpulab.spawner.backends.kubernetes.job_manifests import JobRequest
 from tests.support.gpu_profiles import CPU, GPU2, MIG, profiles
 
 

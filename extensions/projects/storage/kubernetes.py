@@ -4,7 +4,7 @@ Every user pod mounts `<sub_path>/<slug>` of the shared claim at `<mount_path>/<
 each project its user belongs to, read-only for viewers. Membership comes from the user's
 hub groups (membership.py), so a change applies at the user's next spawn: a running pod's
 mounts are fixed when it starts. The Kubernetes spawner calls `with_project_volumes`
-on the pod changes it built for a spawn (spawner/manifests.py); the claim is either an
+on the pod changes it built for a spawn (spawner/backends/kubernetes/manifests.py); the claim is either an
 existing one (`claim_name`) or `claim_manifest` creates one from a storage class.
 """
 

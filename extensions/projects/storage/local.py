@@ -103,7 +103,7 @@ class LocalStorage:
         return entry if entry.pw_gecos == MANAGED_MARKER else None
 
     def home(self, user: str) -> Path:
-        """The user's home, where the spawner puts it (spawner/local.py)."""
+        """The user's home, where the spawner puts it (spawner/backends/local/spawner.py)."""
         if self.isolated:
             return home_of(account_name(user, self.account_prefix), Path(self.home_root or "/home"))
         return Path(self.home_root or Path(self.data_dir or ".", "homes")) / account_name(user, "")

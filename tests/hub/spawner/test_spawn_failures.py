@@ -62,7 +62,7 @@ def test_servers_nobody_could_run_are_named_before_the_hub_starts(venv_linking_i
     import subprocess
     import sys
 
-    from gpulab.spawner.local import unrunnable_server
+    from gpulab.spawner.backends.local.spawner import unrunnable_server
 
     env, private = venv_linking_into_a_private_folder
     program, blocked = unrunnable_server(env / "bin", 65534, [65534])

@@ -1,5 +1,5 @@
 """Warm-started servers are as isolated as cold ones (issue 16): real hub as root, real system
-accounts, servers forked by the zygote (spawner/zygote.py). Each test reads the server from /proc
+accounts, servers forked by the zygote (spawner/backends/local/zygote.py). Each test reads the server from /proc
 as root, and from inside, in the user's own kernel: its account and groups, what it can read,
 its descriptors, its environment, its cgroup; then stop and a hub restart.
 """
@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from gpulab.spawner.accounts import account_name
-from gpulab.spawner.warm_start import ROOM_VARIABLE
+from gpulab.spawner.backends.local.warm_start import ROOM_VARIABLE
 from tests.support.hub import wait_for
 from tests.support.kernels import Kernel, run_in_kernel
 from tests.support.sessions import signed_in_user
@@ -53,7 +53,7 @@ def server_process(hub, user: str) -> psutil.Process:
 
 def zygote(hub) -> psutil.Process:
     found = [p for p in psutil.Process(hub.process.pid).children(recursive=True)
-             if "gpulab.spawner.zygote" in p.cmdline() and p.uids().real == 0]
+             if "gpulab.spawner.backends.local.zygote" in p.cmdline() and p.uids().real == 0]
     assert len(found) == 1, found
     return found[0]
 
@@ -271,7 +271,7 @@ def test_the_spawn_form_starts_the_zygote_so_the_first_spawn_finds_it_ready(hub_
 
     def zygotes() -> list[psutil.Process]:
         return [p for p in psutil.Process(hub.process.pid).children(recursive=True)
-                if "gpulab.spawner.zygote" in p.cmdline()]
+                if "gpulab.spawner.backends.local.zygote" in p.cmdline()]
 
     assert zygotes() == []
     form = gina.get(f"{hub.url}hub/spawn/gina", timeout=30)

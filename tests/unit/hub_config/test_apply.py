@@ -33,7 +33,7 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.JupyterHub.authenticator_class.endswith("LocalAccountsAuthenticator")
     assert c.NativeAuthenticator.open_signup is False
     assert c.LocalAccountsAuthenticator.initial_admin_password_file == "/srv/gpulab/data/initial-admin-password"
-    assert c.JupyterHub.spawner_class == "gpulab.spawner.classes.GpulabLocalSpawner"
+    assert c.JupyterHub.spawner_class == "gpulab.spawner.backends.local.spawner.GpulabLocalSpawner"
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.args[0] == "--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"
     # JupyterLab's scheduler UI talks to gpulab's scheduler, not to a scheduler of its own
@@ -164,7 +164,7 @@ def test_kubernetes_backend():
     c = apply_config(settings(spawner={"backend": "kubernetes", "kubernetes": {
         "namespace": "ml", "hub_url": "http://hub:8081", "home_storage": {"capacity": "10Gi", "storage_class": "fast"}}}),
         Config())
-    assert c.JupyterHub.spawner_class == "gpulab.spawner.kubernetes.GpulabKubeSpawner"
+    assert c.JupyterHub.spawner_class == "gpulab.spawner.backends.kubernetes.spawner.GpulabKubeSpawner"
     assert (c.KubeSpawner.namespace, c.JupyterHub.hub_connect_url, c.JupyterHub.hub_ip) == ("ml", "http://hub:8081", "0.0.0.0")
     assert c.KubeSpawner.cmd == ["jupyterhub-singleuser"] and c.KubeSpawner.uid == 1000
     assert c.KubeSpawner.storage_capacity == "10Gi" and c.KubeSpawner.storage_class == "fast"

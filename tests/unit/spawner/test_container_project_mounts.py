@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 from gpulab.compute.limits import Limits
 from gpulab.extensions.projects.spawn_hook import ProjectFolders
-from gpulab.spawner.docker import GpulabDockerSpawner, container_settings
-from gpulab.spawner.local import LocalSpawner
+from gpulab.spawner.backends.docker.spawner import GpulabDockerSpawner, container_settings
+from gpulab.spawner.backends.local.spawner import LocalSpawner
 
 
 def test_an_added_mount_is_kept_once_and_mounted_read_write_at_the_same_path():

@@ -13,7 +13,7 @@ from gpulab.compute.limits import Limits
 from gpulab.hub_config.apply import DOCKER_SPAWNER, apply_config
 from gpulab.hub_config.settings import bundled_schema, with_defaults
 from gpulab.compute.containers import gpu_device_requests, limit_settings
-from gpulab.spawner.docker import container_settings
+from gpulab.spawner.backends.docker.spawner import container_settings
 
 GPU_A = "GPU-6f1c3a1e-0000-4000-8000-000000000001"
 GPU_B = "GPU-6f1c3a1e-0000-4000-8000-000000000002"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpulab.spawner.k8s_capacity import best_driver, cluster_availability, gang_shortfall, gpus_by_user
-from gpulab.spawner.manifests import GPU_TOLERATION, node_affinity, pod_changes, profile_settings, required_terms, resources
+from gpulab.spawner.backends.kubernetes.capacity import best_driver, cluster_availability, gang_shortfall, gpus_by_user
+from gpulab.spawner.backends.kubernetes.manifests import GPU_TOLERATION, node_affinity, pod_changes, profile_settings, required_terms, resources
 from tests.support.gpu_profiles import CPU, GPU2, MIG, profiles
 
 CPU_P, GPU2_P, MIG_P = profiles(CPU, {**GPU2, "memory": {"limit": "32G"}, "cpu": {"limit": 8, "guarantee": 0.5}}, MIG)

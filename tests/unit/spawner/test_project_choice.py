@@ -6,7 +6,7 @@ import pytest
 
 from gpulab.compute.profiles import ChoiceError
 from gpulab.spawner.form import options_from_form, profile_cards, render_form
-from gpulab.spawner.manifests import PROJECT_LABEL, pod_changes
+from gpulab.spawner.backends.kubernetes.manifests import PROJECT_LABEL, pod_changes
 from gpulab.spawner.project_choice import projects_for_servers, resolve_project
 from tests.support.gpu_profiles import CPU, profiles
 

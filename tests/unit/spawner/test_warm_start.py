@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpulab.spawner.warm_start import (
+from gpulab.spawner.backends.local.warm_start import (
     HEADER,
     MAX_REQUEST,
     RequestError,
@@ -23,7 +23,7 @@ from gpulab.spawner.warm_start import (
     receive_request,
     send_request,
 )
-from gpulab.spawner.zygote import give_home, home_dependent, rewritten
+from gpulab.spawner.backends.local.zygote import give_home, home_dependent, rewritten
 
 REQUEST = SpawnRequest(
     argv=("jupyterhub-singleuser", "--KernelManager.transport=ipc"),

@@ -24,7 +24,7 @@ import signal
 
 import pytest
 
-from gpulab.extensions.scheduler.executors.runner_container import RUN_LABEL
+from gpulab.spawner.backends.docker.runner_container import RUN_LABEL
 from gpulab.hub_config.client import ClientError, HubClient
 from gpulab.images.catalog import load_catalog
 from gpulab.spawner.accounts import account_name

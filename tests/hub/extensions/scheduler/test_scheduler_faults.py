@@ -88,7 +88,7 @@ def test_killing_the_hub_mid_run_keeps_the_run_and_nothing_starts_before_the_sch
 
 
 def processes_of_run(run_id: str) -> list[psutil.Process]:
-    from gpulab.extensions.scheduler.executors.runner_process import leftovers
+    from gpulab.spawner.backends.local.runner_process import leftovers
 
     return [p for p in leftovers(run_id) if p.status() != psutil.STATUS_ZOMBIE]
 

@@ -78,7 +78,7 @@ def standby_pid(hub: RunningHub, standby_id: str) -> int:
 
 def carrying(mark: str) -> list[psutil.Process]:
     """Live processes whose GPULAB_RUN_URL ends in `mark` (a run's or a standby's id)."""
-    from gpulab.extensions.scheduler.executors.runner_process import leftovers
+    from gpulab.spawner.backends.local.runner_process import leftovers
 
     return [p for p in leftovers(mark) if p.status() != psutil.STATUS_ZOMBIE]
 

@@ -25,7 +25,7 @@ from gpulab.extensions.projects.sync import desired_groups, effective_members
 from gpulab.extensions.projects.views import iso
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import bundled_schema, complete, deep_merge, with_defaults
-from gpulab.spawner.manifests import PodChanges
+from gpulab.spawner.backends.kubernetes.manifests import PodChanges
 from tests.support.openapi import load_spec
 
 NOW = datetime(2026, 5, 4, 3, 2, 1, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ tests/hub/extensions/scheduler/test_container_runs.py runs such containers for r
 from __future__ import annotations
 
 from gpulab.compute.limits import Limits
-from gpulab.extensions.scheduler.executors.runner_container import (RUN_LABEL, ContainerEngine, container_name,
+from gpulab.spawner.backends.docker.runner_container import (RUN_LABEL, ContainerEngine, container_name,
                                                                     run_container_settings, wrapper_command)
 
 
@@ -50,7 +50,7 @@ def test_the_profiles_limits_reach_the_container():
 
 def test_the_foreground_process_is_known_by_the_run_alone_and_the_engine_by_the_settings():
     assert wrapper_command("/usr/bin/python3", RUN) == [
-        "/usr/bin/python3", "-m", "gpulab.extensions.scheduler.executors.runner_container", RUN]
+        "/usr/bin/python3", "-m", "gpulab.spawner.backends.docker.runner_container", RUN]
     assert ContainerEngine.from_settings({}) is None
     assert ContainerEngine.from_settings({"container_engine": {"host": "unix:///run/podman/podman.sock",
                                                                "gpu_request": "cdi", "mounts": ["/data"]}}) == \

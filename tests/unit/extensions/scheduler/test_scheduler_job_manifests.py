@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpulab.extensions.scheduler.executors.job_manifests import (exit_code, home_claim, master_address, rendezvous_env,
+from gpulab.spawner.backends.kubernetes.job_manifests import (exit_code, home_claim, master_address, rendezvous_env,
                                                                  rendezvous_service, run_job, run_secret,
                                                                  split_credentials)
 from tests.support.job_requests import CPU_P, GPU2_P, KUBE, MIG_P, PROJECTS, request

@@ -11,7 +11,7 @@ import copy
 
 import pytest
 
-from gpulab.extensions.scheduler.executors.job_overrides import apply_overrides, unsupported
+from gpulab.spawner.backends.kubernetes.job_overrides import apply_overrides, unsupported
 
 
 JOB = {

@@ -16,7 +16,7 @@ import pytest
 
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import ProcessRef
-from gpulab.extensions.scheduler.executors.runner_process import ProcessLauncher, RunnerLaunch
+from gpulab.spawner.backends.local.runner_process import ProcessLauncher, RunnerLaunch
 from gpulab.extensions.scheduler.launcher import (HELPER_NAME, HelperLauncher, LauncherError, Launching, check_log_file,
                                                   check_request)
 from gpulab.extensions.service import root_helper

@@ -27,8 +27,8 @@ from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.scheduler.core import RunStorage, SchedulerCore, Who
 from gpulab.extensions.scheduler.dispatcher import Dispatcher
-from gpulab.extensions.scheduler.executors.local import LocalExecutor
-from gpulab.extensions.scheduler.executors.runner_process import ProcessLauncher
+from gpulab.spawner.backends.local.executor import LocalExecutor
+from gpulab.spawner.backends.local.runner_process import ProcessLauncher
 from gpulab.extensions.scheduler.models import RUNNING, Run
 from gpulab.extensions.scheduler.runner import Reporter
 from gpulab.extensions.scheduler.schemas import CreateRun

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import ProcessRef
-from gpulab.extensions.scheduler.executors.runner_process import RunnerLaunch
-from gpulab.extensions.scheduler.executors.standby import TOKEN_PLACEHOLDER, HandedRef, StandbyKey, Standbys, parse_ref
+from gpulab.spawner.backends.local.runner_process import RunnerLaunch
+from gpulab.spawner.backends.local.standby import TOKEN_PLACEHOLDER, HandedRef, StandbyKey, Standbys, parse_ref
 from gpulab.extensions.scheduler.run_options import RunOptions
 from gpulab.extensions.scheduler.warm import hint_of, kernel_code, kernel_of
 

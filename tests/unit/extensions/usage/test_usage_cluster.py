@@ -20,7 +20,7 @@ from traitlets.config import Config
 from gpulab.compute.budgets import Spent
 from gpulab.compute.usage import Reading
 from gpulab.compute.usage_report import period, spent_reader, summarise
-from gpulab.extensions.scheduler.executors.job_manifests import run_job
+from gpulab.spawner.backends.kubernetes.job_manifests import run_job
 from gpulab.extensions.usage.cli import table
 from gpulab.extensions.usage.cluster import ClusterUsage, held_devices
 from gpulab.extensions.usage.core import Asker, UsageCore
@@ -28,7 +28,7 @@ from gpulab.extensions.usage.dcgm import pod_readings
 from gpulab.extensions.usage.pods import PodHolding, pod_claim_id, pod_holding, running_holdings
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
-from gpulab.spawner.k8s_capacity import gpus_by_user
+from gpulab.spawner.backends.kubernetes.capacity import gpus_by_user
 from tests.support.job_requests import GPU2_P, KUBE, PROJECTS, request
 from tests.support.usage_ledger import START, Clock, intervals, migrated_sessions
 

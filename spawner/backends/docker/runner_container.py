@@ -10,7 +10,7 @@ with the container's exit status. So everything the launcher does for a runner p
 unchanged: the GPU claim lives as long as this process, a restart of the scheduler or its
 helper finds it by its process reference, and `stop` signals it.
 
-The container is built like a server's (spawner/docker.py): the owner's account (uid, gid,
+The container is built like a server's (spawner/backends/docker/spawner.py): the owner's account (uid, gid,
 groups), their home and the configured host folders mounted at the same path, the host's
 network (the runner reaches the scheduler on the same loopback address as a process runner),
 the profile's limits, and exactly the claimed GPUs as device requests. Its settings reach this
@@ -30,7 +30,7 @@ from gpulab.compute.limits import Limits
 from gpulab.compute.containers import devices_kept, gpu_device_requests, limit_settings
 
 RUNNER = "gpulab.extensions.scheduler.runner"
-CONTAINER_RUNNER = "gpulab.extensions.scheduler.executors.runner_container"
+CONTAINER_RUNNER = "gpulab.spawner.backends.docker.runner_container"
 RUN_LABEL = "dev.gpulab.run"
 STOP_SECONDS = 3  # SIGTERM to the runner (and its kernel, through tini), then SIGKILL
 CPU_PERIOD = 100_000  # microseconds: Docker's default CFS period
@@ -41,7 +41,7 @@ class ContainerEngine:
     """The docker backend's engine, as runs use it (from spawner.docker)."""
 
     host: str  # the Docker API's URL ("": DOCKER_HOST or the default socket)
-    gpu_request: str  # "nvidia" or "cdi" (spawner/docker.py's gpu_device_requests)
+    gpu_request: str  # "nvidia" or "cdi" (spawner/backends/docker/spawner.py's gpu_device_requests)
     mounts: tuple[str, ...] = ()  # host folders every run gets at the same path (also the projects root)
 
     @classmethod

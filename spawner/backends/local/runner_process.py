@@ -29,10 +29,10 @@ from jupyterhub.spawner import set_user_setuid
 from gpulab.compute.limits import Limits, detect_limiter, join
 from gpulab.compute.processes import ProcessRef
 from gpulab.spawner.accounts import account_name, ensure_account, home_of
-from gpulab.spawner.local import singleuser_bin_dir
+from gpulab.spawner.backends.local.spawner import singleuser_bin_dir
 from gpulab.spawner.runtime_dir import ensure_runtime_dir, private_kernel_environment
 
-from .runner_container import ContainerEngine, remove_run_container, run_container_settings, wrapper_command
+from gpulab.spawner.backends.docker.runner_container import ContainerEngine, remove_run_container, run_container_settings, wrapper_command
 
 RUNNER = "gpulab.extensions.scheduler.runner"
 UNSEEN_EXIT = -1  # the runner ended while nobody was watching it (a restart)

@@ -37,7 +37,7 @@ from pathlib import Path
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import ProcessRef
 
-from .runner_process import RunnerLaunch
+from gpulab.spawner.backends.local.runner_process import RunnerLaunch
 
 MAX_STANDBYS = 4
 IDLE_SECONDS = 600.0

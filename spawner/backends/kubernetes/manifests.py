@@ -13,7 +13,7 @@ from typing import Any
 
 from gpulab.compute.profiles import Profile
 
-from .cuda import minimum_driver, version_tuple
+from gpulab.spawner.cuda import minimum_driver, version_tuple
 
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"

@@ -28,15 +28,16 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from gpulab.compute.limits import Limits, detect_limiter
 from gpulab.compute.processes import same_process, start_ticks
+from gpulab.spawner.profile_spawner import ProfileSpawnerMixin
 
-from .accounts import AccountError, account_name, ensure_account, home_of
-from .errors import SpawnError
-from .hub_shared import shared_value
-from .identity import become_step
-from .progress import ProgressMixin
-from .runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
-from .stopping import descendants, kill_all
-from .warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, Zygote, cold_reason, extensions_enabled_by,
+from gpulab.spawner.accounts import AccountError, account_name, ensure_account, home_of
+from gpulab.spawner.errors import SpawnError
+from gpulab.spawner.hub_shared import shared_value
+from gpulab.spawner.backends.local.identity import become_step
+from gpulab.spawner.progress import ProgressMixin
+from gpulab.spawner.runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
+from gpulab.spawner.stopping import descendants, kill_all
+from gpulab.spawner.backends.local.warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, Zygote, cold_reason, extensions_enabled_by,
                          interpreter_of)
 
 NO_ISOLATION_WARNING = (
@@ -424,3 +425,36 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         if self.proc is None and self.pid and not self._alive():
             return 0
         return await super().poll()
+
+
+class GpulabLocalSpawner(ProfileSpawnerMixin, LocalSpawner):
+    """Profiles and GPUs on this machine: the ledger allocates devices, cgroups enforce limits."""
+
+    def server_python(self) -> str:
+        plan = self.spawn_plan
+        if plan is not None and plan.environment.local_python:
+            return plan.environment.local_python
+        return self.python
+
+    def resource_limits(self) -> Limits:
+        plan = self.spawn_plan
+        return plan.limits if plan is not None else Limits()
+
+    def python_exists(self):
+        return lambda python: (singleuser_bin_dir(python) / "jupyterhub-singleuser").exists()
+
+    prewarm = LocalSpawner.prewarm  # the zygote, not the mixin's nothing
+
+    def holder_started(self) -> None:
+        if self.claim_id and self.ledger is not None:
+            self.ledger.attach(self.claim_id, self.pid, self.process_start_ticks)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self._remove_limits()
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None:
+            self._remove_limits()
+        return status

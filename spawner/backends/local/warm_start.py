@@ -268,7 +268,7 @@ class Zygote:
         self.process = subprocess.Popen(
             # -I: no user site, no PYTHON* variables, no working folder on sys.path.
             # The entry point's name is in its command line, which its children show until theirs is set.
-            [self.python, "-I", "-m", "gpulab.spawner.zygote", str(self.socket_path), self.entry_point,
+            [self.python, "-I", "-m", "gpulab.spawner.backends.local.zygote", str(self.socket_path), self.entry_point,
              " " * ARGUMENT_ROOM, *self.extensions],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd="/",
             start_new_session=True,  # the hub's terminal's signals are the hub's

@@ -1,4 +1,4 @@
-"""The zygote: one per Python environment, run by the hub (`python -I -m gpulab.spawner.zygote
+"""The zygote: one per Python environment, run by the hub (`python -I -m gpulab.spawner.backends.local.zygote
 SOCKET`) as the hub's user, root when servers get accounts. warm_start.py describes the protocol.
 
 It imports what every server imports (jupyterhub.singleuser, jupyter_server, JupyterLab and the
@@ -38,8 +38,8 @@ from typing import Any
 
 from gpulab.compute.processes import start_ticks
 
-from .identity import become_step
-from .warm_start import PYTHON_VARIABLES_HONOURED, RequestError, cold_reason, decode_request, encode_reply, receive_request
+from gpulab.spawner.backends.local.identity import become_step
+from gpulab.spawner.backends.local.warm_start import PYTHON_VARIABLES_HONOURED, RequestError, cold_reason, decode_request, encode_reply, receive_request
 
 # The zygote's HOME while it imports: a path that never exists, so a module that computes a path
 # from the home at import (JupyterLab's user-settings folder, send2trash's trash, jupyter-server-
@@ -363,7 +363,7 @@ def serve(path: Path, extensions: list[str]) -> None:
 
 def main() -> None:
     if len(sys.argv) < 4:  # the entry point it stands for, room for its children's arguments
-        sys.exit("usage: python -I -m gpulab.spawner.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
+        sys.exit("usage: python -I -m gpulab.spawner.backends.local.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
     try:
         serve(Path(sys.argv[1]), sys.argv[4:])
     except ImportError as exc:

@@ -20,11 +20,11 @@ from typing import Callable
 from gpulab.compute.ledger import LocalPool
 from gpulab.compute.limits import Limits, profile_limits
 from gpulab.compute.processes import ProcessRef
-from gpulab.spawner.local import singleuser_bin_dir
+from gpulab.spawner.backends.local.spawner import singleuser_bin_dir
 
-from .protocol import RunRequest
-from .runner_process import UNSEEN_EXIT, Launcher, RunnerLaunch, alive, wait_unseen
-from .standby import HandedRef, StandbyKey, Standbys, parse_ref
+from gpulab.spawner.backends.protocol import RunRequest
+from gpulab.spawner.backends.local.runner_process import UNSEEN_EXIT, Launcher, RunnerLaunch, alive, wait_unseen
+from gpulab.spawner.backends.local.standby import HandedRef, StandbyKey, Standbys, parse_ref
 
 
 WARM_AFTER = ("COMPLETED", "FAILED")  # runs after which the owner gets a standby for the next one

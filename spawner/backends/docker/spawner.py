@@ -32,10 +32,10 @@ from gpulab.compute.containers import GPU_REQUESTS, devices_kept, gpu_device_req
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import start_ticks
 
-from .accounts import AccountError, account_name, ensure_account, home_of
-from .errors import SpawnError
-from .profile_spawner import ProfileSpawnerMixin
-from .progress import ProgressMixin
+from gpulab.spawner.accounts import AccountError, account_name, ensure_account, home_of
+from gpulab.spawner.errors import SpawnError
+from gpulab.spawner.profile_spawner import ProfileSpawnerMixin
+from gpulab.spawner.progress import ProgressMixin
 
 def container_settings(*, image: str, limits: Limits, devices: list[str], gpu_request: str,
                        uid: int, gid: int, groups: list[int], home: str, mounts: list[str]) -> dict:

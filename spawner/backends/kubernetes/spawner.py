@@ -25,12 +25,12 @@ from gpulab.compute.claims import ClusterPool, Pool
 from gpulab.compute.profiles import Profile
 from gpulab.compute.usage_report import spent_reader
 
-from .hub_shared import shared_value, shared_values
-from .k8s_capacity import best_driver, cluster_availability, gpus_by_user
-from .k8s_watch import ResourceWatch
-from .manifests import MERGED_SETTINGS, PRODUCT_LABEL, pod_changes, profile_settings
-from .profile_spawner import GpuSnapshot, ProfileSpawnerMixin, SpawnPlan
-from .progress import ProgressMixin
+from gpulab.spawner.hub_shared import shared_value, shared_values
+from gpulab.spawner.backends.kubernetes.capacity import best_driver, cluster_availability, gpus_by_user
+from gpulab.spawner.backends.kubernetes.watch import ResourceWatch
+from gpulab.spawner.backends.kubernetes.manifests import MERGED_SETTINGS, PRODUCT_LABEL, pod_changes, profile_settings
+from gpulab.spawner.profile_spawner import GpuSnapshot, ProfileSpawnerMixin, SpawnPlan
+from gpulab.spawner.progress import ProgressMixin
 
 FIRST_LOAD_SECONDS = 30
 

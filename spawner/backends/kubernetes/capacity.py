@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from gpulab.compute.availability import Availability
 from gpulab.compute.profiles import Profile
 
-from .manifests import DRIVER_MAJOR_LABEL, DRIVER_MINOR_LABEL, DRIVER_REV_LABEL, PRODUCT_LABEL, gpu_resource
+from gpulab.spawner.backends.kubernetes.manifests import DRIVER_MAJOR_LABEL, DRIVER_MINOR_LABEL, DRIVER_REV_LABEL, PRODUCT_LABEL, gpu_resource
 
 USER_LABEL = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's; a slug of the name)
 USER_ANNOTATION = "hub.jupyter.org/username"  # on a server's pod (KubeSpawner's; the name itself)

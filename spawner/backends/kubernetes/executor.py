@@ -26,15 +26,15 @@ from sqlalchemy.orm import sessionmaker
 from gpulab.compute.claims import ClusterPool, Refused
 from gpulab.compute.usage_report import spent_reader
 from gpulab.spawner.cuda import version_tuple
-from gpulab.spawner.k8s_capacity import gang_shortfall, gpus_by_user, node_driver
-from gpulab.spawner.k8s_watch import ResourceWatch
+from gpulab.spawner.backends.kubernetes.capacity import gang_shortfall, gpus_by_user, node_driver
+from gpulab.spawner.backends.kubernetes.watch import ResourceWatch
 
-from .job_manifests import (
+from gpulab.spawner.backends.kubernetes.job_manifests import (
     COMPLETION_INDEX, COMPONENT_LABELS, RUN_LABEL, JobRequest, exit_code, job_name, rendezvous_service, run_job,
     run_secret, secret_name, service_name, split_credentials,
 )
-from .job_overrides import apply_overrides
-from .protocol import RunRequest
+from gpulab.spawner.backends.kubernetes.job_overrides import apply_overrides
+from gpulab.spawner.backends.protocol import RunRequest
 
 POLL_SECONDS = 1.0
 SELECTOR = ",".join(f"{k}={v}" for k, v in COMPONENT_LABELS.items())

@@ -30,8 +30,8 @@ from kubespawner.slugs import safe_slug
 
 from gpulab.compute.profiles import Profile
 from gpulab.extensions.projects.storage.kubernetes import project_volumes
-from gpulab.spawner.k8s_capacity import OWNER_ANNOTATION
-from gpulab.spawner.manifests import pod_changes
+from gpulab.spawner.backends.kubernetes.capacity import OWNER_ANNOTATION
+from gpulab.spawner.backends.kubernetes.manifests import pod_changes
 
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
 RUN_LABEL = "gpulab.dev/run"
