@@ -1,10 +1,15 @@
 """The MLflow tracking server as one lean process: MLflow's FastAPI app with its basic-auth
 permission model, gpulab's gate (hub tokens and hub OAuth) and hooks (project experiments).
 
-`mlflow server` would start a supervisor, four uvicorn workers and seven job consumers;
-this builds the same application in-process and serves it with one uvicorn worker. The
-job consumers only serve MLflow's GenAI jobs (scorers, prompt optimisation), which are
-switched off here.
+MLflow's documented way to run it is `mlflow server` with the options of `server_arguments`:
+a supervisor process that hands its uvicorn worker the configuration through variables MLflow
+keeps private (`_MLFLOW_SERVER_*`, `_MLFLOW_STATIC_PREFIX`, `_MLFLOW_SGI_NAME`), then only
+waits. gpulab builds the same app in one process and hands MLflow's server modules the
+variables `mlflow server` would (`worker_environment`); a test runs the real `mlflow server`
+on `server_arguments` and checks that it hands its worker exactly these. The supervisor would
+cost a second process with MLflow imported again (about 250 MiB) and 1-2 s at every start.
+One uvicorn worker and no job consumers: those only serve MLflow's GenAI jobs (scorers,
+prompt optimisation), which are switched off here.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Callable
 
 BOOTSTRAP_PASSWORD_BYTES = 24
 ASSISTANT_PATH = "/ajax-api/3.0/mlflow/assistant"
+ARTIFACT_ROOT = "mlflow-artifacts:/"  # where --serve-artifacts puts new experiments' artifacts
 
 
 def auth_config_text(settings: dict, bootstrap_admin: str) -> str:
@@ -31,26 +37,57 @@ def auth_config_text(settings: dict, bootstrap_admin: str) -> str:
     ])
 
 
-def mlflow_environment(settings: dict, secret_key: str, auth_config_path: Path) -> dict[str, str]:
-    """The variables MLflow's server modules read when they are imported (pure)."""
-    env = {
+def server_arguments(settings: dict, host: str, port: int) -> list[str]:
+    """The `mlflow server` options this service stands for (pure). gpulab's authorization
+    function comes in through the basic-auth app's config file (auth_config_text)."""
+    return [
+        "--backend-store-uri", settings["backend_store_uri"],
+        "--registry-store-uri", settings["backend_store_uri"],
+        "--serve-artifacts",
+        "--default-artifact-root", ARTIFACT_ROOT,
+        "--artifacts-destination", settings["artifacts_destination"],
+        "--static-prefix", settings["static_prefix"],
+        "--host", host,
+        "--port", str(port),
+        "--workers", "1",
+        "--app-name", "basic-auth",
+        # Every request is authenticated, so MLflow's localhost-only host and origin checks
+        # would only refuse the hub's public address; gpulab checks the origin of cookie
+        # requests itself (access.same_origin).
+        "--allowed-hosts", "*",
+        "--cors-allowed-origins", "*",
+        "--disable-workspaces",
+    ]
+
+
+def worker_environment(settings: dict) -> dict[str, str]:
+    """What `mlflow server` with `server_arguments` sets for its worker (pure). MLflow's server
+    modules read it when they are imported, and have no public setting for any of it short of
+    running `mlflow server` itself (see the module's docstring)."""
+    return {
         "_MLFLOW_SERVER_FILE_STORE": settings["backend_store_uri"],
         "_MLFLOW_SERVER_REGISTRY_STORE": settings["backend_store_uri"],
-        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": ARTIFACT_ROOT,
         "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
         "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings["artifacts_destination"],
         "_MLFLOW_STATIC_PREFIX": settings["static_prefix"],
-        "_MLFLOW_SGI_NAME": "uvicorn",
+        "_MLFLOW_SGI_NAME": "uvicorn",  # the auth app then builds MLflow's FastAPI app
+        "_MLFLOW_IN_JOB_EXECUTOR": "false",  # the server never rebuilds scorer code (as mlflow server)
+        # The public variables of --allowed-hosts, --cors-allowed-origins, --disable-workspaces
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
+        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "*",
+        "MLFLOW_ENABLE_WORKSPACES": "false",
+    }
+
+
+def mlflow_environment(settings: dict, secret_key: str, auth_config_path: Path) -> dict[str, str]:
+    """The variables MLflow's server modules read when they are imported (pure)."""
+    env = {
+        **worker_environment(settings),
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_config_path),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
         "MLFLOW_AUTH_ADMIN_PASSWORD": secrets.token_urlsafe(BOOTSTRAP_PASSWORD_BYTES),
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_ENABLE_WORKSPACES": "false",
-        # Every request is authenticated, so MLflow's localhost-only host and origin checks
-        # would only refuse the hub's public address; gpulab checks the origin of cookie
-        # requests itself (access.same_origin).
-        "MLFLOW_SERVER_ALLOWED_HOSTS": "*",
-        "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "*",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     s3 = settings["s3"]
@@ -124,7 +161,7 @@ def build_app(settings: dict):
     from .ui_defaults import install as install_ui_defaults
 
     artifacts.install(artifacts.ArtifactRoot(settings["artifacts_destination"]))
-    initialize_backend_stores(settings["backend_store_uri"], settings["backend_store_uri"], "mlflow-artifacts:/")
+    initialize_backend_stores(settings["backend_store_uri"], settings["backend_store_uri"], ARTIFACT_ROOT)
     asgi_app = create_app(flask_app)  # MLflow's auth app: its store, validators and FastAPI bridge
 
     hub_oauth = HubOAuth(cache_max_age=0)
