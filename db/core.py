@@ -9,6 +9,8 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
+from gpulab.hub_config.typed_settings import Settings
+
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,22 +34,22 @@ DATABASE_FOLDER = "state"
 DATABASE_FILE = "gpulab.sqlite"
 
 
-def database_folder(values: dict) -> Path:
-    return Path(values["hub"]["data_dir"], DATABASE_FOLDER)
+def database_folder(s: Settings) -> Path:
+    return Path(s.hub.data_dir, DATABASE_FOLDER)
 
 
-def database_url(values: dict) -> str:
+def database_url(s: Settings) -> str:
     """The URL from settings: database.url, or a SQLite file in the data directory's state folder."""
-    return values["database"]["url"] or f"sqlite:///{database_folder(values) / DATABASE_FILE}"
+    return s.database.url or f"sqlite:///{database_folder(s) / DATABASE_FILE}"
 
 
-def move_database_into_its_folder(values: dict) -> bool:
+def move_database_into_its_folder(s: Settings) -> bool:
     """Where an earlier gpulab kept its SQLite file in the data directory itself, move it (and
     its -wal and -shm) into the state folder, once; True if it moved. Root, before the hub starts."""
-    if values["database"]["url"]:
+    if s.database.url:
         return False
-    old = Path(values["hub"]["data_dir"], DATABASE_FILE)
-    new = database_folder(values) / DATABASE_FILE
+    old = Path(s.hub.data_dir, DATABASE_FILE)
+    new = database_folder(s) / DATABASE_FILE
     if not old.is_file() or old.is_symlink() or new.exists():
         return False
     new.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

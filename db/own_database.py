@@ -19,29 +19,31 @@ from typing import Callable
 
 from sqlalchemy.engine import Engine
 
+from gpulab.hub_config.typed_settings import Settings
+
 from .core import database_url, make_engine
 from .migrate import upgrade
 
 
-def own_database_url(values: dict, folder: Path, file_name: str) -> str:
+def own_database_url(s: Settings, folder: Path, file_name: str) -> str:
     """database.url if set, else the service's SQLite file in its folder (pure)."""
-    if values["database"]["url"]:
-        return values["database"]["url"]
+    if s.database.url:
+        return s.database.url
     return f"sqlite:///{folder / file_name}"
 
 
-def upgrade_own_database(values: dict, folder: Path, file_name: str, migrations: list[str],
+def upgrade_own_database(s: Settings, folder: Path, file_name: str, migrations: list[str],
                          carry_over: Callable[[Engine, Engine], int]) -> int:
     """Migrate the service's own database and move its rows from gpulab's into it with
     `carry_over(gpulab's engine, its engine)`; returns what that returns (0 when the service
     shares gpulab's database)."""
-    url = own_database_url(values, folder, file_name)
-    if url == database_url(values):
+    url = own_database_url(s, folder, file_name)
+    if url == database_url(s):
         return 0
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = make_engine(url)
     upgrade(url, migrations, engine=target)
-    main = make_engine(database_url(values))
+    main = make_engine(database_url(s))
     moved = carry_over(main, target)
     main.dispose()
     target.dispose()  # closes SQLite's -wal and -shm before they are handed over

@@ -1,15 +1,17 @@
 """Turn validated settings into JupyterHub's traitlets config.
 
-`apply_config(values, c)` is pure: it reads only `values` (complete settings, as
-`settings.complete` returns them) and writes only `c`. Each concern of the hub itself is one
-small `update_*` step so it can be tested against a bare `traitlets.config.Config()`; the
+`apply_config(settings, c)` is pure: it reads only the typed settings (or complete values, as
+`settings.complete` returns them, made typed first) and writes only `c`. Each concern of the
+hub itself is one small `update_*` step so it can be tested against a bare `traitlets.config.Config()`; the
 extensions (registry.py) add theirs, and what several of them contribute to one setting
 (servers' arguments, environment, hooks, navigation) is composed here once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
+from typing import Any
 
 from traitlets.config import Config
 
@@ -20,6 +22,7 @@ from gpulab.extensions.service.service_account import service_account_name
 from . import authenticators
 from .hooks import AuthHooks, SpawnHooks
 from .registry import Extension, installed_extensions
+from .typed_settings import Settings, SpawnerKubernetes, as_settings
 from .urls import data_path, public_url, server_hub_url
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
@@ -39,28 +42,28 @@ OAUTH_CLASSES = {
 OIDC_DEFAULT_SCOPES = ["openid", "profile", "email"]
 
 
-def update_hub(values: dict, c: Config) -> None:
-    hub = values["hub"]
-    scheme = "https" if hub["tls"]["cert_file"] else "http"
-    c.JupyterHub.bind_url = f"{scheme}://{hub['ip']}:{hub['port']}{hub['base_url']}"
+def update_hub(s: Settings, c: Config) -> None:
+    hub = s.hub
+    scheme = "https" if hub.tls.cert_file else "http"
+    c.JupyterHub.bind_url = f"{scheme}://{hub.ip}:{hub.port}{hub.base_url}"
     c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = hub["internal_port"]
-    c.JupyterHub.db_url = hub["db_url"] or f"sqlite:///{data_path(values, 'jupyterhub.sqlite')}"
-    c.JupyterHub.cookie_secret_file = data_path(values, "jupyterhub_cookie_secret")
-    c.JupyterHub.pid_file = data_path(values, "jupyterhub.pid")
-    c.JupyterHub.log_level = hub["log_level"]
-    c.JupyterHub.cleanup_servers = hub["stop_servers_on_exit"]
-    c.JupyterHub.authenticate_prometheus = not hub["metrics_public"]
-    if hub["tls"]["cert_file"]:
-        c.JupyterHub.ssl_cert = hub["tls"]["cert_file"]
-        c.JupyterHub.ssl_key = hub["tls"]["key_file"]
+    c.JupyterHub.hub_port = hub.internal_port
+    c.JupyterHub.db_url = hub.db_url or f"sqlite:///{data_path(s, 'jupyterhub.sqlite')}"
+    c.JupyterHub.cookie_secret_file = data_path(s, "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = data_path(s, "jupyterhub.pid")
+    c.JupyterHub.log_level = hub.log_level
+    c.JupyterHub.cleanup_servers = hub.stop_servers_on_exit
+    c.JupyterHub.authenticate_prometheus = not hub.metrics_public
+    if hub.tls.cert_file:
+        c.JupyterHub.ssl_cert = hub.tls.cert_file
+        c.JupyterHub.ssl_key = hub.tls.key_file
     # A copy of the hub's log in the data directory, next to everything else it wrote.
     c.JupyterHub.logging_config = {
         "handlers": {
             "gpulab_file": {
                 "class": "logging.FileHandler",
                 "formatter": "console",
-                "filename": data_path(values, "logs", "hub.log"),
+                "filename": data_path(s, "logs", "hub.log"),
             }
         },
         # An application logs under its class's name: stock JupyterHub (the Helm chart's hub) and
@@ -69,27 +72,27 @@ def update_hub(values: dict, c: Config) -> None:
     }
 
 
-def update_proxy(values: dict, c: Config) -> None:
-    proxy = values["proxy"]
-    api_url = f"http://127.0.0.1:{proxy['api_port']}"
-    if proxy["api_url"]:
+def update_proxy(s: Settings, c: Config) -> None:
+    proxy = s.proxy
+    api_url = f"http://127.0.0.1:{proxy.api_port}"
+    if proxy.api_url:
         # a proxy that runs apart (its own pod); the token comes from CONFIGPROXY_AUTH_TOKEN
         c.JupyterHub.proxy_class = "configurable-http-proxy"
         c.ConfigurableHTTPProxy.should_start = False
-        c.ConfigurableHTTPProxy.api_url = proxy["api_url"].rstrip("/")
-    elif proxy["kind"] == "traefik":
+        c.ConfigurableHTTPProxy.api_url = proxy.api_url.rstrip("/")
+    elif proxy.kind == "traefik":
         # traefik_file, restarted when it dies (JupyterHub does this for CHP only)
         c.JupyterHub.proxy_class = SUPERVISED_TRAEFIK
         c.TraefikFileProviderProxy.should_start = True
         c.TraefikFileProviderProxy.traefik_api_url = api_url
-        c.TraefikFileProviderProxy.static_config_file = data_path(values, "proxy", "traefik.toml")
-        c.TraefikFileProviderProxy.dynamic_config_file = data_path(values, "proxy", "rules.toml")
+        c.TraefikFileProviderProxy.static_config_file = data_path(s, "proxy", "traefik.toml")
+        c.TraefikFileProviderProxy.dynamic_config_file = data_path(s, "proxy", "rules.toml")
         c.TraefikFileProviderProxy.traefik_log_level = "WARN"
         # as root, traefik runs as its own account (hub_config/proxy.py)
-        c.SupervisedTraefikProxy.run_as = service_account_name(values["spawner"]["local"]["account_prefix"], "proxy")
+        c.SupervisedTraefikProxy.run_as = service_account_name(s.spawner.local.account_prefix, "proxy")
         # Headers past tornado's 64 KiB make the hub and servers drop the connection, which
         # traefik turns into a 502; refuse them at traefik instead, a 431 (Go adds 4 KiB slack).
-        entrypoint = "https" if values["hub"]["tls"]["cert_file"] else "http"
+        entrypoint = "https" if s.hub.tls.cert_file else "http"
         c.TraefikFileProviderProxy.extra_static_config = {
             "entryPoints": {entrypoint: {"http": {"maxHeaderBytes": MAX_HEADER_BYTES}}}}
     else:
@@ -98,139 +101,140 @@ def update_proxy(values: dict, c: Config) -> None:
         c.ConfigurableHTTPProxy.api_url = api_url
         # JupyterHub restarts a CHP that died; look every second rather than every 5.
         c.ConfigurableHTTPProxy.check_running_interval = 1
-        c.ConfigurableHTTPProxy.pid_file = data_path(values, "proxy", "chp.pid")
+        c.ConfigurableHTTPProxy.pid_file = data_path(s, "proxy", "chp.pid")
         # as root, CHP runs as the proxy's account too (hub_config/chp_proxy.py)
-        c.OwnAccountCHP.run_as = service_account_name(values["spawner"]["local"]["account_prefix"], "proxy")
+        c.OwnAccountCHP.run_as = service_account_name(s.spawner.local.account_prefix, "proxy")
 
 
-def update_auth(values: dict, c: Config) -> None:
-    auth = values["auth"]
-    c.Authenticator.admin_users = set(auth["admin_users"])
-    c.Authenticator.allowed_users = set(auth["allowed_users"])
-    if auth["type"] == "local":
-        _update_local_auth(values, c)
+def update_auth(s: Settings, c: Config) -> None:
+    auth = s.auth
+    c.Authenticator.admin_users = set(auth.admin_users)
+    c.Authenticator.allowed_users = set(auth.allowed_users)
+    if auth.type == "local":
+        _update_local_auth(s, c)
     else:
-        _update_oauth(values, c)
+        _update_oauth(s, c)
 
 
-def _update_local_auth(values: dict, c: Config) -> None:
-    local = values["auth"]["local"]
+def _update_local_auth(s: Settings, c: Config) -> None:
+    local = s.auth.local
     c.JupyterHub.authenticator_class = LOCAL_AUTHENTICATOR
     # Who may sign in is decided by NativeAuthenticator's approval, not by an allow list.
     c.NativeAuthenticator.allow_all = True
-    c.NativeAuthenticator.enable_signup = local["enable_signup"]
-    c.NativeAuthenticator.open_signup = local["open_signup"]
-    c.NativeAuthenticator.minimum_password_length = local["minimum_password_length"]
+    c.NativeAuthenticator.enable_signup = local.enable_signup
+    c.NativeAuthenticator.open_signup = local.open_signup
+    c.NativeAuthenticator.minimum_password_length = local.minimum_password_length
     c.NativeAuthenticator.check_common_password = True
-    c.NativeAuthenticator.allowed_failed_logins = local["allowed_failed_logins"]
-    c.NativeAuthenticator.seconds_before_next_try = local["seconds_before_next_try"]
-    c.LocalAccountsAuthenticator.initial_admin_password_file = data_path(values, "initial-admin-password")
+    c.NativeAuthenticator.allowed_failed_logins = local.allowed_failed_logins
+    c.NativeAuthenticator.seconds_before_next_try = local.seconds_before_next_try
+    c.LocalAccountsAuthenticator.initial_admin_password_file = data_path(s, "initial-admin-password")
 
 
-def _update_oauth(values: dict, c: Config) -> None:
-    auth, oauth = values["auth"], values["auth"]["oauth"]
-    kind = auth["type"]
+def _update_oauth(s: Settings, c: Config) -> None:
+    auth, oauth = s.auth, s.auth.oauth
+    kind = auth.type
     c.JupyterHub.authenticator_class = OAUTH_CLASSES[kind]
-    c.OAuthenticator.client_id = oauth["client_id"]
-    if oauth["client_secret"]:
-        c.OAuthenticator.client_secret = oauth["client_secret"]
-    c.OAuthenticator.oauth_callback_url = oauth["callback_url"] or public_url(values) + "hub/oauth_callback"
-    c.OAuthenticator.allowed_groups = set(oauth["allowed_groups"])
-    c.OAuthenticator.admin_groups = set(oauth["admin_groups"])
-    c.OAuthenticator.allow_all = oauth["allow_all"]
-    c.OAuthenticator.manage_groups = oauth["manage_groups"]
-    if oauth["scopes"]:
-        c.OAuthenticator.scope = list(oauth["scopes"])
+    c.OAuthenticator.client_id = oauth.client_id
+    if oauth.client_secret:
+        c.OAuthenticator.client_secret = oauth.client_secret
+    c.OAuthenticator.oauth_callback_url = oauth.callback_url or public_url(s) + "hub/oauth_callback"
+    c.OAuthenticator.allowed_groups = set(oauth.allowed_groups)
+    c.OAuthenticator.admin_groups = set(oauth.admin_groups)
+    c.OAuthenticator.allow_all = oauth.allow_all
+    c.OAuthenticator.manage_groups = oauth.manage_groups
+    if oauth.scopes:
+        c.OAuthenticator.scope = list(oauth.scopes)
     if kind == "oidc":
-        oidc = oauth["oidc"]
-        c.GenericOAuthenticator.authorize_url = oidc["authorize_url"]
-        c.GenericOAuthenticator.token_url = oidc["token_url"]
-        c.GenericOAuthenticator.userdata_url = oidc["userdata_url"]
-        c.GenericOAuthenticator.username_claim = oidc["username_claim"]
-        c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{oidc['groups_claim']}"
-        c.GenericOAuthenticator.login_service = oidc["login_service"]
-        if not oauth["scopes"]:
+        oidc = oauth.oidc
+        c.GenericOAuthenticator.authorize_url = oidc.authorize_url
+        c.GenericOAuthenticator.token_url = oidc.token_url
+        c.GenericOAuthenticator.userdata_url = oidc.userdata_url
+        c.GenericOAuthenticator.username_claim = oidc.username_claim
+        c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{oidc.groups_claim}"
+        c.GenericOAuthenticator.login_service = oidc.login_service
+        if not oauth.scopes:
             c.GenericOAuthenticator.scope = list(OIDC_DEFAULT_SCOPES)
     elif kind == "github":
-        c.GitHubOAuthenticator.allowed_organizations = set(oauth["github"]["organizations"])
-        c.GitHubOAuthenticator.populate_teams_in_auth_state = oauth["manage_groups"]
+        c.GitHubOAuthenticator.allowed_organizations = set(oauth.github.organizations)
+        c.GitHubOAuthenticator.populate_teams_in_auth_state = oauth.manage_groups
         c.GitHubOAuthenticator.auth_state_groups_key = authenticators.github_team_groups
     elif kind == "gitlab":
-        c.GitLabOAuthenticator.gitlab_url = oauth["gitlab"]["url"]
-        c.GitLabOAuthenticator.allowed_gitlab_groups = set(oauth["gitlab"]["groups"])
+        c.GitLabOAuthenticator.gitlab_url = oauth.gitlab.url
+        c.GitLabOAuthenticator.allowed_gitlab_groups = set(oauth.gitlab.groups)
     elif kind == "google":
-        c.GoogleOAuthenticator.hosted_domain = list(oauth["google"]["hosted_domains"])
+        c.GoogleOAuthenticator.hosted_domain = list(oauth.google.hosted_domains)
 
 
-def update_spawner(values: dict, c: Config) -> None:
-    spawner = values["spawner"]
-    c.JupyterHub.spawner_class = SPAWNERS[spawner["backend"]]
-    c.Spawner.default_url = spawner["default_url"]
-    c.Spawner.start_timeout = spawner["start_timeout"]
-    c.Spawner.http_timeout = spawner["http_timeout"]
-    c.JupyterHub.allow_named_servers = spawner["named_servers"]["enabled"]
-    c.JupyterHub.named_server_limit_per_user = spawner["named_servers"]["limit_per_user"]
-    local = spawner["local"]
-    c.LocalSpawner.account_prefix = local["account_prefix"]
-    c.LocalSpawner.home_root = local["home_root"]
-    c.LocalSpawner.python = local["python"]
-    c.LocalSpawner.warm_start = local["warm_start"]
-    c.LocalSpawner.data_dir = values["hub"]["data_dir"]
-    c.LocalSpawner.log_dir = data_path(values, "logs", "servers")
-    c.ProfileSpawnerMixin.profile_settings = values["profiles"]
-    c.ProfileSpawnerMixin.environment_settings = values["environments"]
-    c.ProfileSpawnerMixin.quota_settings = values["quotas"]
-    c.ProfileSpawnerMixin.database_url = database_url(values)
-    c.ProfileSpawnerMixin.inventory_class = local["gpu_inventory"]
-    if spawner["backend"] == "kubernetes":
-        _update_kubernetes(spawner["kubernetes"], c)
-    if spawner["backend"] == "docker":
-        _update_docker(values, c)
+def update_spawner(s: Settings, c: Config) -> None:
+    spawner = s.spawner
+    c.JupyterHub.spawner_class = SPAWNERS[spawner.backend]
+    c.Spawner.default_url = spawner.default_url
+    c.Spawner.start_timeout = spawner.start_timeout
+    c.Spawner.http_timeout = spawner.http_timeout
+    c.JupyterHub.allow_named_servers = spawner.named_servers.enabled
+    c.JupyterHub.named_server_limit_per_user = spawner.named_servers.limit_per_user
+    local = spawner.local
+    c.LocalSpawner.account_prefix = local.account_prefix
+    c.LocalSpawner.home_root = local.home_root
+    c.LocalSpawner.python = local.python
+    c.LocalSpawner.warm_start = local.warm_start
+    c.LocalSpawner.data_dir = s.hub.data_dir
+    c.LocalSpawner.log_dir = data_path(s, "logs", "servers")
+    # the spawner's traits take plain containers
+    c.ProfileSpawnerMixin.profile_settings = [profile.as_dict() for profile in s.profiles]
+    c.ProfileSpawnerMixin.environment_settings = s.environments.as_dict()
+    c.ProfileSpawnerMixin.quota_settings = s.quotas.as_dict()
+    c.ProfileSpawnerMixin.database_url = database_url(s)
+    c.ProfileSpawnerMixin.inventory_class = local.gpu_inventory
+    if spawner.backend == "kubernetes":
+        _update_kubernetes(spawner.kubernetes, c)
+    if spawner.backend == "docker":
+        _update_docker(s, c)
 
 
-def _update_docker(values: dict, c: Config) -> None:
-    docker, local = values["spawner"]["docker"], values["spawner"]["local"]
-    c.ContainerSpawner.account_prefix = local["account_prefix"]
-    c.ContainerSpawner.home_root = local["home_root"]
-    c.ContainerSpawner.data_dir = values["hub"]["data_dir"]
-    c.ContainerSpawner.gpu_request = docker["gpu_request"]
-    c.ContainerSpawner.mounts = list(docker["mounts"])
-    c.ContainerSpawner.pull_policy = docker["pull_policy"]
+def _update_docker(s: Settings, c: Config) -> None:
+    docker, local = s.spawner.docker, s.spawner.local
+    c.ContainerSpawner.account_prefix = local.account_prefix
+    c.ContainerSpawner.home_root = local.home_root
+    c.ContainerSpawner.data_dir = s.hub.data_dir
+    c.ContainerSpawner.gpu_request = docker.gpu_request
+    c.ContainerSpawner.mounts = list(docker.mounts)
+    c.ContainerSpawner.pull_policy = docker.pull_policy
     c.ContainerSpawner.prefix = "gpulab"
-    if docker["host"]:
-        c.ContainerSpawner.client_kwargs = {"base_url": docker["host"]}
+    if docker.host:
+        c.ContainerSpawner.client_kwargs = {"base_url": docker.host}
 
 
-def _update_kubernetes(kube: dict, c: Config) -> None:
-    if kube["namespace"]:
-        c.KubeSpawner.namespace = kube["namespace"]
-    if kube["hub_url"]:
-        c.JupyterHub.hub_connect_url = kube["hub_url"]
+def _update_kubernetes(kube: SpawnerKubernetes, c: Config) -> None:
+    if kube.namespace:
+        c.KubeSpawner.namespace = kube.namespace
+    if kube.hub_url:
+        c.JupyterHub.hub_connect_url = kube.hub_url
         c.JupyterHub.hub_ip = "0.0.0.0"  # pods reach the hub from other machines
     c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
-    c.KubeSpawner.image_pull_policy = kube["image_pull_policy"]
-    c.KubeSpawner.uid = kube["uid"]
-    c.KubeSpawner.fs_gid = kube["fs_gid"]
+    c.KubeSpawner.image_pull_policy = kube.image_pull_policy
+    c.KubeSpawner.uid = kube.uid
+    c.KubeSpawner.fs_gid = kube.fs_gid
     c.KubeSpawner.common_labels = {"app.kubernetes.io/part-of": "gpulab"}
-    if kube["service_account"]:
-        c.KubeSpawner.service_account = kube["service_account"]
+    if kube.service_account:
+        c.KubeSpawner.service_account = kube.service_account
         c.KubeSpawner.automount_service_account_token = True
-    storage = kube["home_storage"]
-    if storage["capacity"]:
+    storage = kube.home_storage
+    if storage.capacity:
         c.KubeSpawner.storage_pvc_ensure = True
-        c.KubeSpawner.storage_capacity = storage["capacity"]
-        if storage["storage_class"]:
-            c.KubeSpawner.storage_class = storage["storage_class"]
+        c.KubeSpawner.storage_capacity = storage.capacity
+        if storage.storage_class:
+            c.KubeSpawner.storage_class = storage.storage_class
         c.KubeSpawner.pvc_name_template = "home-{user_server}"
         c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
         c.KubeSpawner.volume_mounts = {"home": {"name": "home", "mountPath": "/home/jovyan"}}
 
 
-def update_templates(values: dict, c: Config) -> None:
+def update_templates(s: Settings, c: Config) -> None:
     """gpulab's page templates extend the hub's; extensions add navigation links."""
     c.JupyterHub.template_paths = [str(resources.files("gpulab.hub_config") / "templates")]
     c.JupyterHub.template_vars = {"gpulab_nav": []}
-    if values["auth"]["type"] == "local":
+    if s.auth.type == "local":
         # Admins see "Sign-ups" with the number waiting (NativeAuthenticator's /hub/authorize).
         c.JupyterHub.template_vars["gpulab_pending_signups"] = authenticators.pending_signups
 
@@ -239,40 +243,43 @@ CORE_STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_temp
 SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
 
 
-def apply_config(values: dict, c: Config, extensions: list[Extension] | None = None) -> Config:
-    """Apply the hub's steps and every extension's to `c` and return it."""
-    extensions = [e for e in (installed_extensions() if extensions is None else extensions) if e.enabled(values)]
+def apply_config(settings: Settings | Mapping[str, Any], c: Config, extensions: list[Extension] | None = None) -> Config:
+    """Apply the hub's steps and every extension's to `c` and return it. `settings`: typed, or
+    complete values as a dict (made typed here)."""
+    s = as_settings(settings)
+    extensions = [e for e in (installed_extensions() if extensions is None else extensions) if e.enabled(e.reads(s))]
     for step in CORE_STEPS:
-        step(values, c)
+        step(s, c)
     for extension in extensions:
-        extension.update(values, c)
-    compose_servers(values, c, extensions)
-    compose_hooks(values, c, extensions)
+        extension.update(extension.reads(s), c)
+    compose_servers(s, c, extensions)
+    compose_hooks(s, c, extensions)
     c.JupyterHub.template_vars["gpulab_nav"] = [
-        {"label": link.label, "url": link.url} for e in extensions for link in e.nav_links(values)]
+        {"label": link.label, "url": link.url} for e in extensions for link in e.nav_links(e.reads(s))]
     share_navigation(c)  # last: services' pages show every link
     return c
 
 
-def compose_servers(values: dict, c: Config, extensions: list[Extension]) -> None:
+def compose_servers(s: Settings, c: Config, extensions: list[Extension]) -> None:
     """Every server's arguments and environment: gpulab's, each extension's, then the admin's
     `spawner.environment`, which wins."""
-    c.Spawner.args = SINGLEUSER_ARGS + [arg for e in extensions for arg in e.server_args(values)]
+    c.Spawner.args = SINGLEUSER_ARGS + [arg for e in extensions for arg in e.server_args(e.reads(s))]
     # Where gpulab's CLI in a server finds the hub (with the server's own token).
-    environment = {"GPULAB_URL": server_hub_url(values)}
+    environment = {"GPULAB_URL": server_hub_url(s)}
     for extension in extensions:
-        environment.update(extension.server_environment(values))
-    c.Spawner.environment = {**environment, **values["spawner"]["environment"]}
+        environment.update(extension.server_environment(extension.reads(s)))
+    admins = dict(s.spawner.environment)
+    c.Spawner.environment = {**environment, **admins}
     # The admin's variables are expanded on Kubernetes as KubeSpawner does ("{username}"); gpulab's are literal.
-    c.GpulabKubeSpawner.literal_environment = sorted(set(environment) - set(values["spawner"]["environment"]))
+    c.GpulabKubeSpawner.literal_environment = sorted(set(environment) - set(admins))
 
 
-def compose_hooks(values: dict, c: Config, extensions: list[Extension]) -> None:
+def compose_hooks(s: Settings, c: Config, extensions: list[Extension]) -> None:
     """One pre-spawn and one post-auth hook running the extensions' in order, after any hook
     set on `c` before (by an embedding config)."""
     for section, trait, contributed, composed in (
-            ("Spawner", "pre_spawn_hook", lambda e: e.pre_spawn_hook(values), SpawnHooks),
-            ("Authenticator", "post_auth_hook", lambda e: e.post_auth_hook(values), AuthHooks)):
+            ("Spawner", "pre_spawn_hook", lambda e: e.pre_spawn_hook(e.reads(s)), SpawnHooks),
+            ("Authenticator", "post_auth_hook", lambda e: e.post_auth_hook(e.reads(s)), AuthHooks)):
         earlier = [c[section][trait]] if trait in c[section] else []
         hooks = earlier + [hook for hook in map(contributed, extensions) if hook is not None]
         if hooks:

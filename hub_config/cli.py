@@ -116,15 +116,15 @@ def _down(args) -> int:
                      "`gpulab down --purge` removes everything gpulab made here.", 2)
     overrides = {"hub": {"data_dir": str(Path(args.data_dir).resolve())}} if args.data_dir else {}
     try:
-        settings = load_settings(find_settings_file(args.config), overrides)
+        s = load_settings(find_settings_file(args.config), overrides).settings
     except ConfigError as exc:
         return _fail(f"invalid settings:\n{exc}", 2)
-    if settings.values["spawner"]["backend"] == "kubernetes":  # the docker backend's accounts and homes are local ones
+    if s.spawner.backend == "kubernetes":  # the docker backend's accounts and homes are local ones
         return _fail("on Kubernetes, remove gpulab with `helm uninstall` (volumes follow your storage class's policy)", 2)
-    running = hub_listening(settings.values)
+    running = hub_listening(s)
     if running:
         return _fail(f"a hub still answers at {running}: stop `gpulab up` first", 1)
-    plan = plan_purge(settings.values, args.remove_homes)
+    plan = plan_purge(s, args.remove_homes)
     print(f"gpulab down --purge removes:\n{plan.describe()}")
     if plan.empty:
         return 0
@@ -199,11 +199,11 @@ def _db_upgrade(args) -> int:
     from .up import find_settings_file, upgrade_state
 
     try:
-        settings = load_settings(find_settings_file(args.config))
+        loaded = load_settings(find_settings_file(args.config))
     except ConfigError as exc:
         return _fail(f"invalid settings:\n{exc}", 2)
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    upgrade_state(settings.values)
+    loaded.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    upgrade_state(loaded.settings)
     return _print("database is up to date")
 
 

@@ -11,14 +11,14 @@ from gpulab.hub_config.settings import ConfigError, Problem
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (traitlets provides it when it runs this file)
 settings = settings_from_environment()
-prepare_data_dir(settings.values)
-apply_config(settings.values, c)
+prepare_data_dir(settings.settings)
+apply_config(settings.settings, c)
 pass_hub_environment(c, os.environ, os.getpid())  # this file runs in the hub's process
-if settings.values["scheduler"]["enabled"]:
+if settings.settings.scheduler.enabled:
     from gpulab.db import database_url
     from gpulab.extensions.scheduler.metrics import register_run_metrics
 
-    register_run_metrics(database_url(settings.values))
+    register_run_metrics(database_url(settings.settings))
 for extra in config_d_files(settings.config_dir):
     load_subconfig(str(extra))  # type: ignore[name-defined]  # noqa: F821 (as get_config)
 merge_hand_set_environment(c)

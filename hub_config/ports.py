@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from .typed_settings import Settings
+
 WILDCARDS = ("", "0.0.0.0", "::")
 LOOPBACK = "127.0.0.1"
 
@@ -38,22 +40,22 @@ class Listener:
         return f"{self.setting} + {self.offset}" if self.offset else self.setting
 
 
-def planned_listeners(values: dict, services: list[tuple[str, str, int]]) -> list[Listener]:
+def planned_listeners(s: Settings, services: list[tuple[str, str, int]]) -> list[Listener]:
     """Every port the hub, its proxy and `services` ((name, address, port) of each managed
     service that listens) will listen on (pure)."""
-    hub, proxy, ssh = values["hub"], values["proxy"], values["ssh"]
+    hub, proxy, ssh = s.hub, s.proxy, s.ssh
     listeners = []
-    if not proxy["api_url"]:  # a proxy that runs apart listens elsewhere
-        listeners += [Listener("the public proxy", hub["ip"], hub["port"], "hub.port",
+    if not proxy.api_url:  # a proxy that runs apart listens elsewhere
+        listeners += [Listener("the public proxy", hub.ip, hub.port, "hub.port",
                                advice="set hub.port (or `gpulab up --port`) to a free port"),
-                      Listener("the proxy's API", LOOPBACK, proxy["api_port"], "proxy.api_port")]
-    listeners.append(Listener("the hub", LOOPBACK, hub["internal_port"], "hub.internal_port"))
+                      Listener("the proxy's API", LOOPBACK, proxy.api_port, "proxy.api_port")]
+    listeners.append(Listener("the hub", LOOPBACK, hub.internal_port, "hub.internal_port"))
     for name, address, port in sorted(services, key=lambda service: service[2]):
         listeners.append(Listener(f"the {name} service", address, port, "hub.internal_port",
-                                  port - hub["internal_port"]))
-    if ssh["enabled"]:
+                                  port - hub.internal_port))
+    if ssh.enabled:
         # worded as the gateway's own message, should the port be taken after this check
-        listeners.append(Listener("SSH", ssh["bind_address"] or hub["ip"], ssh["port"], "ssh.port",
+        listeners.append(Listener("SSH", ssh.bind_address or hub.ip, ssh.port, "ssh.port",
                                   advice="set ssh.port and ssh.bind_address, or ssh.enabled: false"))
     return listeners
 

@@ -26,6 +26,8 @@ from gpulab.extensions.service.service_account import service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER
 from gpulab.spawner.runtime_dir import runtime_dir_of
 
+from .typed_settings import Settings
+
 
 class PurgeRefused(Exception):
     """The purge cannot go ahead; the message says why and what to do."""
@@ -64,11 +66,10 @@ def _is_project_group(name: str, prefix: str) -> bool:
     return bool(prefix) and name.startswith(prefix) and name.rsplit("-", 1)[-1] in ACCESS_SUFFIXES
 
 
-def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
-    """What a purge of the install described by `values` removes (reads the account database
+def plan_purge(s: Settings, remove_homes: bool = False) -> PurgePlan:
+    """What a purge of the install described by settings `s` removes (reads the account database
     and the file system, changes nothing)."""
-    local = values["spawner"]["local"]
-    prefix = local["account_prefix"]
+    prefix = s.spawner.local.account_prefix
     services = service_account_name(prefix, "")  # services' own accounts (MLflow's), no homes
     entries = pwd.getpwall()
     users = sorted((e for e in entries if e.pw_gecos == MANAGED_MARKER and e.pw_name.startswith(prefix)),
@@ -76,11 +77,11 @@ def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
     homes = sorted(Path(e.pw_dir) for e in users if Path(e.pw_dir).is_dir())
     accounts = [e.pw_name for e in users] + sorted(
         e.pw_name for e in entries if e.pw_gecos == SERVICE_MARKER and e.pw_name.startswith(services))
-    projects_prefix = group_prefix(values)
+    projects_prefix = group_prefix(s)
     groups = sorted(g.gr_name for g in grp.getgrall() if _is_project_group(g.gr_name, projects_prefix))
-    data_dir = Path(values["hub"]["data_dir"])
+    data_dir = Path(s.hub.data_dir)
     folders = [data_dir] if data_dir.is_dir() else []
-    projects_root = default_root(values["projects"]["local"]["root"], str(data_dir), os.geteuid() == 0)
+    projects_root = default_root(s.projects.local.root, str(data_dir), os.geteuid() == 0)
     if (projects_root / LOCK_FILE).exists() and projects_root not in folders and data_dir not in projects_root.parents:
         folders.append(projects_root)
     # The removed accounts' kernel socket folders (others on this machine keep theirs).
@@ -88,11 +89,11 @@ def plan_purge(values: dict, remove_homes: bool = False) -> PurgePlan:
     return PurgePlan(accounts, groups, folders, homes, remove_homes)
 
 
-def hub_listening(values: dict) -> str | None:
+def hub_listening(s: Settings) -> str | None:
     """The address of a hub of this install that still answers, or None."""
-    hub = values["hub"]
-    for port in (hub["port"], hub["internal_port"]):
-        host = hub["ip"] if hub["ip"] not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    hub = s.hub
+    for port in (hub.port, hub.internal_port):
+        host = hub.ip if hub.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
         try:
             with socket.create_connection((host, port), timeout=1):
                 return f"{host}:{port}"

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from traitlets.config import Config
 
+from .typed_settings import Settings
+
 ENTRY_POINT_GROUP = "gpulab.extensions"
+
+# What an extension's callables read: `Settings`, or the same settings as a plain dict for an
+# extension declared with typed=False (extensions/mlflow until it is converted; then the flag goes).
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -24,37 +30,42 @@ class NavLink:
     url: str
 
 
-def _nothing(values: dict) -> list:
+def _nothing(settings: Any) -> list:
     return []
 
 
-def _no_variables(values: dict) -> dict:
+def _no_variables(settings: Any) -> dict:
     return {}
 
 
-def _no_hook(values: dict) -> None:
+def _no_hook(settings: Any) -> None:
     return None
 
 
-def _always(values: dict) -> bool:
+def _always(settings: Any) -> bool:
     return True
 
 
 @dataclass(frozen=True)
-class Extension:
+class Extension(Generic[S]):
     name: str
     position: int  # order among extensions: navigation links, arguments and hooks follow it
-    update: Callable[[dict, Config], None]
-    enabled: Callable[[dict], bool] = _always  # off: it adds nothing at all
-    nav_links: Callable[[dict], list[NavLink]] = _nothing
-    server_args: Callable[[dict], list[str]] = _nothing
+    update: Callable[[S, Config], None]
+    enabled: Callable[[S], bool] = _always  # off: it adds nothing at all
+    nav_links: Callable[[S], list[NavLink]] = _nothing
+    server_args: Callable[[S], list[str]] = _nothing
     # defaults: a variable the admin sets in `spawner.environment` wins
-    server_environment: Callable[[dict], dict[str, Any]] = _no_variables
-    pre_spawn_hook: Callable[[dict], Callable | None] = _no_hook
-    post_auth_hook: Callable[[dict], Callable | None] = _no_hook
+    server_environment: Callable[[S], dict[str, Any]] = _no_variables
+    pre_spawn_hook: Callable[[S], Callable | None] = _no_hook
+    post_auth_hook: Callable[[S], Callable | None] = _no_hook
+    typed: bool = False  # True: the callables get `Settings`; False: a plain dict of them
+
+    def reads(self, settings: Settings) -> Any:
+        """What this extension's callables take: the settings, or them as a dict."""
+        return settings if self.typed else settings.as_dict()
 
 
-def installed_extensions() -> list[Extension]:
+def installed_extensions() -> list[Extension[Any]]:
     """Every registered extension, in `position` order."""
     found = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):

@@ -57,6 +57,11 @@ Number = Union[int, float]
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
+    def as_dict(self) -> dict[str, Any]:
+        """This section as the plain dict it was built from (for code that still reads dicts,
+        traitlets config and JSON)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
 
 
 class HubTls(Model):
@@ -478,11 +483,6 @@ class Settings(Model):
         """The typed settings of complete values (validated and defaults filled, as
         `settings.complete` returns them)."""
         return cls.model_validate(values)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The settings as the plain dict they were built from (for code that still reads
-        dicts, and for JSON)."""
-        return self.model_dump(mode="json", exclude_unset=True)
 
 
 def as_settings(values: Settings | Mapping[str, Any]) -> Settings:

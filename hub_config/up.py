@@ -28,6 +28,7 @@ from .datadir import prepare_data_dir
 from .launch import hub_config_file, hub_environment
 from .ports import planned_listeners, unavailable_port
 from .settings import ConfigError, LoadedSettings, load_settings, parse_yaml, plain
+from .typed_settings import Settings
 
 NOBODY = 65534
 
@@ -60,70 +61,70 @@ def find_settings_file(explicit: str | None) -> Path | None:
     return default if default.exists() else None
 
 
-def banner(settings: LoadedSettings) -> str:
-    values = settings.values
-    auth = values["auth"]
+def banner(loaded: LoadedSettings) -> str:
+    s = loaded.settings
+    auth = s.auth
     lines = [
         f"gpulab {__version__}",
-        f"  settings: {settings.source.resolve() if settings.source else 'defaults (no gpulab.yaml here)'}",
-        f"  data:     {settings.data_dir}",
-        f"  open:     {public_url(values)}",
+        f"  settings: {loaded.source.resolve() if loaded.source else 'defaults (no gpulab.yaml here)'}",
+        f"  data:     {loaded.data_dir}",
+        f"  open:     {public_url(s)}",
     ]
-    if auth["type"] == "local":
-        if auth["admin_users"]:
-            password_file = settings.data_dir / "initial-admin-password"
+    if auth.type == "local":
+        if auth.admin_users:
+            password_file = loaded.data_dir / "initial-admin-password"
             lines.append(
-                f"  sign in:  as {', '.join(auth['admin_users'])}; a new admin's first password is written to "
-                f"{password_file} (change it at {public_url(values)}hub/change-password)"
+                f"  sign in:  as {', '.join(auth.admin_users)}; a new admin's first password is written to "
+                f"{password_file} (change it at {public_url(s)}hub/change-password)"
             )
         else:
             lines.append("  sign in:  no admin yet; restart with --admin NAME to create one")
     else:
-        lines.append(f"  sign in:  through {auth['type']}; admins: {', '.join(auth['admin_users']) or 'from admin_groups'}")
+        lines.append(f"  sign in:  through {auth.type}; admins: {', '.join(auth.admin_users) or 'from admin_groups'}")
     if os.geteuid() != 0:
         lines.append("WARNING: " + NO_ISOLATION_WARNING % os.environ.get("USER", "this user"))
     return "\n".join(lines)
 
 
-def unrunnable_servers(values: dict) -> str | None:
+def unrunnable_servers(s: Settings) -> str | None:
     """Why no user's account could run a server, or None (as root, local backend). An
     environment without jupyterhub-singleuser is left to the spawn, which names it."""
-    if os.geteuid() != 0 or values["spawner"]["backend"] != "local":
+    if os.geteuid() != 0 or s.spawner.backend != "local":
         return None
-    bin_dir = singleuser_bin_dir(values["spawner"]["local"]["python"])
+    bin_dir = singleuser_bin_dir(s.spawner.local.python)
     if not (bin_dir / "jupyterhub-singleuser").exists():
         return None
     problem = unrunnable_server(bin_dir, NOBODY, [NOBODY])
     return unrunnable_message("user servers run under their own accounts, and an account", *problem) if problem else None
 
 
-def missing_engine(values: dict) -> str | None:
+def missing_engine(s: Settings) -> str | None:
     """Why the docker backend cannot start servers (no engine answers), or None."""
-    if values["spawner"]["backend"] != "docker":
+    if s.spawner.backend != "docker":
         return None
     from gpulab.spawner.backends.docker.spawner import engine_problem  # docker-py only where the backend is used
 
-    return engine_problem(values["spawner"]["docker"]["host"])
+    return engine_problem(s.spawner.docker.host)
 
 
-def missing_proxy(values: dict) -> str | None:
+def missing_proxy(s: Settings) -> str | None:
     """Why the configured proxy cannot start, or None. traefik comes with gpulab; CHP needs Node.js.
 
     A proxy that runs apart (proxy.api_url, e.g. the Helm chart's Deployment) is not started here.
     """
-    if values["proxy"]["api_url"]:
+    if s.proxy.api_url:
         return None
-    if values["proxy"]["kind"] == "configurable-http-proxy" and not shutil.which("configurable-http-proxy"):
+    if s.proxy.kind == "configurable-http-proxy" and not shutil.which("configurable-http-proxy"):
         return ("proxy.kind is configurable-http-proxy, but it is not installed: "
                 "`npm install -g configurable-http-proxy`, or use the default proxy.kind: traefik")
     return None
 
 
-def taken_port(values: dict, planned: Config) -> str | None:
+def taken_port(s: Settings, planned: Config) -> str | None:
     """A port the hub, its proxy or its services would listen on that is taken, or that two
     of them share, as one line naming it and the setting to change; None when all are free.
-    `planned`: apply_config's result for `values`."""
-    return unavailable_port(planned_listeners(values, listening_services(planned)))
+    `planned`: apply_config's result for `s`."""
+    return unavailable_port(planned_listeners(s, listening_services(planned)))
 
 
 def too_long_socket(planned: Config) -> str | None:
@@ -167,16 +168,16 @@ def _is_stale_chp(process: psutil.Process, pid_file: Path) -> bool:
     return process.pid == recorded and any("configurable-http-proxy" in part for part in process.info["cmdline"] or [])
 
 
-def upgrade_state(values: dict) -> None:
+def upgrade_state(s: Settings) -> None:
     """gpulab's databases at the current schema, and the rows of services with their own database
     moved there (as root: the SSH gateway's and the projects service's accounts cannot read
     gpulab's database)."""
-    move_database_into_its_folder(values)
-    upgrade(database_url(values))
-    if not values["database"]["url"]:  # root wrote them; the folder's owner (the scheduler's account) keeps them
-        give_to_folder_owner(database_folder(values), [DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"])
-    upgrade_ssh_storage(values)
-    upgrade_projects_storage(values)
+    move_database_into_its_folder(s)
+    upgrade(database_url(s))
+    if not s.database.url:  # root wrote them; the folder's owner (the scheduler's account) keeps them
+        give_to_folder_owner(database_folder(s), [DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"])
+    upgrade_ssh_storage(s)
+    upgrade_projects_storage(s)
 
 
 def run_up(args) -> int:
@@ -187,18 +188,19 @@ def run_up(args) -> int:
     except ConfigError as exc:
         print(f"gpulab: not starting, the settings are invalid:\n{exc}", file=sys.stderr)
         return 2
-    missing = missing_proxy(settings.values) or unrunnable_servers(settings.values) or missing_engine(settings.values)
+    s = settings.settings
+    missing = missing_proxy(s) or unrunnable_servers(s) or missing_engine(s)
     if missing:
         print(f"gpulab: not starting: {missing}", file=sys.stderr)
         return 1
     clear_stale_proxy(settings.data_dir / "proxy")
-    planned = apply_config(settings.values, Config())  # the services the hub will start, once
-    taken = taken_port(settings.values, planned) or too_long_socket(planned)
+    planned = apply_config(s, Config())  # the services the hub will start, once
+    taken = taken_port(s, planned) or too_long_socket(planned)
     if taken:
         print(f"gpulab: not starting: {taken}", file=sys.stderr)
         return 1
-    prepare_data_dir(settings.values)
-    upgrade_state(settings.values)
+    prepare_data_dir(s)
+    upgrade_state(s)
     print(banner(settings), flush=True)
 
     os.environ.update(hub_environment(settings_file, overrides))

@@ -6,6 +6,7 @@ from traitlets.config import Config
 
 from gpulab.extensions.service.config import add_managed_service, add_service_role, own_account, python_module_command
 from gpulab.hub_config.registry import Extension
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.hub_config.urls import loopback_url
 
 NAME = "culler"
@@ -16,32 +17,32 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "admin:ser
                  "access:servers"]
 
 
-def idle_timeouts(values: dict) -> dict[str, int]:
-    return {p["id"]: p["idle_timeout"] for p in values["profiles"]}
+def idle_timeouts(s: Settings) -> dict[str, int]:
+    return {profile.id: profile.idle_timeout for profile in s.profiles}
 
 
-def culling_needed(values: dict) -> bool:
+def culling_needed(s: Settings) -> bool:
     """Culling is on and some profile has an idle timeout."""
-    return values["culling"]["enabled"] and any(idle_timeouts(values).values())
+    return s.culling.enabled and any(idle_timeouts(s).values())
 
 
-def culler_service(values: dict, c: Config) -> None:
-    culling = values["culling"]
-    gpus_here = values["spawner"]["backend"] in ("local", "docker")  # servers' GPUs are this machine's
+def culler_service(s: Settings, c: Config) -> None:
+    culling = s.culling
+    gpus_here = s.spawner.backend in ("local", "docker")  # servers' GPUs are this machine's
     settings = {
-        "timeouts": idle_timeouts(values),
-        "check_interval": culling["check_interval"],
-        "gpu_utilization_threshold": culling["gpu_utilization_threshold"],
-        "proxy_url": loopback_url(values),
-        "verify_proxy": not values["hub"]["tls"]["cert_file"],
-        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if gpus_here else "",
-        "log_level": values["hub"]["log_level"],
+        "timeouts": idle_timeouts(s),
+        "check_interval": culling.check_interval,
+        "gpu_utilization_threshold": culling.gpu_utilization_threshold,
+        "proxy_url": loopback_url(s),
+        "verify_proxy": not s.hub.tls.cert_file,
+        "gpu_inventory": s.spawner.local.gpu_inventory if gpus_here else "",
+        "log_level": s.hub.log_level,
     }
     # Its own account when the hub is root, owning nothing: the hub API and NVML (the GPU
     # device files are open to every user) are all it needs; no database, no folder.
-    add_managed_service(c, values, NAME, python_module_command("gpulab.extensions.culler.service"), settings,
-                        display=False, listen=False, run_as=own_account(values, NAME, []))
+    add_managed_service(c, s, NAME, python_module_command("gpulab.extensions.culler.service"), settings,
+                        display=False, listen=False, run_as=own_account(s, NAME, []))
     add_service_role(c, NAME, CULLER_SCOPES)
 
 
-EXTENSION = Extension("culler", 10, culler_service, enabled=culling_needed)
+EXTENSION = Extension("culler", 10, culler_service, enabled=culling_needed, typed=True)

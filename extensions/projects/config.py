@@ -15,6 +15,7 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from gpulab.hub_config.registry import Extension, NavLink
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.extensions.service.config import (
     add_managed_service,
     add_service_role,
@@ -43,52 +44,52 @@ USER_SCOPES = ["shares!user", "read:users:name"]
 OAUTH_SCOPES = ["shares!user", "read:shares!user", "access:servers!user", "read:users:name"]
 
 
-def group_prefix(values: dict) -> str:
+def group_prefix(s: Settings) -> str:
     """`projects.local.group_prefix`, or the account prefix followed by "p-"."""
-    return values["projects"]["local"]["group_prefix"] or values["spawner"]["local"]["account_prefix"] + "p-"
+    return s.projects.local.group_prefix or s.spawner.local.account_prefix + "p-"
 
 
-def storage_settings(values: dict) -> dict:
+def storage_settings(s: Settings) -> dict:
     """What the service and the spawn hook need to find folders, accounts and homes."""
-    local = values["spawner"]["local"]
+    local = s.spawner.local
     return {
-        "backend": values["spawner"]["backend"],
-        "root": values["projects"]["local"]["root"],
-        "group_prefix": group_prefix(values),
-        "account_prefix": local["account_prefix"],
-        "home_root": local["home_root"],
-        "data_dir": values["hub"]["data_dir"],
+        "backend": s.spawner.backend,
+        "root": s.projects.local.root,
+        "group_prefix": group_prefix(s),
+        "account_prefix": local.account_prefix,
+        "home_root": local.home_root,
+        "data_dir": s.hub.data_dir,
     }
 
 
-def service_settings(values: dict) -> dict:
+def service_settings(s: Settings) -> dict:
     return {
-        "database_url": projects_database_url(values),
-        "log_level": values["hub"]["log_level"],
-        "creators": list(values["projects"]["creators"]),
-        "reconcile_interval": values["projects"]["reconcile_interval"],
-        "storage": storage_settings(values),
-        "storage_helper": str(socket_path(values["hub"]["data_dir"])),
+        "database_url": projects_database_url(s),
+        "log_level": s.hub.log_level,
+        "creators": list(s.projects.creators),
+        "reconcile_interval": s.projects.reconcile_interval,
+        "storage": storage_settings(s),
+        "storage_helper": str(socket_path(s.hub.data_dir)),
     }
 
 
-def helper_settings(values: dict) -> dict:
+def helper_settings(s: Settings) -> dict:
     return {
-        "storage": storage_settings(values),
-        "socket": str(socket_path(values["hub"]["data_dir"])),
-        "client": own_account(values, SERVICE, []).name,
-        "log_level": values["hub"]["log_level"],
+        "storage": storage_settings(s),
+        "socket": str(socket_path(s.hub.data_dir)),
+        "client": own_account(s, SERVICE, []).name,
+        "log_level": s.hub.log_level,
     }
 
 
-def update_projects(values: dict, c: Config) -> None:
+def update_projects(s: Settings, c: Config) -> None:
     # display=False: the "Projects" link (nav_links) replaces the hub's Services menu entry
-    spec = add_managed_service(c, values, SERVICE, python_module_command(SERVICE_MODULE), service_settings(values),
-                               display=False, run_as=own_account(values, SERVICE, [str(projects_folder(values))]))
+    spec = add_managed_service(c, s, SERVICE, python_module_command(SERVICE_MODULE), service_settings(s),
+                               display=False, run_as=own_account(s, SERVICE, [str(projects_folder(s))]))
     spec["oauth_client_allowed_scopes"] = list(OAUTH_SCOPES)
-    if values["spawner"]["backend"] in FOLDER_BACKENDS:
+    if s.spawner.backend in FOLDER_BACKENDS:
         # As root only: the service's account cannot make groups, ACLs or links; no HTTP, no hub role.
-        add_managed_service(c, values, HELPER, python_module_command(HELPER_MODULE), helper_settings(values),
+        add_managed_service(c, s, HELPER, python_module_command(HELPER_MODULE), helper_settings(s),
                             display=False, listen=False, root_only=True)
     add_service_role(c, SERVICE, list(SERVICE_SCOPES))
     grant_users_access(c, SERVICE)
@@ -96,26 +97,26 @@ def update_projects(values: dict, c: Config) -> None:
     add_user_scopes(c, USER_SCOPES)
 
 
-def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("Projects", service_prefix(values, SERVICE))]
+def nav_links(s: Settings) -> list[NavLink]:
+    return [NavLink("Projects", service_prefix(s, SERVICE))]
 
 
-def server_args(values: dict) -> list[str]:
+def server_args(s: Settings) -> list[str]:
     # A server caches the hub's answer about who may open it; sharing changes reach it this fast.
-    return [f"--HubOAuth.cache_max_age={values['projects']['sharing_check_seconds']}"]
+    return [f"--HubOAuth.cache_max_age={s.projects.sharing_check_seconds}"]
 
 
-def pre_spawn_hook(values: dict):
+def pre_spawn_hook(s: Settings):
     from .spawn_hook import ProjectFolders
 
-    return ProjectFolders(projects_database_url(values), storage_settings(values))
+    return ProjectFolders(projects_database_url(s), storage_settings(s))
 
 
-def post_auth_hook(values: dict):
+def post_auth_hook(s: Settings):
     from .sign_in import ProjectGroupsAtSignIn
 
-    return ProjectGroupsAtSignIn(projects_database_url(values))
+    return ProjectGroupsAtSignIn(projects_database_url(s))
 
 
 EXTENSION = Extension("projects", 40, update_projects, nav_links=nav_links, server_args=server_args,
-                      pre_spawn_hook=pre_spawn_hook, post_auth_hook=post_auth_hook)
+                      pre_spawn_hook=pre_spawn_hook, post_auth_hook=post_auth_hook, typed=True)

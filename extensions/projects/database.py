@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from gpulab.db import make_session_factory
 from gpulab.db.own_database import own_database_url, upgrade_own_database
+from gpulab.hub_config.typed_settings import Settings
 
 from .models import AuditRow, MemberRow, ProjectRow, SharedServerRow, ShareGrantRow
 
@@ -31,21 +32,21 @@ FOLDER = "projects-service"
 FILE_NAME = "projects.sqlite"
 
 
-def projects_folder(values: dict) -> Path:
+def projects_folder(s: Settings) -> Path:
     """The service's own folder: its (SQLite) database."""
-    return Path(values["hub"]["data_dir"], FOLDER)
+    return Path(s.hub.data_dir, FOLDER)
 
 
-def projects_database_url(values: dict) -> str:
+def projects_database_url(s: Settings) -> str:
     """Where the projects rows live (pure): database.url if set, else the service's own SQLite file."""
-    return own_database_url(values, projects_folder(values), FILE_NAME)
+    return own_database_url(s, projects_folder(s), FILE_NAME)
 
 
-def upgrade_projects_storage(values: dict) -> int:
+def upgrade_projects_storage(s: Settings) -> int:
     """Migrate the service's own database and move the rows an earlier version kept in gpulab's
     there; returns how many projects moved. Runs where gpulab's database is migrated (as root,
     before the hub starts and hands the folder to the service's account)."""
-    return upgrade_own_database(values, projects_folder(values), FILE_NAME, MIGRATIONS, carry_over)
+    return upgrade_own_database(s, projects_folder(s), FILE_NAME, MIGRATIONS, carry_over)
 
 
 def carry_over(source: Engine, target: Engine) -> int:

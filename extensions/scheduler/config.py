@@ -18,6 +18,7 @@ from gpulab.extensions.service.config import (
     python_module_command, service_prefix, service_url,
 )
 from gpulab.hub_config.registry import Extension, NavLink
+from gpulab.hub_config.typed_settings import Settings
 
 from .launcher import socket_path
 
@@ -30,68 +31,73 @@ SCHEDULER_SCOPES = ["read:users", "read:groups"]
 MLFLOW_SCOPES = ["tokens"]
 
 
-def update_scheduler(values: dict, c: Config) -> None:
+def update_scheduler(s: Settings, c: Config) -> None:
     from .webhooks import allowed_networks
 
-    allowed_networks(values["scheduler"]["notifications"]["webhook_allowed_networks"])  # a bad entry stops here
-    prefix = service_prefix(values, "scheduler")
+    allowed_networks(s.scheduler.notifications.webhook_allowed_networks)  # a bad entry stops here
+    prefix = service_prefix(s, "scheduler")
     settings = {
-        "profiles": values["profiles"], "environments": values["environments"], "quotas": values["quotas"],
-        "scheduler": values["scheduler"], "spawner": {"backend": values["spawner"]["backend"],
-                                                     "local": values["spawner"]["local"],
-                                                     "kubernetes": values["spawner"]["kubernetes"]},
-        "projects_kubernetes": values["projects"]["kubernetes"],
-        "hub": {"data_dir": values["hub"]["data_dir"], "log_level": values["hub"]["log_level"]},
-        "database_url": database_url(values),
-        "runner_url": f"{service_url(values, 'scheduler')}{prefix}runner/",
-        "mlflow_tracking_uri": tracking_uri(values) if values["mlflow"]["enabled"] else "",
+        "profiles": [profile.as_dict() for profile in s.profiles], "environments": s.environments.as_dict(),
+        "quotas": s.quotas.as_dict(), "scheduler": s.scheduler.as_dict(),
+        "spawner": {"backend": s.spawner.backend, "local": s.spawner.local.as_dict(),
+                    "kubernetes": s.spawner.kubernetes.as_dict()},
+        "projects_kubernetes": s.projects.kubernetes.as_dict(),
+        "hub": {"data_dir": s.hub.data_dir, "log_level": s.hub.log_level},
+        "database_url": database_url(s),
+        "runner_url": f"{service_url(s, 'scheduler')}{prefix}runner/",
+        # (extensions/mlflow reads the settings as a dict until it is converted)
+        "mlflow_tracking_uri": tracking_uri(s.as_dict()) if s.mlflow.enabled else "",
     }
-    local = values["spawner"]["backend"] != "kubernetes"
-    if values["spawner"]["backend"] == "docker":
-        settings["container_engine"] = container_engine(values)
+    local = s.spawner.backend != "kubernetes"
+    if s.spawner.backend == "docker":
+        settings["container_engine"] = container_engine(s)
     if local:
-        settings["launcher_socket"] = str(socket_path(values["hub"]["data_dir"]))
+        settings["launcher_socket"] = str(socket_path(s.hub.data_dir))
     # When the hub is root, the service runs as its own account, which owns the runs' files and
     # gpulab's SQLite database (the GPU ledger its runs claim from); runs start through the root
     # helper (launcher.py), which only a root hub starts.
     # (On Kubernetes the hub is not root, and runs are Jobs: nothing to separate.)
-    owns = [str(Path(values["hub"]["data_dir"], "scheduler"))]
-    if not values["database"]["url"]:
-        owns.append(str(database_folder(values)))
-    account = own_account(values, "scheduler", owns)
+    owns = [str(Path(s.hub.data_dir, "scheduler"))]
+    if not s.database.url:
+        owns.append(str(database_folder(s)))
+    account = own_account(s, "scheduler", owns)
     # display=False: the "Schedules" link (nav_links) replaces the hub's Services menu entry
-    add_managed_service(c, values, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings,
+    add_managed_service(c, s, "scheduler", python_module_command("gpulab.extensions.scheduler.service"), settings,
                         display=False, run_as=account if local else None)
     if local:  # as root only; no HTTP, no hub role
-        add_managed_service(c, values, LAUNCHER, python_module_command(LAUNCHER_MODULE),
+        add_managed_service(c, s, LAUNCHER, python_module_command(LAUNCHER_MODULE),
                             {**settings, "client": account.name, "socket": settings["launcher_socket"]},
                             display=False, listen=False, root_only=True)
-    add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if values["mlflow"]["enabled"] else []))
+    add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if s.mlflow.enabled else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")
 
 
-def container_engine(values: dict) -> dict:
+def container_engine(s: Settings) -> dict:
     """How runs reach the docker backend's engine, and the host folders they get (pure): the
     configured mounts, and the projects root, where a run's ~/projects links lead (mounted once
     it exists; every lookup inside still passes the project gates)."""
     from gpulab.extensions.projects.config import storage_settings
     from gpulab.extensions.projects.storage.local import storage_from_settings
 
-    docker = values["spawner"]["docker"]
-    projects_root = str(storage_from_settings(storage_settings(values)).root)
-    return {"host": docker["host"], "gpu_request": docker["gpu_request"], "mounts": [*docker["mounts"], projects_root]}
+    docker = s.spawner.docker
+    projects_root = str(storage_from_settings(storage_settings(s)).root)
+    return {"host": docker.host, "gpu_request": docker.gpu_request, "mounts": [*docker.mounts, projects_root]}
 
 
-def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("Schedules", service_prefix(values, "scheduler"))]
+def nav_links(s: Settings) -> list[NavLink]:
+    return [NavLink("Schedules", service_prefix(s, "scheduler"))]
 
 
-def server_args(values: dict) -> list[str]:
+def server_args(s: Settings) -> list[str]:
     # JupyterLab's scheduler UI in every server, forwarding to this service.
     return ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
             "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
 
 
-EXTENSION = Extension("scheduler", 20, update_scheduler, enabled=lambda values: values["scheduler"]["enabled"],
-                      nav_links=nav_links, server_args=server_args)
+def enabled(s: Settings) -> bool:
+    return s.scheduler.enabled
+
+
+EXTENSION = Extension("scheduler", 20, update_scheduler, enabled=enabled, nav_links=nav_links, server_args=server_args,
+                      typed=True)

@@ -13,9 +13,13 @@ import json
 import os
 import pwd
 import sys
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from traitlets.config import Config
+
+from gpulab.hub_config.typed_settings import Settings, as_settings
 
 from .lifetime import HUB_PID_VARIABLE
 from .service_account import ServiceAccount, prepare, service_account_name
@@ -38,14 +42,20 @@ SERVICE_PORT_OFFSETS = {
 }
 
 
-def service_port(values: dict, name: str) -> int:
-    return values["hub"]["internal_port"] + SERVICE_PORT_OFFSETS[name]
+# The helpers an extension calls take `Settings`; those extensions/mlflow calls take its dict too
+# (`as_settings`) until it is converted.
+AnySettings = Settings | Mapping[str, Any]
 
 
-def service_url(values: dict, name: str) -> str:
+def service_port(s: Settings, name: str) -> int:
+    return s.hub.internal_port + SERVICE_PORT_OFFSETS[name]
+
+
+def service_url(settings: AnySettings, name: str) -> str:
     """Where the proxy, the hub and user servers reach the service."""
-    host = values["hub"]["service_host"] or "127.0.0.1"
-    return f"http://{host}:{service_port(values, name)}"
+    s = as_settings(settings)
+    host = s.hub.service_host or "127.0.0.1"
+    return f"http://{host}:{service_port(s, name)}"
 
 
 def listening_services(c: Config) -> list[tuple[str, str, int]]:
@@ -75,19 +85,19 @@ def too_long_helper_sockets(c: Config) -> list[tuple[str, str]]:
     return found
 
 
-def service_bind_environment(values: dict) -> dict:
+def service_bind_environment(s: Settings) -> dict:
     """Tells a service to listen on every interface when it is reached by host name."""
-    return {BIND_VARIABLE: "0.0.0.0"} if values["hub"]["service_host"] else {}
+    return {BIND_VARIABLE: "0.0.0.0"} if s.hub.service_host else {}
 
 
-def service_prefix(values: dict, name: str) -> str:
+def service_prefix(settings: AnySettings, name: str) -> str:
     """Where the proxy serves the service, e.g. /services/mlflow/."""
-    return f"{values['hub']['base_url']}services/{name}/"
+    return f"{as_settings(settings).hub.base_url}services/{name}/"
 
 
-def own_account(values: dict, name: str, owns: list[str]) -> ServiceAccount:
+def own_account(settings: AnySettings, name: str, owns: list[str]) -> ServiceAccount:
     """The service's own system account, named apart from every hub user's (see service_account)."""
-    return ServiceAccount(service_account_name(values["spawner"]["local"]["account_prefix"], name), tuple(owns))
+    return ServiceAccount(service_account_name(as_settings(settings).spawner.local.account_prefix, name), tuple(owns))
 
 
 def _list(section, key: str) -> list:
@@ -98,10 +108,10 @@ def _list(section, key: str) -> list:
 
 def add_managed_service(
     c: Config,
-    values: dict,
+    settings: AnySettings,
     name: str,
     command: list[str],
-    settings: dict,
+    service_settings: dict,
     *,
     display: bool = True,
     environment: dict | None = None,
@@ -110,13 +120,15 @@ def add_managed_service(
     root_only: bool = False,
 ) -> dict:
     """A service the hub starts (and, if it listens, proxies at /services/<name>/); returns its spec.
+    It gets `service_settings` as JSON in GPULAB_SERVICE_SETTINGS.
 
     `run_as`: when the hub runs as root, the service runs as this account, which owns its
     folders (see run_services_as_their_accounts); otherwise as the hub's user.
     `root_only`: the root part of a service that runs as its own account (e.g. the projects
     storage helper); a hub that is not root does not start it (pass_hub_environment).
     """
-    service_environment = {SETTINGS_VARIABLE: json.dumps(settings), **service_bind_environment(values),
+    s = as_settings(settings)
+    service_environment = {SETTINGS_VARIABLE: json.dumps(service_settings), **service_bind_environment(s),
                            **(environment or {})}
     if root_only:
         service_environment[ROOT_ONLY_VARIABLE] = "1"
@@ -124,7 +136,7 @@ def add_managed_service(
         service_environment[RUN_AS_VARIABLE] = json.dumps({"name": run_as.name, "owns": list(run_as.owns)})
     spec: dict[str, object] = {"name": name, "command": command, "environment": service_environment, "display": display}
     if listen:
-        spec.update(url=service_url(values, name), oauth_no_confirm=True)
+        spec.update(url=service_url(s, name), oauth_no_confirm=True)
     _list(c.JupyterHub, "services").append(spec)
     return spec
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from gpulab.db import make_session_factory
 from gpulab.db.own_database import give_to_folder_owner, own_database_url, upgrade_own_database
+from gpulab.hub_config.typed_settings import Settings
 
 from .lockouts import SSHLockoutRow
 from .store import SSHKeyRow
@@ -33,32 +34,32 @@ MIGRATIONS = ["gpulab.extensions.ssh.migrations"]
 FILE_NAME = "ssh.sqlite"
 
 
-def ssh_folder(values: dict) -> Path:
+def ssh_folder(s: Settings) -> Path:
     """Host key, endpoint master secret and (SQLite) database."""
-    return Path(values["hub"]["data_dir"], "ssh")
+    return Path(s.hub.data_dir, "ssh")
 
 
-def audit_folder(values: dict) -> Path:
-    return Path(values["hub"]["data_dir"], "logs", "ssh")
+def audit_folder(s: Settings) -> Path:
+    return Path(s.hub.data_dir, "logs", "ssh")
 
 
-def old_audit_log(values: dict) -> Path:
-    return Path(values["hub"]["data_dir"], "logs", "ssh-audit.log")
+def old_audit_log(s: Settings) -> Path:
+    return Path(s.hub.data_dir, "logs", "ssh-audit.log")
 
 
-def ssh_database_url(values: dict) -> str:
+def ssh_database_url(s: Settings) -> str:
     """Where the gateway keeps its rows (pure): database.url if set, else its own SQLite file."""
-    return own_database_url(values, ssh_folder(values), FILE_NAME)
+    return own_database_url(s, ssh_folder(s), FILE_NAME)
 
 
-def upgrade_ssh_storage(values: dict) -> int:
+def upgrade_ssh_storage(s: Settings) -> int:
     """Migrate the gateway's own database and move what an earlier version kept elsewhere into
     its folders; returns how many keys moved. Runs where gpulab's database is migrated (as
     root, before the hub starts and hands the folders to the gateway's account)."""
-    if not values["ssh"]["enabled"]:
+    if not s.ssh.enabled:
         return 0
-    _move_old_audit_log(values)
-    return upgrade_own_database(values, ssh_folder(values), FILE_NAME, MIGRATIONS, carry_over)
+    _move_old_audit_log(s)
+    return upgrade_own_database(s, ssh_folder(s), FILE_NAME, MIGRATIONS, carry_over)
 
 
 def carry_over(source: Engine, target: Engine) -> int:
@@ -87,8 +88,8 @@ def carry_over(source: Engine, target: Engine) -> int:
     return len(copied)
 
 
-def _move_old_audit_log(values: dict) -> None:
-    old, folder = old_audit_log(values), audit_folder(values)
+def _move_old_audit_log(s: Settings) -> None:
+    old, folder = old_audit_log(s), audit_folder(s)
     if not old.is_file() or old.is_symlink() or (folder / "audit.log").exists():
         return
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)

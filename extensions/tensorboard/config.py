@@ -9,26 +9,23 @@ from __future__ import annotations
 import json
 
 from gpulab.hub_config.registry import Extension
+from gpulab.hub_config.typed_settings import Settings
 
 SETTINGS_VARIABLE = "GPULAB_TENSORBOARD"
 
 
-def server_settings(values: dict) -> dict:
-    tensorboard = values["tensorboard"]
-    return {
-        "enabled": tensorboard["enabled"],
-        "default_logdir": tensorboard["default_logdir"],
-        "idle_timeout_seconds": tensorboard["idle_timeout_seconds"],
-        "max_instances": tensorboard["max_instances"],
-    }
+def server_settings(s: Settings) -> dict:
+    """The `tensorboard` section, as the server reads it back (Tensorboard.model_validate)."""
+    return s.tensorboard.model_dump(mode="json")
 
 
-def server_environment(values: dict) -> dict:
-    return {SETTINGS_VARIABLE: json.dumps(server_settings(values))}
+def server_environment(s: Settings) -> dict:
+    return {SETTINGS_VARIABLE: json.dumps(server_settings(s))}
 
 
-def update_tensorboard(values: dict, c) -> None:
+def update_tensorboard(s: Settings, c) -> None:
     """Nothing in the hub itself: TensorBoard runs inside each user server."""
 
 
-EXTENSION = Extension("tensorboard", 60, update_tensorboard, server_environment=server_environment)
+EXTENSION = Extension("tensorboard", 60, update_tensorboard, server_environment=server_environment,
+                      typed=True)

@@ -18,40 +18,44 @@ from gpulab.extensions.service.config import (
     service_prefix,
 )
 from gpulab.hub_config.registry import Extension, NavLink
+from gpulab.hub_config.typed_settings import Settings
 
 NAME = "usage"
 DATABASE_ACCOUNT = "scheduler"  # the service account that owns gpulab's SQLite database
 
 
-def update_usage(values: dict, c: Config) -> None:
+def update_usage(s: Settings, c: Config) -> None:
     # this machine's GPUs, claimed through the ledger (the local and docker backends)
-    local = values["spawner"]["backend"] != "kubernetes"
+    local = s.spawner.backend != "kubernetes"
     settings = {
-        "database_url": database_url(values),
-        "sample_interval": values["usage"]["sample_interval"],
-        "retention_days": values["usage"]["retention_days"],
-        "idle_threshold": values["culling"]["gpu_utilization_threshold"],
+        "database_url": database_url(s),
+        "sample_interval": s.usage.sample_interval,
+        "retention_days": s.usage.retention_days,
+        "idle_threshold": s.culling.gpu_utilization_threshold,
         # utilisation from NVML (on Kubernetes no GPU is seen from here)
-        "gpu_inventory": values["spawner"]["local"]["gpu_inventory"] if local else "",
+        "gpu_inventory": s.spawner.local.gpu_inventory if local else "",
         # on Kubernetes: the pods of gpulab's namespace, and the DCGM exporter where there is one
-        "backend": values["spawner"]["backend"],
-        "namespace": values["spawner"]["kubernetes"]["namespace"],
-        "dcgm_exporter_url": values["usage"]["dcgm_exporter_url"],
-        "log_level": values["hub"]["log_level"],
+        "backend": s.spawner.backend,
+        "namespace": s.spawner.kubernetes.namespace,
+        "dcgm_exporter_url": s.usage.dcgm_exporter_url,
+        "log_level": s.hub.log_level,
     }
     # display=False: the "Usage" link (nav_links) replaces the hub's Services menu entry
-    owns = [] if values["database"]["url"] else [str(database_folder(values))]
-    add_managed_service(c, values, NAME, python_module_command("gpulab.extensions.usage.service"), settings,
-                        display=False, run_as=own_account(values, DATABASE_ACCOUNT, owns) if local else None)
+    owns = [] if s.database.url else [str(database_folder(s))]
+    add_managed_service(c, s, NAME, python_module_command("gpulab.extensions.usage.service"), settings,
+                        display=False, run_as=own_account(s, DATABASE_ACCOUNT, owns) if local else None)
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)
     # the hub's home page reads its user's GPUs' live readings from here (templates/home.html)
-    c.JupyterHub.template_vars["gpulab_usage_url"] = service_prefix(values, NAME)
+    c.JupyterHub.template_vars["gpulab_usage_url"] = service_prefix(s, NAME)
 
 
-def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("Usage", service_prefix(values, NAME))]
+def nav_links(s: Settings) -> list[NavLink]:
+    return [NavLink("Usage", service_prefix(s, NAME))]
 
 
-EXTENSION = Extension("usage", 45, update_usage, enabled=lambda values: values["usage"]["enabled"],
-                      nav_links=nav_links)
+def enabled(s: Settings) -> bool:
+    return s.usage.enabled
+
+
+EXTENSION = Extension("usage", 45, update_usage, enabled=enabled, nav_links=nav_links, typed=True)

@@ -100,7 +100,8 @@ def test_everything_keeps_the_users_settings(everything_docs, tmp_path):
 
 
 def test_ssh_gateway_port_and_master_secret_match_the_pod(everything_docs, tmp_path):
-    values = hub_settings(everything_docs, "team-gpulab", tmp_path)[0].values
+    loaded = hub_settings(everything_docs, "team-gpulab", tmp_path)[0]
+    values = loaded.values
     hub = find(everything_docs, "Deployment", "team-gpulab-hub")["spec"]["template"]["spec"]
     ports = {p["name"]: p["containerPort"] for p in hub["containers"][0]["ports"]}
     assert ports["ssh"] == values["ssh"]["port"]
@@ -108,7 +109,7 @@ def test_ssh_gateway_port_and_master_secret_match_the_pod(everything_docs, tmp_p
     assert values["ssh"]["servers_url"] == "http://team-gpulab-proxy-public:443"
     # the init container writes the Secret's master secret where the gateway and the spawner read it
     script = hub["initContainers"][0]["command"][-1]
-    assert f"> {ssh_paths(values)['master_secret']}\n" in script
+    assert f"> {ssh_paths(loaded.settings)['master_secret']}\n" in script
 
 
 def test_secrets_come_from_the_secret_never_the_configmap(default_docs, tmp_path):
@@ -189,6 +190,6 @@ def test_the_init_script_writes_the_password_file_and_master_secret_gpulab_reads
     pgpass = tmp_path / "home" / ".pgpass"
     assert pgpass.read_text() == "*:*:*:gpulab:p\\:ss\\\\word\n"  # libpq's escapes for : and \
     assert pgpass.stat().st_mode & 0o077 == 0  # libpq ignores a password file others can read
-    settings = hub_settings(default_docs, "gpulab", tmp_path)[0].values
+    settings = hub_settings(default_docs, "gpulab", tmp_path)[0].settings
     written = Path(str(ssh_paths(settings)["master_secret"]).replace(mounts["data"], str(tmp_path / "data")))
     assert master_secret(written) == bytes.fromhex(secret)

@@ -14,6 +14,7 @@ from gpulab.extensions.mlflow.config import tracking_uri
 from gpulab.extensions.service.config import BIND_VARIABLE, service_url
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import ConfigError, complete, deep_merge, load_settings, validate
+from gpulab.hub_config.typed_settings import Settings
 
 
 def settings(**sections) -> dict:
@@ -86,5 +87,5 @@ def test_gpulab_up_needs_no_local_chp_for_an_external_one(monkeypatch):
 
     monkeypatch.setattr(up.shutil, "which", lambda name: None)  # no configurable-http-proxy here
     chp = {"kind": "configurable-http-proxy"}
-    assert "not installed" in up.missing_proxy(settings(proxy=chp))
-    assert up.missing_proxy(settings(proxy={**chp, "api_url": "http://gpulab-proxy-api:8001"})) is None
+    assert "not installed" in up.missing_proxy(Settings.from_values(settings(proxy=chp)))
+    assert up.missing_proxy(Settings.from_values(settings(proxy={**chp, "api_url": "http://gpulab-proxy-api:8001"}))) is None

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from traitlets.config import Config
 
 from gpulab.hub_config.apply import apply_config, update_auth, update_templates
 from gpulab.hub_config.authenticators import github_team_groups
 from gpulab.hub_config.registry import Extension, NavLink
-from gpulab.hub_config.settings import complete, deep_merge
+from gpulab.hub_config.settings import deep_merge
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.hub_config.urls import public_url, server_hub_url
+from tests.support.settings import typed_settings
 
 
-def settings(**sections) -> dict:
-    base = {"hub": {"data_dir": "/srv/gpulab/data"}}
-    return complete(deep_merge(base, sections), Path("/srv/gpulab"))
+def settings(**sections) -> Settings:
+    return typed_settings(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections))
 
 
 def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():

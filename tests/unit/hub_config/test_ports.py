@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 from traitlets.config import Config
@@ -14,16 +13,18 @@ from traitlets.config import Config
 from gpulab.extensions.service.config import listening_services
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.ports import Listener, clash, planned_listeners, unavailable_port
-from gpulab.hub_config.settings import complete, deep_merge
+from gpulab.hub_config.settings import deep_merge
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.hub_config.up import clear_stale_proxy
 from tests.support.ports import free_port_block
+from tests.support.settings import typed_settings
 
 
-def settings(**sections) -> dict:
-    return complete(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections), Path("/srv/gpulab"))
+def settings(**sections) -> Settings:
+    return typed_settings(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections))
 
 
-def plan(values: dict) -> list[Listener]:
+def plan(values: Settings) -> list[Listener]:
     return planned_listeners(values, listening_services(apply_config(values, Config())))
 
 

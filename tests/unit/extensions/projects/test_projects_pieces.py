@@ -24,15 +24,17 @@ from gpulab.extensions.projects.store import Member, Project
 from gpulab.extensions.projects.sync import desired_groups, effective_members
 from gpulab.extensions.projects.views import iso
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import bundled_schema, complete, deep_merge, with_defaults
+from gpulab.hub_config.settings import bundled_schema, deep_merge, with_defaults
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.spawner.backends.kubernetes.manifests import PodChanges
 from tests.support.openapi import load_spec
+from tests.support.settings import typed_settings
 
 NOW = datetime(2026, 5, 4, 3, 2, 1, tzinfo=timezone.utc)
 
 
-def settings(**sections) -> dict:
-    return complete(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections), Path("/srv/gpulab"))
+def settings(**sections) -> Settings:
+    return typed_settings(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections))
 
 
 # ---------------------------------------------------------------- ACLs
@@ -210,7 +212,7 @@ def test_group_prefix_and_root_defaults():
     assert group_prefix(settings()) == "gpulab-p-"
     assert group_prefix(settings(spawner={"local": {"account_prefix": "lab-"}})) == "lab-p-"
     assert group_prefix(settings(projects={"local": {"group_prefix": "proj-"}})) == "proj-"
-    assert settings(projects={"local": {"root": "shared"}})["projects"]["local"]["root"] == "/srv/gpulab/shared"
+    assert settings(projects={"local": {"root": "shared"}}).projects.local.root == "/srv/gpulab/shared"
     assert default_root("", "/srv/gpulab/data", isolated=True) == Path("/srv/gpulab/projects")
     assert default_root("", "/srv/gpulab/data", isolated=False) == Path("/srv/gpulab/data/projects")
 

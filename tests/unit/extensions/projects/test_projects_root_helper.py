@@ -28,13 +28,15 @@ from gpulab.extensions.projects.sync import NoStorage
 from gpulab.extensions.service.config import RUN_AS_VARIABLE, pass_hub_environment, runs_as_own_account
 from gpulab.extensions.service.errors import Conflict
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import complete, deep_merge
+from gpulab.hub_config.settings import deep_merge
+from gpulab.hub_config.typed_settings import Settings
+from tests.support.settings import typed_settings
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
 
-def settings(**sections) -> dict:
-    return complete(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections), Path("/srv/gpulab"))
+def settings(**sections) -> Settings:
+    return typed_settings(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections))
 
 
 def stores(url: str) -> tuple[ProjectStore, SharedServerStore]:

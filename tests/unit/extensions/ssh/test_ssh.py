@@ -36,11 +36,13 @@ from gpulab.extensions.ssh.trust import (
 from gpulab.extensions.ssh.upstream import Refused, Upstream, websocket_url
 from gpulab.extensions.ssh.web import connection_info, ssh_config_block
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import complete, deep_merge
+from gpulab.hub_config.settings import deep_merge
+from gpulab.hub_config.typed_settings import Settings
+from tests.support.settings import typed_settings
 
 
-def settings(**sections) -> dict:
-    return complete(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections), Path("/srv/gpulab"))
+def settings(**sections) -> Settings:
+    return typed_settings(deep_merge({"hub": {"data_dir": "/srv/gpulab/data"}}, sections))
 
 
 def public_key_text(algorithm: str = "ssh-ed25519", comment: str = "me@laptop", **options) -> str:
@@ -383,9 +385,9 @@ def test_an_interrupted_move_is_finished_without_doubling_a_key(tmp_path):
 
 def test_with_a_shared_database_nothing_moves(tmp_path):
     values = settings(hub={"data_dir": str(tmp_path)}, database={"url": old_style_database(tmp_path)})
-    KeyStore(make_engine(values["database"]["url"])).add("alice", parse_public_key(public_key_text()))
+    KeyStore(make_engine(values.database.url)).add("alice", parse_public_key(public_key_text()))
     assert upgrade_ssh_storage(values) == 0
-    assert len(KeyStore(make_engine(values["database"]["url"])).list("alice")) == 1
+    assert len(KeyStore(make_engine(values.database.url)).list("alice")) == 1
     assert not (tmp_path / "ssh").exists()
 
 
