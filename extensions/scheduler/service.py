@@ -6,24 +6,21 @@ import asyncio
 import os
 from pathlib import Path
 
-from gpulab.compute.inventory import CachedInventory, load_inventory
-from gpulab.compute.ledger import Ledger, LocalPool
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.config import runs_as_own_account
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
 from gpulab.hub_config.client import AsyncHubClient, HubClient
+from gpulab.spawner.backends import backend
+from gpulab.spawner.backends.docker.runner_container import ContainerEngine
+from gpulab.spawner.backends.local.runner_process import ProcessLauncher
+from gpulab.spawner.backends.protocol import Executor, RunServices
 
 from .api import ROUTES
 from .core import RunStorage, SchedulerCore
 from .directory import HubDirectory
 from .dispatcher import Dispatcher
-from gpulab.spawner.backends.local.executor import LocalExecutor
-from gpulab.spawner.backends.docker.runner_container import ContainerEngine
-from gpulab.spawner.backends.local.runner_process import ProcessLauncher
-from gpulab.spawner.backends.protocol import Executor
-from gpulab.spawner.backends.local.standby import Standbys
 from .notify import Notifier
 from .tracking import MlflowForRuns
 from .user_files import UserFiles
@@ -47,27 +44,15 @@ def make_launcher(settings: dict, log):
 
 def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage,
                   launcher) -> Executor:
-    """The backend of spawner.backend: local processes claim GPUs from the ledger here; on
-    Kubernetes, Jobs get them from the cluster."""
-    if settings["spawner"]["backend"] != "kubernetes":
-        inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
-        in_images = settings["spawner"]["backend"] == "docker"
-        # Standby runners (the warm path) beside the runs' folders: a standby's log becomes its run's log.txt
-        warm = settings["scheduler"]
-        standbys = None if in_images or not warm["standby_runners"] else Standbys(
-            settings["runner_url"].rstrip("/") + "/", storage.root.parent / "standbys",
-            max_standbys=warm["standby_runners"], idle_seconds=warm["standby_idle_seconds"], log=log)
-        return LocalExecutor(launcher, LocalPool(Ledger(sessions), inventory.devices), inventory.driver,
-                             in_images=in_images, standbys=standbys, log=log)
-
-    from gpulab.spawner.backends.kubernetes.executor import KubernetesExecutor  # kubernetes_asyncio: 0.3 s of every local start
+    """The executor of the backend spawner.backend names (spawner/backends/<name>/)."""
 
     async def roles_of(owner: str) -> dict:
         who = await directory.who(owner)
         return project_roles(list(who.groups))
 
-    return KubernetesExecutor(settings, log, roles_of, lambda run_id: storage.path(run_id, "log.txt"),
-                              sessions=sessions)
+    return backend(settings["spawner"]["backend"]).executor(RunServices(
+        settings, log, sessions, run_log=lambda run_id: storage.path(run_id, "log.txt"),
+        state_dir=storage.root.parent, roles_of=roles_of, launcher=launcher))
 
 
 def mlflow_environment(settings: dict, hub: HubClient, log):
@@ -87,7 +72,7 @@ async def main() -> None:
     hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
     storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
     directory = HubDirectory(AsyncHubClient(os.environ["JUPYTERHUB_API_URL"], token))
-    launcher, user_files = make_launcher(settings, log) if settings["spawner"]["backend"] != "kubernetes" \
+    launcher, user_files = make_launcher(settings, log) if backend(settings["spawner"]["backend"]).machine_local \
         else (None, None)
     executor = make_executor(settings, log, directory, sessions, storage, launcher)
     await executor.prepare()

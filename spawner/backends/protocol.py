@@ -1,4 +1,11 @@
-"""What the dispatcher asks of an executor, whichever backend runs the runner.
+"""What a compute backend is: a server spawner for the hub and an executor for scheduled runs.
+
+A backend lives in one folder, spawner/backends/<name>/, whose package declares `BACKEND`, an
+object implementing `ComputeBackend`, and is named in spawner/backends/__init__.py (the value of
+`spawner.backend` in gpulab.yaml). The hub loads its `spawner_class` and applies its
+`configure` step; the scheduler service builds its executor with `executor(RunServices)`.
+
+What the dispatcher asks of an executor, whichever backend runs the runner:
 
 The dispatcher claims compute (gpulab.compute.claims) from the executor's pool, then hands
 the executor a `RunRequest`; the executor turns it into its own plan (a local process, a
@@ -8,13 +15,19 @@ reference of its own type, which it alone formats and parses (stored in Run.exec
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar
+
+from traitlets.config import Config
 
 from gpulab.compute.claims import Claim, Pool
 from gpulab.compute.profiles import Profile
 from gpulab.images.catalog import Environment
+
+if TYPE_CHECKING:  # typed settings (pydantic) only where a hub is configured
+    from gpulab.hub_config.typed_settings import Settings
 
 Ref = TypeVar("Ref")
 
@@ -82,3 +95,30 @@ class Executor(Protocol[Ref]):
 
     def python_exists(self, python: str) -> bool:
         """Whether an environment's Python is there to run (images on Kubernetes always are)."""
+
+
+@dataclass(frozen=True)
+class RunServices:
+    """What the scheduler service hands a backend to build its executor."""
+
+    settings: dict  # the scheduler service's settings
+    log: logging.Logger
+    sessions: Callable  # the scheduler's database sessions (the GPU ledger's claims live there)
+    run_log: Callable[[str], Path]  # a run's log file, by run id
+    state_dir: Path  # the scheduler's own folder (standby runners keep their logs there)
+    roles_of: Callable[[str], Awaitable[dict]]  # a user's project roles (a cluster labels Jobs by them)
+    launcher: Any = None  # who starts runners as their owners (machine-local backends; None on a cluster)
+
+
+class ComputeBackend(Protocol):
+    name: str  # `spawner.backend` in gpulab.yaml
+    spawner_class: str  # the Spawner JupyterHub loads for servers (its import path)
+    # Servers and runs are this machine's processes or containers: its system accounts and homes,
+    # its GPUs through the ledger. False: a cluster's (accounts, homes and GPUs are the cluster's).
+    machine_local: bool
+
+    def configure(self, s: Settings, c: Config) -> None:
+        """Set this backend's own hub settings (its spawner's traits) from gpulab.yaml."""
+
+    def executor(self, services: RunServices) -> Executor:
+        """The executor the scheduler runs notebooks with on this backend."""

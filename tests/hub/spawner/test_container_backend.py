@@ -9,7 +9,7 @@ the image's Python; MLflow logs from inside; TensorBoard started in the containe
 through the hub; stopping the server removes the container.
 
 What this does not cover: a real GPU (there is none here; the device requests a GPU profile makes
-are unit-tested against literal dicts in tests/unit/spawner/test_docker_backend.py), Docker Engine itself
+are unit-tested against literal dicts in tests/unit/spawner/backends/docker/test_docker_backend.py), Docker Engine itself
 (Podman serves the same API). SSH into a container, project folders, and scheduled runs in
 containers (also made from JupyterLab's scheduler in a container) have their own modules
 (test_container_ssh.py, test_container_projects.py, test_container_runs.py).

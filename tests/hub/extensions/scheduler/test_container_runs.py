@@ -11,7 +11,7 @@ loses nothing (the run ends COMPLETED, once); a job made through jupyter-schedul
 container too) reaches the central service and runs in the image.
 
 Not covered: a GPU (none here; the device requests are unit-tested against literal dicts in
-tests/unit/extensions/scheduler/test_container_runs.py, and Podman 4 drops them, which the run then refuses),
+tests/unit/spawner/backends/docker/test_runner_container.py, and Podman 4 drops them, which the run then refuses),
 Docker Engine itself (Podman serves the same API).
 """
 

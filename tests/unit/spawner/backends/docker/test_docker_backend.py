@@ -10,7 +10,8 @@ from __future__ import annotations
 from traitlets.config import Config
 
 from gpulab.compute.limits import Limits
-from gpulab.hub_config.apply import DOCKER_SPAWNER, apply_config
+from gpulab.hub_config.apply import apply_config
+from gpulab.spawner.backends import backend
 from gpulab.hub_config.settings import bundled_schema, with_defaults
 from gpulab.compute.containers import gpu_device_requests, limit_settings
 from gpulab.spawner.backends.docker.spawner import container_settings
@@ -69,7 +70,7 @@ def test_the_docker_backend_is_configured_from_the_settings():
                                                 "docker": {"host": "unix:///run/podman/podman.sock",
                                                            "gpu_request": "cdi", "mounts": ["/data"]}}})
     c = apply_config(values, Config(), extensions=[])
-    assert c.JupyterHub.spawner_class == DOCKER_SPAWNER
+    assert c.JupyterHub.spawner_class == backend("docker").spawner_class
     assert c.ContainerSpawner.account_prefix == "lab-"
     assert c.ContainerSpawner.client_kwargs == {"base_url": "unix:///run/podman/podman.sock"}
     assert c.ContainerSpawner.gpu_request == "cdi"
