@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
 from traitlets.config import Config
 
@@ -56,14 +56,22 @@ def rewrite(values):
         offset += len(entry) + 1
     return written
 """
-_rewrite: dict = {}
-exec(REWRITE_SOURCE, _rewrite)  # the same code as the kernel runs
+
+
+def _compiled_rewrite() -> Callable[[dict], set]:
+    """REWRITE_SOURCE's `rewrite`: the same code as the kernel runs."""
+    namespace: dict = {}
+    exec(REWRITE_SOURCE, namespace)
+    return namespace["rewrite"]
+
+
+REWRITE = _compiled_rewrite()
 
 
 def mark_as_run(env: dict) -> bool:
     """This process's /proc/PID/environ now carries the run's URL and token."""
     try:
-        return set(MARKS) <= _rewrite["rewrite"]({name: env.get(name, "") for name in MARKS})
+        return set(MARKS) <= REWRITE({name: env.get(name, "") for name in MARKS})
     except (OSError, ValueError, IndexError):
         return False
 
