@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gpulab.hub_config.typed_settings import ProjectBudget, QuotaLimits, Quotas
+
 WARN_AT = 0.8
 
 
@@ -30,23 +32,23 @@ def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _budget(limits: dict | None) -> float | None:
-    return (limits or {}).get("gpu_hours_per_month")
+def _budget(limits: QuotaLimits | ProjectBudget | None) -> float | None:
+    return limits.gpu_hours_per_month if limits is not None else None
 
 
-def budget_lines(quotas: dict, owner: str, groups, project: str, spent: Spent,
+def budget_lines(quotas: Quotas, owner: str, groups, project: str, spent: Spent,
                  group_members: dict[str, tuple[str, ...]]) -> list[tuple[str, float, float]]:
     """(who, GPU-hours used, budget) for every budget that applies to this claim."""
     lines = []
-    own = _budget(quotas.get("users", {}).get(owner, quotas.get("default")))
+    own = _budget(quotas.users.get(owner, quotas.default))
     if own is not None:
         lines.append((owner, spent.by_owner.get(owner, 0.0), own))
-    for group in sorted(set(groups) & set(quotas.get("groups", {}))):
-        budget = _budget(quotas["groups"][group])
+    for group in sorted(set(groups) & set(quotas.groups)):
+        budget = _budget(quotas.groups[group])
         if budget is not None:
             used = sum(spent.by_owner.get(m, 0.0) for m in group_members.get(group, ()))
             lines.append((f"group {group}", used, budget))
-    budget = _budget(quotas.get("projects", {}).get(project)) if project else None
+    budget = _budget(quotas.projects.get(project)) if project else None
     if budget is not None:
         lines.append((f"project {project}", spent.by_project.get(project, 0.0), budget))
     return lines

@@ -11,8 +11,11 @@ from the cluster's pods), so two claims at the same moment may both pass the las
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
+
+from gpulab.hub_config.typed_settings import Quotas
 
 from .availability import Availability
 from .budgets import Spent, budget_lines, budget_problem, budget_warnings
@@ -127,17 +130,24 @@ class ClusterPool:
         """Nothing to give back: the cluster frees a pod's GPUs when the pod ends."""
 
 
-def quota_reason(quotas: dict, owner: str, groups, purpose: Purpose, gpus: int, standing: Standing,
-                 held: dict[str, int]) -> str | None:
+def typed_quotas(quotas: Quotas | Mapping[str, Any]) -> Quotas:
+    """The `quotas` section typed: the spawner's traits and the scheduler's settings hand it over
+    as a dict (missing keys are defaults: no limit)."""
+    return quotas if isinstance(quotas, Quotas) else Quotas.model_validate(quotas)
+
+
+def quota_reason(quotas: Quotas | Mapping[str, Any], owner: str, groups, purpose: Purpose, gpus: int,
+                 standing: Standing, held: dict[str, int]) -> str | None:
     """Why `purpose` with `gpus` more GPUs would break a quota, given the GPUs each owner `held`; or None."""
+    quotas = typed_quotas(quotas)
     group_usage = {g: Usage(sum(held.get(m, 0) for m in members), standing.group_servers.get(g, 0))
                    for g, members in standing.group_members.items()}
     return quota_problem(quotas, owner, groups, gpus, purpose.servers,
                          Usage(held.get(owner, 0), standing.servers), group_usage)
 
 
-def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: dict, standing: Standing,
-          pool: Pool | None, nodes: int = 1) -> Claim | None:
+def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: Quotas | Mapping[str, Any],
+          standing: Standing, pool: Pool | None, nodes: int = 1) -> Claim | None:
     """Claim what `profile` needs for `purpose`: None for a CPU profile (nothing to hold), the
     GPUs' claim otherwise. Raises OverQuota or DevicesBusy with the reason.
 
@@ -145,13 +155,14 @@ def claim(owner: str, groups, purpose: Purpose, profile: Profile, *, quotas: dic
     only a cluster's pool places them, one pod per node."""
 
     warnings: list[str] = []
+    typed = typed_quotas(quotas)
 
     def check(held: dict[str, int], spent: Spent | None) -> None:
-        problem = quota_reason(quotas, owner, groups, purpose, profile.gpu.count * nodes, standing, held)
+        problem = quota_reason(typed, owner, groups, purpose, profile.gpu.count * nodes, standing, held)
         if problem:
             raise OverQuota(problem)
         if spent is not None:
-            lines = budget_lines(quotas, owner, groups, purpose.project, spent, standing.group_members)
+            lines = budget_lines(typed, owner, groups, purpose.project, spent, standing.group_members)
             problem = budget_problem(lines, spent)
             if problem:
                 raise OverBudget(problem)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from gpulab.compute.quotas import Usage, quota_problem
+from gpulab.hub_config.typed_settings import Quotas
 
 
-QUOTAS = {"default": {"max_gpus": 2, "max_servers": 3}, "users": {"bob": {"max_gpus": None, "max_servers": 1}},
-          "groups": {"ml": {"max_gpus": 4, "max_servers": None}}}
+QUOTAS = Quotas.model_validate({"default": {"max_gpus": 2, "max_servers": 3},
+                                "users": {"bob": {"max_gpus": None, "max_servers": 1}},
+                                "groups": {"ml": {"max_gpus": 4, "max_servers": None}}})
 
 
 def test_quotas_for_users_and_shared_group_budgets():
