@@ -45,6 +45,26 @@ from gpulab.spawner.backends.local.warm_start import PYTHON_VARIABLES_HONOURED, 
 # from the home at import (JupyterLab's user-settings folder, send2trash's trash, jupyter-server-
 # fileid's database) is found afterwards by this prefix and given the account's home in the child.
 HOME_SENTINEL = "/nonexistent/gpulab-zygote-home"
+# What a server imports only while it initializes and answers its first requests (its handler
+# modules, what its extensions import lazily: nbconvert, IPython, asyncssh for the SSH endpoint,
+# httpx's transport), measured as the modules a forked server had that the zygote had not: about
+# 0.2 s of CPU per spawn, paid once here instead. Plain module imports, as any server's: what they
+# compute from the home is found and rewritten like the rest (home_dependent). Best effort: a
+# module missing from an environment is imported (or not) by its servers as before.
+LATE_IMPORTS = (
+    "jupyter_server.services.api.handlers", "jupyter_server.services.config.handlers",
+    "jupyter_server.services.contents.handlers", "jupyter_server.services.events.handlers",
+    "jupyter_server.services.kernels.handlers", "jupyter_server.services.kernelspecs.handlers",
+    "jupyter_server.services.nbconvert.handlers", "jupyter_server.services.security.handlers",
+    "jupyter_server.services.sessions.handlers", "jupyter_server.services.shutdown",
+    "jupyter_server.kernelspecs.handlers", "jupyter_server.nbconvert.handlers", "jupyter_server.view.handlers",
+    "jupyter_scheduler.executors", "jupyter_scheduler.job_files_manager", "jupyter_scheduler.parameterize",
+    "nbconvert", "nbclient", "IPython", "ipykernel.kernelspec", "jupyterlab_pygments", "jupyter_core.migrate",
+    "jupyter_lsp.virtual_documents_shadow", "httpcore", "sqlalchemy.dialects.sqlite", "tornado.platform.asyncio",
+    "gpulab.extensions.ssh.endpoint", "gpulab.extensions.tensorboard.extension", "gpulab.extensions.tensorboard.launcher",
+    "gpulab.extensions.mlflow.launcher", "gpulab.extensions.singleuser.launcher", "gpulab.hub_config.registry",
+    "jinja2.ext", "html.parser", "webbrowser", "codeop", "getopt", "encodings.utf_16_le", "encodings.utf_16_be",
+)
 CHILD_SETUP_TIMEOUT = 30.0  # seconds the zygote waits for a child to say it runs as its account
 PR_SET_DUMPABLE = 4
 
@@ -92,6 +112,11 @@ def preimport(extensions: tuple[str, ...] | list[str] = ()) -> list[str]:
                     __import__(point["module"], fromlist=["_"])
         except Exception:  # an extension that fails to import fails in the server too, with its log
             failed.append(name)
+    for name in LATE_IMPORTS:
+        try:
+            __import__(name)
+        except Exception:  # not installed here, or broken: the server imports it itself (or never)
+            pass
     return failed
 
 
