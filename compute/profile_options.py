@@ -11,7 +11,12 @@ applied by the Kubernetes backend after the profile's own overrides, in option o
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from gpulab.hub_config.typed_settings import ProfileOption as OptionSettings
+from gpulab.hub_config.typed_settings import plain
 
 UNLISTED = "--unlisted-choice"
 
@@ -55,27 +60,25 @@ class ChosenOption:
     kubespawner_override: dict = field(default_factory=dict, compare=False)
 
 
-UNLISTED_DEFAULTS = {"enabled": False, "display_name": "", "display_name_in_choices": "Other...",
-                     "validation_regex": "", "validation_message": "", "kubespawner_override": {}}
-
-
 class OptionError(ValueError):
     """A choice that is refused (the spawner answers 400 with the message)."""
 
 
-def options_from_settings(settings: dict) -> tuple[ProfileOption, ...]:
-    """The `profile_options` of one profile's settings (defaults as the schema describes them)."""
+def options_from_settings(settings: Mapping[str, OptionSettings | Mapping[str, Any]]) -> tuple[ProfileOption, ...]:
+    """The `profile_options` of one profile's settings (typed, or dicts typed here: defaults as the
+    schema describes them)."""
     options = []
-    for name, item in settings.items():
-        unlisted = {**UNLISTED_DEFAULTS, **item.get("unlisted_choice", {})}
+    for name, given in settings.items():
+        item = given if isinstance(given, OptionSettings) else OptionSettings.model_validate(given)
+        unlisted = item.unlisted_choice
         options.append(ProfileOption(
             name=name,
-            display_name=item["display_name"],
-            choices=tuple(Choice(key, c["display_name"], c.get("default", False), c.get("kubespawner_override", {}))
-                          for key, c in item.get("choices", {}).items()),
-            unlisted=Unlisted(unlisted["enabled"], unlisted["display_name"], unlisted["display_name_in_choices"],
-                              unlisted["validation_regex"], unlisted["validation_message"],
-                              unlisted["kubespawner_override"]),
+            display_name=item.display_name,
+            choices=tuple(Choice(key, c.display_name, c.default, plain(c.kubespawner_override))
+                          for key, c in item.choices.items()),
+            unlisted=Unlisted(unlisted.enabled, unlisted.display_name, unlisted.display_name_in_choices,
+                              unlisted.validation_regex, unlisted.validation_message,
+                              plain(unlisted.kubespawner_override)),
         ))
     return tuple(options)
 

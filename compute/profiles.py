@@ -8,7 +8,12 @@ into the next (kubespawner#546, #691).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from gpulab.hub_config.typed_settings import Profile as ProfileSettings
+from gpulab.hub_config.typed_settings import Settings, plain
 
 from .profile_options import ProfileOption, option_keys, options_from_settings
 
@@ -96,30 +101,38 @@ class ChoiceError(Exception):
         self.message = message
 
 
-def profiles_from_settings(values: dict) -> tuple[Profile, ...]:
-    profiles = []
-    for item in values["profiles"]:
-        gpu = item["gpu"]
-        profiles.append(Profile(
-            id=item["id"],
-            display_name=item["display_name"],
-            description=item["description"],
-            cpu_guarantee=item["cpu"]["guarantee"],
-            cpu_limit=item["cpu"]["limit"],
-            memory_guarantee=parse_size(item["memory"]["guarantee"]),
-            memory_limit=parse_size(item["memory"]["limit"]),
-            gpu=GpuRequest(gpu["count"], tuple(gpu["models"]), gpu["mig_profile"]),
-            allowed_groups=tuple(item["allowed_groups"]),
-            allowed_users=tuple(item["allowed_users"]),
-            default=item["default"],
-            idle_timeout=item["idle_timeout"],
-            environments=tuple(item["environments"]),
-            node_selector=tuple(sorted(item["node_selector"].items())),
-            tolerations=tuple(item["tolerations"]),
-            kubespawner_override=item["kubespawner_override"],
-            options=options_from_settings(item["profile_options"]),
-        ))
-    return tuple(profiles)
+def profiles_from_settings(settings: Settings | Mapping[str, Any]) -> tuple[Profile, ...]:
+    """The settings' `profiles` as compute profiles. The spawner's traits and the scheduler's
+    settings still hand them over as dicts ({"profiles": [...]}, complete, ids filled): each is
+    typed at this entry."""
+    items: Iterable[ProfileSettings | Mapping[str, Any]] = (
+        settings.profiles if isinstance(settings, Settings) else settings["profiles"])
+    typed = (item if isinstance(item, ProfileSettings) else ProfileSettings.model_validate(item) for item in items)
+    return tuple(profile_from_settings(item) for item in typed)
+
+
+def profile_from_settings(item: ProfileSettings) -> Profile:
+    gpu = item.gpu
+    return Profile(
+        id=item.id,
+        display_name=item.display_name,
+        description=item.description,
+        cpu_guarantee=item.cpu.guarantee,
+        cpu_limit=item.cpu.limit,
+        memory_guarantee=parse_size(item.memory.guarantee),
+        memory_limit=parse_size(item.memory.limit),
+        gpu=GpuRequest(gpu.count, gpu.models, gpu.mig_profile),
+        allowed_groups=item.allowed_groups,
+        allowed_users=item.allowed_users,
+        default=item.default,
+        idle_timeout=item.idle_timeout,
+        environments=item.environments,
+        node_selector=tuple(sorted(item.node_selector.items())),
+        # what goes into pod manifests stays plain (the Kubernetes backend copies and merges it)
+        tolerations=tuple(plain(item.tolerations)),
+        kubespawner_override=plain(item.kubespawner_override),
+        options=options_from_settings(item.profile_options),
+    )
 
 
 def profile_id(item: dict) -> str:
