@@ -120,6 +120,15 @@ def module_hub_factory(hubs_root, hub_defaults):
 
 
 @pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """kmock's emulated Kubernetes API with three nodes (tests/support/cluster.py), one per test module."""
+    from tests.support.cluster import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"needs {CHROMIUM}")

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from gpulab.hub_config.client import HubClient
-from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, container, env_of  # noqa: F401 (fixture)
+from tests.support.cluster import NAMESPACE, container, env_of
 from tests.support.gpu_hub import catalog
 from tests.support.helm import render
 from tests.support.hub import wait_for, write_settings
@@ -75,7 +75,7 @@ def chart(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def hub(module_hub_factory, cluster, chart, tmp_path_factory):  # noqa: F811
+def hub(module_hub_factory, cluster, chart, tmp_path_factory):
     folder = tmp_path_factory.mktemp("chart-hub")
     (config,) = [d for d in chart if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gpulab-hub"]
     rendered = yaml.safe_load(config["data"]["gpulab.yaml"])

@@ -11,116 +11,11 @@ declared with their allocatable GPUs and labels), image pulls, and container iso
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from gpulab.hub_config.client import ClientError
-from tests.support.gpu_hub import catalog
+from tests.support.cluster import container, env_of
 from tests.support.hub import wait_for
-
-
-REPO = Path(__file__).resolve().parents[2]
-NAMESPACE = "gpulab-users"
-
-
-def node(name: str, gpus: int, product: str = "NVIDIA-A100-SXM4-80GB") -> dict:
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product,
-                                                  "nvidia.com/cuda.driver.major": "570",
-                                                  "nvidia.com/cuda.driver.minor": "86",
-                                                  "nvidia.com/cuda.driver.rev": "15"}},
-            "status": {"allocatable": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": str(gpus)},
-                       "conditions": [{"type": "Ready", "status": "True"}]}}
-
-
-class Cluster:
-    def __init__(self, url: str, process: subprocess.Popen, workdir: Path):
-        self.url, self.process, self.workdir = url, process, workdir
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.url + path) as response:
-            return json.loads(response.read())
-
-    def pods(self) -> list[dict]:
-        return self.get(f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]
-
-    def kubeconfig(self, folder: Path) -> Path:
-        """A kubeconfig for this cluster in `folder` (no credentials: the emulator asks for none)."""
-        path = folder / "kubeconfig"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emulated",
-            "clusters": [{"name": "emulated", "cluster": {"server": self.url}}],
-            "contexts": [{"name": "emulated", "context": {"cluster": "emulated", "user": "nobody", "namespace": NAMESPACE}}],
-            "users": [{"name": "nobody", "user": {}}]}))
-        return path
-
-    def pod_of(self, user: str) -> dict | None:
-        return next((p for p in self.pods() if p["metadata"].get("labels", {}).get("hub.jupyter.org/username") == user),
-                    None)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("cluster")
-    (workdir / "nodes.json").write_text(json.dumps([node("gpu-node-a", 2), node("gpu-node-b", 2),
-                                                    node("cpu-node", 0, product="")]))
-    state = workdir / "state.json"
-    process = subprocess.Popen([sys.executable, "-m", "tests.k8s.fake_cluster", "--state", str(state),
-                                "--nodes", str(workdir / "nodes.json"), "--workdir", str(workdir)],
-                               cwd=REPO, stdout=open(workdir / "cluster.log", "wb"), stderr=subprocess.STDOUT)
-    wait_for(state.exists, 30, "the emulated cluster")
-    yield Cluster(json.loads(state.read_text())["url"], process, workdir)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-TUNED = {
-    "id": "tuned", "display_name": "Tuned", "kubespawner_override": {"extra_labels": {"team": "ml"}},
-    "profile_options": {"image": {
-        "display_name": "Image",
-        "choices": {"minimal": {"display_name": "Minimal", "default": True,
-                                "kubespawner_override": {"image": "test/minimal:1"}},
-                    "scipy": {"display_name": "SciPy", "kubespawner_override": {
-                        "image": "test/scipy:2", "environment": {"FLAVOUR": "scipy"}, "mem_limit": "6G"}}},
-        "unlisted_choice": {"enabled": True, "display_name": "Image", "validation_regex": "^test/",
-                            "validation_message": "images come from test/", "kubespawner_override": {"image": "{value}"}},
-    }},
-}
-
-
-@pytest.fixture(scope="module")
-def hub(module_hub_factory, cluster, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("kube-hub")
-    kubeconfig = cluster.kubeconfig(folder)
-    return module_hub_factory.start({
-        "spawner": {"backend": "kubernetes", "kubernetes": {"namespace": NAMESPACE}},
-        "profiles": [
-            {"id": "cpu", "display_name": "CPU", "default": True, "cpu": {"limit": 2}, "memory": {"limit": "4G"}},
-            {"id": "a100", "display_name": "1 A100", "gpu": {"count": 1, "models": ["A100"]}, "memory": {"limit": "8G"}},
-            {"id": "quad", "display_name": "4 GPUs", "gpu": {"count": 4}},
-            TUNED,  # tests/k8s/test_scheduler_jobs.py: options for a run as for a server
-        ],
-        "environments": {"catalog": str(catalog(folder))},
-        "quotas": {"users": {"capped": {"max_gpus": 1}}},  # tests/k8s/test_scheduler_jobs.py
-    }, name="kube", extra_env={"KUBECONFIG": str(kubeconfig)})
-
-
-def container(pod: dict) -> dict:
-    return pod["spec"]["containers"][0]
-
-
-def env_of(pod: dict) -> dict:
-    return {e["name"]: e.get("value") for e in container(pod).get("env", [])}
 
 
 def test_a_cpu_server_runs_in_a_pod_that_sees_no_gpu(hub, cluster):

@@ -12,7 +12,7 @@ from traitlets.config import Config
 
 from gpulab.spawner.backends.kubernetes import spawner as kubernetes
 from tests.k8s.pod_builds import gpulab_config, gpulab_pod, gpulab_spawner, offline, spawn_manifest, user
-from tests.k8s.test_kubernetes_spawner import node
+from tests.support.cluster import node
 from tests.support.gpu_hub import catalog
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from gpulab.extensions.scheduler.snapshots import pack
 from gpulab.hub_config.client import ClientError, HubClient
-from tests.k8s.test_kubernetes_spawner import NAMESPACE, cluster, env_of, hub  # noqa: F401 (fixtures)
+from tests.support.cluster import NAMESPACE, env_of
 from tests.support.hub import wait_for
 from tests.support.scheduler_runs import FINAL, notebook, outputs_text
 

@@ -26,17 +26,15 @@ import requests
 from gpulab.compute.usage import UsageInterval
 from gpulab.db import make_engine, make_session_factory
 from gpulab.hub_config.client import ClientError, HubClient
-from tests.k8s import test_kubernetes_spawner
 from tests.k8s.fake_dcgm import Device, FakeDcgmExporter
-from tests.k8s.test_kubernetes_spawner import NAMESPACE
 from tests.k8s.test_scheduler_jobs import run_now, wait_status
+from tests.support.cluster import NAMESPACE
 from tests.support.gpu_hub import catalog
 from tests.support.hub import wait_for
 from tests.support.scheduler_runs import notebook
 
 
 SPENDER_BUDGET = 0.0005  # GPU-hours a month: under two GPU-seconds
-cluster = test_kubernetes_spawner.cluster  # the fixture: an emulated cluster of this module's own
 
 
 @pytest.fixture(scope="module")
