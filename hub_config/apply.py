@@ -18,18 +18,15 @@ from traitlets.config import Config
 from gpulab.db import database_url
 from gpulab.extensions.service.config import share_navigation
 from gpulab.extensions.service.service_account import service_account_name
+from gpulab.spawner.backends import backend
 
 from . import authenticators
 from .hooks import AuthHooks, SpawnHooks
 from .registry import Extension, installed_extensions
-from .typed_settings import Settings, SpawnerKubernetes, as_settings
+from .typed_settings import Settings, as_settings
 from .urls import data_path, public_url, server_hub_url
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
-LOCAL_SPAWNER = "gpulab.spawner.backends.local.spawner.GpulabLocalSpawner"
-KUBERNETES_SPAWNER = "gpulab.spawner.backends.kubernetes.spawner.GpulabKubeSpawner"
-DOCKER_SPAWNER = "gpulab.spawner.backends.docker.spawner.GpulabDockerSpawner"
-SPAWNERS = {"local": LOCAL_SPAWNER, "docker": DOCKER_SPAWNER, "kubernetes": KUBERNETES_SPAWNER}
 SUPERVISED_TRAEFIK = "gpulab.hub_config.proxy.SupervisedTraefikProxy"
 OWN_ACCOUNT_CHP = "gpulab.hub_config.chp_proxy.OwnAccountCHP"
 MAX_HEADER_BYTES = 48 * 1024
@@ -167,67 +164,20 @@ def _update_oauth(s: Settings, c: Config) -> None:
 
 def update_spawner(s: Settings, c: Config) -> None:
     spawner = s.spawner
-    c.JupyterHub.spawner_class = SPAWNERS[spawner.backend]
+    chosen = backend(spawner.backend)
+    c.JupyterHub.spawner_class = chosen.spawner_class
     c.Spawner.default_url = spawner.default_url
     c.Spawner.start_timeout = spawner.start_timeout
     c.Spawner.http_timeout = spawner.http_timeout
     c.JupyterHub.allow_named_servers = spawner.named_servers.enabled
     c.JupyterHub.named_server_limit_per_user = spawner.named_servers.limit_per_user
-    local = spawner.local
-    c.LocalSpawner.account_prefix = local.account_prefix
-    c.LocalSpawner.home_root = local.home_root
-    c.LocalSpawner.python = local.python
-    c.LocalSpawner.warm_start = local.warm_start
-    c.LocalSpawner.data_dir = s.hub.data_dir
-    c.LocalSpawner.log_dir = data_path(s, "logs", "servers")
     # the spawner's traits take plain containers
     c.ProfileSpawnerMixin.profile_settings = [profile.as_dict() for profile in s.profiles]
     c.ProfileSpawnerMixin.environment_settings = s.environments.as_dict()
     c.ProfileSpawnerMixin.quota_settings = s.quotas.as_dict()
     c.ProfileSpawnerMixin.database_url = database_url(s)
-    c.ProfileSpawnerMixin.inventory_class = local.gpu_inventory
-    if spawner.backend == "kubernetes":
-        _update_kubernetes(spawner.kubernetes, c)
-    if spawner.backend == "docker":
-        _update_docker(s, c)
-
-
-def _update_docker(s: Settings, c: Config) -> None:
-    docker, local = s.spawner.docker, s.spawner.local
-    c.ContainerSpawner.account_prefix = local.account_prefix
-    c.ContainerSpawner.home_root = local.home_root
-    c.ContainerSpawner.data_dir = s.hub.data_dir
-    c.ContainerSpawner.gpu_request = docker.gpu_request
-    c.ContainerSpawner.mounts = list(docker.mounts)
-    c.ContainerSpawner.pull_policy = docker.pull_policy
-    c.ContainerSpawner.prefix = "gpulab"
-    if docker.host:
-        c.ContainerSpawner.client_kwargs = {"base_url": docker.host}
-
-
-def _update_kubernetes(kube: SpawnerKubernetes, c: Config) -> None:
-    if kube.namespace:
-        c.KubeSpawner.namespace = kube.namespace
-    if kube.hub_url:
-        c.JupyterHub.hub_connect_url = kube.hub_url
-        c.JupyterHub.hub_ip = "0.0.0.0"  # pods reach the hub from other machines
-    c.KubeSpawner.cmd = ["jupyterhub-singleuser"]
-    c.KubeSpawner.image_pull_policy = kube.image_pull_policy
-    c.KubeSpawner.uid = kube.uid
-    c.KubeSpawner.fs_gid = kube.fs_gid
-    c.KubeSpawner.common_labels = {"app.kubernetes.io/part-of": "gpulab"}
-    if kube.service_account:
-        c.KubeSpawner.service_account = kube.service_account
-        c.KubeSpawner.automount_service_account_token = True
-    storage = kube.home_storage
-    if storage.capacity:
-        c.KubeSpawner.storage_pvc_ensure = True
-        c.KubeSpawner.storage_capacity = storage.capacity
-        if storage.storage_class:
-            c.KubeSpawner.storage_class = storage.storage_class
-        c.KubeSpawner.pvc_name_template = "home-{user_server}"
-        c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
-        c.KubeSpawner.volume_mounts = {"home": {"name": "home", "mountPath": "/home/jovyan"}}
+    c.ProfileSpawnerMixin.inventory_class = spawner.local.gpu_inventory
+    chosen.configure(s, c)  # the backend's own traits (spawner/backends/<name>/)
 
 
 def update_templates(s: Settings, c: Config) -> None:
