@@ -91,7 +91,7 @@ class Both:
     """Sends each call to gpulab's MLflow and to the bare one; ids found in answers are
     replaced by a name for the comparison."""
 
-    def __init__(self, gpulab, stock):
+    def __init__(self, gpulab: tuple[str, dict], stock: tuple[str, dict]) -> None:
         self.targets = {"gpulab": gpulab, "stock": stock}
         self.names: dict[str, dict[str, str]] = {"gpulab": {}, "stock": {}}
 
