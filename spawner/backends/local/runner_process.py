@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Protocol
 
 import psutil
-from jupyterhub.spawner import set_user_setuid
 
-from gpulab.compute.limits import Limits, detect_limiter, join
+from gpulab.compute.limits import Limits, detect_limiter
 from gpulab.compute.processes import ProcessRef
 from gpulab.spawner.accounts import account_name, ensure_account, home_of
+from gpulab.spawner.backends.local.identity import become_step
 from gpulab.spawner.backends.local.spawner import singleuser_bin_dir
 from gpulab.spawner.runtime_dir import ensure_runtime_dir, private_kernel_environment
 
@@ -109,13 +109,8 @@ class ProcessLauncher:
             **private,
             **launch.env,
         }
-        enter = join(self._limits(launch))
-        become = set_user_setuid(account) if account else (lambda: None)
-
-        def preexec():
-            enter()  # as root, before giving root up
-            become()
-
+        # The same step as a server's: its cgroups as root, then the owner's account
+        preexec = become_step(account, str(home), self._limits(launch))
         # A session of its own, and no parent-death signal (fork clears PR_SET_PDEATHSIG): the
         # runner outlives a restart of the scheduler, its helper or the hub.
         process = subprocess.Popen([str(bin_dir / "python"), "-m", RUNNER], env=env, cwd=home, stdout=log_fd,
