@@ -62,6 +62,11 @@ class Model(BaseModel):
         traitlets config and JSON)."""
         return self.model_dump(mode="json", exclude_unset=True)
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Model:
+        """Itself: nothing in it can change, so a copy could only be equal (and read-only
+        mappings cannot be deep-copied)."""
+        return self
+
 
 
 class HubTls(Model):

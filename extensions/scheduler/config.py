@@ -21,6 +21,7 @@ from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
 
 from .launcher import socket_path
+from .service_settings import ContainerEngineSettings, SchedulerServiceSettings, ServiceHub, ServiceSpawner
 
 LAUNCHER = "scheduler-launcher"
 LAUNCHER_MODULE = "gpulab.extensions.scheduler.launcher"
@@ -35,24 +36,8 @@ def update_scheduler(s: Settings, c: Config) -> None:
     from .webhooks import allowed_networks
 
     allowed_networks(s.scheduler.notifications.webhook_allowed_networks)  # a bad entry stops here
-    prefix = service_prefix(s, "scheduler")
-    settings = {
-        "profiles": [profile.as_dict() for profile in s.profiles], "environments": s.environments.as_dict(),
-        "quotas": s.quotas.as_dict(), "scheduler": s.scheduler.as_dict(),
-        "spawner": {"backend": s.spawner.backend, "local": s.spawner.local.as_dict(),
-                    "kubernetes": s.spawner.kubernetes.as_dict()},
-        "projects_kubernetes": s.projects.kubernetes.as_dict(),
-        "hub": {"data_dir": s.hub.data_dir, "log_level": s.hub.log_level},
-        "database_url": database_url(s),
-        "runner_url": f"{service_url(s, 'scheduler')}{prefix}runner/",
-        # (extensions/mlflow reads the settings as a dict until it is converted)
-        "mlflow_tracking_uri": tracking_uri(s.as_dict()) if s.mlflow.enabled else "",
-    }
     local = s.spawner.backend != "kubernetes"
-    if s.spawner.backend == "docker":
-        settings["container_engine"] = container_engine(s)
-    if local:
-        settings["launcher_socket"] = str(socket_path(s.hub.data_dir))
+    settings = service_settings(s).as_dict()
     # When the hub is root, the service runs as its own account, which owns the runs' files and
     # gpulab's SQLite database (the GPU ledger its runs claim from); runs start through the root
     # helper (launcher.py), which only a root hub starts.
@@ -66,14 +51,35 @@ def update_scheduler(s: Settings, c: Config) -> None:
                         display=False, run_as=account if local else None)
     if local:  # as root only; no HTTP, no hub role
         add_managed_service(c, s, LAUNCHER, python_module_command(LAUNCHER_MODULE),
-                            {**settings, "client": account.name, "socket": settings["launcher_socket"]},
+                            {**settings, "client": account.name, "socket": str(socket_path(s.hub.data_dir))},
                             display=False, listen=False, root_only=True)
     add_service_role(c, "scheduler", SCHEDULER_SCOPES + (MLFLOW_SCOPES if s.mlflow.enabled else []))
     grant_users_access(c, "scheduler")
     grant_server_tokens_access(c, "scheduler")
 
 
-def container_engine(s: Settings) -> dict:
+def service_settings(s: Settings) -> SchedulerServiceSettings:
+    """What the service (and its launcher) gets from the hub's settings (pure)."""
+    prefix = service_prefix(s, "scheduler")
+    machine_local: dict = {}
+    if s.spawner.backend == "docker":
+        machine_local["container_engine"] = container_engine(s)
+    if s.spawner.backend != "kubernetes":
+        machine_local["launcher_socket"] = str(socket_path(s.hub.data_dir))
+    return SchedulerServiceSettings(
+        profiles=s.profiles, environments=s.environments, quotas=s.quotas, scheduler=s.scheduler,
+        spawner=ServiceSpawner(backend=s.spawner.backend, local=s.spawner.local, kubernetes=s.spawner.kubernetes),
+        projects_kubernetes=s.projects.kubernetes,
+        hub=ServiceHub(data_dir=s.hub.data_dir, log_level=s.hub.log_level),
+        database_url=database_url(s),
+        runner_url=f"{service_url(s, 'scheduler')}{prefix}runner/",
+        # (extensions/mlflow reads the settings as a dict until it is converted)
+        mlflow_tracking_uri=tracking_uri(s.as_dict()) if s.mlflow.enabled else "",
+        **machine_local,
+    )
+
+
+def container_engine(s: Settings) -> ContainerEngineSettings:
     """How runs reach the docker backend's engine, and the host folders they get (pure): the
     configured mounts, and the projects root, where a run's ~/projects links lead (mounted once
     it exists; every lookup inside still passes the project gates)."""
@@ -82,7 +88,7 @@ def container_engine(s: Settings) -> dict:
 
     docker = s.spawner.docker
     projects_root = str(storage_from_settings(storage_settings(s)).root)
-    return {"host": docker.host, "gpu_request": docker.gpu_request, "mounts": [*docker.mounts, projects_root]}
+    return ContainerEngineSettings(host=docker.host, gpu_request=docker.gpu_request, mounts=(*docker.mounts, projects_root))
 
 
 def nav_links(s: Settings) -> list[NavLink]:

@@ -15,14 +15,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable, Protocol, overload
+from collections.abc import Mapping
+from typing import Any, Callable, Protocol, overload
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gpulab.compute.claims import Purpose, Standing, quota_reason
 from gpulab.compute.profile_options import OptionError, option_keys, resolve_options
-from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, visible_profiles
+from gpulab.compute.profiles import ChoiceError, Profile, profile_from_settings, resolve_profile, visible_profiles
 from gpulab.extensions.projects.membership import can
 from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
 from gpulab.images.catalog import load_catalog
@@ -31,6 +32,7 @@ from gpulab.spawner.environments import offered, options_for, resolve_environmen
 from . import cron, snapshots, webhooks
 from gpulab.spawner.backends.kubernetes.job_overrides import APPLIED, unsupported
 from .models import ACTIVE_STATES, FINAL_STATES, NOTEBOOK, QUEUED, RUNNING, STOPPED, STOPPING, Run, Schedule
+from .service_settings import SchedulerServiceSettings
 from .schemas import CreateJob, CreateJobSchedule, CreateRun, CreateSchedule, LogChunk, RunnerEvent, RunOut, ScheduleOut, UpdateSchedule
 
 OUTPUT_FILES = ("output.ipynb", "output.html", "log.txt")
@@ -111,11 +113,12 @@ class RunStorage:
 
 
 class SchedulerCore:
-    def __init__(self, sessions, settings: dict, directory: Directory, storage: RunStorage,
+    def __init__(self, sessions, settings: SchedulerServiceSettings | Mapping[str, Any], directory: Directory,
+                 storage: RunStorage,
                  clock: Callable[[], datetime] = utcnow, wake: Callable[[], None] = lambda: None,
                  python_exists=None, driver=lambda: None):
         self.sessions = sessions
-        self.settings = settings
+        self.settings = SchedulerServiceSettings.of(settings)
         self.directory = directory
         self.storage = storage
         self.clock = clock
@@ -124,10 +127,10 @@ class SchedulerCore:
         self.driver = driver
         self.picked_up: Callable[[str], None] = lambda run_id: None  # the dispatcher's: a runner fetched its spec
         self.standbys = None  # the local executor's standby runners (executors/standby.py), if any
-        self.profiles: tuple[Profile, ...] = profiles_from_settings({"profiles": settings["profiles"]})
-        environments = settings["environments"]
-        catalog = load_catalog(Path(environments["catalog"]) if environments["catalog"] else None)
-        self.environments = offered(catalog, environments)
+        self.profiles: tuple[Profile, ...] = tuple(map(profile_from_settings, self.settings.profiles))
+        environments = self.settings.environments
+        catalog = load_catalog(Path(environments.catalog) if environments.catalog else None)
+        self.environments = offered(catalog, environments.as_dict())
 
     # ------------------------------------------------------------ permissions
 
@@ -154,7 +157,7 @@ class SchedulerCore:
             options = options_for(profile, self.environments, self.driver() if profile.uses_gpu else None,
                                   self.python_exists)
             environment = resolve_environment(profile, options, environment_id,
-                                              self.settings["environments"].get("default", ""))
+                                              self.settings.environments.default)
         except ChoiceError as refused:
             raise (NotAllowed if refused.status == 403 else Invalid)(refused.message) from None
         return profile.id, environment.id
@@ -172,7 +175,7 @@ class SchedulerCore:
             chosen = resolve_options(profile.id, profile.options, asked)
         except OptionError as refused:
             raise Invalid(f"profile_options: {refused}") from None
-        if self.settings.get("spawner", {}).get("backend") == "kubernetes":
+        if self.settings.spawner.backend == "kubernetes":
             not_applied = unsupported([profile.kubespawner_override, *(c.kubespawner_override for c in chosen)])
             if not_applied:
                 raise Invalid(f"profile {profile_id!r} (with these options) sets KubeSpawner setting(s) "
@@ -194,8 +197,7 @@ class SchedulerCore:
 
     def _check_webhooks(self, notify: dict) -> None:
         """400 for a webhook that reaches an internal address (checked again when sending)."""
-        allowed = webhooks.allowed_networks(
-            self.settings["scheduler"]["notifications"].get("webhook_allowed_networks", []))
+        allowed = webhooks.allowed_networks(self.settings.scheduler.notifications.webhook_allowed_networks)
         for url in notify.get("webhooks") or []:
             webhooks.check(url, allowed)
 
@@ -208,7 +210,7 @@ class SchedulerCore:
         fits but not now waits in the queue with the reason."""
         if not profile.uses_gpu:
             return
-        problem = quota_reason(self.settings["quotas"], who.name, who.groups, Purpose.run("new"),
+        problem = quota_reason(self.settings.quotas, who.name, who.groups, Purpose.run("new"),
                                profile.gpu.count * nodes, Standing(), {})
         if problem:
             raise NotAllowed(f"refused: {problem} ({nodes} x {profile.gpu.describe()})" if nodes > 1
@@ -234,7 +236,7 @@ class SchedulerCore:
             notebook_name=request.notebook_name, notebook=json.dumps(request.notebook), input_path=request.input_path,
             parameters=request.parameters, cron=cron_expression,
             timezone=timezone_name, profile=profile, environment=environment,
-            profile_options=profile_options, timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
+            profile_options=profile_options, timeout_seconds=request.timeout_seconds or self.settings.scheduler.default_timeout_seconds,
             max_retries=request.max_retries, min_retry_interval_millis=request.min_retry_interval_millis,
             retry_on_timeout=request.retry_on_timeout, notify=request.notify.model_dump(mode="json"),
             output_formats=list(request.output_formats), tags=list(request.tags),
@@ -380,7 +382,7 @@ class SchedulerCore:
         self._check_webhooks(request.notify.model_dump(mode="json"))
         self._check_project(who, request.project)
         profile_id, environment = self._compute(who, request.profile, request.environment)
-        if request.nodes > 1 and self.settings.get("spawner", {}).get("backend") != "kubernetes":
+        if request.nodes > 1 and self.settings.spawner.backend != "kubernetes":
             raise Invalid(f"nodes: {request.nodes} nodes need spawner.backend kubernetes; this hub runs jobs "
                           "on one machine (use a profile with more GPUs and torchrun --nproc-per-node)")
         profile_options = self._profile_options(profile_id, request.profile_options)
@@ -398,7 +400,7 @@ class SchedulerCore:
             notebook_name=request.command[1] if request.kind == "script" else request.command[0], notebook="",
             input_path=request.source, parameters={}, cron=None, timezone="UTC", profile=profile_id,
             profile_options=profile_options, environment=environment,
-            timeout_seconds=request.timeout_seconds or self.settings["scheduler"]["default_timeout_seconds"],
+            timeout_seconds=request.timeout_seconds or self.settings.scheduler.default_timeout_seconds,
             max_retries=request.max_retries, min_retry_interval_millis=0, retry_on_timeout=False,
             notify=request.notify.model_dump(mode="json"), output_formats=[], tags=list(request.tags),
             active=False, last_slot=now, created_at=now, updated_at=now, kind=request.kind,

@@ -64,7 +64,7 @@ class Dispatcher:
         self.log = log
         self.runner_url = runner_url.rstrip("/") + "/"
         self.extra_env = extra_env or _no_extra_env  # e.g. MLflow's variables, per run
-        self.settings = core.settings["scheduler"]
+        self.settings = core.settings.scheduler
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         if executor is not None:
@@ -125,7 +125,7 @@ class Dispatcher:
     def sleep_seconds(self) -> float:
         """Until the next slot's prewarm time, at most IDLE_POLL_SECONDS (running runs are watched)."""
         now = self.clock()
-        prewarm = timedelta(seconds=self.settings["prewarm_seconds"])
+        prewarm = timedelta(seconds=self.settings.prewarm_seconds)
         soonest = IDLE_POLL_SECONDS
         with self.core.sessions() as session:
             for schedule in session.scalars(select(Schedule).where(Schedule.active.is_(True), Schedule.cron.isnot(None))):
@@ -145,8 +145,8 @@ class Dispatcher:
     # ------------------------------------------------------------ triggers
 
     def trigger(self, now: datetime) -> None:
-        prewarm = timedelta(seconds=self.settings["prewarm_seconds"])
-        grace = timedelta(seconds=self.settings["missed_slot_grace_seconds"])
+        prewarm = timedelta(seconds=self.settings.prewarm_seconds)
+        grace = timedelta(seconds=self.settings.missed_slot_grace_seconds)
         with self.core.sessions() as session:
             due = [(s.id, s.last_error) for s in session.scalars(select(Schedule).where(Schedule.active.is_(True),
                                                                                       Schedule.cron.isnot(None)))]
@@ -170,13 +170,13 @@ class Dispatcher:
             slots = cron.due_slots(schedule.cron, schedule.timezone, aware(schedule.last_slot), now + prewarm)
             if not slots:
                 return []
-            chosen = cron.slots_to_run(slots, now, self.settings["missed_slots"], grace)
+            chosen = cron.slots_to_run(slots, now, self.settings.missed_slots, grace)
             for slot in chosen:
                 self.core.queue_run(session, schedule, slot, not_before=slot - prewarm)
             skipped = [s for s in slots if s not in chosen]
             if skipped:
                 self.log.info("schedule %s: %d slot(s) missed while down were skipped (missed_slots: %s)",
-                              schedule.name, len(skipped), self.settings["missed_slots"])
+                              schedule.name, len(skipped), self.settings.missed_slots)
             schedule.last_slot = slots[-1]
             return chosen
 
@@ -326,10 +326,10 @@ class Dispatcher:
                     self.notifier.send("start", schedule, self.core.run_out(session, session.get(Run, run_id)))
 
     def _limit_reason(self, owner: str, running: list[str]) -> str | None:
-        if len(running) >= self.settings["max_concurrent_runs"]:
+        if len(running) >= self.settings.max_concurrent_runs:
             return f"waiting: {len(running)} runs are executing (scheduler.max_concurrent_runs)"
         mine = running.count(owner)
-        if mine >= self.settings["max_runs_per_user"]:
+        if mine >= self.settings.max_runs_per_user:
             return f"waiting: {owner} has {mine} runs executing (scheduler.max_runs_per_user)"
         return None
 
@@ -339,9 +339,9 @@ class Dispatcher:
         if not profile.uses_gpu:
             return None, None  # a run is not a server: without GPUs no quota applies (no hub look-up needed)
         who = await self.core.directory.who(owner)
-        quotas = self.core.settings["quotas"]
+        quotas = self.core.settings.quotas
         standing = Standing(group_members={g: tuple(await self.core.directory.members(g)) for g in who.groups
-                                           if g in quotas["groups"]})
+                                           if g in quotas.groups})
         try:
             # the project, where the schedule has one, is what its GPU-hours count towards (usage, budgets)
             purpose = Purpose.run(run_id, project=schedule.project or "")

@@ -45,6 +45,8 @@ from gpulab.extensions.service.root_helper import Refused, check_user
 from gpulab.spawner.backends.docker.runner_container import ContainerEngine, wrapper_command
 from gpulab.spawner.backends.local.runner_process import ProcessLauncher, RunnerLaunch, carries_run
 
+from .service_settings import SchedulerServiceSettings
+
 log = logging.getLogger("gpulab.scheduler.launcher")
 
 HELPER_NAME = "scheduler launcher"
@@ -212,37 +214,40 @@ class Launching:
             return True
 
 
-def allowed_pythons(settings: dict) -> frozenset[str]:
+def offered_environments(settings: SchedulerServiceSettings) -> list:
+    """The catalog's environments the settings offer."""
+    from gpulab.images.catalog import load_catalog
+    from gpulab.spawner.environments import offered
+
+    environments = settings.environments
+    catalog = load_catalog(Path(environments.catalog) if environments.catalog else None)
+    return offered(catalog, environments.as_dict())
+
+
+def allowed_pythons(settings: SchedulerServiceSettings) -> frozenset[str]:
     """gpulab's own Python ("") and each offered environment's."""
-    from gpulab.images.catalog import load_catalog
-    from gpulab.spawner.environments import offered
-
-    environments = settings["environments"]
-    catalog = load_catalog(Path(environments["catalog"]) if environments["catalog"] else None)
-    return frozenset({"", *(environment.local_python for environment in offered(catalog, environments))})
+    return frozenset({"", *(environment.local_python for environment in offered_environments(settings))})
 
 
-def allowed_images(settings: dict) -> frozenset[str]:
+def allowed_images(settings: SchedulerServiceSettings) -> frozenset[str]:
     """Each offered environment's image, on the docker backend (none elsewhere)."""
-    from gpulab.images.catalog import load_catalog
-    from gpulab.spawner.environments import offered
-
-    if settings["spawner"]["backend"] != "docker":
+    if settings.spawner.backend != "docker":
         return frozenset()
-    environments = settings["environments"]
-    catalog = load_catalog(Path(environments["catalog"]) if environments["catalog"] else None)
-    return frozenset(environment.image for environment in offered(catalog, environments))
+    return frozenset(environment.image for environment in offered_environments(settings))
 
 
-def serve(settings: dict) -> None:
+def serve(handed_over: dict) -> None:
+    """Serve the launcher's socket; `handed_over`: the settings as the hub's JSON gave them (the
+    docker backend's engine reads them as a dict)."""
     from .user_files import UserFiles
 
-    local = settings["spawner"]["local"]
-    launcher = ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log,
-                               ContainerEngine.from_settings(settings))
-    launching = Launching(launcher, UserFiles(settings), local["account_prefix"], allowed_pythons(settings),
+    settings = SchedulerServiceSettings.of(handed_over)
+    local = settings.spawner.local
+    launcher = ProcessLauncher(local.account_prefix, local.home_root, settings.hub.data_dir, log,
+                               ContainerEngine.from_settings(handed_over))
+    launching = Launching(launcher, UserFiles(settings), local.account_prefix, allowed_pythons(settings),
                           allowed_images(settings))
-    root_helper.serve(Path(settings["socket"]), settings["client"], HELPER_NAME, launching.answer)
+    root_helper.serve(Path(settings.socket or ""), settings.client or "", HELPER_NAME, launching.answer)
 
 
 # ------------------------------------------------------------ the service's side
@@ -294,9 +299,9 @@ def main() -> None:
     from gpulab.extensions.service.runner import configure_logging, service_settings
 
     end_with_hub()
-    settings = service_settings()
-    configure_logging("scheduler-launcher", settings["hub"]["log_level"])
-    serve(settings)
+    handed_over = service_settings()
+    configure_logging("scheduler-launcher", SchedulerServiceSettings.of(handed_over).hub.log_level)
+    serve(handed_over)
 
 
 if __name__ == "__main__":

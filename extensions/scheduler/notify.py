@@ -7,6 +7,8 @@ import smtplib
 import threading
 from email.message import EmailMessage
 
+from gpulab.hub_config.typed_settings import SchedulerNotifications
+
 from . import webhooks
 from .models import Schedule
 from .schemas import RunOut
@@ -21,10 +23,10 @@ def payload(event: str, schedule: Schedule, run: RunOut) -> dict:
 class Notifier:
     """Sends in the background: a slow webhook never holds up the scheduler."""
 
-    def __init__(self, settings: dict, log):
-        self.timeout = settings["webhook_timeout_seconds"]
-        self.allowed = webhooks.allowed_networks(settings.get("webhook_allowed_networks", []))
-        self.smtp = settings["smtp"]
+    def __init__(self, settings: SchedulerNotifications, log):
+        self.timeout = settings.webhook_timeout_seconds
+        self.allowed = webhooks.allowed_networks(settings.webhook_allowed_networks)
+        self.smtp = settings.smtp
         self.log = log
 
     def send(self, event: str, schedule: Schedule, run: RunOut) -> None:
@@ -34,7 +36,7 @@ class Notifier:
         body = payload(event, schedule, run)
         for url in notify.get("webhooks", []):
             threading.Thread(target=self._post, args=(url, body), daemon=True).start()
-        if notify.get("emails") and self.smtp["host"]:
+        if notify.get("emails") and self.smtp.host:
             threading.Thread(target=self._mail, args=(notify["emails"], body), daemon=True).start()
 
     def _post(self, url: str, body: dict) -> None:
@@ -50,7 +52,7 @@ class Notifier:
         run, schedule = body["run"], body["schedule"]
         message = EmailMessage()
         message["Subject"] = f"[gpulab] {schedule['name']}: run {run['status'].lower()}"
-        message["From"] = self.smtp["sender"]
+        message["From"] = self.smtp.sender
         message["To"] = ", ".join(recipients)
         lines = [f"Schedule: {schedule['name']} (owner {schedule['owner']})", f"Run: {run['id']}",
                  f"Status: {run['status']}", f"Message: {run['message'] or '-'}"]
@@ -58,11 +60,11 @@ class Notifier:
             lines.append(f"Error: {run['error'].get('ename', '')} {run['error'].get('evalue', '')}")
         message.set_content("\n".join(lines))
         try:
-            with smtplib.SMTP(self.smtp["host"], self.smtp["port"], timeout=self.timeout) as smtp:
-                if self.smtp["starttls"]:
+            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout) as smtp:
+                if self.smtp.starttls:
                     smtp.starttls()
-                if self.smtp["username"]:
-                    smtp.login(self.smtp["username"], self.smtp["password"])
+                if self.smtp.username:
+                    smtp.login(self.smtp.username, self.smtp.password)
                 smtp.send_message(message)
         except Exception as error:
             self.log.warning("e-mail for %s (%s) failed: %s", schedule["name"], body["event"], error)

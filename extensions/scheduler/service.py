@@ -22,24 +22,26 @@ from .core import RunStorage, SchedulerCore
 from .directory import HubDirectory
 from .dispatcher import Dispatcher
 from .notify import Notifier
+from .service_settings import SchedulerServiceSettings
 from .tracking import MlflowForRuns
 from .user_files import UserFiles
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 
 
-def make_launcher(settings: dict, log):
+def make_launcher(settings: SchedulerServiceSettings, handed_over: dict, log):
     """Who starts runners as their owners and reads their notebooks: the root helper when this
     service runs as its own account (the hub is root), else this process (every run and home
-    is then the service's own)."""
+    is then the service's own). `handed_over`: the settings as JSON gave them, for the docker
+    backend's engine (spawner/backends reads dicts until it is converted)."""
     if runs_as_own_account():
         from .launcher import HelperLauncher
 
-        launcher = HelperLauncher(settings["launcher_socket"])
+        launcher = HelperLauncher(settings.launcher_socket or "")
         return launcher, launcher
-    local = settings["spawner"]["local"]
-    return ProcessLauncher(local["account_prefix"], local["home_root"], settings["hub"]["data_dir"], log,
-                           ContainerEngine.from_settings(settings)), UserFiles(settings)
+    local = settings.spawner.local
+    return ProcessLauncher(local.account_prefix, local.home_root, settings.hub.data_dir, log,
+                           ContainerEngine.from_settings(handed_over)), UserFiles(settings)
 
 
 def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage,
@@ -55,31 +57,32 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
         state_dir=storage.root.parent, roles_of=roles_of, launcher=launcher))
 
 
-def mlflow_environment(settings: dict, hub: HubClient, log):
+def mlflow_environment(settings: SchedulerServiceSettings, hub: HubClient, log):
     """Each run's MLflow variables, when the hub runs MLflow (every run is then an MLflow run)."""
-    if not settings["mlflow_tracking_uri"]:
+    if not settings.mlflow_tracking_uri:
         return None
-    mlflow = MlflowForRuns(hub, settings["mlflow_tracking_uri"], log)
+    mlflow = MlflowForRuns(hub, settings.mlflow_tracking_uri, log)
     return lambda schedule: mlflow.environment(schedule.owner, schedule.name, schedule.project,
                                                schedule.timeout_seconds, schedule.kind)
 
 
 async def main() -> None:
-    settings = service_settings()
-    log = configure_logging("scheduler", settings["hub"]["log_level"])
-    sessions = make_session_factory(make_engine(settings["database_url"]))
+    handed_over = service_settings()
+    settings = SchedulerServiceSettings.of(handed_over)
+    log = configure_logging("scheduler", settings.hub.log_level)
+    sessions = make_session_factory(make_engine(settings.database_url))
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
-    storage = RunStorage(Path(settings["hub"]["data_dir"]) / "scheduler" / "runs")
+    storage = RunStorage(Path(settings.hub.data_dir) / "scheduler" / "runs")
     directory = HubDirectory(AsyncHubClient(os.environ["JUPYTERHUB_API_URL"], token))
-    launcher, user_files = make_launcher(settings, log) if backend(settings["spawner"]["backend"]).machine_local \
+    launcher, user_files = make_launcher(settings, handed_over, log) if backend(settings.spawner.backend).machine_local \
         else (None, None)
-    executor = make_executor(settings, log, directory, sessions, storage, launcher)
+    executor = make_executor(handed_over, log, directory, sessions, storage, launcher)
     await executor.prepare()
     core = SchedulerCore(sessions, settings, directory, storage, python_exists=executor.python_exists,
                          driver=executor.driver)
-    dispatcher = Dispatcher(core, executor, Notifier(settings["scheduler"]["notifications"], log), log,
-                            settings["runner_url"], extra_env=mlflow_environment(settings, hub, log))
+    dispatcher = Dispatcher(core, executor, Notifier(settings.scheduler.notifications, log), log,
+                            settings.runner_url, extra_env=mlflow_environment(settings, hub, log))
     core.wake = dispatcher.wake
     loop = asyncio.get_running_loop()
 

@@ -17,6 +17,8 @@ from gpulab.extensions.service.errors import Invalid, NotFound
 
 from gpulab.spawner.backends.local.runner_process import owner_home
 
+from .service_settings import SchedulerServiceSettings
+
 MAX_NOTEBOOKS = 500
 MAX_NOTEBOOK_BYTES = 32 << 20
 
@@ -62,10 +64,10 @@ def checked_path(path: str) -> str:
 
 
 class UserFiles:
-    def __init__(self, settings: dict):
-        local = settings["spawner"]["local"]
-        self.prefix, self.home_root = local["account_prefix"], local["home_root"]
-        self.data_dir = settings["hub"]["data_dir"]
+    def __init__(self, settings: SchedulerServiceSettings):
+        local = settings.spawner.local
+        self.prefix, self.home_root = local.account_prefix, local.home_root
+        self.data_dir = settings.hub.data_dir
 
     def notebooks(self, owner: str) -> list[str]:
         done = self._as_owner(owner, LIST, str(MAX_NOTEBOOKS))

@@ -4,6 +4,7 @@ values back, and nothing in them can be changed."""
 
 from __future__ import annotations
 
+import copy
 import operator
 import types
 import typing
@@ -184,6 +185,11 @@ def test_nothing_in_them_can_be_changed():
     with pytest.raises(AttributeError):
         gpu.kubespawner_override["args"].append("--more")  # a tuple: read-only too
     assert isinstance(s.auth.admin_users, tuple)
+
+
+def test_a_deep_copy_is_the_same_value():
+    s = Settings.from_values(complete(RICH, Path("/srv/gpulab")))
+    assert copy.deepcopy(s) is s and copy.deepcopy({"s": s})["s"] == s
 
 
 def test_as_settings_takes_either_form():

@@ -47,7 +47,10 @@ def dispatcher(tmp_path) -> Dispatcher:
     url = f"sqlite:///{tmp_path / 'gpulab.sqlite'}"
     upgrade(url)
     values = complete({"hub": {"data_dir": str(tmp_path)}}, Path("/"))
-    settings = {key: values[key] for key in ("profiles", "environments", "quotas", "scheduler", "spawner", "hub")}
+    settings = {key: values[key] for key in ("profiles", "environments", "quotas", "scheduler")}
+    # the spawner and hub settings the hub hands the service (scheduler/service_settings.py)
+    settings["spawner"] = {key: values["spawner"][key] for key in ("backend", "local", "kubernetes")}
+    settings["hub"] = {key: values["hub"][key] for key in ("data_dir", "log_level")}
     core = SchedulerCore(make_session_factory(make_engine(url)), settings, FixedDirectory(),
                          RunStorage(tmp_path / "runs"), clock=Clock())
     log = logging.getLogger("test")
