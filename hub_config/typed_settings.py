@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, Self, TypeVar, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WrapSerializer
 
@@ -52,10 +52,19 @@ def plain(value: Any) -> Any:
 FrozenMap = Annotated[Mapping[K, V], AfterValidator(freeze), WrapSerializer(lambda value, dump: dump(plain(value)))]
 # JSON Schema's "number": an int stays an int (a profile's `cpu.limit: 4` is 4, not 4.0).
 Number = Union[int, float]
+LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR"]
 
 
 class Model(BaseModel):
+    """Frozen, no unknown keys. Also the base of what the hub hands a service (as JSON), which the
+    service reads back with `of` at its entry."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @classmethod
+    def of(cls, value: Self | Mapping[str, Any]) -> Self:
+        """`value` typed: itself, or a dict (JSON a service was handed; keys left out are defaults)."""
+        return value if isinstance(value, cls) else cls.model_validate(value)
 
     def as_dict(self) -> dict[str, Any]:
         """This section as the plain dict it was built from (for code that still reads dicts,
@@ -87,7 +96,7 @@ class Hub(Model):
     service_host: str = ""
     data_dir: str = ".gpulab"
     db_url: str = ""
-    log_level: Literal["DEBUG", "INFO", "WARN", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
     metrics_public: bool = False
     stop_servers_on_exit: bool = False
     tls: HubTls = Field(default_factory=HubTls)

@@ -9,6 +9,8 @@ from gpulab.hub_config.registry import Extension
 from gpulab.hub_config.typed_settings import Settings
 from gpulab.hub_config.urls import loopback_url
 
+from .service_settings import CullerSettings
+
 NAME = "culler"
 # What the culler may do: see servers and their activity, ask a server about its kernels, stop it.
 # admin:server_state: the GPUs a server holds are in its spawner's state; the REST API only reads
@@ -29,18 +31,18 @@ def culling_needed(s: Settings) -> bool:
 def culler_service(s: Settings, c: Config) -> None:
     culling = s.culling
     gpus_here = s.spawner.backend in ("local", "docker")  # servers' GPUs are this machine's
-    settings = {
-        "timeouts": idle_timeouts(s),
-        "check_interval": culling.check_interval,
-        "gpu_utilization_threshold": culling.gpu_utilization_threshold,
-        "proxy_url": loopback_url(s),
-        "verify_proxy": not s.hub.tls.cert_file,
-        "gpu_inventory": s.spawner.local.gpu_inventory if gpus_here else "",
-        "log_level": s.hub.log_level,
-    }
+    settings = CullerSettings(
+        timeouts=idle_timeouts(s),
+        check_interval=culling.check_interval,
+        gpu_utilization_threshold=culling.gpu_utilization_threshold,
+        proxy_url=loopback_url(s),
+        verify_proxy=not s.hub.tls.cert_file,
+        gpu_inventory=s.spawner.local.gpu_inventory if gpus_here else "",
+        log_level=s.hub.log_level,
+    )
     # Its own account when the hub is root, owning nothing: the hub API and NVML (the GPU
     # device files are open to every user) are all it needs; no database, no folder.
-    add_managed_service(c, s, NAME, python_module_command("gpulab.extensions.culler.service"), settings,
+    add_managed_service(c, s, NAME, python_module_command("gpulab.extensions.culler.service"), settings.as_dict(),
                         display=False, listen=False, run_as=own_account(s, NAME, []))
     add_service_role(c, NAME, CULLER_SCOPES)
 

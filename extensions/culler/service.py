@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from gpulab.compute.inventory import load_inventory
 from gpulab.extensions.service.lifetime import end_with_hub
@@ -27,6 +28,7 @@ from gpulab.extensions.service.runner import configure_logging, service_settings
 from gpulab.hub_config.client import ClientError, HubClient
 
 from .decisions import Decision, GpuHistory, ServerView, decide
+from .service_settings import CullerSettings
 
 PAGE = 200
 
@@ -38,18 +40,19 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 class Culler:
-    def __init__(self, hub: HubClient, proxy: HubClient, settings: dict, log,
+    def __init__(self, hub: HubClient, proxy: HubClient, settings: CullerSettings | Mapping[str, Any], log,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        settings = CullerSettings.of(settings)
         self.hub = hub
         self.proxy = proxy
-        self.timeouts: dict[str, int] = settings["timeouts"]
-        self.threshold = settings["gpu_utilization_threshold"]
+        self.timeouts: Mapping[str, int] = settings.timeouts
+        self.threshold = settings.gpu_utilization_threshold
         self.log = log
         self.clock = clock
         longest = max(self.timeouts.values(), default=0)
-        self.history = GpuHistory(keep=timedelta(seconds=longest + 2 * settings["check_interval"]))
+        self.history = GpuHistory(keep=timedelta(seconds=longest + 2 * settings.check_interval))
         # the local backend: utilisation from NVML (on Kubernetes no GPU is seen from here)
-        self.inventory = load_inventory(settings["gpu_inventory"]) if settings.get("gpu_inventory") else None
+        self.inventory = load_inventory(settings.gpu_inventory) if settings.gpu_inventory else None
 
     def ready_servers(self) -> list[ServerView]:
         servers, offset = [], 0
@@ -120,20 +123,20 @@ class Culler:
 def main() -> None:
     import os
 
-    settings = service_settings()
-    log = configure_logging("culler", settings.get("log_level", "INFO"))
+    settings = CullerSettings.of(service_settings())
+    log = configure_logging("culler", settings.log_level)
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
-    culler = Culler(hub, HubClient(settings["proxy_url"], token, verify=settings["verify_proxy"]), settings, log)
+    culler = Culler(hub, HubClient(settings.proxy_url, token, verify=settings.verify_proxy), settings, log)
     stopped = []
     signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
-    log.info("culling every %ss; idle timeouts by profile: %s", settings["check_interval"], settings["timeouts"])
+    log.info("culling every %ss; idle timeouts by profile: %s", settings.check_interval, dict(settings.timeouts))
     while not stopped:
         try:
             culler.check_once()
         except Exception:  # a bad check must not end culling; the next one may succeed
             log.exception("culling check failed")
-        deadline = time.monotonic() + settings["check_interval"]
+        deadline = time.monotonic() + settings.check_interval
         while not stopped and time.monotonic() < deadline:
             time.sleep(0.2)
 

@@ -28,6 +28,7 @@ from gpulab.extensions.service.config import (
 )
 
 from .database import projects_database_url, projects_folder
+from .service_settings import ProjectsServiceSettings, StorageHelperSettings, StorageSettings
 from .storage import FOLDER_BACKENDS
 from .storage.helper import socket_path
 
@@ -49,47 +50,41 @@ def group_prefix(s: Settings) -> str:
     return s.projects.local.group_prefix or s.spawner.local.account_prefix + "p-"
 
 
-def storage_settings(s: Settings) -> dict:
+def storage_settings(s: Settings) -> StorageSettings:
     """What the service and the spawn hook need to find folders, accounts and homes."""
     local = s.spawner.local
-    return {
-        "backend": s.spawner.backend,
-        "root": s.projects.local.root,
-        "group_prefix": group_prefix(s),
-        "account_prefix": local.account_prefix,
-        "home_root": local.home_root,
-        "data_dir": s.hub.data_dir,
-    }
+    return StorageSettings(backend=s.spawner.backend, root=s.projects.local.root, group_prefix=group_prefix(s),
+                           account_prefix=local.account_prefix, home_root=local.home_root, data_dir=s.hub.data_dir)
 
 
-def service_settings(s: Settings) -> dict:
-    return {
-        "database_url": projects_database_url(s),
-        "log_level": s.hub.log_level,
-        "creators": list(s.projects.creators),
-        "reconcile_interval": s.projects.reconcile_interval,
-        "storage": storage_settings(s),
-        "storage_helper": str(socket_path(s.hub.data_dir)),
-    }
+def service_settings(s: Settings) -> ProjectsServiceSettings:
+    return ProjectsServiceSettings(
+        database_url=projects_database_url(s),
+        log_level=s.hub.log_level,
+        creators=s.projects.creators,
+        reconcile_interval=s.projects.reconcile_interval,
+        storage=storage_settings(s),
+        storage_helper=str(socket_path(s.hub.data_dir)),
+    )
 
 
-def helper_settings(s: Settings) -> dict:
-    return {
-        "storage": storage_settings(s),
-        "socket": str(socket_path(s.hub.data_dir)),
-        "client": own_account(s, SERVICE, []).name,
-        "log_level": s.hub.log_level,
-    }
+def helper_settings(s: Settings) -> StorageHelperSettings:
+    return StorageHelperSettings(
+        storage=storage_settings(s),
+        socket=str(socket_path(s.hub.data_dir)),
+        client=own_account(s, SERVICE, []).name,
+        log_level=s.hub.log_level,
+    )
 
 
 def update_projects(s: Settings, c: Config) -> None:
     # display=False: the "Projects" link (nav_links) replaces the hub's Services menu entry
-    spec = add_managed_service(c, s, SERVICE, python_module_command(SERVICE_MODULE), service_settings(s),
+    spec = add_managed_service(c, s, SERVICE, python_module_command(SERVICE_MODULE), service_settings(s).as_dict(),
                                display=False, run_as=own_account(s, SERVICE, [str(projects_folder(s))]))
     spec["oauth_client_allowed_scopes"] = list(OAUTH_SCOPES)
     if s.spawner.backend in FOLDER_BACKENDS:
         # As root only: the service's account cannot make groups, ACLs or links; no HTTP, no hub role.
-        add_managed_service(c, s, HELPER, python_module_command(HELPER_MODULE), helper_settings(s),
+        add_managed_service(c, s, HELPER, python_module_command(HELPER_MODULE), helper_settings(s).as_dict(),
                             display=False, listen=False, root_only=True)
     add_service_role(c, SERVICE, list(SERVICE_SCOPES))
     grant_users_access(c, SERVICE)

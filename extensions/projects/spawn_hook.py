@@ -25,6 +25,7 @@ from gpulab.spawner.backends.docker.spawner import ContainerSpawner
 from gpulab.spawner.backends.local.spawner import LocalSpawner
 
 from .membership import GROUP_PREFIX
+from .service_settings import StorageSettings
 from .sign_in import StoreHook
 from .storage import FOLDER_BACKENDS
 from .storage.local import storage_from_settings
@@ -45,14 +46,14 @@ class HostAccount(Protocol):
 class ProjectFolders(StoreHook):
     """`c.Spawner.pre_spawn_hook`."""
 
-    def __init__(self, database_url: str, storage: dict):
+    def __init__(self, database_url: str, storage: StorageSettings):
         super().__init__(database_url)
         self.storage_settings = storage
 
     async def __call__(self, spawner) -> None:
         if not isinstance(spawner, HOST_ACCOUNT_SPAWNERS):
             return  # KubeSpawner: no account on this machine
-        if self.storage_settings["backend"] not in FOLDER_BACKENDS:
+        if self.storage_settings.backend not in FOLDER_BACKENDS:
             return
         user = spawner.user.name
         groups = [g.name for g in spawner.user.groups if not g.name.startswith(GROUP_PREFIX)]

@@ -7,14 +7,14 @@ the rest is derived by the hub (URLs, the database, the launcher's socket).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from gpulab.hub_config.typed_settings import (
     DEFAULT_PROFILE,
     Environments,
+    LogLevel,
     Model,
     Profile,
     ProjectsKubernetes,
@@ -35,7 +35,7 @@ class ServiceSpawner(Model):
 
 class ServiceHub(Model):
     data_dir: str = ""
-    log_level: Literal["DEBUG", "INFO", "WARN", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
 
 
 class ContainerEngineSettings(Model):
@@ -62,8 +62,3 @@ class SchedulerServiceSettings(Model):
     # the launcher's own (a root helper): the service's account, the socket it listens on
     client: str | None = None
     socket: str | None = None
-
-    @classmethod
-    def of(cls, settings: SchedulerServiceSettings | Mapping[str, Any]) -> SchedulerServiceSettings:
-        """Typed, from the JSON the hub sent (or a test's dict of some sections: the rest defaults)."""
-        return settings if isinstance(settings, cls) else cls.model_validate(settings)

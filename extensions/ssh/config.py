@@ -20,6 +20,7 @@ from gpulab.extensions.service.service_account import ServiceAccount
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
 
+from .service_settings import GatewayServiceSettings
 from .storage import audit_folder, ssh_database_url, ssh_folder
 from .trust import SEED_VARIABLE, EndpointSeed
 
@@ -81,17 +82,17 @@ def servers_url(s: Settings) -> str:
 def gateway_settings(s: Settings) -> dict:
     """What the gateway process needs, handed over as JSON (see add_managed_service)."""
     ssh = s.ssh
-    return {
-        **ssh.model_dump(include={"port", "allow_token_password", "start_stopped_servers",
-                                  "max_failed_attempts", "failure_window", "lockout"}),
-        "bind_address": listen_address(s),
-        "public_host": public_host(s),
-        "servers_url": servers_url(s),
-        "start_timeout": s.spawner.start_timeout,
-        "database_url": ssh_database_url(s),
-        "log_level": s.hub.log_level,
+    return GatewayServiceSettings(
+        port=ssh.port, allow_token_password=ssh.allow_token_password, start_stopped_servers=ssh.start_stopped_servers,
+        max_failed_attempts=ssh.max_failed_attempts, failure_window=ssh.failure_window, lockout=ssh.lockout,
+        bind_address=listen_address(s),
+        public_host=public_host(s),
+        servers_url=servers_url(s),
+        start_timeout=s.spawner.start_timeout,
+        database_url=ssh_database_url(s),
+        log_level=s.hub.log_level,
         **ssh_paths(s),
-    }
+    ).as_dict()
 
 
 def update_ssh(s: Settings, c: Config) -> None:

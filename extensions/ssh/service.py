@@ -23,6 +23,7 @@ from .hubapi import HubAPI
 from .lockouts import LockoutStore
 from .publickeys import fingerprint
 from .ratelimit import FailureLimiter
+from .service_settings import GatewayServiceSettings
 from .store import KeyStore
 from .trust import gateway_host_key, master_secret
 from .upstream import Upstream, UpstreamSettings
@@ -30,30 +31,30 @@ from .web import ROUTES
 
 
 async def main() -> int:
-    settings = service_settings()
-    log = configure_logging("ssh", settings.get("log_level", "INFO"))
-    if settings.get("log_level") != "DEBUG":
+    settings = GatewayServiceSettings.of(service_settings())
+    log = configure_logging("ssh", settings.log_level)
+    if settings.log_level != "DEBUG":
         logging.getLogger("asyncssh").setLevel(logging.WARNING)  # the audit log says who did what
-    audit = AuditLog(settings["audit_log"])
+    audit = AuditLog(settings.audit_log)
     audit.open()
-    host_key = gateway_host_key(Path(settings["host_key"]))
-    engine = make_engine(settings["database_url"])
+    host_key = gateway_host_key(Path(settings.host_key))
+    engine = make_engine(settings.database_url)
     keys = KeyStore(engine)
     hub = HubAPI(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     upstream = Upstream(hub, UpstreamSettings(
-        settings["servers_url"], settings["start_stopped_servers"], settings["start_timeout"],
-        master_secret(Path(settings["master_secret"]))), audit, log)
-    limiter = FailureLimiter(settings["max_failed_attempts"], settings["failure_window"], settings["lockout"])
-    gateway = Gateway(GatewaySettings(settings["bind_address"], settings["port"], settings["allow_token_password"]),
+        settings.servers_url, settings.start_stopped_servers, settings.start_timeout,
+        master_secret(Path(settings.master_secret))), audit, log)
+    limiter = FailureLimiter(settings.max_failed_attempts, settings.failure_window, settings.lockout)
+    gateway = Gateway(GatewaySettings(settings.bind_address, settings.port, settings.allow_token_password),
                       host_key, keys, hub, upstream, limiter, LockoutStore(engine), audit, log)
     try:
         await gateway.start()
     except OSError as exc:
         log.error("cannot listen for SSH on %s:%s (%s): set ssh.port and ssh.bind_address, or ssh.enabled: false",
-                  settings["bind_address"], settings["port"], exc.strerror or exc)
+                  settings.bind_address, settings.port, exc.strerror or exc)
         return 1
     public = host_key.export_public_key("openssh").decode().strip()
-    web_settings = {**settings, "host_key_public": public, "host_key_fingerprint": fingerprint(host_key)}
+    web_settings = {**settings.as_dict(), "host_key_public": public, "host_key_fingerprint": fingerprint(host_key)}
     templates = str(resources.files("gpulab.extensions.ssh") / "templates")
     app = build_application(ROUTES, [templates], ssh_keys=keys, ssh_settings=web_settings)
     await serve(app, on_stop=gateway.stop)

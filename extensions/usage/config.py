@@ -20,6 +20,8 @@ from gpulab.extensions.service.config import (
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
 
+from .service_settings import UsageServiceSettings
+
 NAME = "usage"
 DATABASE_ACCOUNT = "scheduler"  # the service account that owns gpulab's SQLite database
 
@@ -27,22 +29,22 @@ DATABASE_ACCOUNT = "scheduler"  # the service account that owns gpulab's SQLite 
 def update_usage(s: Settings, c: Config) -> None:
     # this machine's GPUs, claimed through the ledger (the local and docker backends)
     local = s.spawner.backend != "kubernetes"
-    settings = {
-        "database_url": database_url(s),
-        "sample_interval": s.usage.sample_interval,
-        "retention_days": s.usage.retention_days,
-        "idle_threshold": s.culling.gpu_utilization_threshold,
+    settings = UsageServiceSettings(
+        database_url=database_url(s),
+        sample_interval=s.usage.sample_interval,
+        retention_days=s.usage.retention_days,
+        idle_threshold=s.culling.gpu_utilization_threshold,
         # utilisation from NVML (on Kubernetes no GPU is seen from here)
-        "gpu_inventory": s.spawner.local.gpu_inventory if local else "",
+        gpu_inventory=s.spawner.local.gpu_inventory if local else "",
         # on Kubernetes: the pods of gpulab's namespace, and the DCGM exporter where there is one
-        "backend": s.spawner.backend,
-        "namespace": s.spawner.kubernetes.namespace,
-        "dcgm_exporter_url": s.usage.dcgm_exporter_url,
-        "log_level": s.hub.log_level,
-    }
+        backend=s.spawner.backend,
+        namespace=s.spawner.kubernetes.namespace,
+        dcgm_exporter_url=s.usage.dcgm_exporter_url,
+        log_level=s.hub.log_level,
+    )
     # display=False: the "Usage" link (nav_links) replaces the hub's Services menu entry
     owns = [] if s.database.url else [str(database_folder(s))]
-    add_managed_service(c, s, NAME, python_module_command("gpulab.extensions.usage.service"), settings,
+    add_managed_service(c, s, NAME, python_module_command("gpulab.extensions.usage.service"), settings.as_dict(),
                         display=False, run_as=own_account(s, DATABASE_ACCOUNT, owns) if local else None)
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)

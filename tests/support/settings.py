@@ -19,3 +19,13 @@ def settings_values(sections: dict[str, Any] | None = None, config_dir: Path = C
 def typed_settings(sections: dict[str, Any] | None = None, config_dir: Path = CONFIG_DIR, **more: Any) -> Settings:
     """Typed settings from the sections given (as `sections` or keywords), defaults for the rest."""
     return Settings.from_values(settings_values(deep_merge(sections or {}, more), config_dir))
+
+
+def handed_over(c, service: str) -> dict:
+    """The settings the hub hands `service` as JSON (GPULAB_SERVICE_SETTINGS), from apply_config's `c`."""
+    import json
+
+    from gpulab.extensions.service.config import SETTINGS_VARIABLE
+
+    (spec,) = [spec for spec in c.JupyterHub.services if spec["name"] == service]
+    return json.loads(spec["environment"][SETTINGS_VARIABLE])

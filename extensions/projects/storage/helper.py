@@ -23,13 +23,16 @@ hub is not root, the service runs as the hub's user and uses LocalStorage in-pro
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from gpulab.extensions.service import root_helper
 from gpulab.extensions.service.root_helper import Refused, check_user
 from gpulab.extensions.service.errors import Conflict
 
 from ..membership import ROLES, SLUG
+from ..service_settings import StorageHelperSettings
 
 log = logging.getLogger("gpulab.projects.storage")
 
@@ -110,12 +113,13 @@ def answer(storage, request, account_prefix: str) -> dict:
 # ------------------------------------------------------------ the helper (root) and the service's side
 
 
-def serve(settings: dict) -> None:
+def serve(given: StorageHelperSettings | Mapping[str, Any]) -> None:
     from .local import storage_from_settings
 
-    storage = storage_from_settings(settings["storage"])
-    prefix = settings["storage"]["account_prefix"]
-    root_helper.serve(Path(settings["socket"]), settings["client"], HELPER_NAME,
+    settings = StorageHelperSettings.of(given)
+    storage = storage_from_settings(settings.storage)
+    prefix = settings.storage.account_prefix
+    root_helper.serve(Path(settings.socket), settings.client, HELPER_NAME,
                       lambda request, _fds: answer(storage, request, prefix))
 
 
@@ -155,8 +159,8 @@ def main() -> None:
     from gpulab.extensions.service.runner import configure_logging, service_settings
 
     end_with_hub()
-    settings = service_settings()
-    configure_logging("projects-storage", settings.get("log_level", "INFO"))
+    settings = StorageHelperSettings.of(service_settings())
+    configure_logging("projects-storage", settings.log_level)
     serve(settings)
 
 

@@ -10,6 +10,7 @@ import asyncio
 from types import SimpleNamespace
 
 from gpulab.compute.limits import Limits
+from gpulab.extensions.projects.service_settings import StorageSettings
 from gpulab.extensions.projects.spawn_hook import ProjectFolders
 from gpulab.spawner.backends.docker.spawner import GpulabDockerSpawner, container_settings
 from gpulab.spawner.backends.local.spawner import LocalSpawner
@@ -32,10 +33,10 @@ def test_an_added_mount_is_kept_once_and_mounted_read_write_at_the_same_path():
 def test_the_projects_hook_skips_other_spawners_and_backends_without_reading_projects():
     settings = {"backend": "kubernetes", "root": "", "group_prefix": "gpulab-p-", "account_prefix": "gpulab-",
                 "home_root": "", "data_dir": ""}
-    hook = ProjectFolders("sqlite:////nonexistent/folder/projects.sqlite", settings)
+    hook = ProjectFolders("sqlite:////nonexistent/folder/projects.sqlite", StorageSettings.of(settings))
     other = SimpleNamespace(user=SimpleNamespace(name="alice", groups=[]))  # e.g. KubeSpawner
     for spawner, backend in ((other, "local"), (other, "docker"), (GpulabDockerSpawner(), "kubernetes"),
                              (LocalSpawner(), "kubernetes")):
-        hook.storage_settings = {**settings, "backend": backend}
+        hook.storage_settings = StorageSettings.of({**settings, "backend": backend})
         assert asyncio.run(hook(spawner)) is None
     assert hook._store is None  # returned before opening the projects' database

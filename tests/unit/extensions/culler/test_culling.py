@@ -11,8 +11,10 @@ from traitlets.config import Config
 
 from gpulab.extensions.culler.decisions import GpuHistory, ServerView, decide
 from gpulab.extensions.culler.service import Culler
+from gpulab.extensions.culler.service_settings import CullerSettings
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
+from tests.support.settings import handed_over, typed_settings
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 
@@ -121,3 +123,13 @@ def test_the_culler_runs_as_its_own_account_with_no_database_and_may_read_server
     assert "database_url" not in settings
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "culler-service")
     assert "admin:server_state" in role["scopes"] and "admin:users" not in role["scopes"]
+
+
+def test_the_culler_reads_back_the_settings_the_hub_sent():
+    s = typed_settings(hub={"data_dir": "/srv/gpulab/data", "tls": {"cert_file": "/c.crt", "key_file": "/c.key"}},
+                       profiles=[{"id": "gpu-1", "display_name": "GPU", "idle_timeout": 600}])
+    sent = handed_over(apply_config(s, Config()), "culler")
+    read = CullerSettings.of(sent)
+    assert read.as_dict() == sent
+    assert read.timeouts == {"gpu-1": 600} and read.verify_proxy is False
+    assert read.proxy_url == "https://127.0.0.1:8000/" and read.gpu_inventory == s.spawner.local.gpu_inventory

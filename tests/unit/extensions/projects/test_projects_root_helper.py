@@ -18,19 +18,20 @@ from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.projects.database import MIGRATIONS, carry_over, projects_database_url, upgrade_projects_storage
 from gpulab.extensions.projects.service import make_storage
+from gpulab.extensions.projects.service_settings import ProjectsServiceSettings, StorageHelperSettings
 from gpulab.extensions.projects.shared_servers import SharedServerStore
 from gpulab.extensions.projects.storage import helper
-from gpulab.extensions.service import root_helper
 from gpulab.extensions.projects.storage.helper import HelperStorage, Refused, StorageHelperError, check_request
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.store import ProjectStore
 from gpulab.extensions.projects.sync import NoStorage
+from gpulab.extensions.service import root_helper
 from gpulab.extensions.service.config import RUN_AS_VARIABLE, pass_hub_environment, runs_as_own_account
 from gpulab.extensions.service.errors import Conflict
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import deep_merge
 from gpulab.hub_config.typed_settings import Settings
-from tests.support.settings import typed_settings
+from tests.support.settings import handed_over, typed_settings
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
@@ -221,3 +222,14 @@ def test_with_a_shared_database_nothing_moves(tmp_path):
     values = settings(hub={"data_dir": str(tmp_path)}, database={"url": main})
     assert upgrade_projects_storage(values) == 0
     assert len(stores(main)[0].list()) == 2 and not (tmp_path / "projects-service").exists()
+
+
+def test_the_service_and_its_helper_read_back_the_settings_the_hub_sent():
+    s = settings(projects={"creators": ["leads"], "local": {"root": "/srv/projects"}})
+    c = apply_config(s, Config())
+    service, helper = handed_over(c, "projects"), handed_over(c, "projects-storage")
+    assert ProjectsServiceSettings.of(service).as_dict() == service
+    assert StorageHelperSettings.of(helper).as_dict() == helper
+    read = ProjectsServiceSettings.of(service)
+    assert read.creators == ("leads",) and read.storage == StorageHelperSettings.of(helper).storage
+    assert read.storage.root == "/srv/projects" and read.storage.group_prefix == "gpulab-p-"

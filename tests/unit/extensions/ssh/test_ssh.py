@@ -21,6 +21,7 @@ from gpulab.extensions.ssh.hubapi import HubError
 from gpulab.extensions.ssh.lockouts import LockoutStore
 from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.ratelimit import FailureLimiter
+from gpulab.extensions.ssh.service_settings import GatewayServiceSettings
 from gpulab.extensions.ssh.sessions import command_line, session_environment
 from gpulab.extensions.ssh.storage import MIGRATIONS, carry_over, ssh_database_url, upgrade_ssh_storage
 from gpulab.extensions.ssh.store import KeyStore
@@ -38,7 +39,7 @@ from gpulab.extensions.ssh.web import connection_info, ssh_config_block
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import deep_merge
 from gpulab.hub_config.typed_settings import Settings
-from tests.support.settings import typed_settings
+from tests.support.settings import handed_over, typed_settings
 
 
 def settings(**sections) -> Settings:
@@ -443,3 +444,10 @@ def test_every_hub_error_becomes_a_refusal_with_a_reason(status, message):
     with pytest.raises(Refused) as refused:
         asyncio.run(upstream.open("ada", Target("carol", ""), notify=lambda text: None))
     assert str(refused.value) == message
+
+
+def test_the_gateway_reads_back_the_settings_the_hub_sent():
+    sent = handed_over(apply_config(settings(ssh={"port": 2022, "lockout": 60}), Config()), "ssh")
+    read = GatewayServiceSettings.of(sent)
+    assert read.as_dict() == sent == gateway_settings(settings(ssh={"port": 2022, "lockout": 60}))
+    assert read.port == 2022 and read.lockout == 60 and read.host_key == "/srv/gpulab/data/ssh/ssh_host_ed25519_key"

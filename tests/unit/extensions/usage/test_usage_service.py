@@ -19,8 +19,10 @@ from gpulab.extensions.service.errors import Invalid
 from gpulab.extensions.usage.cli import table
 from gpulab.extensions.usage.core import Asker, UsageCore
 from gpulab.extensions.usage.metrics import exposition
+from gpulab.extensions.usage.service_settings import UsageServiceSettings
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import complete
+from tests.support.settings import handed_over, typed_settings
 
 
 def test_metrics_label_each_device_with_its_holder_and_count_allocations():
@@ -119,3 +121,14 @@ def test_the_asker_maintains_the_projects_whose_maintainer_group_they_are_in():
     assert (asker.name, asker.admin, asker.led_projects) == ("lead", False, frozenset({"vision"}))
     assert asker.scope == "lead and project vision"
     assert asker_of({"name": "root", "admin": True}).scope == "everyone"
+
+
+@pytest.mark.parametrize("backend", ["local", "kubernetes"])
+def test_the_service_reads_back_the_settings_the_hub_sent(backend):
+    s = typed_settings(hub={"data_dir": "/srv/gpulab/data"}, spawner={"backend": backend},
+                       usage={"sample_interval": 5, "dcgm_exporter_url": "http://dcgm:9400/metrics"})
+    sent = handed_over(apply_config(s, Config()), "usage")
+    read = UsageServiceSettings.of(sent)
+    assert read.as_dict() == sent
+    assert read.sample_interval == 5 and read.backend == backend and read.idle_threshold == 10
+    assert read.gpu_inventory == ("" if backend == "kubernetes" else s.spawner.local.gpu_inventory)
