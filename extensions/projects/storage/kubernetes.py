@@ -11,21 +11,29 @@ existing one (`claim_name`) or `claim_manifest` creates one from a storage class
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from gpulab.hub_config.typed_settings import ProjectsKubernetes
 
 from ..membership import project_roles
+
+# `projects.kubernetes`, typed, or as the dict a caller still holds (typed here)
+KubernetesSettings = ProjectsKubernetes | Mapping[str, Any]
 
 VOLUME_NAME = "gpulab-projects"
 DEFAULT_CLAIM = "gpulab-projects"
 
 
-def claim_name(settings: dict) -> str:
+def claim_name(settings: KubernetesSettings) -> str:
     """The claim every pod mounts: `projects.kubernetes.claim_name`, or the one gpulab creates."""
-    return settings["claim_name"] or DEFAULT_CLAIM
+    return ProjectsKubernetes.of(settings).claim_name or DEFAULT_CLAIM
 
 
-def claim_manifest(settings: dict, namespace: str) -> dict | None:
+def claim_manifest(given: KubernetesSettings, namespace: str) -> dict | None:
     """The ReadWriteMany claim to create when a storage class is set; None for an existing claim."""
-    if settings["claim_name"] or not settings["storage_class"]:
+    settings = ProjectsKubernetes.of(given)
+    if settings.claim_name or not settings.storage_class:
         return None
     return {
         "apiVersion": "v1",
@@ -34,19 +42,20 @@ def claim_manifest(settings: dict, namespace: str) -> dict | None:
                      "labels": {"app.kubernetes.io/part-of": "gpulab", "gpulab.dev/component": "projects"}},
         "spec": {
             "accessModes": ["ReadWriteMany"],
-            "storageClassName": settings["storage_class"],
-            "resources": {"requests": {"storage": settings["size"]}},
+            "storageClassName": settings.storage_class,
+            "resources": {"requests": {"storage": settings.size}},
         },
     }
 
 
-def project_volumes(roles: dict[str, str], settings: dict) -> tuple[list[dict], list[dict]]:
+def project_volumes(roles: dict[str, str], given: KubernetesSettings) -> tuple[list[dict], list[dict]]:
     """(volumes, volumeMounts) for a user with these project roles ({} -> nothing mounted)."""
     if not roles:
         return [], []
+    settings = ProjectsKubernetes.of(given)
     volume = {"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": claim_name(settings)}}
-    sub_path = settings["sub_path"].strip("/")
-    mount_path = settings["mount_path"].rstrip("/")
+    sub_path = settings.sub_path.strip("/")
+    mount_path = settings.mount_path.rstrip("/")
     mounts = [
         {
             "name": VOLUME_NAME,
@@ -59,7 +68,7 @@ def project_volumes(roles: dict[str, str], settings: dict) -> tuple[list[dict], 
     return [volume], mounts
 
 
-def with_project_volumes(changes, groups: list[str], settings: dict):
+def with_project_volumes(changes, groups: list[str], settings: KubernetesSettings):
     """The spawner's hook: `changes` (spawner.manifests.PodChanges) plus the user's project mounts."""
     volumes, mounts = project_volumes(project_roles(groups), settings)
     return dataclasses.replace(changes, volumes=list(changes.volumes) + volumes,
