@@ -1,15 +1,17 @@
 """The MLflow tracking server as one lean process: MLflow's FastAPI app with its basic-auth
 permission model, gpulab's gate (hub tokens and hub OAuth) and hooks (project experiments).
 
-MLflow's documented way to run it is `mlflow server` with the options of `server_arguments`:
-a supervisor process that hands its uvicorn worker the configuration through variables MLflow
-keeps private (`_MLFLOW_SERVER_*`, `_MLFLOW_STATIC_PREFIX`, `_MLFLOW_SGI_NAME`), then only
-waits. gpulab builds the same app in one process and hands MLflow's server modules the
-variables `mlflow server` would (`worker_environment`); a test runs the real `mlflow server`
-on `server_arguments` and checks that it hands its worker exactly these. The supervisor would
-cost a second process with MLflow imported again (about 250 MiB) and 1-2 s at every start.
-One uvicorn worker and no job consumers: those only serve MLflow's GenAI jobs (scorers,
-prompt optimisation), which are switched off here.
+MLflow's documented way to run it is `mlflow server` with the options of `server_arguments`
+(its basic-auth app, with gpulab's authorization function named in the app's config file, the
+documented way to plug in one). That command is a supervisor: it hands its uvicorn worker the
+configuration through variables MLflow keeps private (`_MLFLOW_SERVER_*`,
+`_MLFLOW_STATIC_PREFIX`, `_MLFLOW_SGI_NAME`, `_MLFLOW_IN_JOB_EXECUTOR`), then only waits.
+gpulab builds the same app in one process and sets exactly those variables for MLflow's server
+modules (`worker_environment`); a test runs MLflow's own CLI on `server_arguments` and checks
+that it hands its worker the same, so an MLflow release that changes them fails a test. Run
+through the CLI, the service measured a second process with MLflow imported again: about
+250 MiB more RSS and 2.5 s more CPU at every start. One uvicorn worker and no job consumers:
+those only serve MLflow's GenAI jobs (scorers, prompt optimisation), which are switched off here.
 """
 
 from __future__ import annotations
