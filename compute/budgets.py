@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from gpulab.hub_config.typed_settings import ProjectBudget, QuotaLimits, Quotas
+if TYPE_CHECKING:
+    from gpulab.hub_config.typed_settings import ProjectBudget, QuotaLimits, Quotas
 
 WARN_AT = 0.8
 

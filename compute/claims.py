@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol
-
-from gpulab.hub_config.typed_settings import Quotas
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .availability import Availability
 from .budgets import Spent, budget_lines, budget_problem, budget_warnings
 from .profiles import Profile
 from .quotas import Usage, quota_problem
+
+if TYPE_CHECKING:  # pydantic only where quotas are checked (runners import compute too)
+    from gpulab.hub_config.typed_settings import Quotas
 
 
 class Refused(Exception):
@@ -133,6 +134,8 @@ class ClusterPool:
 def typed_quotas(quotas: Quotas | Mapping[str, Any]) -> Quotas:
     """The `quotas` section typed: the spawner's traits and the scheduler's settings hand it over
     as a dict (missing keys are defaults: no limit)."""
+    from gpulab.hub_config.typed_settings import Quotas
+
     return quotas if isinstance(quotas, Quotas) else Quotas.model_validate(quotas)
 
 

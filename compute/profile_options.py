@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpulab.hub_config.typed_settings import ProfileOption as OptionSettings
-from gpulab.hub_config.typed_settings import plain
+if TYPE_CHECKING:  # pydantic only where settings are read (runners and servers import this module too)
+    from gpulab.hub_config.typed_settings import ProfileOption as OptionSettings
 
 UNLISTED = "--unlisted-choice"
 
@@ -67,6 +67,9 @@ class OptionError(ValueError):
 def options_from_settings(settings: Mapping[str, OptionSettings | Mapping[str, Any]]) -> tuple[ProfileOption, ...]:
     """The `profile_options` of one profile's settings (typed, or dicts typed here: defaults as the
     schema describes them)."""
+    from gpulab.hub_config.typed_settings import ProfileOption as OptionSettings
+    from gpulab.hub_config.typed_settings import plain
+
     options = []
     for name, given in settings.items():
         item = given if isinstance(given, OptionSettings) else OptionSettings.model_validate(given)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from gpulab.hub_config.typed_settings import Profile as ProfileSettings
-from gpulab.hub_config.typed_settings import Settings, plain
+from typing import TYPE_CHECKING, Any
 
 from .profile_options import ProfileOption, option_keys, options_from_settings
+
+if TYPE_CHECKING:  # pydantic only where settings are read (runners and servers import this module too)
+    from gpulab.hub_config.typed_settings import Profile as ProfileSettings
+    from gpulab.hub_config.typed_settings import Settings
 
 SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?)?$")
 UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -105,6 +106,9 @@ def profiles_from_settings(settings: Settings | Mapping[str, Any]) -> tuple[Prof
     """The settings' `profiles` as compute profiles. The spawner's traits and the scheduler's
     settings still hand them over as dicts ({"profiles": [...]}, complete, ids filled): each is
     typed at this entry."""
+    from gpulab.hub_config.typed_settings import Profile as ProfileSettings
+    from gpulab.hub_config.typed_settings import Settings
+
     items: Iterable[ProfileSettings | Mapping[str, Any]] = (
         settings.profiles if isinstance(settings, Settings) else settings["profiles"])
     typed = (item if isinstance(item, ProfileSettings) else ProfileSettings.model_validate(item) for item in items)
@@ -112,6 +116,8 @@ def profiles_from_settings(settings: Settings | Mapping[str, Any]) -> tuple[Prof
 
 
 def profile_from_settings(item: ProfileSettings) -> Profile:
+    from gpulab.hub_config.typed_settings import plain
+
     gpu = item.gpu
     return Profile(
         id=item.id,

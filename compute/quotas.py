@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gpulab.hub_config.typed_settings import QuotaLimits, Quotas
+if TYPE_CHECKING:
+    from gpulab.hub_config.typed_settings import QuotaLimits, Quotas
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
-from gpulab.hub_config.typed_settings import Settings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from gpulab.hub_config.typed_settings import Settings
+
 
 # Stable constraint names, so migrations can refer to them on every backend.
 NAMING_CONVENTION = {

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy.engine import Engine
 
-from gpulab.hub_config.typed_settings import Settings
-
 from .core import database_url, make_engine
 from .migrate import upgrade
+
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from gpulab.hub_config.typed_settings import Settings
 
 
 def own_database_url(s: Settings, folder: Path, file_name: str) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .typed_settings import Settings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from .typed_settings import Settings
 
 
 def prepare_data_dir(s: Settings) -> Path:

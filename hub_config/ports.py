@@ -15,10 +15,13 @@ from __future__ import annotations
 import errno
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
 
-from .typed_settings import Settings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from .typed_settings import Settings
+
 
 WILDCARDS = ("", "0.0.0.0", "::")
 LOOPBACK = "127.0.0.1"

@@ -17,6 +17,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpulab.extensions.projects.config import group_prefix
 from gpulab.extensions.projects.storage.local import LOCK_FILE, default_root
@@ -26,7 +27,8 @@ from gpulab.extensions.service.service_account import service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER
 from gpulab.spawner.runtime_dir import runtime_dir_of
 
-from .typed_settings import Settings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from .typed_settings import Settings
 
 
 class PurgeRefused(Exception):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from traitlets.config import Config
 
-from .typed_settings import Settings
+if TYPE_CHECKING:  # extensions' modules load in user servers too, which need no pydantic
+    from .typed_settings import Settings
 
 ENTRY_POINT_GROUP = "gpulab.extensions"
 

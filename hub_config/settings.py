@@ -16,14 +16,15 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import jsonschema
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from .typed_settings import Settings
+if TYPE_CHECKING:  # pydantic is imported where settings are loaded, not by every importer of this module
+    from .typed_settings import Settings
 
 SCHEMA_PACKAGE = "gpulab.hub_config.schema"
 ROOT_SCHEMA = "gpulab.schema.yaml"
@@ -65,6 +66,8 @@ class LoadedSettings:
     settings: Settings = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from .typed_settings import Settings
+
         object.__setattr__(self, "settings", Settings.from_values(self.values))
 
     @property

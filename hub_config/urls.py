@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .typed_settings import Hub, Settings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from .typed_settings import Hub, Settings
 
 
 def data_path(s: Settings, *parts: str) -> str:

@@ -17,15 +17,18 @@ deletes the originals: an interrupted move is finished by the next one, never do
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from gpulab.db import make_session_factory
 from gpulab.db.own_database import own_database_url, upgrade_own_database
-from gpulab.hub_config.typed_settings import Settings
 
 from .models import AuditRow, MemberRow, ProjectRow, SharedServerRow, ShareGrantRow
+
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from gpulab.hub_config.typed_settings import Settings
 
 MIGRATIONS = ["gpulab.extensions.projects.migrations"]
 FOLDER = "projects-service"

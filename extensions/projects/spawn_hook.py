@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gpulab.spawner.accounts import ensure_account
 from gpulab.spawner.backends.docker.spawner import ContainerSpawner
 from gpulab.spawner.backends.local.spawner import LocalSpawner
 
 from .membership import GROUP_PREFIX
-from .service_settings import StorageSettings
 from .sign_in import StoreHook
 from .storage import FOLDER_BACKENDS
 from .storage.local import storage_from_settings
+
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from .service_settings import StorageSettings
 
 # The spawners whose servers run as the user's system account on this machine.
 HOST_ACCOUNT_SPAWNERS = (LocalSpawner, ContainerSpawner)

@@ -6,12 +6,14 @@ import json
 import smtplib
 import threading
 from email.message import EmailMessage
-
-from gpulab.hub_config.typed_settings import SchedulerNotifications
+from typing import TYPE_CHECKING
 
 from . import webhooks
 from .models import Schedule
 from .schemas import RunOut
+
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from gpulab.hub_config.typed_settings import SchedulerNotifications
 
 
 def payload(event: str, schedule: Schedule, run: RunOut) -> dict:

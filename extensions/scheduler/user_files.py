@@ -12,12 +12,14 @@ import pwd
 import subprocess
 import sys
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from gpulab.extensions.service.errors import Invalid, NotFound
 
 from gpulab.spawner.backends.local.runner_process import owner_home
 
-from .service_settings import SchedulerServiceSettings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from .service_settings import SchedulerServiceSettings
 
 MAX_NOTEBOOKS = 500
 MAX_NOTEBOOK_BYTES = 32 << 20

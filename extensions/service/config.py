@@ -14,15 +14,16 @@ import os
 import pwd
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlparse
 
 from traitlets.config import Config
 
-from gpulab.hub_config.typed_settings import Settings, as_settings
-
 from .lifetime import HUB_PID_VARIABLE
 from .service_account import ServiceAccount, prepare, service_account_name
+
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read (services import this module)
+    from gpulab.hub_config.typed_settings import Settings
 
 SETTINGS_VARIABLE = "GPULAB_SERVICE_SETTINGS"
 NAV_VARIABLE = "GPULAB_NAV"
@@ -44,7 +45,13 @@ SERVICE_PORT_OFFSETS = {
 
 # The helpers an extension calls take `Settings`; those extensions/mlflow calls take its dict too
 # (`as_settings`) until it is converted.
-AnySettings = Settings | Mapping[str, Any]
+AnySettings = Union["Settings", Mapping[str, Any]]
+
+
+def as_settings(settings: AnySettings) -> Settings:
+    from gpulab.hub_config.typed_settings import as_settings
+
+    return as_settings(settings)
 
 
 def service_port(s: Settings, name: str) -> int:

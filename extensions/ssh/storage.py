@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from gpulab.db import make_session_factory
 from gpulab.db.own_database import give_to_folder_owner, own_database_url, upgrade_own_database
-from gpulab.hub_config.typed_settings import Settings
 
 from .lockouts import SSHLockoutRow
 from .store import SSHKeyRow
+
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from gpulab.hub_config.typed_settings import Settings
 
 MIGRATIONS = ["gpulab.extensions.ssh.migrations"]
 FILE_NAME = "ssh.sqlite"

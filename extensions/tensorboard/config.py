@@ -7,9 +7,12 @@ listed in gpulab.extensions.singleuser.PARTS) and the launcher entry read it.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from gpulab.hub_config.registry import Extension
-from gpulab.hub_config.typed_settings import Settings
+
+if TYPE_CHECKING:  # this module loads in user servers (extension.py), which need no pydantic
+    from gpulab.hub_config.typed_settings import Settings
 
 SETTINGS_VARIABLE = "GPULAB_TENSORBOARD"
 

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
-
-from gpulab.hub_config.typed_settings import ProjectsKubernetes
+from typing import TYPE_CHECKING, Any, Union
 
 from ..membership import project_roles
 
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from gpulab.hub_config.typed_settings import ProjectsKubernetes
+
 # `projects.kubernetes`, typed, or as the dict a caller still holds (typed here)
-KubernetesSettings = ProjectsKubernetes | Mapping[str, Any]
+KubernetesSettings = Union["ProjectsKubernetes", Mapping[str, Any]]
+
+
+def _typed(settings: KubernetesSettings) -> ProjectsKubernetes:
+    from gpulab.hub_config.typed_settings import ProjectsKubernetes
+
+    return ProjectsKubernetes.of(settings)
 
 VOLUME_NAME = "gpulab-projects"
 DEFAULT_CLAIM = "gpulab-projects"
@@ -27,12 +34,12 @@ DEFAULT_CLAIM = "gpulab-projects"
 
 def claim_name(settings: KubernetesSettings) -> str:
     """The claim every pod mounts: `projects.kubernetes.claim_name`, or the one gpulab creates."""
-    return ProjectsKubernetes.of(settings).claim_name or DEFAULT_CLAIM
+    return _typed(settings).claim_name or DEFAULT_CLAIM
 
 
 def claim_manifest(given: KubernetesSettings, namespace: str) -> dict | None:
     """The ReadWriteMany claim to create when a storage class is set; None for an existing claim."""
-    settings = ProjectsKubernetes.of(given)
+    settings = _typed(given)
     if settings.claim_name or not settings.storage_class:
         return None
     return {
@@ -52,7 +59,7 @@ def project_volumes(roles: dict[str, str], given: KubernetesSettings) -> tuple[l
     """(volumes, volumeMounts) for a user with these project roles ({} -> nothing mounted)."""
     if not roles:
         return [], []
-    settings = ProjectsKubernetes.of(given)
+    settings = _typed(given)
     volume = {"name": VOLUME_NAME, "persistentVolumeClaim": {"claimName": claim_name(settings)}}
     sub_path = settings.sub_path.strip("/")
     mount_path = settings.mount_path.rstrip("/")

@@ -37,12 +37,13 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpulab.extensions.service.errors import Conflict
 from gpulab.spawner.accounts import MANAGED_MARKER, account_name, home_of
 
-from ..service_settings import StorageSettings
+if TYPE_CHECKING:  # typed settings: pydantic only where settings are read
+    from ..service_settings import StorageSettings
 
 from . import acl, bridge
 from .system_groups import (add_member, delete_group, ensure_group, gid_of, group_name, held_groups, members_of,
@@ -70,6 +71,8 @@ def default_root(setting: str, data_dir: str, isolated: bool) -> Path:
 
 def storage_from_settings(given: StorageSettings | Mapping[str, Any]) -> "LocalStorage":
     """The storage that projects.config.storage_settings describes (no I/O)."""
+    from ..service_settings import StorageSettings
+
     settings = StorageSettings.of(given)
     root = default_root(settings.root, settings.data_dir, os.geteuid() == 0)
     return LocalStorage(root, settings.group_prefix, settings.account_prefix, settings.home_root, settings.data_dir)
