@@ -11,7 +11,7 @@ from gpulab.extensions.projects.membership import project_roles
 from gpulab.extensions.service.config import runs_as_own_account
 from gpulab.extensions.service.lifetime import end_with_hub
 from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
-from gpulab.hub_config.client import AsyncHubClient, HubClient
+from gpulab.hub_config.client import AsyncHubClient
 from gpulab.spawner.backends import backend
 from gpulab.spawner.backends.docker.runner_container import ContainerEngine
 from gpulab.spawner.backends.local.runner_process import ProcessLauncher
@@ -29,11 +29,10 @@ from .user_files import UserFiles
 TEMPLATES = str(Path(__file__).parent / "templates")
 
 
-def make_launcher(settings: SchedulerServiceSettings, handed_over: dict, log):
+def make_launcher(settings: SchedulerServiceSettings, log):
     """Who starts runners as their owners and reads their notebooks: the root helper when this
     service runs as its own account (the hub is root), else this process (every run and home
-    is then the service's own). `handed_over`: the settings as JSON gave them, for the docker
-    backend's engine (spawner/backends reads dicts until it is converted)."""
+    is then the service's own)."""
     if runs_as_own_account():
         from .launcher import HelperLauncher
 
@@ -41,10 +40,10 @@ def make_launcher(settings: SchedulerServiceSettings, handed_over: dict, log):
         return launcher, launcher
     local = settings.spawner.local
     return ProcessLauncher(local.account_prefix, local.home_root, settings.hub.data_dir, log,
-                           ContainerEngine.from_settings(handed_over)), UserFiles(settings)
+                           ContainerEngine.from_settings(settings)), UserFiles(settings)
 
 
-def make_executor(settings: dict, log, directory: HubDirectory, sessions, storage: RunStorage,
+def make_executor(settings: SchedulerServiceSettings, log, directory: HubDirectory, sessions, storage: RunStorage,
                   launcher) -> Executor:
     """The executor of the backend spawner.backend names (spawner/backends/<name>/)."""
 
@@ -52,12 +51,12 @@ def make_executor(settings: dict, log, directory: HubDirectory, sessions, storag
         who = await directory.who(owner)
         return project_roles(list(who.groups))
 
-    return backend(settings["spawner"]["backend"]).executor(RunServices(
+    return backend(settings.spawner.backend).executor(RunServices(
         settings, log, sessions, run_log=lambda run_id: storage.path(run_id, "log.txt"),
         state_dir=storage.root.parent, roles_of=roles_of, launcher=launcher))
 
 
-def mlflow_environment(settings: SchedulerServiceSettings, hub: HubClient, log):
+def mlflow_environment(settings: SchedulerServiceSettings, hub: AsyncHubClient, log):
     """Each run's MLflow variables, when the hub runs MLflow (every run is then an MLflow run)."""
     if not settings.mlflow_tracking_uri:
         return None
@@ -67,17 +66,16 @@ def mlflow_environment(settings: SchedulerServiceSettings, hub: HubClient, log):
 
 
 async def main() -> None:
-    handed_over = service_settings()
-    settings = SchedulerServiceSettings.of(handed_over)
+    settings = SchedulerServiceSettings.of(service_settings())
     log = configure_logging("scheduler", settings.hub.log_level)
     sessions = make_session_factory(make_engine(settings.database_url))
     token = os.environ["JUPYTERHUB_API_TOKEN"]
-    hub = HubClient(os.environ["JUPYTERHUB_API_URL"].rsplit("hub/api", 1)[0], token)
+    hub = AsyncHubClient(os.environ["JUPYTERHUB_API_URL"], token)
     storage = RunStorage(Path(settings.hub.data_dir) / "scheduler" / "runs")
-    directory = HubDirectory(AsyncHubClient(os.environ["JUPYTERHUB_API_URL"], token))
-    launcher, user_files = make_launcher(settings, handed_over, log) if backend(settings.spawner.backend).machine_local \
+    directory = HubDirectory(hub)
+    launcher, user_files = make_launcher(settings, log) if backend(settings.spawner.backend).machine_local \
         else (None, None)
-    executor = make_executor(handed_over, log, directory, sessions, storage, launcher)
+    executor = make_executor(settings, log, directory, sessions, storage, launcher)
     await executor.prepare()
     core = SchedulerCore(sessions, settings, directory, storage, python_exists=executor.python_exists,
                          driver=executor.driver)

@@ -9,11 +9,10 @@ private experiment.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from urllib.parse import quote
 
-from gpulab.hub_config.client import ClientError, HubClient
+from gpulab.hub_config.client import AsyncHubClient, ClientError
 
 TOKEN_SCOPES = ["access:services!service=mlflow"]
 TOKEN_MARGIN_SECONDS = 600  # the runner logs after the notebook ends, and a retry may start late
@@ -29,7 +28,7 @@ def experiment_name(schedule_name: str, owner: str, project: str | None, kind: s
 
 
 class MlflowForRuns:
-    def __init__(self, hub: HubClient, tracking_uri: str, log: logging.Logger):
+    def __init__(self, hub: AsyncHubClient, tracking_uri: str, log: logging.Logger):
         self.hub = hub
         self.tracking_uri = tracking_uri
         self.log = log
@@ -40,8 +39,7 @@ class MlflowForRuns:
         body = {"scopes": TOKEN_SCOPES, "expires_in": timeout_seconds + TOKEN_MARGIN_SECONDS,
                 "note": f"gpulab scheduled run of {schedule_name!r}: MLflow logging"}
         try:
-            model = await asyncio.to_thread(self.hub.request, "POST", f"hub/api/users/{quote(owner, safe='')}/tokens",
-                                            body)
+            model = await self.hub.request("POST", f"users/{quote(owner, safe='')}/tokens", body)
         except ClientError as error:
             self.log.warning("no MLflow token for %s's run of %r: %s", owner, schedule_name, error)
             return {}
