@@ -266,9 +266,11 @@ class Zygote:
         environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": "/",
                        "LANG": os.environ.get("LANG", "C.UTF-8"), ROOM_VARIABLE: " " * ENVIRONMENT_ROOM}
         self.process = subprocess.Popen(
-            # -I: no user site, no PYTHON* variables, no working folder on sys.path.
+            # -E -s: no PYTHON* variables, no user site (the zygote takes its working folder, "/", off
+            # sys.path itself). Not -I: its -P (sys.flags.safe_path) would stay with every server and
+            # kernel forked from it, and IPython puts no working folder on a kernel's sys.path then.
             # The entry point's name is in its command line, which its children show until theirs is set.
-            [self.python, "-I", "-m", "gpulab.spawner.backends.local.zygote", str(self.socket_path), self.entry_point,
+            [self.python, "-E", "-s", "-m", "gpulab.spawner.backends.local.zygote", str(self.socket_path), self.entry_point,
              " " * ARGUMENT_ROOM, *self.extensions],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd="/",
             start_new_session=True,  # the hub's terminal's signals are the hub's

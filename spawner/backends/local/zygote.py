@@ -1,4 +1,4 @@
-"""The zygote: one per Python environment, run by the hub (`python -I -m gpulab.spawner.backends.local.zygote
+"""The zygote: one per Python environment, run by the hub (`python -E -s -m gpulab.spawner.backends.local.zygote
 SOCKET`) as the hub's user, root when servers get accounts. warm_start.py describes the protocol.
 
 It imports what every server imports (jupyterhub.singleuser, jupyter_server, JupyterLab and the
@@ -36,9 +36,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from gpulab.compute.processes import start_ticks
+if __name__ == "__main__" and sys.path and sys.path[0] == os.getcwd():
+    del sys.path[0]  # `python -m` put the working folder ("/") first: imports come from the environment only
 
-from gpulab.spawner.backends.local.identity import become_step
+from gpulab.compute.processes import start_ticks  # noqa: E402
+
+from gpulab.spawner.backends.local import warm_kernel  # noqa: E402
+from gpulab.spawner.backends.local.identity import become_step  # noqa: E402
 from gpulab.spawner.backends.local.warm_start import PYTHON_VARIABLES_HONOURED, RequestError, cold_reason, decode_request, encode_reply, receive_request
 
 # The zygote's HOME while it imports: a path that never exists, so a module that computes a path
@@ -277,6 +281,10 @@ def child(conn: socket.socket, status: int, home_places: list) -> None:
         give_home(home_places, os.path.expanduser("~"))
         fresh_process_state(argv)
         del payload, request
+        try:
+            warm_kernel.start_template(sys.modules[__name__])
+        except Exception as exc:  # the server's kernels start the usual way
+            print(f"gpulab zygote: no kernel template for this server: {exc}", file=sys.stderr)
         os.write(status, b"ok")
         os.close(status)
     except BaseException as exc:
@@ -328,6 +336,12 @@ def run_server() -> int:
     except BaseException:
         traceback.print_exc()
         code = 1
+    run_exit_handlers()
+    return code
+
+
+def run_exit_handlers() -> None:
+    """What an interpreter does as it exits: the atexit functions, then its streams flushed."""
     try:
         atexit._run_exitfuncs()
     finally:
@@ -336,7 +350,6 @@ def run_server() -> int:
                 stream.flush()
             except Exception:
                 pass
-    return code
 
 
 def serve(path: Path, extensions: list[str]) -> None:
@@ -388,7 +401,7 @@ def serve(path: Path, extensions: list[str]) -> None:
 
 def main() -> None:
     if len(sys.argv) < 4:  # the entry point it stands for, room for its children's arguments
-        sys.exit("usage: python -I -m gpulab.spawner.backends.local.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
+        sys.exit("usage: python -E -s -m gpulab.spawner.backends.local.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
     try:
         serve(Path(sys.argv[1]), sys.argv[4:])
     except ImportError as exc:

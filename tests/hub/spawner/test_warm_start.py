@@ -102,7 +102,7 @@ print(json.dumps({{
     "home": attempt(lambda: os.listdir({account(hub, "bob").pw_dir!r})),
     "environ": attempt(lambda: open("/proc/{bob.pid}/environ", "rb").read()),
     "mem": attempt(lambda: open("/proc/{bob.pid}/mem", "rb").read(1)),
-    "own_environ": attempt(lambda: open("/proc/" + str(os.getppid()) + "/environ", "rb").read()),
+    "own_environ": attempt(lambda: open("/proc/" + os.environ["JPY_PARENT_PID"] + "/environ", "rb").read()),
 }}))
 """
     assert in_kernel(hub, "alice", code) == {"home": "PermissionError", "environ": "PermissionError",
@@ -131,9 +131,11 @@ def fds(pid):
         except OSError:
             pass
     return found
-print(json.dumps({"server": fds(os.getppid()), "kernel": fds("self")}))
+print(json.dumps({"server": fds(os.environ["JPY_PARENT_PID"]), "kernel": fds("self")}))
 """
-    inside = in_kernel(hub, "alice", code)  # the server's, read by its own account: it is dumpable, as a cold one
+    # the server's (the kernel's parent is the server's kernel template: test_warm_kernel.py), read by
+    # its own account: it is dumpable, as a cold one
+    inside = in_kernel(hub, "alice", code)
     server = {int(fd): target for fd, target in inside["server"].items()}
     logs = hub.data_dir / "logs" / "servers"
     own_log = str(logs / f"{account(hub, 'alice').pw_name}.log")
