@@ -38,9 +38,9 @@ from typing import Sequence
 
 from gpulab.compute.limits import Limits
 from gpulab.compute.processes import ProcessRef
-from gpulab.extensions.service import root_helper
-from gpulab.extensions.service.errors import Invalid, NotFound
-from gpulab.extensions.service.root_helper import Refused, check_user
+from gpulab.hub_config.services import root_helper
+from gpulab.hub_config.services.errors import Invalid, NotFound
+from gpulab.hub_config.services.root_helper import Refused, check_user
 
 from gpulab.spawner.backends.docker.runner_container import ContainerEngine, wrapper_command
 from gpulab.spawner.backends.local.runner_process import ProcessLauncher, RunnerLaunch, carries_run
@@ -236,15 +236,12 @@ def allowed_images(settings: SchedulerServiceSettings) -> frozenset[str]:
     return frozenset(environment.image for environment in offered_environments(settings))
 
 
-def serve(handed_over: dict) -> None:
-    """Serve the launcher's socket; `handed_over`: the settings as the hub's JSON gave them (the
-    docker backend's engine reads them as a dict)."""
+def serve(settings: SchedulerServiceSettings) -> None:
     from .user_files import UserFiles
 
-    settings = SchedulerServiceSettings.of(handed_over)
     local = settings.spawner.local
     launcher = ProcessLauncher(local.account_prefix, local.home_root, settings.hub.data_dir, log,
-                               ContainerEngine.from_settings(handed_over))
+                               ContainerEngine.from_settings(settings))
     launching = Launching(launcher, UserFiles(settings), local.account_prefix, allowed_pythons(settings),
                           allowed_images(settings))
     root_helper.serve(Path(settings.socket or ""), settings.client or "", HELPER_NAME, launching.answer)
@@ -295,13 +292,13 @@ class HelperLauncher:
 
 
 def main() -> None:
-    from gpulab.extensions.service.lifetime import end_with_hub
-    from gpulab.extensions.service.runner import configure_logging, service_settings
+    from gpulab.hub_config.services.lifetime import end_with_hub
+    from gpulab.hub_config.services.runner import configure_logging, service_settings
 
     end_with_hub()
-    handed_over = service_settings()
-    configure_logging("scheduler-launcher", SchedulerServiceSettings.of(handed_over).hub.log_level)
-    serve(handed_over)
+    settings = SchedulerServiceSettings.of(service_settings())
+    configure_logging("scheduler-launcher", settings.hub.log_level)
+    serve(settings)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from gpulab.compute.profiles import Profile
 from gpulab.images.catalog import Environment
 
 if TYPE_CHECKING:  # typed settings (pydantic) only where a hub is configured
+    from gpulab.extensions.scheduler.service_settings import SchedulerServiceSettings
     from gpulab.hub_config.typed_settings import Settings
 
 Ref = TypeVar("Ref")
@@ -101,7 +102,7 @@ class Executor(Protocol[Ref]):
 class RunServices:
     """What the scheduler service hands a backend to build its executor."""
 
-    settings: dict  # the scheduler service's settings
+    settings: SchedulerServiceSettings  # the scheduler service's settings
     log: logging.Logger
     sessions: Callable  # the scheduler's database sessions (the GPU ledger's claims live there)
     run_log: Callable[[str], Path]  # a run's log file, by run id

@@ -25,9 +25,13 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpulab.compute.limits import Limits
 from gpulab.compute.containers import devices_kept, gpu_device_requests, limit_settings
+
+if TYPE_CHECKING:  # typed settings (pydantic) only in the scheduler service, not in runners
+    from gpulab.extensions.scheduler.service_settings import SchedulerServiceSettings
 
 RUNNER = "gpulab.extensions.scheduler.runner"
 CONTAINER_RUNNER = "gpulab.spawner.backends.docker.runner_container"
@@ -45,9 +49,9 @@ class ContainerEngine:
     mounts: tuple[str, ...] = ()  # host folders every run gets at the same path (also the projects root)
 
     @classmethod
-    def from_settings(cls, settings: dict) -> "ContainerEngine | None":
-        engine = settings.get("container_engine")
-        return None if engine is None else cls(engine["host"], engine["gpu_request"], tuple(engine["mounts"]))
+    def from_settings(cls, settings: SchedulerServiceSettings) -> "ContainerEngine | None":
+        engine = settings.container_engine
+        return None if engine is None else cls(engine.host, engine.gpu_request, engine.mounts)
 
 
 def container_name(run_id: str) -> str:

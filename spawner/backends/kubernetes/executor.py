@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner.clients import load_config, shared_client
@@ -35,6 +35,9 @@ from gpulab.spawner.backends.kubernetes.job_manifests import (
 )
 from gpulab.spawner.backends.kubernetes.job_overrides import apply_overrides
 from gpulab.spawner.backends.protocol import RunRequest
+
+if TYPE_CHECKING:
+    from gpulab.extensions.scheduler.service_settings import SchedulerServiceSettings
 
 POLL_SECONDS = 1.0
 SELECTOR = ",".join(f"{k}={v}" for k, v in COMPONENT_LABELS.items())
@@ -83,11 +86,11 @@ def default_namespace() -> str:
 class KubernetesExecutor:
     homes_here = False  # homes are volumes in the cluster
 
-    def __init__(self, settings: dict, log, project_roles: Callable[[str], Awaitable[dict]],
+    def __init__(self, settings: SchedulerServiceSettings, log, project_roles: Callable[[str], Awaitable[dict]],
                  log_path: Callable[[str], Path], on_exit=lambda: None, sessions: sessionmaker | None = None):
-        self.kube = settings["spawner"]["kubernetes"]
-        self.projects = settings["projects_kubernetes"]
-        self.namespace = self.kube["namespace"] or default_namespace()
+        self.kube = settings.spawner.kubernetes
+        self.projects = settings.projects_kubernetes
+        self.namespace = self.kube.namespace or default_namespace()
         self.log = log
         self.project_roles = project_roles
         self.log_path = log_path  # run id -> where its log.txt goes

@@ -24,14 +24,19 @@ when any pod fails, the Job fails and its other pods are stopped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from kubespawner.slugs import safe_slug
 
 from gpulab.compute.profiles import Profile
-from gpulab.extensions.projects.storage.kubernetes import project_volumes
+from gpulab.extensions.projects.storage.kubernetes import KubernetesSettings, project_volumes
 from gpulab.spawner.backends.kubernetes.capacity import OWNER_ANNOTATION
 from gpulab.spawner.backends.kubernetes.manifests import pod_changes
+
+if TYPE_CHECKING:
+    from gpulab.hub_config.typed_settings import SpawnerKubernetes
 
 RUNNER_ARGS = ["python", "-m", "gpulab.extensions.scheduler.runner"]
 RUN_LABEL = "gpulab.dev/run"
@@ -130,12 +135,17 @@ def run_secret(run_id: str, namespace: str, credentials: dict) -> dict:
     }
 
 
-def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[str]) -> dict:
-    """The Job for one run. `kube`: settings spawner.kubernetes; `projects`: projects.kubernetes."""
+def run_job(request: JobRequest, given: SpawnerKubernetes | Mapping[str, Any], projects: KubernetesSettings,
+            gpu_products: list[str]) -> dict:
+    """The Job for one run. `given`: settings spawner.kubernetes (typed here, if a dict);
+    `projects`: projects.kubernetes."""
+    from gpulab.hub_config.typed_settings import SpawnerKubernetes
+
+    kube = SpawnerKubernetes.of(given)
     changes = pod_changes(request.profile, request.image, request.environment_id, request.cuda,
                           request.min_driver, gpu_products, request.project)
     volumes, mounts = list(changes.volumes), list(changes.volume_mounts)
-    if kube["home_storage"]["capacity"]:
+    if kube.home_storage.capacity:
         volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": home_claim(request.owner)}})
         mounts.append({"name": "home", "mountPath": "/home/jovyan"})
     project_vols, project_mounts = project_volumes(request.project_roles, projects)
@@ -150,12 +160,12 @@ def run_job(request: JobRequest, kube: dict, projects: dict, gpu_products: list[
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsUser": kube["uid"], "runAsGroup": kube["fs_gid"], "fsGroup": kube["fs_gid"],
+        "securityContext": {"runAsUser": kube.uid, "runAsGroup": kube.fs_gid, "fsGroup": kube.fs_gid,
                             "runAsNonRoot": True},
         "containers": [{
             "name": "runner",
             "image": request.image,
-            "imagePullPolicy": kube["image_pull_policy"],
+            "imagePullPolicy": kube.image_pull_policy,
             "args": RUNNER_ARGS,  # the image's entrypoint (tini, gpulab-start) stays
             "workingDir": "/home/jovyan",
             "env": env,

@@ -36,12 +36,12 @@ def local_executor(services: RunServices, in_images: bool):
     from .standby import Standbys
 
     settings = services.settings
-    inventory = CachedInventory(load_inventory(settings["spawner"]["local"]["gpu_inventory"]))
+    inventory = CachedInventory(load_inventory(settings.spawner.local.gpu_inventory))
     # Standby runners (the warm path) beside the runs' folders: a standby's log becomes its run's log.txt
-    warm = settings["scheduler"]
-    standbys = None if in_images or not warm["standby_runners"] else Standbys(
-        settings["runner_url"].rstrip("/") + "/", services.state_dir / "standbys",
-        max_standbys=warm["standby_runners"], idle_seconds=warm["standby_idle_seconds"], log=services.log)
+    warm = settings.scheduler
+    standbys = None if in_images or not warm.standby_runners else Standbys(
+        settings.runner_url.rstrip("/") + "/", services.state_dir / "standbys",
+        max_standbys=warm.standby_runners, idle_seconds=warm.standby_idle_seconds, log=services.log)
     return LocalExecutor(services.launcher, LocalPool(Ledger(services.sessions), inventory.devices),
                          inventory.driver, in_images=in_images, standbys=standbys, log=services.log)
 

@@ -4,6 +4,7 @@ tests/hub/extensions/scheduler/test_container_runs.py runs such containers for r
 from __future__ import annotations
 
 from gpulab.compute.limits import Limits
+from gpulab.extensions.scheduler.service_settings import SchedulerServiceSettings
 from gpulab.spawner.backends.docker.runner_container import (RUN_LABEL, ContainerEngine, container_name,
                                                                     run_container_settings, wrapper_command)
 
@@ -51,9 +52,9 @@ def test_the_profiles_limits_reach_the_container():
 def test_the_foreground_process_is_known_by_the_run_alone_and_the_engine_by_the_settings():
     assert wrapper_command("/usr/bin/python3", RUN) == [
         "/usr/bin/python3", "-m", "gpulab.spawner.backends.docker.runner_container", RUN]
-    assert ContainerEngine.from_settings({}) is None
-    assert ContainerEngine.from_settings({"container_engine": {"host": "unix:///run/podman/podman.sock",
-                                                               "gpu_request": "cdi", "mounts": ["/data"]}}) == \
+    assert ContainerEngine.from_settings(SchedulerServiceSettings.of({})) is None
+    assert ContainerEngine.from_settings(SchedulerServiceSettings.of({"container_engine": {
+        "host": "unix:///run/podman/podman.sock", "gpu_request": "cdi", "mounts": ["/data"]}})) == \
         ContainerEngine("unix:///run/podman/podman.sock", "cdi", ("/data",))
 
 
