@@ -13,11 +13,22 @@ import importlib
 PARTS: list[str] = [
     "gpulab.extensions.ssh.endpoint",
     "gpulab.extensions.tensorboard.extension",
+    "gpulab.extensions.singleuser.static_cache",
 ]
 
 
 def _jupyter_server_extension_points():
     return [{"module": "gpulab.extensions.singleuser"}]
+
+
+def _link_jupyter_server_extension(serverapp) -> None:
+    # Extensions link in name order, before JupyterLab's link reads its labextensions path.
+    from . import lab_ready
+
+    try:
+        lab_ready.link(serverapp)
+    except Exception:  # JupyterLab's own start, launcher and all, is what the user gets without it
+        serverapp.log.exception("gpulab: could not add the @gpulab/lab-ready Lab extension")
 
 
 # JupyterLab asks its server on every page load whether extensions need a rebuild, which costs
