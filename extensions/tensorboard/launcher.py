@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from gpulab.extensions.singleuser.launcher import launcher_only
 
-from .config import SETTINGS_VARIABLE
+from .config import ServerSettings
 
 ICON = Path(__file__).parent / "icons" / "tensorboard.svg"
 
 
 def launcher_entry(environ=os.environ) -> dict:
-    settings = json.loads(environ.get(SETTINGS_VARIABLE) or "{}")
-    return launcher_only("tensorboard", "TensorBoard", ICON, "tensorboard/", enabled=bool(settings.get("enabled")))
+    enabled = ServerSettings.from_environment(environ).enabled
+    return launcher_only("tensorboard", "TensorBoard", ICON, "tensorboard/", enabled=enabled)
