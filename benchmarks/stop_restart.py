@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.spawn_latency import (  # noqa: E402
     answering, end_processes_in, remove_benchmark_accounts, stock_hub, system_user_for_stock,
 )
-from gpulab.extensions.service.service_account import remove_service_account, service_account_name  # noqa: E402
+from gpulab.hub_config.services.service_account import remove_service_account, service_account_name  # noqa: E402
 from gpulab.hub_config.client import HubClient  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, GPULAB, RunningHub, prepare_hub, wait_for  # noqa: E402
 from tests.support.kernels import Kernel  # noqa: E402

@@ -16,8 +16,8 @@ from typing import Any
 from traitlets.config import Config
 
 from gpulab.db import database_url
-from gpulab.extensions.service.config import share_navigation
-from gpulab.extensions.service.service_account import service_account_name
+from gpulab.hub_config.services.config import share_navigation
+from gpulab.hub_config.services.service_account import service_account_name
 from gpulab.spawner.backends import backend
 
 from . import authenticators

@@ -15,7 +15,7 @@ from pathlib import Path
 from jupyterhub.proxy import ConfigurableHTTPProxy
 from traitlets import Any, Unicode
 
-from gpulab.extensions.service.service_account import ServiceAccount, prepare
+from gpulab.hub_config.services.service_account import ServiceAccount, prepare
 
 from .proxy import as_account, readable_copy
 

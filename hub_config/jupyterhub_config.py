@@ -2,7 +2,7 @@
 
 import os
 
-from gpulab.extensions.service.config import pass_hub_environment
+from gpulab.hub_config.services.config import pass_hub_environment
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.datadir import prepare_data_dir
 from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_settings_set_by_hand

@@ -26,7 +26,7 @@ from jupyterhub_traefik_proxy.traefik_utils import TraefikConfigFileHandler
 from tornado.ioloop import PeriodicCallback
 from traitlets import Any, Float, Unicode, default
 
-from gpulab.extensions.service.service_account import ServiceAccount, prepare
+from gpulab.hub_config.services.service_account import ServiceAccount, prepare
 
 from .service_watch import ServiceWatch
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from gpulab.extensions.projects.config import group_prefix
 from gpulab.extensions.projects.storage.local import LOCK_FILE, default_root
 from gpulab.extensions.projects.storage.system_groups import ACCESS_SUFFIXES
-from gpulab.extensions.service.service_account import MARKER as SERVICE_MARKER
-from gpulab.extensions.service.service_account import service_account_name
+from gpulab.hub_config.services.service_account import MARKER as SERVICE_MARKER
+from gpulab.hub_config.services.service_account import service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER
 from gpulab.spawner.runtime_dir import runtime_dir_of
 

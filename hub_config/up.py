@@ -18,7 +18,7 @@ from gpulab.db.own_database import give_to_folder_owner
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.projects.database import upgrade_projects_storage
 from gpulab.extensions.ssh.storage import upgrade_ssh_storage
-from gpulab.extensions.service.config import MAX_SOCKET_PATH, listening_services, too_long_helper_sockets
+from gpulab.hub_config.services.config import MAX_SOCKET_PATH, listening_services, too_long_helper_sockets
 from gpulab.spawner.backends.local.spawner import NO_ISOLATION_WARNING, singleuser_bin_dir, unrunnable_message, unrunnable_server
 
 from . import __version__

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from gpulab.extensions.service.service_account import MARKER as SERVICE_MARKER
-from gpulab.extensions.service.service_account import remove_service_account, service_account_name
+from gpulab.hub_config.services.service_account import MARKER as SERVICE_MARKER
+from gpulab.hub_config.services.service_account import remove_service_account, service_account_name
 from gpulab.spawner.accounts import MANAGED_MARKER, remove_account
 from tests.support.hub import HubFactory
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from traitlets.config import Config
 
-from gpulab.extensions.service.config import add_managed_service, add_service_role, own_account, python_module_command
+from gpulab.hub_config.services.config import add_managed_service, add_service_role, own_account, python_module_command
 from gpulab.hub_config.registry import Extension
 from gpulab.hub_config.typed_settings import Settings
 from gpulab.hub_config.urls import loopback_url

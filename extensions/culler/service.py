@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from gpulab.compute.inventory import load_inventory
-from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import configure_logging, service_settings
+from gpulab.hub_config.services.lifetime import end_with_hub
+from gpulab.hub_config.services.runner import configure_logging, service_settings
 from gpulab.hub_config.client import ClientError, HubClient
 
 from .decisions import Decision, GpuHistory, ServerView, decide

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 
-from gpulab.extensions.service.lifetime import end_with_hub
+from gpulab.hub_config.services.lifetime import end_with_hub
 
 
 def main() -> None:
     import uvicorn
 
-    from gpulab.extensions.service.runner import configure_logging, listen_address, service_settings
+    from gpulab.hub_config.services.runner import configure_logging, listen_address, service_settings
 
     from .app import build_app, prepare
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from gpulab.extensions.service.config import (
+from gpulab.hub_config.services.config import (
     add_managed_service,
     add_service_role,
     grant_server_tokens_access,

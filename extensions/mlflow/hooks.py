@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from flask import Flask, Response, g, request
 
-from gpulab.extensions.service.errors import Invalid, NotAllowed, ServiceError
+from gpulab.hub_config.services.errors import Invalid, NotAllowed, ServiceError
 
 from .accounts import Accounts
 from .limits import graphql_problem

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from gpulab.extensions.service.limits import MAX_JSON_DEPTH, json_too_deep
+from gpulab.hub_config.services.limits import MAX_JSON_DEPTH, json_too_deep
 
 # MAX_JSON_DEPTH (64) suits MLflow too: its own payloads nest under 10, OTLP trace JSON under 20.
 MAX_GRAPHQL_DEPTH = 32  # MLflow itself refuses selections deeper than 10, after parsing

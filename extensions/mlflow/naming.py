@@ -22,7 +22,7 @@ import unicodedata
 from typing import Callable
 
 from gpulab.extensions.projects.membership import SLUG, project_roles
-from gpulab.extensions.service.errors import Invalid, NotAllowed
+from gpulab.hub_config.services.errors import Invalid, NotAllowed
 
 from .identity import Identity
 

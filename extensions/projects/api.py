@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpulab.extensions.service.web import ApiHandler
+from gpulab.hub_config.services.web import ApiHandler
 
 from .core import Actor, Projects
 from .views import audit_json, project_json, shared_json

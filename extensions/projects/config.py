@@ -16,7 +16,7 @@ from traitlets.config import Config
 
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
-from gpulab.extensions.service.config import (
+from gpulab.hub_config.services.config import (
     add_managed_service,
     add_service_role,
     add_user_scopes,

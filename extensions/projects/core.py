@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
-from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
+from gpulab.hub_config.services.errors import Conflict, Invalid, NotAllowed, NotFound
 from gpulab.hub_config.client import ClientError
 
 from .membership import GROUP_PREFIX, ROLES

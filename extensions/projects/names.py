@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 from .membership import SLUG
 

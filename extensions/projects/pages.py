@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from tornado import web
 
-from gpulab.extensions.service.web import PageHandler
+from gpulab.hub_config.services.web import PageHandler
 
 from .api import ProjectsRequest
 from .membership import ROLES

@@ -17,9 +17,9 @@ from importlib import resources
 from typing import Any
 
 from gpulab.db import make_engine, make_session_factory
-from gpulab.extensions.service.config import runs_as_own_account
-from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import build_application, configure_logging, repeat, serve, service_settings
+from gpulab.hub_config.services.config import runs_as_own_account
+from gpulab.hub_config.services.lifetime import end_with_hub
+from gpulab.hub_config.services.runner import build_application, configure_logging, repeat, serve, service_settings
 
 from . import api, pages
 from .core import Projects

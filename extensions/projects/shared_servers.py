@@ -15,7 +15,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from gpulab.extensions.service.errors import NotFound
+from gpulab.hub_config.services.errors import NotFound
 
 from .models import ProjectRow, SharedServerRow, ShareGrantRow
 

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from gpulab.extensions.service.errors import Conflict, NotFound
+from gpulab.hub_config.services.errors import Conflict, NotFound
 
 from .membership import ROLES
 from .models import AuditRow, MemberRow, ProjectRow

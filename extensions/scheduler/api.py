@@ -7,7 +7,7 @@ from importlib import resources
 
 from tornado import web
 
-from gpulab.extensions.service.web import ApiHandler, PageHandler
+from gpulab.hub_config.services.web import ApiHandler, PageHandler
 
 from .core import Who, changes_compute
 from .schemas import CreateJob, CreateJobSchedule, CreateRun, CreateSchedule, RunNow, RunnerEvent, UpdateSchedule

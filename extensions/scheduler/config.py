@@ -13,7 +13,7 @@ from traitlets.config import Config
 from gpulab.db import database_url
 from gpulab.db.core import database_folder
 from gpulab.extensions.mlflow.config import tracking_uri
-from gpulab.extensions.service.config import (
+from gpulab.hub_config.services.config import (
     add_managed_service, add_service_role, grant_server_tokens_access, grant_users_access, own_account,
     python_module_command, service_prefix, service_url,
 )

@@ -25,7 +25,7 @@ from gpulab.compute.claims import Purpose, Standing, quota_reason
 from gpulab.compute.profile_options import OptionError, option_keys, resolve_options
 from gpulab.compute.profiles import ChoiceError, Profile, profile_from_settings, resolve_profile, visible_profiles
 from gpulab.extensions.projects.membership import can
-from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
+from gpulab.hub_config.services.errors import Conflict, Invalid, NotAllowed, NotFound
 from gpulab.images.catalog import load_catalog
 from gpulab.spawner.environments import offered, options_for, resolve_environment
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from croniter.croniter import CroniterError
 
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 MAX_MISSED_SCAN = 10_000  # a schedule down for years must not stall the scheduler
 MAX_ZONE_LENGTH = 64  # the longest IANA name is ~32 characters; the column holds 64

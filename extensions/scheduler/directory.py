@@ -6,7 +6,7 @@ import time
 from typing import Awaitable, Callable, TypeVar
 from urllib.parse import quote
 
-from gpulab.extensions.service.errors import NotFound
+from gpulab.hub_config.services.errors import NotFound
 from gpulab.hub_config.client import AsyncHubClient, ClientError
 
 from .core import Who

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from gpulab.db import make_engine, make_session_factory
 from gpulab.extensions.projects.membership import project_roles
-from gpulab.extensions.service.config import runs_as_own_account
-from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
+from gpulab.hub_config.services.config import runs_as_own_account
+from gpulab.hub_config.services.lifetime import end_with_hub
+from gpulab.hub_config.services.runner import build_application, configure_logging, serve, service_settings
 from gpulab.hub_config.client import AsyncHubClient
 from gpulab.spawner.backends import backend
 from gpulab.spawner.backends.docker.runner_container import ContainerEngine

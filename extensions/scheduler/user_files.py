@@ -14,7 +14,7 @@ import sys
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from gpulab.extensions.service.errors import Invalid, NotFound
+from gpulab.hub_config.services.errors import Invalid, NotFound
 
 from gpulab.spawner.backends.local.runner_process import owner_home
 

@@ -16,7 +16,7 @@ import ssl
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

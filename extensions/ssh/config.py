@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 from traitlets.config import Config
 
-from gpulab.extensions.service.config import (
+from gpulab.hub_config.services.config import (
     add_managed_service,
     add_service_role,
     grant_server_tokens_access,
@@ -16,7 +16,7 @@ from gpulab.extensions.service.config import (
     python_module_command,
     service_prefix,
 )
-from gpulab.extensions.service.service_account import ServiceAccount
+from gpulab.hub_config.services.service_account import ServiceAccount
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
 

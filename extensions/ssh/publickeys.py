@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncssh
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 MIN_RSA_BITS = 2048
 ACCEPTED_TYPES = (

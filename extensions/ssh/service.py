@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 from gpulab.db import make_engine
-from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import build_application, configure_logging, serve, service_settings
+from gpulab.hub_config.services.lifetime import end_with_hub
+from gpulab.hub_config.services.runner import build_application, configure_logging, serve, service_settings
 
 from .audit import AuditLog
 from .gateway import Gateway, GatewaySettings

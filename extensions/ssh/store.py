@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gpulab.db import Base, make_session_factory
-from gpulab.extensions.service.errors import Conflict, NotFound
+from gpulab.hub_config.services.errors import Conflict, NotFound
 
 from .publickeys import PublicKey
 

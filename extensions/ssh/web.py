@@ -9,8 +9,8 @@ from importlib import resources
 from pydantic import BaseModel, ConfigDict, Field
 from tornado import web
 
-from gpulab.extensions.service.errors import Invalid, NotFound
-from gpulab.extensions.service.web import ApiHandler, PageHandler
+from gpulab.hub_config.services.errors import Invalid, NotFound
+from gpulab.hub_config.services.web import ApiHandler, PageHandler
 
 from .publickeys import MAX_COMMENT, parse_public_key
 from .store import KeyStore

@@ -20,7 +20,7 @@ from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import ProxyHandler
 from tornado import web
 
-from gpulab.extensions.service.errors import ServiceError
+from gpulab.hub_config.services.errors import ServiceError
 
 from .instances import KEY_LENGTH, TensorBoards, resolve_logdir
 from .page import find_log_folders, human_duration, prefix_font_urls

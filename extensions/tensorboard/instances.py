@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gpulab.extensions.service.errors import Conflict, Invalid, ServiceError
+from gpulab.hub_config.services.errors import Conflict, Invalid, ServiceError
 
 KEY_LENGTH = 12
 STOP_GRACE_SECONDS = 5

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from tornado import web
 
-from gpulab.extensions.service.web import ApiHandler, PageHandler
+from gpulab.hub_config.services.web import ApiHandler, PageHandler
 
 from .core import Asker, asker_of, utilization_note
 from .metrics import exposition

@@ -16,7 +16,7 @@ from gpulab.compute.usage import intervals_between
 from gpulab.compute.usage_report import BadPeriod, as_csv, check_grouping, period, summarise, visible_to
 from gpulab.compute.usage_sampler import HeldDevice
 from gpulab.extensions.projects.membership import project_roles
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 
 @dataclass(frozen=True)

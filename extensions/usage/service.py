@@ -19,8 +19,8 @@ from tornado import web
 from gpulab.compute.inventory import CachedInventory, load_inventory
 from gpulab.compute.usage_sampler import HeldDevice, UsageSampler
 from gpulab.db import make_engine, make_session_factory
-from gpulab.extensions.service.lifetime import end_with_hub
-from gpulab.extensions.service.runner import build_application, configure_logging, repeat, serve, service_settings
+from gpulab.hub_config.services.lifetime import end_with_hub
+from gpulab.hub_config.services.runner import build_application, configure_logging, repeat, serve, service_settings
 
 from . import api
 from .core import UsageCore

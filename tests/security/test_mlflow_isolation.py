@@ -24,7 +24,7 @@ import psutil
 import pytest
 import requests
 
-from gpulab.extensions.service.service_account import MARKER, service_account_name
+from gpulab.hub_config.services.service_account import MARKER, service_account_name
 from gpulab.spawner.accounts import account_name, ensure_account
 
 pytestmark = pytest.mark.root

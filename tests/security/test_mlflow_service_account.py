@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gpulab.extensions.service.service_account import (
+from gpulab.hub_config.services.service_account import (
     ServiceAccount,
     ServiceAccountError,
     ensure_account,

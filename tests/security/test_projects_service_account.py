@@ -27,7 +27,7 @@ from gpulab.db.migrate import upgrade
 from gpulab.extensions.projects.storage.helper import HelperStorage
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.store import ProjectStore
-from gpulab.extensions.service.service_account import MARKER, service_account_name
+from gpulab.hub_config.services.service_account import MARKER, service_account_name
 from tests.support.hub import (
     can_read_as, managed_service_process, process_uids, run_as_account, service_runs_as, wait_for,
 )

@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from gpulab.db.migrate import upgrade
-from gpulab.extensions.service.service_account import MARKER, service_account_name
+from gpulab.hub_config.services.service_account import MARKER, service_account_name
 from gpulab.hub_config.client import HubClient
 from tests.support.hub import (can_read_as, managed_service_process, process_uids, run_as_account, service_runs_as,
                                wait_for)
@@ -64,7 +64,7 @@ def socket_file(hub) -> Path:
 # What the service's account sends, from a process of that account (SO_PEERCRED is checked).
 ASK = """
 import json, sys
-from gpulab.extensions.service.root_helper import HelperClient
+from gpulab.hub_config.services.root_helper import HelperClient
 print(json.dumps(HelperClient(sys.argv[1], "launcher", wait=5).send(json.loads(sys.argv[2]))))
 """
 

@@ -22,7 +22,7 @@ import pytest
 
 from gpulab.db import make_engine
 from gpulab.db.migrate import upgrade
-from gpulab.extensions.service.service_account import MARKER, service_account_name
+from gpulab.hub_config.services.service_account import MARKER, service_account_name
 from gpulab.extensions.ssh.lockouts import LockoutStore
 from gpulab.extensions.ssh.publickeys import parse_public_key
 from gpulab.extensions.ssh.store import KeyStore

@@ -5,9 +5,9 @@ import asyncio
 from pydantic import BaseModel, Field
 from tornado import web
 
-from gpulab.extensions.service.errors import NotAllowed
-from gpulab.extensions.service.runner import build_application, serve
-from gpulab.extensions.service.web import ApiHandler, PageHandler
+from gpulab.hub_config.services.errors import NotAllowed
+from gpulab.hub_config.services.runner import build_application, serve
+from gpulab.hub_config.services.web import ApiHandler, PageHandler
 
 TEMPLATES = __file__.rsplit("/", 1)[0] + "/templates"
 

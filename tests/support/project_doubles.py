@@ -52,7 +52,7 @@ class RecordingSync:
         self.taken: set[str] = set()  # slugs whose folder "exists already"
 
     def check_available(self, slug: str) -> None:
-        from gpulab.extensions.service.errors import Conflict
+        from gpulab.hub_config.services.errors import Conflict
 
         if slug in self.taken:
             raise Conflict(f"a folder for {slug!r} already exists")

@@ -25,7 +25,7 @@ def handed_over(c, service: str) -> dict:
     """The settings the hub hands `service` as JSON (GPULAB_SERVICE_SETTINGS), from apply_config's `c`."""
     import json
 
-    from gpulab.extensions.service.config import SETTINGS_VARIABLE
+    from gpulab.hub_config.services.config import SETTINGS_VARIABLE
 
     (spec,) = [spec for spec in c.JupyterHub.services if spec["name"] == service]
     return json.loads(spec["environment"][SETTINGS_VARIABLE])

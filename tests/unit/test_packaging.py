@@ -21,7 +21,7 @@ def test_the_wheel_contains_schema_templates_migrations_and_catalog(tmp_path):
         "gpulab/hub_config/templates/page.html",
         "gpulab/hub_config/templates/home.html",
         "gpulab/extensions/usage/templates/held.html",
-        "gpulab/extensions/service/templates/error.html",
+        "gpulab/hub_config/services/templates/error.html",
         "gpulab/db/migrations/env.py",
         "gpulab/db/migrations/script.py.mako",
         "gpulab/images/catalog.yaml",

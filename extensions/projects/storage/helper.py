@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gpulab.extensions.service import root_helper
-from gpulab.extensions.service.root_helper import Refused, check_user
-from gpulab.extensions.service.errors import Conflict
+from gpulab.hub_config.services import root_helper
+from gpulab.hub_config.services.root_helper import Refused, check_user
+from gpulab.hub_config.services.errors import Conflict
 
 from ..membership import ROLES, SLUG
 from ..service_settings import StorageHelperSettings
@@ -155,8 +155,8 @@ class HelperStorage:
 
 
 def main() -> None:
-    from gpulab.extensions.service.lifetime import end_with_hub
-    from gpulab.extensions.service.runner import configure_logging, service_settings
+    from gpulab.hub_config.services.lifetime import end_with_hub
+    from gpulab.hub_config.services.runner import configure_logging, service_settings
 
     end_with_hub()
     settings = StorageHelperSettings.of(service_settings())

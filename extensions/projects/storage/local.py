@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpulab.extensions.service.errors import Conflict
+from gpulab.hub_config.services.errors import Conflict
 from gpulab.spawner.accounts import MANAGED_MARKER, account_name, home_of
 
 if TYPE_CHECKING:  # typed settings: pydantic only where settings are read

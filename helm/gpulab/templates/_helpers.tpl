@@ -56,7 +56,7 @@ app.kubernetes.io/part-of: gpulab
 {{- end -}}
 
 {{/* Ports inside the pods. The gpulab services listen at the hub's port + 1 .. + 5
-     (gpulab.extensions.service.config.SERVICE_PORT_OFFSETS). */}}
+     (gpulab.hub_config.services.config.SERVICE_PORT_OFFSETS). */}}
 {{- define "gpulab.hubPort" -}}8081{{- end -}}
 {{- define "gpulab.proxyPort" -}}8000{{- end -}}
 {{- define "gpulab.proxyApiPort" -}}8001{{- end -}}

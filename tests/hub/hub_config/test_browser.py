@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from gpulab.extensions.service.service_account import service_account_name
+from gpulab.hub_config.services.service_account import service_account_name
 from tests.support.hub import wait_for
 from tests.support.sessions import browser_sign_in
 

@@ -10,7 +10,7 @@ import subprocess
 import psutil
 import pytest
 
-from gpulab.extensions.service.service_account import service_account_name
+from gpulab.hub_config.services.service_account import service_account_name
 from tests.support.hub import GPULAB, process_uids, wait_for
 
 

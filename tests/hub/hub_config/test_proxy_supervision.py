@@ -17,7 +17,7 @@ import urllib.request
 import psutil
 import pytest
 
-from gpulab.extensions.service.service_account import service_account_name
+from gpulab.hub_config.services.service_account import service_account_name
 from tests.support.hub import services_of, wait_for
 from tests.support.probes import answers
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from gpulab.extensions.service.service_account import service_account_name
+from gpulab.hub_config.services.service_account import service_account_name
 from tests.support.projects import create_project, project_settings
 
 

@@ -11,7 +11,7 @@ import pytest
 from traitlets.config import Config
 
 from gpulab.extensions.mlflow.config import tracking_uri
-from gpulab.extensions.service.config import BIND_VARIABLE, service_url
+from gpulab.hub_config.services.config import BIND_VARIABLE, service_url
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import ConfigError, complete, deep_merge, load_settings, validate
 from gpulab.hub_config.typed_settings import Settings

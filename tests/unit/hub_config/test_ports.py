@@ -10,7 +10,7 @@ import sys
 import psutil
 from traitlets.config import Config
 
-from gpulab.extensions.service.config import listening_services
+from gpulab.hub_config.services.config import listening_services
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.ports import Listener, clash, planned_listeners, unavailable_port
 from gpulab.hub_config.settings import deep_merge

@@ -15,14 +15,14 @@ from gpulab.extensions.mlflow.config import owned_folders
 from gpulab.extensions.mlflow.identity import Identity
 from gpulab.extensions.mlflow.limits import graphql_problem, json_too_deep
 from gpulab.extensions.mlflow.naming import check_reserved, normal_form, project_of_name
-from gpulab.extensions.service.config import (
+from gpulab.hub_config.services.config import (
     RUN_AS_VARIABLE,
     add_managed_service,
     hub_database_file,
     pass_hub_environment,
 )
-from gpulab.extensions.service.errors import NotAllowed
-from gpulab.extensions.service.service_account import ServiceAccount, service_account_name
+from gpulab.hub_config.services.errors import NotAllowed
+from gpulab.hub_config.services.service_account import ServiceAccount, service_account_name
 from gpulab.hub_config.settings import complete
 from gpulab.spawner.accounts import SAFE_ACCOUNT
 
@@ -151,7 +151,7 @@ def test_a_root_hub_starts_the_service_as_its_account(tmp_path, monkeypatch):
     c, spec = spec_with_account(f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}")
     assert "user" not in spec and json.loads(spec["environment"][RUN_AS_VARIABLE])["name"] == "gpulab_svc-mlflow"
     prepared = []
-    monkeypatch.setattr("gpulab.extensions.service.config.prepare", prepared.append)
+    monkeypatch.setattr("gpulab.hub_config.services.config.prepare", prepared.append)
     pass_hub_environment(c, {}, 1, euid=0)
     assert prepared == [ServiceAccount("gpulab_svc-mlflow", ("/srv/gpulab/mlflow",))]
     assert (spec["user"], spec["cwd"]) == ("gpulab_svc-mlflow", "/srv/gpulab/mlflow")
@@ -160,7 +160,7 @@ def test_a_root_hub_starts_the_service_as_its_account(tmp_path, monkeypatch):
 
 def test_a_hub_that_is_not_root_starts_it_as_itself(monkeypatch):
     c, spec = spec_with_account()
-    monkeypatch.setattr("gpulab.extensions.service.config.prepare", lambda account: pytest.fail("prepared"))
+    monkeypatch.setattr("gpulab.hub_config.services.config.prepare", lambda account: pytest.fail("prepared"))
     pass_hub_environment(c, {}, 1, euid=1000)
     assert "user" not in spec and "cwd" not in spec
 

@@ -13,7 +13,7 @@ from gpulab.extensions.projects.core import Projects, keeps_a_maintainer, role_i
 from gpulab.extensions.projects.names import name_problem
 from gpulab.extensions.projects.shared_servers import SharedServerStore
 from gpulab.extensions.projects.store import ProjectStore
-from gpulab.extensions.service.errors import Conflict, Invalid, NotAllowed, NotFound
+from gpulab.hub_config.services.errors import Conflict, Invalid, NotAllowed, NotFound
 from tests.support.project_doubles import FakeDirectory, RecordingSync
 
 

@@ -25,9 +25,9 @@ from gpulab.extensions.projects.storage.helper import HelperStorage, Refused, St
 from gpulab.extensions.projects.storage.local import LocalStorage
 from gpulab.extensions.projects.store import ProjectStore
 from gpulab.extensions.projects.sync import NoStorage
-from gpulab.extensions.service import root_helper
-from gpulab.extensions.service.config import RUN_AS_VARIABLE, pass_hub_environment, runs_as_own_account
-from gpulab.extensions.service.errors import Conflict
+from gpulab.hub_config.services import root_helper
+from gpulab.hub_config.services.config import RUN_AS_VARIABLE, pass_hub_environment, runs_as_own_account
+from gpulab.hub_config.services.errors import Conflict
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import deep_merge
 from gpulab.hub_config.typed_settings import Settings

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gpulab.extensions.scheduler.cron import due_slots, next_slot, slots_to_run, validate
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 
 UTC = timezone.utc

@@ -19,7 +19,7 @@ from gpulab.extensions.scheduler.core import RunStorage, whole_characters
 from gpulab.extensions.scheduler.job_execution import artifacts_of, execute
 from gpulab.extensions.scheduler.runner import run_job
 from gpulab.extensions.scheduler.snapshots import SnapshotError, check, pack, unpack
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 from gpulab.hub_config import cli
 from tests.support.openapi import load_spec
 

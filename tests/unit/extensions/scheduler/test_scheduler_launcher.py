@@ -19,8 +19,8 @@ from gpulab.compute.processes import ProcessRef
 from gpulab.spawner.backends.local.runner_process import ProcessLauncher, RunnerLaunch
 from gpulab.extensions.scheduler.launcher import (HELPER_NAME, HelperLauncher, LauncherError, Launching, check_log_file,
                                                   check_request)
-from gpulab.extensions.service import root_helper
-from gpulab.extensions.service.root_helper import Refused
+from gpulab.hub_config.services import root_helper
+from gpulab.hub_config.services.root_helper import Refused
 
 
 RUN = str(uuid.uuid4())

@@ -11,7 +11,7 @@ from traitlets.config import Config
 
 from gpulab.extensions.scheduler.config import service_settings
 from gpulab.extensions.scheduler.service_settings import SchedulerServiceSettings
-from gpulab.extensions.service.config import SETTINGS_VARIABLE
+from gpulab.hub_config.services.config import SETTINGS_VARIABLE
 from gpulab.hub_config.apply import apply_config
 from tests.support.settings import typed_settings
 

@@ -232,7 +232,7 @@ async def test_nothing_is_dispatched_before_runners_can_reach_the_service(dispat
 def test_runner_counts_past_the_column_are_400(dispatcher, field):
     from gpulab.extensions.scheduler.core import token_digest
     from gpulab.extensions.scheduler.schemas import RunnerEvent
-    from gpulab.extensions.service.errors import Invalid
+    from gpulab.hub_config.services.errors import Invalid
 
     run_id = running_run(dispatcher, ended_process_ref())
     with dispatcher.core.sessions.begin() as session:

@@ -106,7 +106,7 @@ def store_unchecked_schedule(dispatcher: Dispatcher, cron_expression: str) -> st
 
 
 def test_a_schedule_that_never_fires_is_refused_and_a_stored_one_stops_only_itself(url, tmp_path):
-    from gpulab.extensions.service.errors import Invalid
+    from gpulab.hub_config.services.errors import Invalid
 
     clock = Clock()
     dispatcher = scheduler(url, clock, tmp_path)
@@ -199,7 +199,7 @@ def test_a_scheduled_job_with_a_cron_that_never_fires_is_refused(url, tmp_path):
 
     from gpulab.extensions.scheduler.schemas import CreateJobSchedule
     from gpulab.extensions.scheduler.snapshots import pack
-    from gpulab.extensions.service.errors import Invalid
+    from gpulab.hub_config.services.errors import Invalid
 
     (tmp_path / "p").mkdir()
     request = CreateJobSchedule(name="never", kind="command", command=["true"],

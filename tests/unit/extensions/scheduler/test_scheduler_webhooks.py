@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from gpulab.extensions.scheduler.webhooks import allowed_networks, check, post
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 
 
 @pytest.mark.parametrize("url, kind", [

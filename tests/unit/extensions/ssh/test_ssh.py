@@ -14,7 +14,7 @@ from traitlets.config import Config
 
 from gpulab.db import make_engine
 from gpulab.db.migrate import upgrade
-from gpulab.extensions.service.errors import Conflict, Invalid, NotFound
+from gpulab.hub_config.services.errors import Conflict, Invalid, NotFound
 from gpulab.extensions.ssh.audit import audit_line
 from gpulab.extensions.ssh.config import gateway_settings, public_host, servers_url
 from gpulab.extensions.ssh.hubapi import HubError

@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from gpulab.compute.usage import Reading, UsageInterval
 from gpulab.compute.usage_sampler import HeldDevice
-from gpulab.extensions.service.errors import Invalid
+from gpulab.hub_config.services.errors import Invalid
 from gpulab.extensions.usage.cli import table
 from gpulab.extensions.usage.core import Asker, UsageCore
 from gpulab.extensions.usage.metrics import exposition

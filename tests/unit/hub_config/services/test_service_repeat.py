@@ -1,4 +1,4 @@
-"""A service's background loop (extensions/service/runner.repeat): a failing step is logged and
+"""A service's background loop (hub_config/services/runner.repeat): a failing step is logged and
 the next one runs; the loop ends only when cancelled."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from gpulab.extensions.service.runner import repeat
+from gpulab.hub_config.services.runner import repeat
 
 
 async def test_a_failing_step_is_logged_and_the_next_one_runs(caplog):

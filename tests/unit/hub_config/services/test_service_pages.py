@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from gpulab.extensions.service.pages import HubLookPages
+from gpulab.hub_config.services.pages import HubLookPages
 
 
 NAV = [{"label": "Projects", "url": "/services/projects/"}]

@@ -1,4 +1,4 @@
-"""The JSON edge every gpulab service shares (extensions/service/web.py): size and nesting
+"""The JSON edge every gpulab service shares (hub_config/services/web.py): size and nesting
 limits turn hostile bodies into a 4xx with a message, never a 500. A real tornado app."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from tornado.testing import AsyncHTTPTestCase
 from tornado.web import Application
 
-from gpulab.extensions.service.limits import MAX_JSON_BODY, json_too_deep
-from gpulab.extensions.service.web import ApiHandler
+from gpulab.hub_config.services.limits import MAX_JSON_BODY, json_too_deep
+from gpulab.hub_config.services.web import ApiHandler
 
 
 class Echo(BaseModel):

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 
-from gpulab.extensions.service.root_helper import HelperClient
+from gpulab.hub_config.services.root_helper import HelperClient
 
 
 def _answer_after_reading(path, first_bytes: int, reply: dict, answered: threading.Event) -> socket.socket:

@@ -38,7 +38,7 @@ def page_scopes(user: dict | None) -> set[str]:
 
 class HubLookPages:
     def __init__(self, template_dirs: list[str], base_url: str = "/", nav: list[dict] | None = None):
-        own = [str(resources.files("gpulab.extensions.service") / "templates"),
+        own = [str(resources.files("gpulab.hub_config.services") / "templates"),
                str(resources.files("gpulab.hub_config") / "templates")]
         hub_templates = os.path.join(DATA_FILES_PATH, "templates")
         loader = ChoiceLoader([
