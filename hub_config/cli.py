@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gpulab.spawner.backends import backend
+
 from . import __version__
 from .editing import EditError, add_item, dump, mask_secrets, parse_value, remove_item, set_value, unset_value
 from .settings import (
@@ -119,7 +121,7 @@ def _down(args) -> int:
         s = load_settings(find_settings_file(args.config), overrides).settings
     except ConfigError as exc:
         return _fail(f"invalid settings:\n{exc}", 2)
-    if s.spawner.backend == "kubernetes":  # the docker backend's accounts and homes are local ones
+    if not backend(s.spawner.backend).machine_local:  # the docker backend's accounts and homes are local ones
         return _fail("on Kubernetes, remove gpulab with `helm uninstall` (volumes follow your storage class's policy)", 2)
     running = hub_listening(s)
     if running:

@@ -8,6 +8,7 @@ from gpulab.hub_config.services.config import add_managed_service, add_service_r
 from gpulab.hub_config.registry import Extension
 from gpulab.hub_config.typed_settings import Settings
 from gpulab.hub_config.urls import loopback_url
+from gpulab.spawner.backends import backend
 
 from .service_settings import CullerSettings
 
@@ -30,7 +31,7 @@ def culling_needed(s: Settings) -> bool:
 
 def culler_service(s: Settings, c: Config) -> None:
     culling = s.culling
-    gpus_here = s.spawner.backend in ("local", "docker")  # servers' GPUs are this machine's
+    gpus_here = backend(s.spawner.backend).machine_local  # servers' GPUs are this machine's
     settings = CullerSettings(
         timeouts=idle_timeouts(s),
         check_interval=culling.check_interval,

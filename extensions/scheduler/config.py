@@ -19,6 +19,7 @@ from gpulab.hub_config.services.config import (
 )
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
+from gpulab.spawner.backends import backend
 
 from .launcher import socket_path
 from .service_settings import ContainerEngineSettings, SchedulerServiceSettings, ServiceHub, ServiceSpawner
@@ -36,7 +37,7 @@ def update_scheduler(s: Settings, c: Config) -> None:
     from .webhooks import allowed_networks
 
     allowed_networks(s.scheduler.notifications.webhook_allowed_networks)  # a bad entry stops here
-    local = s.spawner.backend != "kubernetes"
+    local = backend(s.spawner.backend).machine_local
     settings = service_settings(s).as_dict()
     # When the hub is root, the service runs as its own account, which owns the runs' files and
     # gpulab's SQLite database (the GPU ledger its runs claim from); runs start through the root
@@ -64,7 +65,7 @@ def service_settings(s: Settings) -> SchedulerServiceSettings:
     machine_local: dict = {}
     if s.spawner.backend == "docker":
         machine_local["container_engine"] = container_engine(s)
-    if s.spawner.backend != "kubernetes":
+    if backend(s.spawner.backend).machine_local:
         machine_local["launcher_socket"] = str(socket_path(s.hub.data_dir))
     return SchedulerServiceSettings(
         profiles=s.profiles, environments=s.environments, quotas=s.quotas, scheduler=s.scheduler,

@@ -19,6 +19,7 @@ from gpulab.hub_config.services.config import (
 )
 from gpulab.hub_config.registry import Extension, NavLink
 from gpulab.hub_config.typed_settings import Settings
+from gpulab.spawner.backends import backend
 
 from .service_settings import UsageServiceSettings
 
@@ -28,7 +29,7 @@ DATABASE_ACCOUNT = "scheduler"  # the service account that owns gpulab's SQLite 
 
 def update_usage(s: Settings, c: Config) -> None:
     # this machine's GPUs, claimed through the ledger (the local and docker backends)
-    local = s.spawner.backend != "kubernetes"
+    local = backend(s.spawner.backend).machine_local
     settings = UsageServiceSettings(
         database_url=database_url(s),
         sample_interval=s.usage.sample_interval,

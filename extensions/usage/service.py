@@ -21,6 +21,7 @@ from gpulab.compute.usage_sampler import HeldDevice, UsageSampler
 from gpulab.db import make_engine, make_session_factory
 from gpulab.hub_config.services.lifetime import end_with_hub
 from gpulab.hub_config.services.runner import build_application, configure_logging, repeat, serve, service_settings
+from gpulab.spawner.backends import backend
 
 from . import api
 from .core import UsageCore
@@ -60,7 +61,7 @@ def build(given: UsageServiceSettings | Mapping[str, Any]):
     sample: Callable[[], Awaitable] | None = None
     latest: Callable[[], list[HeldDevice]] = list
     measured_by = ""
-    if settings.backend == "kubernetes":
+    if not backend(settings.backend).machine_local:
         cluster = cluster_usage(settings, sessions)
         sample, latest = cluster.sample_once, lambda: cluster.latest
         measured_by = "DCGM exporter" if settings.dcgm_exporter_url else ""
