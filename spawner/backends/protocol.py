@@ -26,7 +26,9 @@ from gpulab.compute.claims import Claim, Pool
 from gpulab.compute.profiles import Profile
 from gpulab.images.catalog import Environment
 
-if TYPE_CHECKING:  # typed settings (pydantic) only where a hub is configured
+if TYPE_CHECKING:  # typed settings (pydantic) only where a hub is configured; SQLAlchemy only for types
+    from sqlalchemy.orm import sessionmaker
+
     from gpulab.extensions.scheduler.service_settings import SchedulerServiceSettings
     from gpulab.hub_config.typed_settings import Settings
 
@@ -104,7 +106,7 @@ class RunServices:
 
     settings: SchedulerServiceSettings  # the scheduler service's settings
     log: logging.Logger
-    sessions: Callable  # the scheduler's database sessions (the GPU ledger's claims live there)
+    sessions: sessionmaker  # the scheduler's database sessions (the GPU ledger's claims live there)
     run_log: Callable[[str], Path]  # a run's log file, by run id
     state_dir: Path  # the scheduler's own folder (standby runners keep their logs there)
     roles_of: Callable[[str], Awaitable[dict]]  # a user's project roles (a cluster labels Jobs by them)
