@@ -14,19 +14,20 @@ def main() -> None:
     from gpulab.hub_config.services.runner import configure_logging, listen_address, service_settings
 
     from .app import build_app, prepare
+    from .service_settings import MlflowServiceSettings
 
-    settings = service_settings()
-    log = configure_logging("mlflow", settings["log_level"])
+    settings = MlflowServiceSettings.of(service_settings())
+    log = configure_logging("mlflow", settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration plugin otherwise
     prepare(settings)
     app = build_app(settings)
     host, port = listen_address()
     # hub.service_host set: the proxy runs elsewhere (its own pod) and reaches this port directly
     bind = os.environ.get("GPULAB_SERVICE_BIND")
-    log.info("MLflow for the hub at %s (one process)", settings["static_prefix"] + "/")
+    log.info("MLflow for the hub at %s (one process)", settings.static_prefix + "/")
     config = uvicorn.Config(
         app, host=host, port=port, workers=1, log_config=None,
-        access_log=settings["log_level"] == "DEBUG",
+        access_log=settings.log_level == "DEBUG",
         proxy_headers=True, forwarded_allow_ips="*" if bind else "127.0.0.1",
     )
     uvicorn.Server(config).run()

@@ -19,19 +19,22 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .service_settings import MlflowServiceSettings
 
 BOOTSTRAP_PASSWORD_BYTES = 24
 ASSISTANT_PATH = "/ajax-api/3.0/mlflow/assistant"
 ARTIFACT_ROOT = "mlflow-artifacts:/"  # where --serve-artifacts puts new experiments' artifacts
 
 
-def auth_config_text(settings: dict, bootstrap_admin: str) -> str:
+def auth_config_text(settings: MlflowServiceSettings, bootstrap_admin: str) -> str:
     """MLflow's auth config: nobody sees an experiment without a grant; gpulab decides who is asking."""
     return "\n".join([
         "[mlflow]",
         "default_permission = NO_PERMISSIONS",
-        f"database_uri = {settings['auth_database_uri']}",
+        f"database_uri = {settings.auth_database_uri}",
         f"admin_username = {bootstrap_admin}",
         "authorization_function = gpulab.extensions.mlflow.access:authenticate",
         "grant_default_workspace_access = false",
@@ -39,16 +42,16 @@ def auth_config_text(settings: dict, bootstrap_admin: str) -> str:
     ])
 
 
-def server_arguments(settings: dict, host: str, port: int) -> list[str]:
+def server_arguments(settings: MlflowServiceSettings, host: str, port: int) -> list[str]:
     """The `mlflow server` options this service stands for (pure). gpulab's authorization
     function comes in through the basic-auth app's config file (auth_config_text)."""
     return [
-        "--backend-store-uri", settings["backend_store_uri"],
-        "--registry-store-uri", settings["backend_store_uri"],
+        "--backend-store-uri", settings.backend_store_uri,
+        "--registry-store-uri", settings.backend_store_uri,
         "--serve-artifacts",
         "--default-artifact-root", ARTIFACT_ROOT,
-        "--artifacts-destination", settings["artifacts_destination"],
-        "--static-prefix", settings["static_prefix"],
+        "--artifacts-destination", settings.artifacts_destination,
+        "--static-prefix", settings.static_prefix,
         "--host", host,
         "--port", str(port),
         "--workers", "1",
@@ -62,17 +65,17 @@ def server_arguments(settings: dict, host: str, port: int) -> list[str]:
     ]
 
 
-def worker_environment(settings: dict) -> dict[str, str]:
+def worker_environment(settings: MlflowServiceSettings) -> dict[str, str]:
     """What `mlflow server` with `server_arguments` sets for its worker (pure). MLflow's server
     modules read it when they are imported, and have no public setting for any of it short of
     running `mlflow server` itself (see the module's docstring)."""
     return {
-        "_MLFLOW_SERVER_FILE_STORE": settings["backend_store_uri"],
-        "_MLFLOW_SERVER_REGISTRY_STORE": settings["backend_store_uri"],
+        "_MLFLOW_SERVER_FILE_STORE": settings.backend_store_uri,
+        "_MLFLOW_SERVER_REGISTRY_STORE": settings.backend_store_uri,
         "_MLFLOW_SERVER_ARTIFACT_ROOT": ARTIFACT_ROOT,
         "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
-        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings["artifacts_destination"],
-        "_MLFLOW_STATIC_PREFIX": settings["static_prefix"],
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings.artifacts_destination,
+        "_MLFLOW_STATIC_PREFIX": settings.static_prefix,
         "_MLFLOW_SGI_NAME": "uvicorn",  # the auth app then builds MLflow's FastAPI app
         "_MLFLOW_IN_JOB_EXECUTOR": "false",  # the server never rebuilds scorer code (as mlflow server)
         # The public variables of --allowed-hosts, --cors-allowed-origins, --disable-workspaces
@@ -82,7 +85,7 @@ def worker_environment(settings: dict) -> dict[str, str]:
     }
 
 
-def mlflow_environment(settings: dict, secret_key: str, auth_config_path: Path) -> dict[str, str]:
+def mlflow_environment(settings: MlflowServiceSettings, secret_key: str, auth_config_path: Path) -> dict[str, str]:
     """The variables MLflow's server modules read when they are imported (pure)."""
     env = {
         **worker_environment(settings),
@@ -92,12 +95,12 @@ def mlflow_environment(settings: dict, secret_key: str, auth_config_path: Path) 
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
-    s3 = settings["s3"]
+    s3 = settings.s3
     optional = {
-        "MLFLOW_S3_ENDPOINT_URL": s3["endpoint_url"],
-        "AWS_ACCESS_KEY_ID": s3["access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": s3["secret_access_key"],
-        "AWS_DEFAULT_REGION": s3["region"],
+        "MLFLOW_S3_ENDPOINT_URL": s3.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "AWS_DEFAULT_REGION": s3.region,
     }
     env.update({key: value for key, value in optional.items() if value})
     return env
@@ -126,24 +129,24 @@ def use_wal(database_uri: str) -> None:
         connection.close()
 
 
-def prepare(settings: dict) -> None:
+def prepare(settings: MlflowServiceSettings) -> None:
     """Folders, the persistent secret, the auth config, and MLflow's environment."""
     from .access import BOOTSTRAP_ADMIN
 
-    data_dir = Path(settings["data_dir"])
+    data_dir = Path(settings.data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if "://" not in settings["artifacts_destination"]:
-        Path(settings["artifacts_destination"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    if "://" not in settings.artifacts_destination:
+        Path(settings.artifacts_destination).mkdir(mode=0o700, parents=True, exist_ok=True)
     secret_key = private_file(data_dir / "session-secret", lambda: secrets.token_hex(32))
     auth_config = data_dir / "auth.ini"
     auth_config.touch(mode=0o600)
     auth_config.write_text(auth_config_text(settings, BOOTSTRAP_ADMIN))
-    for database in (settings["backend_store_uri"], settings["auth_database_uri"]):
+    for database in (settings.backend_store_uri, settings.auth_database_uri):
         use_wal(database)
     os.environ.update(mlflow_environment(settings, secret_key, auth_config))
 
 
-def build_app(settings: dict):
+def build_app(settings: MlflowServiceSettings):
     """The ASGI application. Call `prepare(settings)` first: MLflow reads its environment on import."""
     from jupyterhub.services.auth import HubOAuth
     from mlflow.server import app as flask_app
@@ -162,14 +165,14 @@ def build_app(settings: dict):
     from .limits import limit_json_depth
     from .ui_defaults import install as install_ui_defaults
 
-    artifacts.install(artifacts.ArtifactRoot(settings["artifacts_destination"]))
-    initialize_backend_stores(settings["backend_store_uri"], settings["backend_store_uri"], ARTIFACT_ROOT)
+    artifacts.install(artifacts.ArtifactRoot(settings.artifacts_destination))
+    initialize_backend_stores(settings.backend_store_uri, settings.backend_store_uri, ARTIFACT_ROOT)
     asgi_app = create_app(flask_app)  # MLflow's auth app: its store, validators and FastAPI bridge
 
     hub_oauth = HubOAuth(cache_max_age=0)
-    identities = HubIdentities(hub_oauth, ttl=settings["cache_seconds"])
-    browser = BrowserSessions(hub_oauth, os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"], settings["static_prefix"])
-    decisions = fastpath.Decisions(ttl=settings["cache_seconds"])
+    identities = HubIdentities(hub_oauth, ttl=settings.cache_seconds)
+    browser = BrowserSessions(hub_oauth, os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"], settings.static_prefix)
+    decisions = fastpath.Decisions(ttl=settings.cache_seconds)
     accounts = Accounts(auth_store, DEFAULT_WORKSPACE_NAME, on_change=decisions.forget_user)
     access.install(access.Gate(identities, browser, accounts))
     fastpath.install(mlflow_auth, decisions, access.current_admin_flag)
@@ -183,10 +186,10 @@ def build_app(settings: dict):
 
     # First of all before-request functions: the callback has no session yet.
     flask_app.before_request_funcs.setdefault(None, []).insert(0, oauth_callback)
-    Hooks(settings["static_prefix"], accounts, identities.project_exists, _get_tracking_store,
+    Hooks(settings.static_prefix, accounts, identities.project_exists, _get_tracking_store,
           on_grant=decisions.forget_all).install(flask_app)
     install_ui_defaults(flask_app)
-    return limit_json_depth(without_paths(asgi_app, [settings["static_prefix"] + ASSISTANT_PATH, ASSISTANT_PATH]))
+    return limit_json_depth(without_paths(asgi_app, [settings.static_prefix + ASSISTANT_PATH, ASSISTANT_PATH]))
 
 
 def without_paths(app, prefixes: list[str]):

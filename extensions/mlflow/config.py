@@ -24,6 +24,9 @@ from gpulab.hub_config.services.config import (
     service_url,
 )
 from gpulab.hub_config.registry import Extension, NavLink
+from gpulab.hub_config.typed_settings import Settings
+
+from .service_settings import MlflowServiceSettings
 
 NAME = "mlflow"
 MODULE = "gpulab.extensions.mlflow"
@@ -33,39 +36,39 @@ SERVICE_SCOPES = ["read:users", "read:groups:name", "list:groups"]
 TOKEN_VARIABLE = "MLFLOW_TRACKING_TOKEN"
 
 
-def data_folder(values: dict) -> Path:
-    return Path(values["hub"]["data_dir"], "mlflow")
+def data_folder(s: Settings) -> Path:
+    return Path(s.hub.data_dir, "mlflow")
 
 
-def static_prefix(values: dict) -> str:
+def static_prefix(s: Settings) -> str:
     """MLflow's --static-prefix: the service's path without the trailing slash."""
-    return service_prefix(values, NAME).rstrip("/")
+    return service_prefix(s, NAME).rstrip("/")
 
 
-def artifacts_destination(values: dict) -> str:
-    configured = values["mlflow"]["artifacts_destination"]
+def artifacts_destination(s: Settings) -> str:
+    configured = s.mlflow.artifacts_destination
     if not configured:
-        return str(data_folder(values) / "artifacts")
+        return str(data_folder(s) / "artifacts")
     if "://" in configured:
         return configured
-    return str(Path(values["hub"]["data_dir"], configured).resolve())
+    return str(Path(s.hub.data_dir, configured).resolve())
 
 
-def owned_folders(values: dict) -> list[str]:
+def owned_folders(s: Settings) -> list[str]:
     """What the service's account owns: its data folder, and a local artifact store kept elsewhere."""
-    folders = [str(data_folder(values))]
-    destination = artifacts_destination(values)
-    if "://" not in destination and data_folder(values) not in Path(destination).parents:
+    folders = [str(data_folder(s))]
+    destination = artifacts_destination(s)
+    if "://" not in destination and data_folder(s) not in Path(destination).parents:
         folders.append(destination)
     return folders
 
 
-def tracking_uri(values: dict) -> str:
+def tracking_uri(s: Settings) -> str:
     """The address user servers send MLflow calls to."""
-    configured = values["mlflow"]["tracking_uri"]
+    configured = s.mlflow.tracking_uri
     if configured:
         return configured.rstrip("/")
-    return f"{service_url(values, NAME)}{static_prefix(values)}"
+    return f"{service_url(s, NAME)}{static_prefix(s)}"
 
 
 def default_experiment_name(user_name: str) -> str:
@@ -73,20 +76,20 @@ def default_experiment_name(user_name: str) -> str:
     return f"Default ({user_name})"
 
 
-def service_settings(values: dict) -> dict:
+def service_settings(s: Settings) -> MlflowServiceSettings:
     """What the service process needs, handed over as JSON (secrets included, never on a command line)."""
-    mlflow = values["mlflow"]
-    folder = data_folder(values)
-    return {
-        "static_prefix": static_prefix(values),
-        "data_dir": str(folder),
-        "backend_store_uri": mlflow["backend_store_uri"] or f"sqlite:///{folder / 'mlflow.sqlite'}",
-        "auth_database_uri": mlflow["auth_database_uri"] or f"sqlite:///{folder / 'auth.sqlite'}",
-        "artifacts_destination": artifacts_destination(values),
-        "s3": dict(mlflow["s3"]),
-        "cache_seconds": mlflow["cache_seconds"],
-        "log_level": values["hub"]["log_level"],
-    }
+    mlflow = s.mlflow
+    folder = data_folder(s)
+    return MlflowServiceSettings(
+        static_prefix=static_prefix(s),
+        data_dir=str(folder),
+        backend_store_uri=mlflow.backend_store_uri or f"sqlite:///{folder / 'mlflow.sqlite'}",
+        auth_database_uri=mlflow.auth_database_uri or f"sqlite:///{folder / 'auth.sqlite'}",
+        artifacts_destination=artifacts_destination(s),
+        s3=mlflow.s3,
+        cache_seconds=mlflow.cache_seconds,
+        log_level=s.hub.log_level,
+    )
 
 
 def _server_token(spawner) -> str:
@@ -97,34 +100,38 @@ def _experiment_for(spawner) -> str:
     return default_experiment_name(spawner.user.name)
 
 
-def server_environment(values: dict) -> dict:
+def server_environment(s: Settings) -> dict:
     """Variables every user server gets; callables are evaluated per server by the spawner."""
     environment = {
-        "MLFLOW_TRACKING_URI": tracking_uri(values),
+        "MLFLOW_TRACKING_URI": tracking_uri(s),
         TOKEN_VARIABLE: _server_token,
         "MLFLOW_EXPERIMENT_NAME": _experiment_for,
         # The browser address of the UI, for the JupyterLab launcher.
-        "GPULAB_MLFLOW_URL": service_prefix(values, NAME),
+        "GPULAB_MLFLOW_URL": service_prefix(s, NAME),
     }
-    if not values["mlflow"]["tracking_uri"]:
+    if not s.mlflow.tracking_uri:
         # The client prints "View run at <tracking URI>/#/..." links; the loopback address
         # is not one a browser can open, so no links rather than wrong ones.
         environment["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return environment
 
 
-def update_mlflow(values: dict, c: Config) -> None:
+def update_mlflow(s: Settings, c: Config) -> None:
     # display=False: the "MLflow" link (nav_links) replaces the hub's Services menu entry
-    add_managed_service(c, values, NAME, python_module_command(MODULE), service_settings(values), display=False,
-                        run_as=own_account(values, NAME, owned_folders(values)))
+    add_managed_service(c, s, NAME, python_module_command(MODULE), service_settings(s).as_dict(), display=False,
+                        run_as=own_account(s, NAME, owned_folders(s)))
     add_service_role(c, NAME, list(SERVICE_SCOPES))
     grant_users_access(c, NAME)
     grant_server_tokens_access(c, NAME)
 
 
-def nav_links(values: dict) -> list[NavLink]:
-    return [NavLink("MLflow", service_prefix(values, NAME))]
+def nav_links(s: Settings) -> list[NavLink]:
+    return [NavLink("MLflow", service_prefix(s, NAME))]
 
 
-EXTENSION = Extension("mlflow", 50, update_mlflow, enabled=lambda values: values["mlflow"]["enabled"],
-                      nav_links=nav_links, server_environment=server_environment)
+def enabled(s: Settings) -> bool:
+    return s.mlflow.enabled
+
+
+EXTENSION = Extension("mlflow", 50, update_mlflow, enabled=enabled, nav_links=nav_links,
+                      server_environment=server_environment, typed=True)

@@ -74,8 +74,7 @@ def service_settings(s: Settings) -> SchedulerServiceSettings:
         hub=ServiceHub(data_dir=s.hub.data_dir, log_level=s.hub.log_level),
         database_url=database_url(s),
         runner_url=f"{service_url(s, 'scheduler')}{prefix}runner/",
-        # (extensions/mlflow reads the settings as a dict until it is converted)
-        mlflow_tracking_uri=tracking_uri(s.as_dict()) if s.mlflow.enabled else "",
+        mlflow_tracking_uri=tracking_uri(s) if s.mlflow.enabled else "",
         **machine_local,
     )
 

@@ -13,18 +13,19 @@ from traitlets.config import Config
 from gpulab.extensions.mlflow.config import tracking_uri
 from gpulab.hub_config.services.config import BIND_VARIABLE, service_url
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import ConfigError, complete, deep_merge, load_settings, validate
+from gpulab.hub_config.settings import ConfigError, deep_merge, load_settings, validate
 from gpulab.hub_config.typed_settings import Settings
+from tests.support.settings import typed_settings
 
 
-def settings(**sections) -> dict:
+def settings(**sections) -> Settings:
     base = {"hub": {"data_dir": "/srv/gpulab/data"}}
-    return complete(deep_merge(base, sections), Path("/srv/gpulab"))
+    return typed_settings(deep_merge(base, sections), Path("/srv/gpulab"))
 
 
 def test_defaults_start_the_proxy_and_keep_services_on_loopback():
     values = settings()
-    assert values["proxy"]["api_url"] == "" and values["hub"]["service_host"] == ""
+    assert values.proxy.api_url == "" and values.hub.service_host == ""
     c = apply_config(values, Config())
     assert c.TraefikFileProviderProxy.should_start is True
     for spec in c.JupyterHub.services:
@@ -87,5 +88,5 @@ def test_gpulab_up_needs_no_local_chp_for_an_external_one(monkeypatch):
 
     monkeypatch.setattr(up.shutil, "which", lambda name: None)  # no configurable-http-proxy here
     chp = {"kind": "configurable-http-proxy"}
-    assert "not installed" in up.missing_proxy(Settings.from_values(settings(proxy=chp)))
-    assert up.missing_proxy(Settings.from_values(settings(proxy={**chp, "api_url": "http://gpulab-proxy-api:8001"}))) is None
+    assert "not installed" in up.missing_proxy(settings(proxy=chp))
+    assert up.missing_proxy(settings(proxy={**chp, "api_url": "http://gpulab-proxy-api:8001"})) is None

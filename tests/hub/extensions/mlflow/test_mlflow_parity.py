@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from gpulab.extensions.mlflow.app import server_arguments
+from gpulab.extensions.mlflow.service_settings import MlflowServiceSettings
 from tests.support.hub import wait_for
 from tests.support.ports import free_port_block
 
@@ -50,8 +51,8 @@ def stock(tmp_path_factory):
     gpulab's default permission), and USER made by its admin."""
     folder = tmp_path_factory.mktemp("stock-mlflow")
     port = free_port_block(1)
-    values = {"backend_store_uri": f"sqlite:///{folder / 'mlflow.sqlite'}", "artifacts_destination": str(folder / "artifacts"),
-              "static_prefix": PREFIX}
+    values = MlflowServiceSettings(backend_store_uri=f"sqlite:///{folder / 'mlflow.sqlite'}",
+                                   artifacts_destination=str(folder / "artifacts"), static_prefix=PREFIX)
     (folder / "auth.ini").write_text("\n".join([
         "[mlflow]", "default_permission = NO_PERMISSIONS", f"database_uri = sqlite:///{folder / 'auth.sqlite'}",
         "admin_username = admin", "grant_default_workspace_access = false", ""]))

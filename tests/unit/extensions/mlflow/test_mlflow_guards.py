@@ -23,8 +23,9 @@ from gpulab.hub_config.services.config import (
 )
 from gpulab.hub_config.services.errors import NotAllowed
 from gpulab.hub_config.services.service_account import ServiceAccount, service_account_name
-from gpulab.hub_config.settings import complete
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.spawner.accounts import SAFE_ACCOUNT
+from tests.support.settings import typed_settings
 
 ROOT = "/data/mlflow/artifacts"
 
@@ -128,8 +129,8 @@ def test_the_service_account_is_never_a_hub_users(prefix):
     assert not name.startswith(prefix)  # every hub user's account does
 
 
-def values_with(**mlflow) -> dict:
-    return complete({"hub": {"data_dir": "/srv/gpulab"}, "mlflow": mlflow}, Path("/srv/gpulab"))
+def values_with(**mlflow) -> Settings:
+    return typed_settings({"hub": {"data_dir": "/srv/gpulab"}, "mlflow": mlflow}, Path("/srv/gpulab"))
 
 
 def test_the_account_owns_the_mlflow_folder_and_a_local_store_kept_elsewhere():

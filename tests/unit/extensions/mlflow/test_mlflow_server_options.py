@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gpulab.extensions.mlflow.access import BOOTSTRAP_ADMIN
 from gpulab.extensions.mlflow.app import auth_config_text, mlflow_environment, server_arguments, worker_environment
+from gpulab.extensions.mlflow.service_settings import MlflowServiceSettings
 
 # What `mlflow server` sets only because it is a supervisor of other processes: an id for this
 # generation of workers (for the sandboxes of GenAI jobs, off here), and "the supervisor already
@@ -42,17 +43,16 @@ print("CAPTURED " + json.dumps(captured))
 """
 
 
-def settings(tmp_path: Path) -> dict:
-    return {
-        "static_prefix": "/services/mlflow",
-        "backend_store_uri": f"sqlite:///{tmp_path / 'mlflow.sqlite'}",
-        "auth_database_uri": f"sqlite:///{tmp_path / 'auth.sqlite'}",
-        "artifacts_destination": str(tmp_path / "artifacts"),
-        "s3": {"endpoint_url": "", "access_key_id": "", "secret_access_key": "", "region": ""},
-    }
+def settings(tmp_path: Path) -> MlflowServiceSettings:
+    return MlflowServiceSettings(
+        static_prefix="/services/mlflow",
+        backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.sqlite'}",
+        auth_database_uri=f"sqlite:///{tmp_path / 'auth.sqlite'}",
+        artifacts_destination=str(tmp_path / "artifacts"),
+    )
 
 
-def what_mlflow_server_hands_its_worker(tmp_path: Path, values: dict) -> dict:
+def what_mlflow_server_hands_its_worker(tmp_path: Path, values: MlflowServiceSettings) -> dict:
     auth_config = tmp_path / "auth.ini"
     auth_config.write_text(auth_config_text(values, BOOTSTRAP_ADMIN))
     # Only what `mlflow server` has no option for (as the service sets it), none of gpulab's variables.
