@@ -139,7 +139,7 @@ def main() -> None:
 
     load_after = os.getloadavg()
     print(f"\n\"Start\" click -> JupyterLab's launcher and file browser shown, {args.n} rounds each\n")
-    print(f"{'hub':44} {'visit':10} {'median s':>9} {'min s':>7} {'max s':>7} {'of which to /lab':>17}")
+    print(f"{'hub':44} {'visit':10} {'median s':>9} {'min s':>7} {'max s':>7} {'of which to /lab':>17} {'/lab to usable':>15}")
     medians = {}
     for label, by_visit in rows:
         for visit, title in (("first", "first"), ("returning", "returning")):
@@ -147,7 +147,8 @@ def main() -> None:
             durations = [usable for _, usable in timings]
             medians[label, visit] = statistics.median(durations)
             print(f"{label:44} {title:10} {medians[label, visit]:9.3f} {min(durations):7.3f} {max(durations):7.3f} "
-                  f"{statistics.median(at_lab for at_lab, _ in timings):17.3f}")
+                  f"{statistics.median(at_lab for at_lab, _ in timings):17.3f} "
+                  f"{statistics.median(usable - at_lab for at_lab, usable in timings):15.3f}")
     (gpulab, _), (stock, _) = rows
     for visit in ("first", "returning"):
         print(f"\ngpulab / stock, {visit} visit: {medians[gpulab, visit] / medians[stock, visit]:.2f}", end="")
