@@ -1,7 +1,6 @@
 """Turn validated settings into JupyterHub's traitlets config.
 
-`apply_config(settings, c)` is pure: it reads only the typed settings (or complete values, as
-`settings.complete` returns them, made typed first) and writes only `c`. Each concern of the
+`apply_config(s, c)` is pure: it reads only the typed settings and writes only `c`. Each concern of the
 hub itself is one small `update_*` step so it can be tested against a bare `traitlets.config.Config()`; the
 extensions (registry.py) add theirs, and what several of them contribute to one setting
 (servers' arguments, environment, hooks, navigation) is composed here once.
@@ -9,9 +8,7 @@ extensions (registry.py) add theirs, and what several of them contribute to one 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from importlib import resources
-from typing import Any
 
 from traitlets.config import Config
 
@@ -23,7 +20,7 @@ from gpulab.spawner.backends import backend
 from . import authenticators
 from .hooks import AuthHooks, SpawnHooks
 from .registry import Extension, installed_extensions
-from .typed_settings import Settings, as_settings
+from .typed_settings import Settings
 from .urls import data_path, public_url, server_hub_url
 
 LOCAL_AUTHENTICATOR = "gpulab.hub_config.authenticators.LocalAccountsAuthenticator"
@@ -193,19 +190,17 @@ CORE_STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_temp
 SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
 
 
-def apply_config(settings: Settings | Mapping[str, Any], c: Config, extensions: list[Extension] | None = None) -> Config:
-    """Apply the hub's steps and every extension's to `c` and return it. `settings`: typed, or
-    complete values as a dict (made typed here)."""
-    s = as_settings(settings)
-    extensions = [e for e in (installed_extensions() if extensions is None else extensions) if e.enabled(e.reads(s))]
+def apply_config(s: Settings, c: Config, extensions: list[Extension] | None = None) -> Config:
+    """Apply the hub's steps and every extension's to `c` and return it."""
+    extensions = [e for e in (installed_extensions() if extensions is None else extensions) if e.enabled(s)]
     for step in CORE_STEPS:
         step(s, c)
     for extension in extensions:
-        extension.update(extension.reads(s), c)
+        extension.update(s, c)
     compose_servers(s, c, extensions)
     compose_hooks(s, c, extensions)
     c.JupyterHub.template_vars["gpulab_nav"] = [
-        {"label": link.label, "url": link.url} for e in extensions for link in e.nav_links(e.reads(s))]
+        {"label": link.label, "url": link.url} for e in extensions for link in e.nav_links(s)]
     share_navigation(c)  # last: services' pages show every link
     return c
 
@@ -213,11 +208,11 @@ def apply_config(settings: Settings | Mapping[str, Any], c: Config, extensions: 
 def compose_servers(s: Settings, c: Config, extensions: list[Extension]) -> None:
     """Every server's arguments and environment: gpulab's, each extension's, then the admin's
     `spawner.environment`, which wins."""
-    c.Spawner.args = SINGLEUSER_ARGS + [arg for e in extensions for arg in e.server_args(e.reads(s))]
+    c.Spawner.args = SINGLEUSER_ARGS + [arg for e in extensions for arg in e.server_args(s)]
     # Where gpulab's CLI in a server finds the hub (with the server's own token).
     environment = {"GPULAB_URL": server_hub_url(s)}
     for extension in extensions:
-        environment.update(extension.server_environment(extension.reads(s)))
+        environment.update(extension.server_environment(s))
     admins = dict(s.spawner.environment)
     c.Spawner.environment = {**environment, **admins}
     # The admin's variables are expanded on Kubernetes as KubeSpawner does ("{username}"); gpulab's are literal.
@@ -228,8 +223,8 @@ def compose_hooks(s: Settings, c: Config, extensions: list[Extension]) -> None:
     """One pre-spawn and one post-auth hook running the extensions' in order, after any hook
     set on `c` before (by an embedding config)."""
     for section, trait, contributed, composed in (
-            ("Spawner", "pre_spawn_hook", lambda e: e.pre_spawn_hook(e.reads(s)), SpawnHooks),
-            ("Authenticator", "post_auth_hook", lambda e: e.post_auth_hook(e.reads(s)), AuthHooks)):
+            ("Spawner", "pre_spawn_hook", lambda e: e.pre_spawn_hook(s), SpawnHooks),
+            ("Authenticator", "post_auth_hook", lambda e: e.post_auth_hook(s), AuthHooks)):
         earlier = [c[section][trait]] if trait in c[section] else []
         hooks = earlier + [hook for hook in map(contributed, extensions) if hook is not None]
         if hooks:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable
 
 from traitlets.config import Config
 
@@ -20,10 +20,6 @@ if TYPE_CHECKING:  # extensions' modules load in user servers too, which need no
 
 ENTRY_POINT_GROUP = "gpulab.extensions"
 
-# What an extension's callables read: `Settings`, or the same settings as a plain dict for an
-# extension declared with typed=False (extensions/mlflow until it is converted; then the flag goes).
-S = TypeVar("S")
-
 
 @dataclass(frozen=True)
 class NavLink:
@@ -31,42 +27,39 @@ class NavLink:
     url: str
 
 
-def _nothing(settings: Any) -> list:
+def _nothing(s: Settings) -> list:
     return []
 
 
-def _no_variables(settings: Any) -> dict:
+def _no_variables(s: Settings) -> dict:
     return {}
 
 
-def _no_hook(settings: Any) -> None:
+def _no_hook(s: Settings) -> None:
     return None
 
 
-def _always(settings: Any) -> bool:
+def _always(s: Settings) -> bool:
     return True
 
 
 @dataclass(frozen=True)
-class Extension(Generic[S]):
+class Extension:
+    """What one extension contributes; each callable reads the typed settings."""
+
     name: str
     position: int  # order among extensions: navigation links, arguments and hooks follow it
-    update: Callable[[S, Config], None]
-    enabled: Callable[[S], bool] = _always  # off: it adds nothing at all
-    nav_links: Callable[[S], list[NavLink]] = _nothing
-    server_args: Callable[[S], list[str]] = _nothing
+    update: Callable[[Settings, Config], None]
+    enabled: Callable[[Settings], bool] = _always  # off: it adds nothing at all
+    nav_links: Callable[[Settings], list[NavLink]] = _nothing
+    server_args: Callable[[Settings], list[str]] = _nothing
     # defaults: a variable the admin sets in `spawner.environment` wins
-    server_environment: Callable[[S], dict[str, Any]] = _no_variables
-    pre_spawn_hook: Callable[[S], Callable | None] = _no_hook
-    post_auth_hook: Callable[[S], Callable | None] = _no_hook
-    typed: bool = False  # True: the callables get `Settings`; False: a plain dict of them
-
-    def reads(self, settings: Settings) -> Any:
-        """What this extension's callables take: the settings, or them as a dict."""
-        return settings if self.typed else settings.as_dict()
+    server_environment: Callable[[Settings], dict[str, Any]] = _no_variables
+    pre_spawn_hook: Callable[[Settings], Callable | None] = _no_hook
+    post_auth_hook: Callable[[Settings], Callable | None] = _no_hook
 
 
-def installed_extensions() -> list[Extension[Any]]:
+def installed_extensions() -> list[Extension]:
     """Every registered extension, in `position` order."""
     found = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):

@@ -57,7 +57,7 @@ class ConfigError(Exception):
 class LoadedSettings:
     """Validated settings with defaults filled and paths made absolute: `settings`, typed and
     frozen, is what code reads; `values`, the same as a plain dict, is for what still takes
-    one (the cross checks, `gpulab config show`, the extensions not yet converted)."""
+    one (the cross checks, `gpulab config show`)."""
 
     values: dict
     source: Path | None
@@ -361,7 +361,7 @@ def deep_merge(base: dict, overrides: dict) -> dict:
 
 
 def complete(values: dict, config_dir: Path, schema: dict | None = None) -> dict:
-    """Defaults filled and paths resolved: what apply_config expects."""
+    """Defaults filled and paths resolved: what `Settings.from_values` (and so apply_config) expects."""
     schema = schema or bundled_schema()
     values = with_defaults(schema, values)
     if isinstance(values, dict) and isinstance(values.get("profiles"), list):

@@ -497,9 +497,3 @@ class Settings(Model):
         """The typed settings of complete values (validated and defaults filled, as
         `settings.complete` returns them)."""
         return cls.model_validate(values)
-
-
-def as_settings(values: Settings | Mapping[str, Any]) -> Settings:
-    """Typed settings from either form. An adapter for callers that still hold the dict
-    (extensions/mlflow until it is converted); new code passes `Settings`."""
-    return values if isinstance(values, Settings) else Settings.from_values(values)

@@ -48,4 +48,4 @@ def culler_service(s: Settings, c: Config) -> None:
     add_service_role(c, NAME, CULLER_SCOPES)
 
 
-EXTENSION = Extension("culler", 10, culler_service, enabled=culling_needed, typed=True)
+EXTENSION = Extension("culler", 10, culler_service, enabled=culling_needed)

@@ -134,4 +134,4 @@ def enabled(s: Settings) -> bool:
 
 
 EXTENSION = Extension("mlflow", 50, update_mlflow, enabled=enabled, nav_links=nav_links,
-                      server_environment=server_environment, typed=True)
+                      server_environment=server_environment)

@@ -114,4 +114,4 @@ def post_auth_hook(s: Settings):
 
 
 EXTENSION = Extension("projects", 40, update_projects, nav_links=nav_links, server_args=server_args,
-                      pre_spawn_hook=pre_spawn_hook, post_auth_hook=post_auth_hook, typed=True)
+                      pre_spawn_hook=pre_spawn_hook, post_auth_hook=post_auth_hook)

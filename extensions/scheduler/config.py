@@ -105,5 +105,4 @@ def enabled(s: Settings) -> bool:
     return s.scheduler.enabled
 
 
-EXTENSION = Extension("scheduler", 20, update_scheduler, enabled=enabled, nav_links=nav_links, server_args=server_args,
-                      typed=True)
+EXTENSION = Extension("scheduler", 20, update_scheduler, enabled=enabled, nav_links=nav_links, server_args=server_args)

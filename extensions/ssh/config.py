@@ -117,4 +117,4 @@ def enabled(s: Settings) -> bool:
 
 
 EXTENSION = Extension("ssh", 30, update_ssh, enabled=enabled, nav_links=nav_links,
-                      server_environment=server_environment, typed=True)
+                      server_environment=server_environment)

@@ -48,5 +48,4 @@ def update_tensorboard(s: Settings, c) -> None:
     """Nothing in the hub itself: TensorBoard runs inside each user server."""
 
 
-EXTENSION = Extension("tensorboard", 60, update_tensorboard, server_environment=server_environment,
-                      typed=True)
+EXTENSION = Extension("tensorboard", 60, update_tensorboard, server_environment=server_environment)

@@ -61,4 +61,4 @@ def enabled(s: Settings) -> bool:
     return s.usage.enabled
 
 
-EXTENSION = Extension("usage", 45, update_usage, enabled=enabled, nav_links=nav_links, typed=True)
+EXTENSION = Extension("usage", 45, update_usage, enabled=enabled, nav_links=nav_links)

@@ -13,8 +13,7 @@ import json
 import os
 import pwd
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from traitlets.config import Config
@@ -43,24 +42,12 @@ SERVICE_PORT_OFFSETS = {
 }
 
 
-# The helpers an extension calls take `Settings`; those extensions/mlflow calls take its dict too
-# (`as_settings`) until it is converted.
-AnySettings = Union["Settings", Mapping[str, Any]]
-
-
-def as_settings(settings: AnySettings) -> Settings:
-    from gpulab.hub_config.typed_settings import as_settings
-
-    return as_settings(settings)
-
-
 def service_port(s: Settings, name: str) -> int:
     return s.hub.internal_port + SERVICE_PORT_OFFSETS[name]
 
 
-def service_url(settings: AnySettings, name: str) -> str:
+def service_url(s: Settings, name: str) -> str:
     """Where the proxy, the hub and user servers reach the service."""
-    s = as_settings(settings)
     host = s.hub.service_host or "127.0.0.1"
     return f"http://{host}:{service_port(s, name)}"
 
@@ -97,14 +84,14 @@ def service_bind_environment(s: Settings) -> dict:
     return {BIND_VARIABLE: "0.0.0.0"} if s.hub.service_host else {}
 
 
-def service_prefix(settings: AnySettings, name: str) -> str:
+def service_prefix(s: Settings, name: str) -> str:
     """Where the proxy serves the service, e.g. /services/mlflow/."""
-    return f"{as_settings(settings).hub.base_url}services/{name}/"
+    return f"{s.hub.base_url}services/{name}/"
 
 
-def own_account(settings: AnySettings, name: str, owns: list[str]) -> ServiceAccount:
+def own_account(s: Settings, name: str, owns: list[str]) -> ServiceAccount:
     """The service's own system account, named apart from every hub user's (see service_account)."""
-    return ServiceAccount(service_account_name(as_settings(settings).spawner.local.account_prefix, name), tuple(owns))
+    return ServiceAccount(service_account_name(s.spawner.local.account_prefix, name), tuple(owns))
 
 
 def _list(section, key: str) -> list:
@@ -115,7 +102,7 @@ def _list(section, key: str) -> list:
 
 def add_managed_service(
     c: Config,
-    settings: AnySettings,
+    s: Settings,
     name: str,
     command: list[str],
     service_settings: dict,
@@ -134,7 +121,6 @@ def add_managed_service(
     `root_only`: the root part of a service that runs as its own account (e.g. the projects
     storage helper); a hub that is not root does not start it (pass_hub_environment).
     """
-    s = as_settings(settings)
     service_environment = {SETTINGS_VARIABLE: json.dumps(service_settings), **service_bind_environment(s),
                            **(environment or {})}
     if root_only:

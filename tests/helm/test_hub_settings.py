@@ -54,7 +54,7 @@ def test_rendered_settings_load_and_apply_for_kubernetes(which, prefix, request,
     docs = request.getfixturevalue(which)
     settings, _ = hub_settings(docs, prefix, tmp_path)
     values = settings.values
-    c = apply_config(values, Config())
+    c = apply_config(settings.settings, Config())
 
     assert c.JupyterHub.spawner_class == "gpulab.spawner.backends.kubernetes.spawner.GpulabKubeSpawner"
     assert c.KubeSpawner.namespace == "ml"
@@ -164,8 +164,7 @@ def test_the_readme_values_file_renders_and_loads(tmp_path):
     path = tmp_path / "my-values.yaml"
     path.write_text(block)
     docs = render([path])
-    values = hub_settings(docs, "gpulab", tmp_path)[0].values
-    c = apply_config(values, Config())
+    c = apply_config(hub_settings(docs, "gpulab", tmp_path)[0].settings, Config())
     assert c.JupyterHub.authenticator_class == "oauthenticator.github.GitHubOAuthenticator"
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "DaemonSet"] == ["gpulab-prepuller-a100"]
 

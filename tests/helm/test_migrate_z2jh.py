@@ -203,8 +203,9 @@ def test_the_converted_values_render_and_every_manifest_validates(docs):
 def test_the_hubs_settings_load_in_gpulabs_loader_and_apply(docs, tmp_path):
     (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gpulab-hub"]
     (tmp_path / "gpulab.yaml").write_text(configmap["data"]["gpulab.yaml"])
-    values = load_settings(tmp_path / "gpulab.yaml").values  # schema, then load-time checks (overrides, options)
-    c = apply_config(values, Config())
+    loaded = load_settings(tmp_path / "gpulab.yaml")  # schema, then load-time checks (overrides, options)
+    values = loaded.values
+    c = apply_config(loaded.settings, Config())
     assert c.JupyterHub.authenticator_class == "oauthenticator.github.GitHubOAuthenticator"
     assert values["auth"]["admin_users"] == ["alice"]
     assert values["spawner"]["kubernetes"]["home_storage"] == {"capacity": "20Gi", "storage_class": "standard-rwo"}

@@ -24,7 +24,7 @@ from traitlets.config import Config
 
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.hand_set import merge_hand_set_environment, owned_settings_set_by_hand
-from gpulab.hub_config.settings import complete
+from tests.support.settings import typed_settings
 from gpulab.spawner.backends.kubernetes import spawner as kubernetes
 from gpulab.spawner.hub_shared import shared_values
 from gpulab.spawner.backends.kubernetes.spawner import ClusterSnapshot, GpulabKubeSpawner
@@ -72,8 +72,8 @@ async def stock_pod(config: Config, user_options: dict, owner=None, server: str 
 
 
 def gpulab_config(values: dict, hand_set: Config | None = None) -> Config:
-    c = apply_config(complete({**values, "spawner": {**values.get("spawner", {}), "backend": "kubernetes"}},
-                              Path("/")), Config())
+    """The hub's config for a gpulab.yaml of `values` on the kubernetes backend."""
+    c = apply_config(typed_settings(values, Path("/"), spawner={"backend": "kubernetes"}), Config())
     if hand_set is not None:
         c.merge(copy.deepcopy(hand_set))
     # what jupyterhub_config.py does after loading jupyterhub_config.d

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from gpulab.hub_config.settings import bundled_schema, complete
-from gpulab.hub_config.typed_settings import Settings, as_settings, plain
+from gpulab.hub_config.typed_settings import Settings, plain
 
 # Properties the schema leaves without a default that the loader always fills (settings.complete),
 # so the model requires them.
@@ -194,11 +194,12 @@ def test_a_deep_copy_is_the_same_value():
     assert copy.deepcopy(s) is s and copy.deepcopy({"s": s})["s"] == s
 
 
-def test_as_settings_takes_either_form():
+def test_of_takes_either_form():
+    """`Model.of`, what a service reads its JSON back with: a dict typed, typed settings as they are."""
     values = complete({}, Path("/srv/gpulab"))
     typed = Settings.from_values(values)
-    assert as_settings(typed) is typed
-    assert as_settings(values) == typed
+    assert Settings.of(typed) is typed
+    assert Settings.of(values) == typed
 
 
 # What runs in user servers, in runners and in the zygote, where importing pydantic (and building

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from traitlets.config import Config
 
@@ -13,7 +12,6 @@ from gpulab.extensions.culler.decisions import GpuHistory, ServerView, decide
 from gpulab.extensions.culler.service import Culler
 from gpulab.extensions.culler.service_settings import CullerSettings
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import complete
 from tests.support.settings import handed_over, typed_settings
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -114,8 +112,8 @@ def test_the_gpus_a_server_holds_come_from_its_server_state_not_the_database():
 
 
 def test_the_culler_runs_as_its_own_account_with_no_database_and_may_read_server_state():
-    values = complete({"hub": {"data_dir": "/srv/gpulab/data"}, "spawner": {"local": {"account_prefix": "lab-"}},
-                       "profiles": [{"id": "cpu", "display_name": "CPU", "idle_timeout": 60}]}, Path("/srv/gpulab"))
+    values = typed_settings(hub={"data_dir": "/srv/gpulab/data"}, spawner={"local": {"account_prefix": "lab-"}},
+                            profiles=[{"id": "cpu", "display_name": "CPU", "idle_timeout": 60}])
     c = apply_config(values, Config())
     service = next(s for s in c.JupyterHub.services if s["name"] == "culler")
     assert json.loads(service["environment"]["GPULAB_SERVICE_ACCOUNT"]) == {"name": "lab_svc-culler", "owns": []}

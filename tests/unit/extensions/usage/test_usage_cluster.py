@@ -27,9 +27,9 @@ from gpulab.extensions.usage.core import Asker, UsageCore
 from gpulab.extensions.usage.dcgm import pod_readings
 from gpulab.extensions.usage.pods import PodHolding, pod_claim_id, pod_holding, running_holdings
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import complete
 from gpulab.spawner.backends.kubernetes.capacity import gpus_by_user
 from tests.support.job_requests import GPU2_P, KUBE, PROJECTS, request
+from tests.support.settings import typed_settings
 from tests.support.usage_ledger import START, Clock, intervals, migrated_sessions
 
 
@@ -251,9 +251,9 @@ def test_the_page_api_and_cli_say_when_utilisation_is_not_measured(sessions):
 
 
 def test_on_kubernetes_the_usage_service_gets_the_namespace_and_the_dcgm_exporter():
-    values = complete({"spawner": {"backend": "kubernetes", "kubernetes": {"namespace": "lab"}},
-                       "database": {"url": "postgresql://db/gpulab"},
-                       "usage": {"dcgm_exporter_url": "http://dcgm.gpu-operator.svc:9400/metrics"}}, Path("/srv/gpulab"))
+    values = typed_settings({"spawner": {"backend": "kubernetes", "kubernetes": {"namespace": "lab"}},
+                             "database": {"url": "postgresql://db/gpulab"},
+                             "usage": {"dcgm_exporter_url": "http://dcgm.gpu-operator.svc:9400/metrics"}})
     [service] = [s for s in apply_config(values, Config()).JupyterHub.services if s["name"] == "usage"]
     settings = json.loads(service["environment"]["GPULAB_SERVICE_SETTINGS"])
     assert (settings["backend"], settings["namespace"], settings["dcgm_exporter_url"]) == (

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,7 +20,6 @@ from gpulab.extensions.usage.core import Asker, UsageCore
 from gpulab.extensions.usage.metrics import exposition
 from gpulab.extensions.usage.service_settings import UsageServiceSettings
 from gpulab.hub_config.apply import apply_config
-from gpulab.hub_config.settings import complete
 from tests.support.settings import handed_over, typed_settings
 
 
@@ -86,8 +84,7 @@ def test_the_core_shows_admins_everyone_and_users_themselves_and_refuses_bad_inp
 
 
 def test_the_usage_service_runs_as_the_account_that_owns_the_database_and_asks_the_hub_for_nothing():
-    values = complete({"hub": {"data_dir": "/srv/gpulab/data"}, "spawner": {"local": {"account_prefix": "lab-"}}},
-                      Path("/srv/gpulab"))
+    values = typed_settings(hub={"data_dir": "/srv/gpulab/data"}, spawner={"local": {"account_prefix": "lab-"}})
     c = apply_config(values, Config())
     [usage] = [s for s in c.JupyterHub.services if s["name"] == "usage"]
     [scheduler] = [s for s in c.JupyterHub.services if s["name"] == "scheduler"]
@@ -98,8 +95,7 @@ def test_the_usage_service_runs_as_the_account_that_owns_the_database_and_asks_t
     settings = json.loads(usage["environment"]["GPULAB_SERVICE_SETTINGS"])
     assert settings["gpu_inventory"] and settings["sample_interval"] == 10 and settings["retention_days"] == 400
 
-    kubernetes = complete({"spawner": {"backend": "kubernetes"}, "database": {"url": "postgresql://db/gpulab"}},
-                          Path("/srv/gpulab"))
+    kubernetes = typed_settings(spawner={"backend": "kubernetes"}, database={"url": "postgresql://db/gpulab"})
     [usage] = [s for s in apply_config(kubernetes, Config()).JupyterHub.services if s["name"] == "usage"]
     assert "GPULAB_SERVICE_ACCOUNT" not in usage["environment"]
     assert json.loads(usage["environment"]["GPULAB_SERVICE_SETTINGS"])["gpu_inventory"] == ""  # nothing sampled

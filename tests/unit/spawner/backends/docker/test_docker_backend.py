@@ -13,6 +13,7 @@ from gpulab.compute.limits import Limits
 from gpulab.hub_config.apply import apply_config
 from gpulab.spawner.backends import backend
 from gpulab.hub_config.settings import bundled_schema, with_defaults
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.compute.containers import gpu_device_requests, limit_settings
 from gpulab.spawner.backends.docker.spawner import container_settings
 
@@ -69,7 +70,7 @@ def test_the_docker_backend_is_configured_from_the_settings():
     values = with_defaults(schema, {"spawner": {"backend": "docker", "local": {"account_prefix": "lab-"},
                                                 "docker": {"host": "unix:///run/podman/podman.sock",
                                                            "gpu_request": "cdi", "mounts": ["/data"]}}})
-    c = apply_config(values, Config(), extensions=[])
+    c = apply_config(Settings.from_values(values), Config(), extensions=[])
     assert c.JupyterHub.spawner_class == backend("docker").spawner_class
     assert c.ContainerSpawner.account_prefix == "lab-"
     assert c.ContainerSpawner.client_kwargs == {"base_url": "unix:///run/podman/podman.sock"}
