@@ -3,10 +3,11 @@ SOCKET`) as the hub's user, root when servers get accounts. warm_start.py descri
 
 It imports what every server imports (jupyterhub.singleuser, jupyter_server, JupyterLab and the
 enabled server extensions), says "ready" on its output, and then only accepts connections on
-SOCKET. It runs no event loop and no thread, so a fork copies one quiet thread. Its environment
-is three variables the hub gives it (no hub secret); it reads no spawn's request itself: the
-child does, after the fork. It exits when its input closes (the hub is gone); the servers it
-started keep running.
+SOCKET and follows the children it forked until each says it runs as its account (spawns set
+themselves up side by side: the zygote forks and goes back to its loop). It runs no event loop
+and no thread, so a fork copies one quiet thread. Its environment is three variables the hub
+gives it (no hub secret); it reads no spawn's request itself: the child does, after the fork.
+It exits when its input closes (the hub is gone); the servers it started keep running.
 
 The child, per spawn: a new session; the signal dispositions of a new interpreter; the request
 read and checked; output to the descriptors that came with it, input from /dev/null; every
@@ -32,7 +33,9 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,47 +194,76 @@ def reap() -> None:
             return
 
 
-def read_status(fd: int, timeout: float) -> str:
-    """What the child wrote on its status pipe before closing it ("" if it died silently)."""
-    data = b""
-    while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            return "error: the child did not report within %.0f s" % timeout
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return data.decode(errors="replace")
-        data += chunk
+@dataclass
+class Pending:
+    """A child setting itself up: what it reports on its status pipe goes to the hub on `conn`."""
+
+    pid: int
+    conn: socket.socket
+    deadline: float
+    report: bytes = b""
 
 
-def handle(conn: socket.socket, home_places: list) -> None:
-    """One spawn: fork, let the child set itself up, answer the hub with its pid and ticks."""
+def answer(pending: Pending, status: str) -> None:
+    """Tell the hub how the child's setup went ("ok": its pid and ticks), and hang up."""
+    with pending.conn:
+        if status == "ok":
+            pending.conn.sendall(encode_reply({"pid": pending.pid, "start_ticks": start_ticks(pending.pid) or 0}))
+            return
+        try:
+            os.kill(pending.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pending.conn.sendall(encode_reply({"error": status.removeprefix("error: ") or "the child died while starting"}))
+
+
+def handle(conn: socket.socket, home_places: list, pending: dict[int, Pending]) -> bool:
+    """One spawn: fork, and leave the child to set itself up: its status pipe joins `pending`,
+    answered when it reports (so spawns set themselves up side by side, not one after another).
+    False when refused at once (the caller answered nothing more and closes `conn`)."""
     if peer_uid(conn) != os.geteuid():
         conn.sendall(encode_reply({"error": "only the hub's user may ask"}))
-        return
+        return False
     if threading.active_count() != 1:
         conn.sendall(encode_reply({"error": "the zygote runs threads; it cannot fork safely"}))
-        return
+        return False
     status_read, status_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(status_read)
+        os.close(status_write)
+        raise
     if pid == 0:
         os.close(status_read)
         child(conn, status_write, home_places)  # never returns
     os.close(status_write)
-    try:
-        status = read_status(status_read, CHILD_SETUP_TIMEOUT)
-    finally:
-        os.close(status_read)
-    if status == "ok":
-        conn.sendall(encode_reply({"pid": pid, "start_ticks": start_ticks(pid) or 0}))
-    else:
+    pending[status_read] = Pending(pid, conn, time.monotonic() + CHILD_SETUP_TIMEOUT)
+    return True
+
+
+def follow(pending: dict[int, Pending], readable: list) -> None:
+    """Read what children reported; answer those that finished (closed their pipe) or ran out of time."""
+    for fd in [fd for fd in readable if fd in pending]:
+        chunk = os.read(fd, 4096)
+        if chunk:
+            pending[fd].report += chunk
+            continue
+        os.close(fd)
+        done = pending.pop(fd)
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        conn.sendall(encode_reply({"error": status.removeprefix("error: ") or "the child died while starting"}))
+            answer(done, done.report.decode(errors="replace"))
+        except OSError as exc:  # the hub went away meanwhile: the next request is new
+            print(f"gpulab zygote: a request failed: {exc}", file=sys.stderr)
+    now = time.monotonic()
+    for fd in [fd for fd, waiting in pending.items() if waiting.deadline <= now]:
+        os.close(fd)
+        try:
+            answer(pending.pop(fd), f"error: the child did not report within {CHILD_SETUP_TIMEOUT:.0f} s")
+        except OSError as exc:
+            print(f"gpulab zygote: a request failed: {exc}", file=sys.stderr)
 
 
 def reset_signals() -> None:
@@ -369,9 +401,11 @@ def serve(path: Path, extensions: list[str]) -> None:
     print("ready", flush=True)
     if failed:
         print(f"gpulab zygote: these server extensions failed to import: {', '.join(failed)}", file=sys.stderr)
+    pending: dict[int, Pending] = {}  # status pipe -> a child still setting itself up
     try:
         while True:
-            readable, _, _ = select.select([listener, sys.stdin, wake_read], [], [])
+            wait = max(min(p.deadline for p in pending.values()) - time.monotonic(), 0) if pending else None
+            readable, _, _ = select.select([listener, sys.stdin, wake_read, *pending], [], [], wait)
             if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
                 return  # the hub is gone
             if wake_read in readable:
@@ -381,13 +415,15 @@ def serve(path: Path, extensions: list[str]) -> None:
                 except BlockingIOError:
                     pass
                 reap()
+            follow(pending, readable)
             if listener in readable:
                 conn, _ = listener.accept()
-                with conn:
-                    try:
-                        handle(conn, home_places)
-                    except OSError as exc:  # the hub went away mid-request: the next one is new
-                        print(f"gpulab zygote: a request failed: {exc}", file=sys.stderr)
+                try:
+                    if not handle(conn, home_places, pending):
+                        conn.close()
+                except OSError as exc:  # the hub went away mid-request: the next one is new
+                    conn.close()
+                    print(f"gpulab zygote: a request failed: {exc}", file=sys.stderr)
                 reap()
     except KeyboardInterrupt:
         return

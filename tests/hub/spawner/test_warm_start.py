@@ -12,6 +12,7 @@ import pwd
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -51,9 +52,15 @@ def server_process(hub, user: str) -> psutil.Process:
     return matches[0]
 
 
+def is_zygote(process: psutil.Process) -> bool:
+    try:
+        return "gpulab.spawner.backends.local.zygote" in process.cmdline() and process.uids().real == 0
+    except psutil.Error:  # a process of the tree that just ended (a kernel its parent has not reaped yet)
+        return False
+
+
 def zygote(hub) -> psutil.Process:
-    found = [p for p in psutil.Process(hub.process.pid).children(recursive=True)
-             if "gpulab.spawner.backends.local.zygote" in p.cmdline() and p.uids().real == 0]
+    found = [p for p in psutil.Process(hub.process.pid).children(recursive=True) if is_zygote(p)]
     assert len(found) == 1, found
     return found[0]
 
@@ -148,6 +155,30 @@ print(json.dumps({"server": fds(os.environ["JPY_PARENT_PID"]), "kernel": fds("se
         assert not target.startswith(str(logs)) or target == own_log, target
         assert account(hub, "bob").pw_dir not in target
     assert set(descriptors(alice.pid).values()) >= {own_log}
+
+
+def test_spawns_at_once_set_up_side_by_side_and_hold_nothing_of_each_other(hub):
+    """The zygote forks each spawn and goes back to its loop (each child sets itself up while the
+    next is forked): a server holds no connection, pipe or log of another spawn forked beside it."""
+    names = ["hana", "ivan", "jude"]
+    for name in names:
+        hub.create_user(name)
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(hub.spawn, names))
+    log = hub.log_path.read_text()
+    servers = {name: server_process(hub, name) for name in names}
+    held = {name: set(descriptors(server.pid).values()) for name, server in servers.items()}
+    for name in names:
+        entry = account(hub, name)
+        assert f"Started {name} warm" in log and servers[name].ppid() == zygote(hub).pid
+        assert proc_status(servers[name].pid)["Uid"] == [str(entry.pw_uid)] * 4
+        for other in names:
+            if other != name:
+                shared = {t for t in held[name] & held[other] if t.startswith(("socket:", "pipe:"))}
+                assert not shared, (name, other, shared)
+                assert account(hub, other).pw_name not in " ".join(held[name])
+    for name in names:
+        hub.stop_server(name)
 
 
 def test_the_environment_is_exactly_the_spawns(hub):
@@ -272,8 +303,7 @@ def test_the_spawn_form_starts_the_zygote_so_the_first_spawn_finds_it_ready(hub_
     gina = signed_in_user(hub, "gina", "warm-admin")
 
     def zygotes() -> list[psutil.Process]:
-        return [p for p in psutil.Process(hub.process.pid).children(recursive=True)
-                if "gpulab.spawner.backends.local.zygote" in p.cmdline()]
+        return [p for p in psutil.Process(hub.process.pid).children(recursive=True) if is_zygote(p)]
 
     assert zygotes() == []
     form = gina.get(f"{hub.url}hub/spawn/gina", timeout=30)
