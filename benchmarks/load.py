@@ -169,13 +169,15 @@ def hub_errors(log: Path) -> list[str]:
 
 
 def measure(api: HubClient, names: list[str], pid: int, log: Path) -> tuple[list[Visit], tuple, tuple, list[str]]:
-    before = memory(pid)
+    before, load_before = memory(pid), os.getloadavg()[0]
     visits = all_at_once(api, names)
-    after = memory(pid)
+    after, load_after = memory(pid), os.getloadavg()[0]
+    # the 1-minute load average before and after: a machine busy with other work slows every row
+    notes = [f"load average {load_before:.1f} before, {load_after:.1f} after"]
     if after[0] == 0:  # gone, or a zombie its parent has not reaped yet: either way it exited
         ending = log.read_text(errors="replace").splitlines()[-3:]
-        return visits, before, after, ["the hub process exited during the run; its log ends:", *ending]
-    return visits, before, after, hub_errors(log) if any(v.error for v in visits) else []
+        return visits, before, after, [*notes, "the hub process exited during the run; its log ends:", *ending]
+    return visits, before, after, [*notes, *(hub_errors(log) if any(v.error for v in visits) else [])]
 
 
 def p95(values: list[float]) -> float:
@@ -233,7 +235,8 @@ def print_table(users: int, rows: list) -> None:
               f" {before[1]:7.0f} -> {after[1]:<7.0f}")
         for error in sorted({v.error for v in visits if v.error}):
             print(f"    failed ({sum(v.error == error for v in visits)}): {error}")
-        for line in errors[:5]:
+        print(f"    {errors[0]}")
+        for line in errors[1:6]:
             print(f"    hub log: {line}")
     if all(p95s):
         print(f"\nvisit p95, gpulab / stock: {p95s[0] / p95s[1]:.2f} (goal: all succeed, p95 <= 10 s)")
