@@ -168,10 +168,10 @@ def update_spawner(s: Settings, c: Config) -> None:
     c.Spawner.http_timeout = spawner.http_timeout
     c.JupyterHub.allow_named_servers = spawner.named_servers.enabled
     c.JupyterHub.named_server_limit_per_user = spawner.named_servers.limit_per_user
-    # the spawner's traits take plain containers
-    c.ProfileSpawnerMixin.profile_settings = [profile.as_dict() for profile in s.profiles]
-    c.ProfileSpawnerMixin.environment_settings = s.environments.as_dict()
-    c.ProfileSpawnerMixin.quota_settings = s.quotas.as_dict()
+    # typed: frozen, so traitlets' copies of them are themselves
+    c.ProfileSpawnerMixin.profile_settings = s.profiles
+    c.ProfileSpawnerMixin.environment_settings = s.environments
+    c.ProfileSpawnerMixin.quota_settings = s.quotas
     c.ProfileSpawnerMixin.database_url = database_url(s)
     c.ProfileSpawnerMixin.inventory_class = spawner.local.gpu_inventory
     chosen.configure(s, c)  # the backend's own traits (spawner/backends/<name>/)
@@ -187,7 +187,7 @@ def update_templates(s: Settings, c: Config) -> None:
 
 
 CORE_STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
-SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
+SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.spawner.singleuser=True"]
 
 
 def apply_config(s: Settings, c: Config, extensions: list[Extension] | None = None) -> Config:

@@ -57,7 +57,7 @@ class ConfigError(Exception):
 class LoadedSettings:
     """Validated settings with defaults filled and paths made absolute: `settings`, typed and
     frozen, is what code reads; `values`, the same as a plain dict, is for what still takes
-    one (the cross checks, `gpulab config show`)."""
+    one (`gpulab config show`, `gpulab config set`)."""
 
     values: dict
     source: Path | None
@@ -390,26 +390,26 @@ def load_settings(path: Path | None, overrides: dict | None = None) -> LoadedSet
     if problems:
         raise ConfigError(source, problems)
     config_dir = path.parent.resolve() if path else Path.cwd()
-    completed = complete(values, config_dir)
-    problems = cross_check(completed, doc)
+    loaded = LoadedSettings(complete(values, config_dir), path, config_dir)
+    problems = cross_check(loaded.settings, doc)
     if problems:
         raise ConfigError(source, problems)
-    return LoadedSettings(completed, path, config_dir)
+    return loaded
 
 
 # Rules JSON Schema cannot express (a default profile that exists, environment ids that are
 # in the catalog, ...): "module:function" names, imported when settings are loaded, each
-# returning Problems for complete settings.
+# returning Problems for the typed settings.
 CROSS_CHECKS = ["gpulab.spawner.checks:check_settings"]
 
 
-def cross_check(values: dict, doc: Any = None) -> list[Problem]:
+def cross_check(s: Settings, doc: Any = None) -> list[Problem]:
     import importlib
 
     problems = []
     for name in CROSS_CHECKS:
         module, _, function = name.partition(":")
-        for problem in getattr(importlib.import_module(module), function)(values):
+        for problem in getattr(importlib.import_module(module), function)(s):
             line = _line_of(doc, _path_parts(problem.path)) if doc is not None else None
             problems.append(Problem(problem.path, problem.message, problem.line or line))
     return problems

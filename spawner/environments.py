@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gpulab.compute.profiles import ChoiceError, Profile
 from gpulab.images.catalog import Environment
 
 from .cuda import incompatibility
+
+if TYPE_CHECKING:  # typed settings (pydantic) only where settings are read: the hub, the scheduler
+    from gpulab.hub_config.typed_settings import Environments
 
 
 @dataclass(frozen=True)
@@ -21,11 +24,11 @@ class EnvironmentOption:
         return self.environment.id
 
 
-def offered(catalog: list[Environment], settings: dict) -> list[Environment]:
+def offered(catalog: list[Environment], settings: Environments) -> list[Environment]:
     """The catalog filtered and ordered by environments.offer, local_python overrides applied."""
     by_id = {e.id: e for e in catalog}
-    chosen = [by_id[i] for i in settings["offer"] if i in by_id] if settings["offer"] else list(catalog)
-    overrides = settings["local_python"]
+    chosen = [by_id[i] for i in settings.offer if i in by_id] if settings.offer else list(catalog)
+    overrides = settings.local_python
     return [replace(e, local_python=overrides[e.id]) if e.id in overrides else e for e in chosen]
 
 

@@ -28,3 +28,13 @@ def shared_value(spawner, key: tuple, make: Callable[[], Any]) -> Any:
     if key not in values:
         values[key] = make()
     return values[key]
+
+
+def shared_made_from(spawner, name: str, source: Any, make: Callable[[Any], Any]) -> Any:
+    """`make(source)`, made once per hub for as long as `source` stays equal: kept under `name`
+    beside what it was made from. `source` is typed settings (frozen values, compared by equality)."""
+    values = shared_values(spawner)
+    held = values.get(name)
+    if held is None or held[0] != source:
+        held = values[name] = (source, make(source))
+    return held[1]

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from tornado import web
-from traitlets import Any, Dict, List, Unicode, default
+from traitlets import Any, Instance, List, Tuple, Unicode, default
 
 from gpulab.compute.availability import Availability, profile_availability
 from gpulab.compute.claims import OverQuota, Pool, Purpose, Refused, Standing, claim, quota_reason
@@ -25,15 +26,19 @@ from gpulab.compute.inventory import CachedInventory, Device, load_inventory
 from gpulab.compute.ledger import Ledger, LocalPool, gpus_by_owner
 from gpulab.compute.limits import Limits, profile_limits
 from gpulab.compute.profile_options import ChosenOption, OptionError, resolve_options
-from gpulab.compute.profiles import ChoiceError, Profile, profiles_from_settings, resolve_profile, unknown_options, visible_profiles
+from gpulab.compute.profiles import ChoiceError, Profile, profile_from_settings, resolve_profile, unknown_options, visible_profiles
 from gpulab.db import make_engine, make_session_factory
 from gpulab.images.catalog import Environment, load_catalog
 
 from .environments import offered, options_for, resolve_environment
 from .form import options_from_form, profile_cards, render_form
-from .hub_shared import shared_value
+from .hub_shared import shared_made_from, shared_value
 from .project_choice import projects_for_servers, resolve_project
 from .refusals import forget_refused_spawn, is_refusal
+
+if TYPE_CHECKING:
+    from gpulab.hub_config.typed_settings import Environments, Quotas
+    from gpulab.hub_config.typed_settings import Profile as ProfileSettings
 
 FULL = 409  # the profile exists and is allowed, but its GPUs are all in use
 OVER_QUOTA = 403
@@ -80,16 +85,20 @@ def _options_are_applied_at_admission(spawner, options: dict) -> None:
 class ProfileSpawnerMixin(Spawner):
     """Mix in before a backend (LocalSpawner, KubeSpawner subclass); configured as `c.ProfileSpawnerMixin`."""
 
-    profile_settings: List[dict] = List(
-        help="""The `profiles` section of gpulab.yaml (set by apply_config). Default [] (one CPU profile).""",
+    # The settings' sections, typed (gpulab.hub_config.typed_settings: frozen, so every spawner
+    # shares them as they are); apply_config sets them, and they cannot be set by hand (hand_set.py).
+    profile_settings = Tuple(
+        help="""The `profiles` section of gpulab.yaml: typed_settings.Profile each. Default () (one CPU profile).""",
     ).tag(config=True)
 
-    environment_settings = Dict(
-        help="""The `environments` section of gpulab.yaml. Default {} (the whole built-in catalog).""",
+    environment_settings = Instance(
+        "gpulab.hub_config.typed_settings.Environments", args=(),
+        help="""The `environments` section of gpulab.yaml, typed. Default: the whole built-in catalog.""",
     ).tag(config=True)
 
-    quota_settings = Dict(
-        help="""The `quotas` section of gpulab.yaml. Default {} (no quotas).""",
+    quota_settings = Instance(
+        "gpulab.hub_config.typed_settings.Quotas", args=(),
+        help="""The `quotas` section of gpulab.yaml, typed. Default: no quotas.""",
     ).tag(config=True)
 
     database_url = Unicode(
@@ -118,32 +127,28 @@ class ProfileSpawnerMixin(Spawner):
 
     @property
     def profiles(self) -> tuple[Profile, ...]:
-        """The profiles from settings (complete: apply_config passes them with defaults filled)."""
+        """The profiles from settings, as compute profiles (made once per hub)."""
 
-        def make():
-            if self.profile_settings:
-                return profiles_from_settings({"profiles": self.profile_settings})
-            from gpulab.hub_config.settings import bundled_schema, with_defaults
+        def make(items: tuple[ProfileSettings, ...]) -> tuple[Profile, ...]:
+            from gpulab.hub_config.typed_settings import DEFAULT_PROFILE
 
-            schema = bundled_schema()["properties"]["profiles"]
-            return profiles_from_settings({"profiles": with_defaults(schema, schema["default"])})
+            return tuple(profile_from_settings(item) for item in items or (DEFAULT_PROFILE,))
 
-        return shared_value(self, ("profiles", repr(self.profile_settings)), make)
+        return shared_made_from(self, "profiles", self.profile_settings, make)
 
     @property
     def environments(self) -> list[Environment]:
-        settings = {"catalog": "", "offer": [], "default": "", "local_python": {}, **self.environment_settings}
-        key = ("environments", repr(settings))
+        """The catalog's environments the settings offer (read once per hub)."""
 
-        def make():
-            catalog = load_catalog(Path(settings["catalog"]) if settings["catalog"] else None)
+        def make(settings: Environments) -> list[Environment]:
+            catalog = load_catalog(Path(settings.catalog) if settings.catalog else None)
             return offered(catalog, settings)
 
-        return shared_value(self, key, make)
+        return shared_made_from(self, "environments", self.environment_settings, make)
 
     @property
-    def quotas(self) -> dict:
-        return {"default": {}, "users": {}, "groups": {}, **self.quota_settings}
+    def quotas(self) -> Quotas:
+        return self.quota_settings
 
     @property
     def inventory(self) -> CachedInventory:
@@ -186,7 +191,7 @@ class ProfileSpawnerMixin(Spawner):
         """Read from the hub in the event loop, before a claim (the hub's database is not thread-safe)."""
         groups = self._user_groups()
         servers = sum(1 for s in self.user.spawners.values() if s is not self and s.active)
-        budgeted = [g for g in groups if g in self.quotas["groups"]]
+        budgeted = [g for g in groups if g in self.quotas.groups]
         members, group_servers = {}, {}
         db = self.user.db
         for name in budgeted:
@@ -231,7 +236,7 @@ class ProfileSpawnerMixin(Spawner):
                                          snapshot.held_by_owner) for p in profiles}
         previous = (self.orm_spawner.user_options or {}) if self.orm_spawner else {}
         cards = profile_cards(profiles, availability, over_quota, environments, previous.get("profile"))
-        return render_form(cards, self.environment_settings.get("default", ""), projects_for_servers(groups),
+        return render_form(cards, self.environment_settings.default, projects_for_servers(groups),
                            previous.get("project", ""))
 
     # ------------------------------------------------------------ the spawn
@@ -247,7 +252,7 @@ class ProfileSpawnerMixin(Spawner):
             chosen = resolve_options(profile.id, profile.options, options)
             choices = options_for(profile, self.environments, self.gpu_driver(profile), self.python_exists())
             environment = resolve_environment(profile, choices, options.get("environment"),
-                                              self.environment_settings.get("default", ""))
+                                              self.environment_settings.default)
             project = resolve_project(options.get("project"), self.user.name, self._user_groups())
         except ChoiceError as refused:
             raise web.HTTPError(refused.status, refused.message) from None

@@ -130,7 +130,7 @@ class SchedulerCore:
         self.profiles: tuple[Profile, ...] = tuple(map(profile_from_settings, self.settings.profiles))
         environments = self.settings.environments
         catalog = load_catalog(Path(environments.catalog) if environments.catalog else None)
-        self.environments = offered(catalog, environments.as_dict())
+        self.environments = offered(catalog, environments)
 
     # ------------------------------------------------------------ permissions
 

@@ -221,7 +221,7 @@ def offered_environments(settings: SchedulerServiceSettings) -> list:
 
     environments = settings.environments
     catalog = load_catalog(Path(environments.catalog) if environments.catalog else None)
-    return offered(catalog, environments.as_dict())
+    return offered(catalog, environments)
 
 
 def allowed_pythons(settings: SchedulerServiceSettings) -> frozenset[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpulab.compute.profiles import ChoiceError
+from gpulab.hub_config.typed_settings import Environments
 from gpulab.images.catalog import Environment
 from gpulab.spawner.environments import EnvironmentOption, offered, options_for, resolve_environment
 from tests.support.gpu_profiles import CPU, DRIVER, GPU1, profiles
@@ -36,5 +37,5 @@ def test_environments_fit_profiles_and_the_driver():
 
 def test_offered_follows_settings_order_and_overrides():
     catalog = [env("a", False), env("b", True, "12.8")]
-    chosen = offered(catalog, {"offer": ["b"], "local_python": {"b": "/opt/b"}})
+    chosen = offered(catalog, Environments(offer=("b",), local_python={"b": "/opt/b"}))
     assert [(e.id, e.local_python) for e in chosen] == [("b", "/opt/b")]

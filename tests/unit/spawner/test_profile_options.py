@@ -9,6 +9,7 @@ import pytest
 from gpulab.compute.profile_options import OptionError, fill_value, options_from_settings, resolve_options
 from gpulab.compute.profiles import profiles_from_settings
 from gpulab.hub_config.settings import complete, validate
+from gpulab.hub_config.typed_settings import Settings
 from gpulab.images.catalog import Environment
 from gpulab.spawner.checks import check_settings
 from gpulab.spawner.environments import EnvironmentOption
@@ -60,8 +61,8 @@ def test_the_form_carries_the_chosen_profile_s_options_kubespawner_s_way():
     assert options_from_form(form)["image--unlisted-choice"] == "jupyter/r:1"
 
 
-def settings(*profiles, backend="kubernetes"):
-    return complete({"profiles": list(profiles), "spawner": {"backend": backend}}, Path("/"))
+def settings(*profiles, backend="kubernetes") -> Settings:
+    return Settings.from_values(complete({"profiles": list(profiles), "spawner": {"backend": backend}}, Path("/")))
 
 
 def test_the_spawn_form_shows_each_option():
