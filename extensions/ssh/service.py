@@ -27,7 +27,7 @@ from .service_settings import GatewayServiceSettings
 from .store import KeyStore
 from .trust import gateway_host_key, master_secret
 from .upstream import Upstream, UpstreamSettings
-from .web import ROUTES
+from .web import ROUTES, Endpoint
 
 
 async def main() -> int:
@@ -54,9 +54,9 @@ async def main() -> int:
                   settings.bind_address, settings.port, exc.strerror or exc)
         return 1
     public = host_key.export_public_key("openssh").decode().strip()
-    web_settings = {**settings.as_dict(), "host_key_public": public, "host_key_fingerprint": fingerprint(host_key)}
+    endpoint = Endpoint(settings.public_host, settings.port, public, fingerprint(host_key))
     templates = str(resources.files("gpulab.extensions.ssh") / "templates")
-    app = build_application(ROUTES, [templates], ssh_keys=keys, ssh_settings=web_settings)
+    app = build_application(ROUTES, [templates], ssh_keys=keys, ssh_endpoint=endpoint)
     await serve(app, on_stop=gateway.stop)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,14 +24,23 @@ class NewKey(BaseModel):
     comment: str = Field(default="", max_length=MAX_COMMENT)
 
 
-def connection_info(settings: dict, user: str) -> dict:
+@dataclass(frozen=True)
+class Endpoint:
+    """Where clients reach the gateway (its settings' public host and port) and the host key it shows."""
+
+    host: str
+    port: int
+    host_key: str  # the public key, as an OpenSSH line
+    host_key_fingerprint: str
+
+
+def connection_info(endpoint: Endpoint, user: str) -> dict:
     """What a client needs: host, port, user name, and the gateway's host key to trust."""
-    host, port = settings["public_host"], settings["port"]
-    host_key = settings["host_key_public"]
+    host, port, host_key = endpoint.host, endpoint.port, endpoint.host_key
     known_host = f"[{host}]:{port}" if port != 22 else host
     return {
         "host": host, "port": port, "user": user, "host_key": host_key,
-        "host_key_fingerprint": settings["host_key_fingerprint"],
+        "host_key_fingerprint": endpoint.host_key_fingerprint,
         "known_hosts_line": f"{known_host} {host_key}",
         "named_server_separator": "+",
     }
@@ -93,7 +103,7 @@ class KeyHandler(ApiHandler):
 
 class ConnectionHandler(ApiHandler):
     def get(self):
-        info = connection_info(self.settings["ssh_settings"], self.user_name)
+        info = connection_info(self.settings["ssh_endpoint"], self.user_name)
         server = server_name(self.get_argument("server", ""))
         self.write_json({**info, "ssh_config": ssh_config_block(info, server)})
 
@@ -110,7 +120,7 @@ class KeysPage(PageHandler):
     @web.authenticated
     async def get(self):
         records = await asyncio.to_thread(self.settings["ssh_keys"].list, self.user_name)
-        info = connection_info(self.settings["ssh_settings"], self.user_name)
+        info = connection_info(self.settings["ssh_endpoint"], self.user_name)
         self.render_page("ssh_keys.html", keys=records, info=info, ssh_config=ssh_config_block(info))
 
 

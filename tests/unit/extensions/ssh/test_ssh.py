@@ -35,7 +35,7 @@ from gpulab.extensions.ssh.trust import (
     master_secret,
 )
 from gpulab.extensions.ssh.upstream import Refused, Upstream, websocket_url
-from gpulab.extensions.ssh.web import connection_info, ssh_config_block
+from gpulab.extensions.ssh.web import Endpoint, connection_info, ssh_config_block
 from gpulab.hub_config.apply import apply_config
 from gpulab.hub_config.settings import deep_merge
 from gpulab.hub_config.typed_settings import Settings
@@ -409,8 +409,7 @@ def test_ssh_can_be_switched_off():
 
 
 def test_config_block_names_the_host_port_user_and_host_key():
-    info = connection_info({"public_host": "lab.example.com", "port": 2222, "host_key_public": "ssh-ed25519 AAAAkey",
-                            "host_key_fingerprint": "SHA256:abc"}, "alice")
+    info = connection_info(Endpoint("lab.example.com", 2222, "ssh-ed25519 AAAAkey", "SHA256:abc"), "alice")
     assert info["known_hosts_line"] == "[lab.example.com]:2222 ssh-ed25519 AAAAkey"
     block = ssh_config_block(info, "gpu")
     assert block.splitlines()[:4] == ["Host gpulab-gpu", "    HostName lab.example.com", "    Port 2222",
