@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpulab.extensions.singleuser.launcher import launcher_only, relative_path
+from gpulab.spawner.singleuser.launcher import launcher_only, relative_path
 
 ICON = Path(__file__).parent / "icons" / "mlflow.svg"
 

@@ -1,4 +1,4 @@
-"""The SSH endpoint inside a user server (a part of gpulab.extensions.singleuser).
+"""The SSH endpoint inside a user server (a part of gpulab.spawner.singleuser).
 
 It runs in the Jupyter server process, so sessions run as the server's user, with its
 environment (GPU devices, MLflow variables), locally and in a Kubernetes pod alike. It is

@@ -1,7 +1,7 @@
 """TensorBoard settings in the hub's configuration: a pure `apply_config` step.
 
 User servers learn them from one environment variable; the in-server part (extension.py,
-listed in gpulab.extensions.singleuser.PARTS) and the launcher entry read it.
+listed in gpulab.spawner.singleuser.PARTS) and the launcher entry read it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TensorBoard in a user's server (loaded through gpulab.extensions.singleuser.PARTS)."""
+"""TensorBoard in a user's server (loaded through gpulab.spawner.singleuser.PARTS)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gpulab.extensions.singleuser.launcher import launcher_only
+from gpulab.spawner.singleuser.launcher import launcher_only
 
 from .config import ServerSettings
 

@@ -86,7 +86,7 @@ def test_the_hub_starts_a_server_through_the_images_entrypoint(hub_factory, imag
     assert env["PATH"].startswith(f"{VENV_BIN}:/usr/bin:/bin")
     assert env["JUPYTERHUB_USER"] == "alice" and env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/alice/"
     # the hub's arguments reach jupyterhub-singleuser through both scripts
-    assert "--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True" in server_process(account).cmdline()
+    assert "--ServerApp.jpserver_extensions=gpulab.spawner.singleuser=True" in server_process(account).cmdline()
 
 
 def test_a_driver_too_old_for_the_image_fails_the_spawn_with_both_versions(hub_factory, image_files, account_prefix):

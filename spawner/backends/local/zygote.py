@@ -69,7 +69,7 @@ LATE_IMPORTS = (
     "nbconvert", "nbclient", "IPython", "ipykernel.kernelspec", "jupyterlab_pygments", "jupyter_core.migrate",
     "jupyter_lsp.virtual_documents_shadow", "httpcore", "sqlalchemy.dialects.sqlite", "tornado.platform.asyncio",
     "gpulab.extensions.ssh.endpoint", "gpulab.extensions.tensorboard.extension", "gpulab.extensions.tensorboard.launcher",
-    "gpulab.extensions.mlflow.launcher", "gpulab.extensions.singleuser.launcher", "gpulab.hub_config.registry",
+    "gpulab.extensions.mlflow.launcher", "gpulab.spawner.singleuser.launcher", "gpulab.hub_config.registry",
     "jinja2.ext", "html.parser", "webbrowser", "codeop", "getopt", "encodings.utf_16_le", "encodings.utf_16_be",
 )
 CHILD_SETUP_TIMEOUT = 30.0  # seconds the zygote waits for a child to say it runs as its account

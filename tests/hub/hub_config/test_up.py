@@ -90,7 +90,7 @@ def test_spawn_reports_progress_and_loads_gpulab_extension(hub):
     log = (hub.data_dir / "logs" / "hub.log").read_text()
     assert "pia: Preparing your account" in log and "pia: Starting the server" in log
     server_logs = "".join(p.read_text() for p in (hub.data_dir / "logs" / "servers").glob("*pia*.log"))
-    assert "gpulab.extensions.singleuser | extension was successfully loaded" in server_logs
+    assert "gpulab.spawner.singleuser | extension was successfully loaded" in server_logs
     # JupyterLab's page says it needs no rebuild check (extensions come prebuilt)
     lab = HubClient(hub.url, hub.user_token("pia")).download("user/pia/lab").decode()
     config = json.loads(lab.split('id="jupyter-config-data"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])

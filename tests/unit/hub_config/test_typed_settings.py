@@ -204,7 +204,7 @@ def test_of_takes_either_form():
 
 # What runs in user servers, in runners and in the zygote, where importing pydantic (and building
 # these models) would add a few hundred milliseconds to every start: they read no typed settings.
-WITHOUT_PYDANTIC = ["gpulab.extensions.singleuser", "gpulab.extensions.tensorboard.extension",
+WITHOUT_PYDANTIC = ["gpulab.spawner.singleuser", "gpulab.extensions.tensorboard.extension",
                     "gpulab.extensions.tensorboard.launcher", "gpulab.extensions.ssh.endpoint",
                     "gpulab.extensions.scheduler.runner", "gpulab.spawner.backends.local.zygote",
                     "gpulab.spawner.backends.local.warm_start", "gpulab.spawner.backends.local.runner_process",

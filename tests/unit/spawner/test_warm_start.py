@@ -162,7 +162,7 @@ def test_values_computed_from_the_zygotes_home_get_the_accounts():
 
 
 def test_the_extensions_a_spawns_arguments_enable_are_imported_by_the_zygote_too():
-    assert extensions_enabled_by(["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True",
+    assert extensions_enabled_by(["--ServerApp.jpserver_extensions=gpulab.spawner.singleuser=True",
                                   "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
                                   "--KernelManager.transport=ipc",
-                                  "--ServerApp.jpserver_extensions=bad name=True"]) == ["gpulab.extensions.singleuser"]
+                                  "--ServerApp.jpserver_extensions=bad name=True"]) == ["gpulab.spawner.singleuser"]

@@ -13,12 +13,12 @@ import importlib
 PARTS: list[str] = [
     "gpulab.extensions.ssh.endpoint",
     "gpulab.extensions.tensorboard.extension",
-    "gpulab.extensions.singleuser.static_cache",
+    "gpulab.spawner.singleuser.static_cache",
 ]
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "gpulab.extensions.singleuser"}]
+    return [{"module": "gpulab.spawner.singleuser"}]
 
 
 def _link_jupyter_server_extension(serverapp) -> None:

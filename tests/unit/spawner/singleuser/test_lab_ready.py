@@ -1,4 +1,4 @@
-"""@gpulab/lab-ready (extensions/singleuser/lab_ready.py): the files JupyterLab loads, the link that
+"""@gpulab/lab-ready (spawner/singleuser/lab_ready.py): the files JupyterLab loads, the link that
 puts them on its path, and the plugin's decisions, run in node against a stand-in application."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import zipfile
 import pytest
 from traitlets.config import Config
 
-from gpulab.extensions import singleuser
-from gpulab.extensions.singleuser import lab_ready
+from gpulab.spawner import singleuser
+from gpulab.spawner.singleuser import lab_ready
 
 
 def test_package_names_the_container_script_by_its_content():
@@ -162,5 +162,5 @@ def test_the_wheel_carries_the_extension(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(repo)],
                    check=True, capture_output=True)
     names = set(zipfile.ZipFile(next(tmp_path.glob("gpulab-*.whl"))).namelist())
-    folder = f"gpulab/extensions/singleuser/labextension/{lab_ready.NAME}/"
+    folder = f"gpulab/spawner/singleuser/labextension/{lab_ready.NAME}/"
     assert {folder + "package.json", folder + f"static/{lab_ready.entry_point().name}"} <= names

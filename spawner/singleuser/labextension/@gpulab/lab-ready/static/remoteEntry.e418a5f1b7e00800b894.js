@@ -5,7 +5,7 @@
  * waits in `apputils:load-statedb` for the state database's workspace save, a 500 ms Debouncer
  * that each change of state during the start restarts (the file browser's columns, the recent
  * documents, which save through a 500 ms Debouncer of their own). That is about a second of
- * idle page after everything is loaded and drawn (extensions/singleuser/lab_ready.py has the
+ * idle page after everything is loaded and drawn (spawner/singleuser/lab_ready.py has the
  * numbers). When `app.restored` resolves, this plugin does what JupyterLab's restoreBrowser does
  * after the route: restore the default file browser's folder, list it, and show it; and opens
  * the launcher if the main area is empty. JupyterLab's own code then finds the browser restored
@@ -15,7 +15,7 @@
  * Written by hand, not built: a webpack module-federation container (`get` and `init`, what
  * JupyterLab calls) that shares no module: the plugin needs only the application object. The
  * file's name carries the sha256 of its content (served as immutable, static_cache.py);
- * tests/unit/extensions/singleuser/test_lab_ready.py checks both. */
+ * tests/unit/spawner/singleuser/test_lab_ready.py checks both. */
 (function () {
   "use strict";
   var NAME = "@gpulab/lab-ready";

@@ -1,11 +1,11 @@
-"""Lab extensions' content-hashed files as immutable (extensions/singleuser/static_cache.py): which
+"""Lab extensions' content-hashed files as immutable (spawner/singleuser/static_cache.py): which
 files, under which URLs, and in a real ServerApp with JupyterLab behind a JupyterHub-like base URL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from gpulab.extensions.singleuser import lab_ready, static_cache
+from gpulab.spawner.singleuser import lab_ready, static_cache
 
 
 def extension(root: Path, name: str, files: list[str]) -> None:
@@ -41,7 +41,7 @@ def test_a_real_server_lists_the_hashed_files_of_every_lab_extension_path(tmp_pa
         (tmp_path / variable.lower()).mkdir()
         monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
     app = ServerApp()
-    app.initialize(argv=["--ServerApp.jpserver_extensions={'gpulab.extensions.singleuser': True}",
+    app.initialize(argv=["--ServerApp.jpserver_extensions={'gpulab.spawner.singleuser': True}",
                          "--ServerApp.base_url=/user/ann/", f"--ServerApp.root_dir={tmp_path}",
                          "--ServerApp.port=0", "--ServerApp.open_browser=False"])
     try:
