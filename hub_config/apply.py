@@ -187,7 +187,7 @@ def update_templates(s: Settings, c: Config) -> None:
 
 
 CORE_STEPS = [update_hub, update_proxy, update_auth, update_spawner, update_templates]
-SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"]
+SINGLEUSER_ARGS = ["--ServerApp.jpserver_extensions=gpulab.spawner.singleuser=True"]
 
 
 def apply_config(s: Settings, c: Config, extensions: list[Extension] | None = None) -> Config:

@@ -34,7 +34,7 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.LocalAccountsAuthenticator.initial_admin_password_file == "/srv/gpulab/data/initial-admin-password"
     assert c.JupyterHub.spawner_class == "gpulab.spawner.backends.local.spawner.GpulabLocalSpawner"
     assert c.Spawner.default_url == "/lab"
-    assert c.Spawner.args[0] == "--ServerApp.jpserver_extensions=gpulab.extensions.singleuser=True"
+    assert c.Spawner.args[0] == "--ServerApp.jpserver_extensions=gpulab.spawner.singleuser=True"
     # JupyterLab's scheduler UI talks to gpulab's scheduler, not to a scheduler of its own
     assert c.Spawner.args[1:3] == ["--ServerApp.jpserver_extensions=jupyter_scheduler=False",
                                    "--ServerApp.jpserver_extensions=gpulab.extensions.scheduler.lab=True"]
