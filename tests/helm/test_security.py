@@ -137,12 +137,13 @@ def pods_of(docs: list[dict]) -> dict[str, dict]:
 
 
 def test_kubespawner_labels_user_pods_as_the_policies_expect():
-    from gpulab.hub_config.apply import _update_kubernetes
     from traitlets.config import Config
 
+    from gpulab.spawner.backends import backend
+    from tests.support.settings import typed_settings
+
     c = Config()
-    _update_kubernetes({"namespace": "", "hub_url": "", "image_pull_policy": "IfNotPresent", "uid": 1000,
-                        "fs_gid": 100, "service_account": "", "home_storage": {"capacity": "", "storage_class": ""}}, c)
+    backend("kubernetes").configure(typed_settings({"spawner": {"backend": "kubernetes"}}), c)
     assert c.KubeSpawner.common_labels == {"app.kubernetes.io/part-of": "gpulab"}
     from kubespawner import KubeSpawner
 
