@@ -43,6 +43,15 @@ def test_spawn_reach_through_proxy_and_stop(hub):
     assert wait_for(gone, 10, "the route of the stopped server to go", interval=0.1) in (404, 424, 503)
 
 
+def test_the_hubs_own_database_is_in_wal_mode(hub):
+    """hub_sqlite.tune, wired in jupyterhub_config.py: the hub's commits append to a write-ahead log."""
+    import sqlite3
+
+    hub.create_user("wal")  # the hub has committed since its start
+    with sqlite3.connect(hub.data_dir / "jupyterhub.sqlite") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_stopping_ends_a_busy_kernel_and_what_it_started_and_nothing_else(hub):
     """A kernel busy in a cell ignores a polite shutdown and its children outlived the server;
     a stop now ends them all (spawner/stopping.py), while the user's other server keeps running.
