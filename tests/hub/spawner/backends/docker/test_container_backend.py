@@ -39,7 +39,7 @@ from tests.support.kernels import run_in_kernel
 pytestmark = pytest.mark.root
 
 CPU_IMAGE = next(e for e in load_catalog(None) if e.id == "cpu").image
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[5]
 PROFILES = [{"id": "small", "display_name": "Small CPU", "default": True,
              "cpu": {"limit": 1.5, "guarantee": 0.5}, "memory": {"limit": "1Gi", "guarantee": "512Mi"}},
             {"id": "gpu-1", "display_name": "1 GPU", "gpu": {"count": 1}}]
