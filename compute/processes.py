@@ -7,7 +7,22 @@ is adjusted, so comparing it made a live server look dead.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+
+
+def exited_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of each child of this process that has exited, without waiting."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # no children at all
+            return
+        if pid == 0:  # children, none exited
+            return
+        yield pid, status
 
 
 def start_ticks(pid: int) -> int | None:

@@ -52,7 +52,7 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from gpulab.compute.processes import same_process, start_ticks
+from gpulab.compute.processes import exited_children, same_process, start_ticks
 
 from gpulab.spawner.backends.local.warm_start import HEADER, MAX_REQUEST, STARTUP_VARIABLES, VARIABLE
 
@@ -161,13 +161,7 @@ def serve_template(channel: socket.socket, server_pid: int, zygote: Any) -> int:
 
 def reap(kernels: dict[int, int]) -> None:
     """Collect the kernels that exited; each one's status ("exit N", Popen's returncode) to its socket."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in exited_children():
         fd = kernels.pop(pid, None)
         if fd is None:
             continue

@@ -42,7 +42,7 @@ from typing import Any
 if __name__ == "__main__" and sys.path and sys.path[0] == os.getcwd():
     del sys.path[0]  # `python -m` put the working folder ("/") first: imports come from the environment only
 
-from gpulab.compute.processes import start_ticks  # noqa: E402
+from gpulab.compute.processes import exited_children, start_ticks  # noqa: E402
 
 from gpulab.spawner.backends.local import warm_kernel  # noqa: E402
 from gpulab.spawner.backends.local.identity import become_step  # noqa: E402
@@ -185,13 +185,8 @@ def peer_uid(conn: socket.socket) -> int:
 
 def reap() -> None:
     """Collect every child that exited (servers are the zygote's children until it exits)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _ in exited_children():
+        pass
 
 
 @dataclass

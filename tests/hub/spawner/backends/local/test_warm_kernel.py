@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gpulab.spawner.accounts import account_name
 from tests.support.hub import wait_for
-from tests.support.kernels import Kernel, KernelError, run_in_kernel
+from tests.support.kernels import Kernel, KernelError
+from tests.support.warm_servers import account, all_ended, descriptors, in_kernel, left_of, proc_status, processes_of, server_process
 
 pytestmark = pytest.mark.root
 
@@ -39,20 +38,10 @@ def hub(module_hub_factory):
     return hub
 
 
-def account(hub, user: str) -> pwd.struct_passwd:
-    return pwd.getpwnam(account_name(user, hub.settings["spawner"]["local"]["account_prefix"]))
 
 
-def processes_of(hub, user: str, word: str) -> list[psutil.Process]:
-    uid = account(hub, user).pw_uid
-    return [p for p in psutil.process_iter(["uids", "cmdline", "status"]) if p.info["uids"].real == uid
-            and p.info["status"] != psutil.STATUS_ZOMBIE and any(word in part for part in p.info["cmdline"] or [])]
 
 
-def server_process(hub, user: str) -> psutil.Process:
-    found = processes_of(hub, user, "jupyterhub-singleuser")
-    assert len(found) == 1, found
-    return found[0]
 
 
 def template_process(hub, user: str) -> psutil.Process:
@@ -61,8 +50,6 @@ def template_process(hub, user: str) -> psutil.Process:
     return found[0]
 
 
-def in_kernel(hub, user: str, code: str) -> dict:
-    return json.loads(run_in_kernel(hub, user, code, hub.user_token(user)).strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -80,18 +67,6 @@ def kernels(hub):
         kernel.shutdown()
 
 
-def proc_status(pid: int) -> dict[str, list[str]]:
-    return {line.split(":")[0]: line.split(":")[1].split() for line in Path(f"/proc/{pid}/status").read_text().splitlines()}
-
-
-def descriptors(pid: int) -> dict[int, str]:
-    targets = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            targets[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-    return targets
 
 
 KERNEL_FACTS = """
@@ -212,11 +187,9 @@ def test_stop_ends_the_template_and_its_kernels(hub):
     child = int(kernel.run("import subprocess; print(subprocess.Popen(['sleep', '600']).pid)").strip())
     started = [server, template, psutil.Process(kernel_pid), psutil.Process(child)]
     hub.stop_server("carol")
-    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in started), 10,
+    wait_for(lambda: all_ended(started), 10,
              "carol's server, template, kernel and sleep to end")
-    uid = account(hub, "carol").pw_uid
-    assert not [p for p in psutil.process_iter(["uids", "status"])
-                if p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE]
+    assert not left_of(hub, "carol")
 
 
 def test_a_template_killed_with_its_server_takes_its_kernels(hub):
@@ -227,6 +200,6 @@ def test_a_template_killed_with_its_server_takes_its_kernels(hub):
     kernel_pid = int(kernel.run("import os; print(os.getpid())").strip())
     server.kill()  # no stop: the template and its kernels must not outlive the server
     gone = [template, psutil.Process(kernel_pid)]
-    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in gone), 10,
+    wait_for(lambda: all_ended(gone), 10,
              "dora's template and kernel to end with her server")
     hub.stop_server("dora")

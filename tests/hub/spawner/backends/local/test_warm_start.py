@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import signal
 import sys
 import time
@@ -18,11 +17,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gpulab.spawner.accounts import account_name
 from gpulab.spawner.backends.local.warm_start import ROOM_VARIABLE
 from tests.support.hub import wait_for
-from tests.support.kernels import Kernel, run_in_kernel
+from tests.support.kernels import Kernel
 from tests.support.sessions import signed_in_user
+from tests.support.warm_servers import account, all_ended, descriptors, in_kernel, left_of, proc_status, server_process
 
 
 pytestmark = pytest.mark.root
@@ -40,16 +39,8 @@ def hub(module_hub_factory):
     return hub
 
 
-def account(hub, user: str) -> pwd.struct_passwd:
-    return pwd.getpwnam(account_name(user, hub.settings["spawner"]["local"]["account_prefix"]))
 
 
-def server_process(hub, user: str) -> psutil.Process:
-    entry = account(hub, user)
-    matches = [p for p in psutil.process_iter(["uids", "cmdline"]) if p.info["uids"].real == entry.pw_uid
-               and any("jupyterhub-singleuser" in part for part in p.info["cmdline"] or [])]
-    assert len(matches) == 1, matches
-    return matches[0]
 
 
 def is_zygote(process: psutil.Process) -> bool:
@@ -65,12 +56,7 @@ def zygote(hub) -> psutil.Process:
     return found[0]
 
 
-def in_kernel(hub, user: str, code: str) -> dict:
-    return json.loads(run_in_kernel(hub, user, code, hub.user_token(user)).strip().splitlines()[-1])
 
-
-def proc_status(pid: int) -> dict[str, list[str]]:
-    return {line.split(":")[0]: line.split(":")[1].split() for line in Path(f"/proc/{pid}/status").read_text().splitlines()}
 
 
 def test_servers_are_forked_by_the_zygote_and_run_as_their_account_only(hub):
@@ -115,15 +101,6 @@ print(json.dumps({{
     assert in_kernel(hub, "alice", code) == {"home": "PermissionError", "environ": "PermissionError",
                                              "mem": "PermissionError", "own_environ": "allowed"}
 
-
-def descriptors(pid: int) -> dict[int, str]:
-    targets = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            targets[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-    return targets
 
 
 def test_a_server_holds_no_descriptor_of_the_zygote_or_another_spawn(hub):
@@ -227,11 +204,9 @@ def test_stop_kills_the_server_its_kernels_and_their_children(hub):
     started = [server, *server.children(recursive=True)]
     assert any(p.pid == child for p in started)
     hub.stop_server("carol")
-    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in started), 10,
+    wait_for(lambda: all_ended(started), 10,
              "carol's server, kernel and sleep to end")
-    uid = account(hub, "carol").pw_uid
-    assert not [p for p in psutil.process_iter(["uids", "status"])
-                if p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE]
+    assert not left_of(hub, "carol")
 
 
 def test_a_hub_restart_keeps_polling_warm_servers_right(hub):
