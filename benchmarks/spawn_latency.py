@@ -44,6 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gpulab.hub_config.client import ClientError, HubClient  # noqa: E402
+from gpulab.hub_config.services.service_account import remove_service_account, service_account_name  # noqa: E402
 from gpulab.spawner.accounts import MANAGED_MARKER, remove_account  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, ADMIN_TOKEN_CONFIG, prepare_hub, wait_for  # noqa: E402
 from tests.support.ports import free_port_block  # noqa: E402
@@ -193,11 +194,16 @@ def system_user_for_stock(name: str, home_root: Path) -> None:
 
 
 def remove_benchmark_accounts(prefix: str) -> None:
-    """The accounts a benchmark made (named with its `prefix`), their processes killed first."""
+    """The accounts a benchmark made (named with its `prefix`), their processes killed first, and
+    the accounts gpulab's services ran as (named apart from the prefix: "s12-" gives "s12_svc-mlflow")."""
+    service_stem = service_account_name(prefix, "x")[:-1]
     for entry in pwd.getpwall():
         if entry.pw_name.startswith(prefix):
             subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
             remove_account(entry.pw_name)
+        elif entry.pw_name.startswith(service_stem):
+            subprocess.run(["pkill", "-KILL", "-u", entry.pw_name], capture_output=True)
+            remove_service_account(entry.pw_name)  # only an account marked as a gpulab service's
 
 
 def end_processes_in(folder: Path) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.spawn_latency import (  # noqa: E402
     answering, end_processes_in, remove_benchmark_accounts, stock_hub, system_user_for_stock,
 )
-from gpulab.hub_config.services.service_account import remove_service_account, service_account_name  # noqa: E402
 from gpulab.hub_config.client import HubClient  # noqa: E402
 from tests.support.hub import ADMIN_TOKEN, GPULAB, RunningHub, prepare_hub, wait_for  # noqa: E402
 from tests.support.kernels import Kernel  # noqa: E402
@@ -148,14 +146,6 @@ def stock_started_up(log: Path, starts: int) -> bool:
     return log.read_text(errors="replace").count(RUNNING) >= starts
 
 
-def remove_service_accounts(prefix: str) -> None:
-    """The accounts gpulab's services ran as (named apart from the prefix: "s12-" gives "s12_svc-mlflow")."""
-    stem = service_account_name(prefix, "x")[:-1]
-    for entry in pwd.getpwall():
-        if entry.pw_name.startswith(stem):
-            remove_service_account(entry.pw_name)  # only an account marked as a gpulab service's
-
-
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -231,7 +221,6 @@ def main() -> None:
                 stop()
         finally:
             remove_benchmark_accounts(prefix)
-            remove_service_accounts(prefix)
             end_processes_in(workdir)  # the stock hub, which keeps its servers, leaves its traefik running too
 
     print(f"\nload average (1, 5, 15 min): {load_before} before, {load_average()} after")
