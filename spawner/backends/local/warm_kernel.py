@@ -78,7 +78,7 @@ class WarmKernelError(Exception):
 
 def start_template(zygote: Any) -> None:
     """Fork this server's kernel template (see the module's docstring); the zygote's helpers
-    (show_as, reset_signals, close_descriptors_but, run_exit_handlers) come in `zygote`. Call it in
+    (show_as, reset_signals, close_descriptors_but, run_as_main) come in `zygote`. Call it in
     the zygote's child once it is the spawn, single-threaded, before the server runs."""
     global CHANNEL, TEMPLATE_PID
     server_end, template_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -243,18 +243,7 @@ def run_kernel(zygote: Any) -> int:
     """`python -m ipykernel_launcher`, in this process; the exit status."""
     import runpy
 
-    try:
-        runpy._run_module_as_main(LAUNCHER, alter_argv=True)  # type: ignore[attr-defined]
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        if isinstance(exit_.code, str):
-            print(exit_.code, file=sys.stderr)
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    zygote.run_exit_handlers()
-    return code
+    return zygote.run_as_main(lambda: runpy._run_module_as_main(LAUNCHER, alter_argv=True))  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ the launch, both sides

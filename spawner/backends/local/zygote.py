@@ -37,7 +37,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 if __name__ == "__main__" and sys.path and sys.path[0] == os.getcwd():
     del sys.path[0]  # `python -m` put the working folder ("/") first: imports come from the environment only
@@ -46,7 +46,7 @@ from gpulab.compute.processes import exited_children, start_ticks  # noqa: E402
 
 from gpulab.spawner.backends.local import warm_kernel  # noqa: E402
 from gpulab.spawner.backends.local.identity import become_step  # noqa: E402
-from gpulab.spawner.backends.local.warm_start import PYTHON_VARIABLES_HONOURED, RequestError, cold_reason, decode_request, encode_reply, receive_request
+from gpulab.spawner.backends.local.warm_start import RequestError, cold_reason, decode_request, encode_reply, receive_request
 
 # The zygote's HOME while it imports: a path that never exists, so a module that computes a path
 # from the home at import (JupyterLab's user-settings folder, send2trash's trash, jupyter-server-
@@ -353,6 +353,13 @@ def run_server() -> int:
     """`jupyterhub-singleuser`'s main with sys.argv, as its console script runs it; the exit status."""
     from jupyterhub.singleuser import main
 
+    return run_as_main(main)
+
+
+def run_as_main(main: Callable[[], object]) -> int:
+    """Run `main` as an interpreter runs its program (a forked server's, a forked kernel's): a
+    SystemExit's code (its message, if a string, on stderr), a traceback for anything else, then
+    the exit handlers; the exit status."""
     try:
         result = main()
         code = result if isinstance(result, int) else 0
