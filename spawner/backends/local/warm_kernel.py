@@ -52,7 +52,7 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from gpulab.compute.processes import drain, exited_children, same_process, start_ticks
+from gpulab.compute.processes import exited_children, same_process, start_ticks
 
 from gpulab.spawner.backends.local.warm_start import HEADER, MAX_REQUEST, STARTUP_VARIABLES, VARIABLE
 
@@ -135,7 +135,11 @@ def serve_template(channel: socket.socket, server_pid: int, zygote: Any) -> int:
         except InterruptedError:
             continue
         if wake_read in readable:
-            drain(wake_read)
+            try:
+                while os.read(wake_read, 4096):
+                    pass
+            except BlockingIOError:
+                pass
             reap(kernels)
         if channel.fileno() in readable:
             try:
