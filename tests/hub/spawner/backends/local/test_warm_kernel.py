@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -166,7 +165,7 @@ def interrupted(kernel: Kernel, code: str) -> str:
     runs; what the kernel reported (KernelError's text)."""
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(kernel.run, code)
-        time.sleep(1)  # (the code is sent; an interrupt before it starts would only be lost: retried below)
+        # an interrupt that arrives before the code starts is lost: sent again every second
         for _ in range(20):
             kernel.client.request("POST", kernel.path + f"api/kernels/{kernel.kernel_id}/interrupt")
             try:
