@@ -28,7 +28,13 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.TraefikFileProviderProxy.traefik_api_url == "http://127.0.0.1:8099"
     assert c.TraefikFileProviderProxy.dynamic_config_file == "/srv/gpulab/data/proxy/rules.toml"
     # oversized headers are a 431 from traefik, below what tornado (hub, servers) would drop as a 502
-    assert c.TraefikFileProviderProxy.extra_static_config == {"entryPoints": {"http": {"http": {"maxHeaderBytes": 49152}}}}
+    # and a stopping traefik waits 2 s (not its 10 s) for requests in flight, on both entry points
+    stopping = {"lifeCycle": {"graceTimeOut": "2s"}}
+    assert c.TraefikFileProviderProxy.extra_static_config == {"entryPoints": {
+        "http": {"http": {"maxHeaderBytes": 49152}, "transport": stopping}, "auth_api": {"transport": stopping}}}
+    assert c.TraefikFileProviderProxy.traefik_api_entrypoint == "auth_api"
+    # a burst of route changes is applied together, the first of them at once
+    assert c.TraefikFileProviderProxy.traefik_providers_throttle_duration == "0.5s"
     assert c.JupyterHub.authenticator_class.endswith("LocalAccountsAuthenticator")
     assert c.NativeAuthenticator.open_signup is False
     assert c.LocalAccountsAuthenticator.initial_admin_password_file == "/srv/gpulab/data/initial-admin-password"
