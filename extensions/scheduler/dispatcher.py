@@ -225,10 +225,12 @@ class Dispatcher:
                 self.finish(run_id, FAILED, self._failure_message(run_id, code))
 
     def _queue_again(self, run_id: str) -> None:
-        """A standby given the run ended before it began it (killed): the run starts again, cold."""
+        """A standby given the run ended before it began it (killed): the run starts again, cold.
+        It keeps its started_at, the mark that its start was announced (dispatch sends it once);
+        the next start sets its own time."""
         with self.core.sessions.begin() as session:
             again = session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(
-                status=QUEUED, executor_ref="", token_hash="", started_at=None)).rowcount
+                status=QUEUED, executor_ref="", token_hash="")).rowcount
         if again:
             self.log.warning("run %s: the standby runner it was handed to ended before starting it; "
                              "it starts again", run_id)
@@ -307,6 +309,9 @@ class Dispatcher:
                 if run.status not in (QUEUED, WAITING) or aware(run.not_before) > now:
                     continue
                 owner, slot = run.owner, aware(run.slot)
+                # Given back by a lost standby (_queue_again): the user was told it started. A
+                # retry is a run of its own (the next attempt) and is announced as one.
+                announced = run.started_at is not None
             reason = self._limit_reason(owner, running)
             claim = None
             if reason is None:
@@ -322,8 +327,9 @@ class Dispatcher:
                 continue
             if await self._start(run_id, schedule, claim, slot):
                 running.append(owner)
-                with self.core.sessions() as session:
-                    self.notifier.send("start", schedule, self.core.run_out(session, session.get(Run, run_id)))
+                if not announced:
+                    with self.core.sessions() as session:
+                        self.notifier.send("start", schedule, self.core.run_out(session, session.get(Run, run_id)))
 
     def _limit_reason(self, owner: str, running: list[str]) -> str | None:
         if len(running) >= self.settings.max_concurrent_runs:

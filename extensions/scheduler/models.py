@@ -74,6 +74,7 @@ class Run(Base):
     message: Mapped[str] = mapped_column(Text, default="")  # why it waits, or how it ended
     not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set at each start; kept while a run a lost standby gave back waits again: its start was announced
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     kernel_ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
