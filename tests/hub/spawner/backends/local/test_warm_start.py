@@ -270,20 +270,30 @@ def test_a_zygote_that_died_is_started_again_and_its_servers_live_on(hub):
     wait_for(lambda: not alice.is_running() or alice.status() == psutil.STATUS_ZOMBIE, 10, "alice's server to end")
 
 
-def test_the_spawn_form_starts_the_zygote_so_the_first_spawn_finds_it_ready(hub_factory):
-    """A hub starts no zygote until someone is about to spawn: showing the spawn form starts it in
-    the background, and the spawn that follows is forked from it (not slowed by its start)."""
+def test_a_running_hub_has_its_zygote_ready_and_the_spawn_form_starts_a_dead_one_again(hub_factory):
+    """Once running, the hub starts its default environment's zygote before anyone spawns, so the
+    first spawn after a (re)start, through the API too, is forked at once. A zygote that died is
+    started again as soon as someone is about to spawn: showing the spawn form starts it in the
+    background, and the spawn that follows is forked from it (not slowed by its start)."""
     hub = hub_factory.start({"profiles": [*PROFILES, {"id": "large", "display_name": "Large", "cpu": {"limit": 2}}],
                              "auth": {"admin_users": ["warm-admin"]}})
-    gina = signed_in_user(hub, "gina", "warm-admin")
 
     def zygotes() -> list[psutil.Process]:
         return [p for p in psutil.Process(hub.process.pid).children(recursive=True) if is_zygote(p)]
 
-    assert zygotes() == []
+    first = wait_for(zygotes, 60, "the zygote to start with the hub, before any spawn")
+    assert len(first) == 1 and "warm from the zygote" not in hub.log_path.read_text()  # no spawn yet
+    hub.create_user("hana")
+    hub.spawn("hana")  # through the API, no form shown
+    assert server_process(hub, "hana").ppid() == first[0].pid
+    first[0].kill()
+    wait_for(lambda: not zygotes(), 10, "the killed zygote to be gone")
+    gina = signed_in_user(hub, "gina", "warm-admin")
     form = gina.get(f"{hub.url}hub/spawn/gina", timeout=30)
     assert form.status_code == 200 and 'name="profile"' in form.text
-    started = wait_for(zygotes, 60, "the zygote to start while the form is shown")
+    started = wait_for(zygotes, 60, "the zygote to start again while the form is shown")
+    assert started[0].pid != first[0].pid
     hub.spawn("gina")
     assert server_process(hub, "gina").ppid() == started[0].pid
     assert "Started gina warm from the zygote" in hub.log_path.read_text()
+    assert hub.server_model("hana")["ready"]  # the zygote's death ended none of its servers
