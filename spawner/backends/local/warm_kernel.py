@@ -2,7 +2,16 @@
 
 A kernel started the usual way (jupyter_client's LocalProvisioner: `python -m ipykernel_launcher
 -f FILE` in a new process) spends most of its start importing what the zygote has imported
-already (IPython, zmq, jupyter_client, debugpy, ...): ~0.3 s of CPU per kernel on 2 cores.
+already (IPython, zmq, jupyter_client, ...): ~0.3 s of CPU per kernel on 2 cores.
+
+debugpy and its pydevd are not imported ahead (neither in the zygote nor in the template), although
+they are ~35 ms of a forked kernel's ~100 ms of CPU: IPythonKernel imports them (ipykernel.debugger)
+once the kernel's streams are ipykernel's, and their import binds pydevd's log and debugpy's
+stderr log to the sys.stderr of that moment (the kernel's OutStream; imported ahead, the server's
+log instead) and writes pydevd's frozen-modules warning to it; it also takes a thread name
+(Thread-N), registers an exit handler, records the time and pid, sets sys.breakpointhook and adds
+execfile and runfile to builtins (imported in the zygote: every server's too), and imports `thread`,
+`django` and `java` when it finds them (the kernel's working folder is first on sys.path).
 
 The kernel template: the server forked by the zygote (zygote.child), once it runs as its account
 with its cgroups, environment and home, and before any of its threads or its event loop exist,

@@ -7,15 +7,19 @@ environment, command line; then restart, interrupt, shutdown and stop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import psutil
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from tests.support.hub import wait_for
 from tests.support.kernels import Kernel, KernelError
@@ -202,3 +206,51 @@ def test_a_template_killed_with_its_server_takes_its_kernels(hub):
     wait_for(lambda: all_ended(gone), 10,
              "dora's template and kernel to end with her server")
     hub.stop_server("dora")
+
+
+def test_the_debugger_starts_in_a_forked_kernel(hub):
+    """JupyterLab's first debug request (`initialize`, on the control channel) starts debugpy in the
+    kernel (its listener, and its adapter as a process of the account) and is forwarded to it: a
+    forked kernel answers with debugpy's capabilities, and the adapter ends with the kernel."""
+    kernel = Kernel(hub.url, "alice", hub.user_token("alice"))
+    try:
+        process = psutil.Process(int(kernel.run("import os; print(os.getpid())").strip()))
+        assert process.ppid() == template_process(hub, "alice").pid
+        reply = asyncio.run(asyncio.wait_for(debug_request(kernel, "initialize", INITIALIZE), 60))
+        assert reply["success"] is True and reply["command"] == "initialize", reply
+        assert reply["body"]["supportsConfigurationDoneRequest"] is True, reply
+        info = asyncio.run(asyncio.wait_for(debug_request(kernel, "debugInfo", {}), 60))
+        assert info["success"] is True and info["body"]["isStarted"] is True, info
+        adapters = processes_of(hub, "alice", "debugpy/adapter")  # it daemonizes: not the kernel's child
+        assert len(adapters) == 1, adapters
+    finally:
+        kernel.shutdown()
+    wait_for(lambda: all_ended([process, *adapters]), 30, "the kernel and its debug adapter to end")
+
+
+# What JupyterLab's debugger sends first (@jupyterlab/debugger's session.ts)
+INITIALIZE = {"clientID": "jupyterlab", "clientName": "JupyterLab", "adapterID": "python", "pathFormat": "path",
+              "linesStartAt1": True, "columnsStartAt1": True, "supportsVariableType": True,
+              "supportsVariablePaging": True, "supportsRunInTerminalRequest": True, "locale": "en-us"}
+
+
+async def debug_request(kernel: Kernel, command: str, arguments: dict) -> dict:
+    """Send a `debug_request` on the kernel's control channel through the server; the reply's content."""
+    url = kernel.hub_url.replace("http", "ws", 1) + kernel.path + f"api/kernels/{kernel.kernel_id}/channels"
+    connection = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {kernel.token}"}))
+    msg_id = uuid.uuid4().hex
+    connection.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                   "msg_type": "debug_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "control", "buffers": [],
+        "content": {"type": "request", "seq": 1, "command": command, "arguments": arguments},
+    }))
+    try:
+        while True:
+            raw = await connection.read_message()
+            assert raw is not None, "the kernel's websocket closed"
+            message = json.loads(raw)
+            if message.get("parent_header", {}).get("msg_id") == msg_id and message["header"]["msg_type"] == "debug_reply":
+                return message["content"]
+    finally:
+        connection.close()
