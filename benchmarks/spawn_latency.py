@@ -148,7 +148,8 @@ c.ConfigurableHTTPProxy.pid_file = "{workdir}/chp.pid"
 
 
 def stock_hub(workdir: Path, proxy: str, extra_config: str = ""):
-    """A stock JupyterHub on fresh ports: (api, stop, start again on the same ports and files)."""
+    """A stock JupyterHub on fresh ports, its start-up complete: (api, stop, start again on the same ports and
+    files)."""
     workdir.mkdir(parents=True)
     base = free_port_block(4)
     ports = {"public": base, "api": base + 1, "hub": base + 2}
@@ -165,23 +166,41 @@ def stock_hub(workdir: Path, proxy: str, extra_config: str = ""):
         except ClientError:
             return False
 
-    def start():
-        log = open(workdir / "hub.log", "ab")
+    def start(complete: bool = False):
+        """Start the hub; wait until its API answers through the proxy and, with `complete`, until it logs
+        "JupyterHub is now running" (start-up complete), as gpulab's hub is waited for (RunningHub.start).
+        Until then JupyterHub's start() is still confirming its routes with the proxy, and a hub kept
+        busy meanwhile (50 users at once) fails that check after the proxy's check_route_timeout and exits."""
+        path = workdir / "hub.log"
+        offset = path.stat().st_size if path.exists() else 0  # the log is appended to at each start
+        log = open(path, "ab")
         processes.append(subprocess.Popen([str(BIN / "jupyterhub"), "-f", str(workdir / "jupyterhub_config.py")],
                                           cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
                                           start_new_session=True))
+
+        def ready() -> bool:
+            if processes[-1].poll() is not None:
+                raise RuntimeError(f"stock JupyterHub exited with {processes[-1].returncode} while starting:\n"
+                                   + path.read_text(errors="replace")[-3000:])
+            if complete:
+                with open(path, "rb") as text:
+                    text.seek(offset)
+                    if b"JupyterHub is now running" not in text.read():
+                        return False
+            return up()
+
         try:
-            wait_for(up, 60, f"stock JupyterHub ({proxy})")
+            wait_for(ready, 60, f"stock JupyterHub ({proxy})")
         except TimeoutError:
             processes[-1].kill()
-            raise RuntimeError((workdir / "hub.log").read_text()[-3000:]) from None
+            raise RuntimeError(path.read_text(errors="replace")[-3000:]) from None
 
     def stop():
         processes[-1].send_signal(signal.SIGTERM)
         processes[-1].wait(30)
 
-    start()
-    return api, stop, start
+    start(complete=True)
+    return api, stop, start  # start() again returns as soon as the API answers (stop_restart times that)
 
 
 def system_user_for_stock(name: str, home_root: Path) -> None:
