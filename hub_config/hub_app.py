@@ -25,6 +25,9 @@ backend starts its default environment's zygote, so the first spawn after a (re)
 the API as much as from the spawn form, is forked at once instead of waiting for the zygote to
 import JupyterLab (~2 s on two cores).
 
+At shutdown the managed services are stopped together too (`cleanup`): JupyterHub stops them one
+after the other, each with SIGINT and a wait for its exit (about 5 s for seven).
+
 A managed service that does not start (its process exits, or it does not answer in its
 `timeout`) is logged with its name, and the hub goes on without it instead of exiting as
 stock JupyterHub does: the other services and every server stay up, and the service watch
@@ -64,6 +67,16 @@ class GpulabHub(JupyterHub):
                 getattr(self.users[orm_user].spawner, "prewarm", lambda: None)()
         except Exception:  # a warm start that cannot begin is reported at the first spawn
             self.log.exception("Could not get the default server ready ahead of the first spawn")
+
+    async def cleanup(self) -> None:
+        managed = [service for service in self._service_map.values() if service.managed]
+        if managed:
+            self.log.info("Stopping %i services together", len(managed))
+            results = await asyncio.gather(*(service.stop() for service in managed), return_exceptions=True)
+            for service, result in zip(managed, results):
+                if isinstance(result, Exception):
+                    self.log.error("Service %s did not stop cleanly: %s", service.name, result)
+        await super().cleanup()  # its own stop of each service finds it stopped already
 
     async def start_service(self, service_name: str, service, ssl_context: ssl.SSLContext | None = None) -> bool:
         if self._service_starts is None:

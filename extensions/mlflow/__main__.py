@@ -30,7 +30,10 @@ def main() -> None:
         access_log=settings.log_level == "DEBUG",
         proxy_headers=True, forwarded_allow_ips="*" if bind else "127.0.0.1",
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn raises the SIGINT it has shut down on (the hub's stop) again
+        log.info("Stopped")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ class Server(socketserver.ThreadingUnixStreamServer):
 
 
 def serve(path: Path, client_account: str, helper_name: str, answer: Callable[[dict, list[int]], dict]) -> None:
-    """Answer requests at `path` for `client_account` (and root) until SIGTERM."""
+    """Answer requests at `path` for `client_account` (and root) until SIGTERM or SIGINT."""
     if os.geteuid() != 0:
         raise SystemExit(f"the {helper_name} runs as root only (the hub starts it when it is root)")
     client = pwd.getpwnam(client_account)
@@ -149,6 +149,7 @@ def serve(path: Path, client_account: str, helper_name: str, answer: Callable[[d
     server.socket.close()
     server.socket = listen(path, client)
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)  # JupyterHub stops a managed service with SIGINT first
     log.info("serving %s for %s (uid %s)", path, client.pw_name, client.pw_uid)
     try:
         server.serve_forever()

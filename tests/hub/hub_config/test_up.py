@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import signal
 import subprocess
 
@@ -148,6 +149,9 @@ def test_sigterm_stops_hub_and_proxy_cleanly_and_servers_survive_a_restart(hub_f
     assert len(proxies_of(hub)) == 1
     assert hub.stop() == 0
     assert proxies_of(hub) == []
+    # the services stopped together and quietly: none of them printed a traceback on its way out
+    log = hub.log_path.read_text()
+    assert re.search(r"Stopping \d+ services together", log) and "Traceback" not in log
     hub.start()
     assert hub.server_model("cleo")["ready"]
     assert hub.api.request("GET", "user/cleo/api/status")["started"] == before
