@@ -4,24 +4,31 @@ N users (default 50, `-u N`) start together, one thread each. Each user's visit:
 1. the user is created through the hub's REST API (`POST /hub/api/users/NAME`), with a
    system account: gpulab makes it at the first spawn; the stock hub makes it when the user is
    added (`LocalAuthenticator.create_system_users`, `useradd` as its `add_user_cmd`);
-2. its server is spawned (`POST /hub/api/users/NAME/server`) until `GET
-   /user/NAME/api/status` through the public proxy returns 200 (the "spawn" column);
+2. its server is spawned (`POST /hub/api/users/NAME/server`), and the spawn's progress stream
+   (`GET /hub/api/users/NAME/server/progress`, server-sent events) is read until the hub says the
+   server is ready, as JupyterHub's spawn page does in a browser; then `GET /user/NAME/api/status`
+   through the public proxy must return 200 (the "spawn" column: request to that answer);
 3. a kernel is started through the server's REST API through the proxy, `1+1` is sent as an
    execute_request over the kernel's channels WebSocket, and the execute_result must be `2`;
 4. the server is stopped (`DELETE`) until the hub lists no server.
 Whole visit (1 to 4) and spawn (2) are timed per user; a user whose visit raised or timed
-out is counted as failed with its error. Polling is every 0.5 s (50 users polling every 10 ms
-would load the hub more than the spawns do), so times are to about half a second.
+out is counted as failed with its error. The stop is polled every 0.5 s (50 users polling every
+10 ms would load the hub more than the stops do), so whole visits are to about half a second.
+(Until this file waited on the progress stream, step 2 polled the status every 0.5 s as well:
+about 20 requests per user, through the proxy to the hub while the server had no route, ~1000
+requests that no browser makes, in the hub's CPU on both sides.)
 
 The hub's memory (RSS, MiB) is read before the first user and after the last stop: the hub
 process alone, and with all its descendants (the proxy, and with gpulab its managed services).
 
 Two hubs, one after the other, on this machine:
-- gpulab: `gpulab up` (local backend, a system account per user as root, traefik)
+- gpulab: `gpulab up --admin admin` (local backend, a system account per user as root, traefik)
 - stock JupyterHub + LocalProcessSpawner + traefik (the same proxy), with gpulab's default
   start and HTTP timeouts (120 s, 60 s) so a slow start gets the same time on both
 
-Each hub's users start once its start-up is complete (it logged "JupyterHub is now running"). The
+Each hub's users start once its start-up is complete (it logged "JupyterHub is now running") and
+its processes are quiet (below 5 % of a core for a second, at most 30 s: what a hub does right
+after it starts, gpulab's start of its zygote for one, is not the users' to wait for). The
 stock hub's API answers earlier, while its start() still waits for traefik to confirm the hub's
 route; its `useradd` runs on its event loop, and 50 of them then outlast that wait (traefik-proxy's
 check_route_timeout, 30 s): the hub used to exit with "TimeoutError: Traefik route for /: not ready".
@@ -39,6 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -94,6 +102,23 @@ async def one_plus_one(kernel: Kernel) -> str:
     raise ConnectionError("the kernel's WebSocket closed before the result")
 
 
+def until_ready(url: str, name: str, timeout: float) -> None:
+    """Read the spawn's progress events, as the spawn page does, until the hub says it is ready."""
+    request = urllib.request.Request(f"{url}hub/api/users/{name}/server/progress",
+                                     headers={"Authorization": f"token {ADMIN_TOKEN}", "Accept": "text/event-stream"})
+    with urllib.request.urlopen(request, timeout=timeout) as stream:
+        for raw in stream:
+            line = raw.decode(errors="replace").strip()
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[len("data:"):])
+            if event.get("ready"):
+                return
+            if event.get("failed"):
+                raise RuntimeError(f"the spawn failed: {event.get('message', '')}")
+    raise ConnectionError("the progress stream ended before the server was ready")
+
+
 def visit(api: HubClient, name: str) -> Visit:
     started = time.perf_counter()
     step = "create the user"
@@ -101,7 +126,8 @@ def visit(api: HubClient, name: str) -> Visit:
         api.request("POST", f"hub/api/users/{name}")
         step, asked = "spawn", time.perf_counter()
         api.request("POST", f"hub/api/users/{name}/server")
-        wait_for(lambda: answering(f"{api.url}user/{name}/api/status"), 300, f"{name}'s server", interval=POLL)
+        until_ready(api.url, name, 300)
+        wait_for(lambda: answering(f"{api.url}user/{name}/api/status"), 60, f"{name}'s server", interval=0.1)
         step, spawn = "1+1 in a kernel", time.perf_counter() - asked
         result = asyncio.run(asyncio.wait_for(one_plus_one(Kernel(api.url, name, ADMIN_TOKEN)), 120))
         if result != "2":
@@ -191,7 +217,30 @@ def hub_exit_reason(log: Path) -> str:
     return " | ".join(lines[-3:])[:200]  # no error of its own: the log's end
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def settle(pid: int, quiet: float = 0.05, longest: float = 30.0) -> None:
+    """Until the hub and its descendants use less than `quiet` of a core over a second (at most `longest` s)."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        pids = [pid, *descendants(pid)]
+        before = cpu_seconds(pids)
+        time.sleep(1.0)
+        if cpu_seconds(pids) - before < quiet:
+            return
+
+
 def measure(api: HubClient, names: list[str], pid: int, log: Path) -> tuple[list[Visit], tuple, tuple, list[str]]:
+    settle(pid)
     before, load_before = memory(pid), os.getloadavg()[0]
     visits = all_at_once(api, names)
     after, load_after = memory(pid), os.getloadavg()[0]
@@ -221,8 +270,11 @@ def main() -> None:
         homes = workdir / "homes"
         homes.mkdir(mode=0o755)
         try:
-            hub = prepare_hub(workdir / "gpulab", {"hub": {"log_level": "INFO"}, "spawner": {"local": {
-                "account_prefix": prefix, "home_root": str(homes)}}}).start()
+            # an admin, as `gpulab up --admin NAME` gives every real hub: a hub with a user gets its
+            # default server's zygote ready once it runs (hub_app.py); the users arrive after that
+            hub = prepare_hub(workdir / "gpulab", {"hub": {"log_level": "INFO"}, "auth": {"admin_users": ["admin"]},
+                                                   "spawner": {"local": {"account_prefix": prefix,
+                                                                         "home_root": str(homes)}}}).start()
             try:
                 rows.append(("gpulab (local backend, traefik)",
                              *measure(hub.api, [f"u{i}" for i in range(args.u)], hub.process.pid, hub.log_path)))
