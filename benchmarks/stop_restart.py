@@ -6,12 +6,12 @@ hub reports no server, and until no process of the user's account is left (kerne
 included; what is still there after 60 s is listed, then killed). Repeated `-n` times.
 
 restart: `-s` servers running (one per user, default 20: issue 16's case); the hub is stopped
-with SIGTERM and started again, `-r` times; timed from the new hub process's start until its
-REST API answers through the proxy (`GET /hub/api/`, polled every 20 ms), until every server
-answers through the proxy again, and until the hub logs "JupyterHub is now running" (start-up
-complete: for gpulab, every managed service has answered); servers the hub no longer lists
-afterwards are counted as lost. The stock hub runs with `cleanup_servers = False` (its default
-stops every server at shutdown) and has no services. The ratio is gpulab's median time to the
+with SIGTERM (timed until its process exited) and started again, `-r` times; timed from the
+new hub process's start until its REST API answers through the proxy (`GET /hub/api/`, polled
+every 20 ms), until every server answers through the proxy again, and until the hub logs
+"JupyterHub is now running" (start-up complete: for gpulab, every managed service has
+answered); servers the hub no longer lists afterwards are counted as lost. The stock hub runs
+with `cleanup_servers = False` (its default stops every server at shutdown) and has no services. The ratio is gpulab's median time to the
 API over stock's. The load average is printed before and after: run it on a quiet machine.
 
 Two hubs, one after the other, on this machine:
@@ -97,14 +97,17 @@ def time_stops(api: HubClient, name: str, count: int) -> list[tuple[float, float
     return results
 
 
-Restart = tuple[float, float, float, int]  # API, every server, start-up complete, servers lost
+Restart = tuple[float, float, float, int, float]  # API, every server, start-up complete, servers lost, stop
 
 
 def time_restart(api: HubClient, names: list[str], stop, start, started_up) -> Restart:
     """(s until the API answers, s until every server answers through the proxy, s until the
-    hub's start-up is complete, servers lost). `start` may return as soon as the hub process is
-    started; `started_up()` says whether the hub logged "JupyterHub is now running"."""
+    hub's start-up is complete, servers lost, s the stop took: SIGTERM until the hub process
+    exited). `start` may return as soon as the hub process is started; `started_up()` says
+    whether the hub logged "JupyterHub is now running"."""
+    stopping = time.perf_counter()
     stop()
+    stopped = time.perf_counter() - stopping
     started = time.perf_counter()
     start()
     wait_for(lambda: answering(f"{api.url}hub/api/"), 120, "the hub's API", interval=0.02)
@@ -119,7 +122,7 @@ def time_restart(api: HubClient, names: list[str], stop, start, started_up) -> R
     wait_for(every_server_answered, 120, "every server", interval=0.02)
     all_up = time.perf_counter() - started
     wait_for(started_up, 120, "the hub's start-up to complete", interval=0.02)
-    return api_up, all_up, time.perf_counter() - started, len(names) - len(listed)
+    return api_up, all_up, time.perf_counter() - started, len(names) - len(listed), stopped
 
 
 def launch(hub: RunningHub) -> None:
@@ -234,13 +237,15 @@ def main() -> None:
         gone_text = f"{statistics.median(gone):.3f}" if len(gone) == len(results) else f"{len(results) - len(gone)} never"
         print(f"{label:44} {said:27.3f} {gone_text:>26}  {'; '.join(left) or '-'}")
     print(f"\nhub restart (SIGTERM, start) with {args.s} servers running; median of {args.r}\n")
-    print(f"{'hub':44} {'API answers, s':>15} {'every server answers, s':>24} {'start-up complete, s':>21}"
-          f" {'servers lost':>13}")
+    print(f"{'hub':44} {'stop, s':>8} {'API answers, s':>15} {'every server answers, s':>24}"
+          f" {'start-up complete, s':>21} {'servers lost':>13}")
     for label, runs in restarts:
-        print(f"{label:44} {statistics.median(r[0] for r in runs):15.3f} {statistics.median(r[1] for r in runs):24.3f}"
-              f" {statistics.median(r[2] for r in runs):21.3f} {max(r[3] for r in runs):13d}")
-    print("(start-up complete: the hub logged \"JupyterHub is now running\"; gpulab's managed services have all "
-          "answered by then, the stock hub has none)")
+        print(f"{label:44} {statistics.median(r[4] for r in runs):8.3f} {statistics.median(r[0] for r in runs):15.3f}"
+              f" {statistics.median(r[1] for r in runs):24.3f} {statistics.median(r[2] for r in runs):21.3f}"
+              f" {max(r[3] for r in runs):13d}")
+    print("(stop: SIGTERM until the hub process exited, its proxy and, for gpulab, its services stopped; the start "
+          "columns count from the new hub process's start. Start-up complete: the hub logged \"JupyterHub is now "
+          "running\"; gpulab's managed services have all answered by then, the stock hub has none)")
     (_, gpulab_runs), (_, stock_runs) = restarts
     ratio = statistics.median(r[0] for r in gpulab_runs) / statistics.median(r[0] for r in stock_runs)
     print(f"\nAPI answers after a restart, gpulab / stock: {ratio:.2f} (issue 16: <= 3 s with 20 servers, 0 lost)")
