@@ -25,6 +25,16 @@ def exited_children() -> Iterator[tuple[int, int]]:
         yield pid, status
 
 
+def drain(fd: int) -> None:
+    """Read a non-blocking pipe empty (the wake-up pipe `signal.set_wakeup_fd` writes a byte to
+    per signal, so a select loop hears SIGCHLD)."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:  # empty
+        pass
+
+
 def start_ticks(pid: int) -> int | None:
     """When `pid` started, in clock ticks since boot; None if there is no such process."""
     try:

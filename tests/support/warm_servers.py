@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 
 from gpulab.spawner.accounts import account_name
+from tests.support.hub import wait_for
 from tests.support.kernels import run_in_kernel
 
 
@@ -60,3 +61,10 @@ def descriptors(pid: int) -> dict[int, str]:
         except FileNotFoundError:  # closed while listed
             continue
     return targets
+
+
+def stop_and_expect_nothing_left(hub, user: str, started: list[psutil.Process], what: str) -> None:
+    """Stop the user's server: each of `started` ends within 10 s, and the account runs nothing."""
+    hub.stop_server(user)
+    wait_for(lambda: all_ended(started), 10, what)
+    assert not left_of(hub, user)

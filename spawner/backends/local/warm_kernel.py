@@ -61,7 +61,7 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from gpulab.compute.processes import exited_children, same_process, start_ticks
+from gpulab.compute.processes import drain, exited_children, same_process, start_ticks
 
 from gpulab.spawner.backends.local.warm_start import HEADER, MAX_REQUEST, STARTUP_VARIABLES, VARIABLE
 
@@ -144,11 +144,7 @@ def serve_template(channel: socket.socket, server_pid: int, zygote: Any) -> int:
         except InterruptedError:
             continue
         if wake_read in readable:
-            try:
-                while os.read(wake_read, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+            drain(wake_read)
             reap(kernels)
         if channel.fileno() in readable:
             try:

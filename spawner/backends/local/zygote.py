@@ -42,7 +42,7 @@ from typing import Any, Callable
 if __name__ == "__main__" and sys.path and sys.path[0] == os.getcwd():
     del sys.path[0]  # `python -m` put the working folder ("/") first: imports come from the environment only
 
-from gpulab.compute.processes import exited_children, start_ticks  # noqa: E402
+from gpulab.compute.processes import drain, exited_children, start_ticks  # noqa: E402
 
 from gpulab.spawner.backends.local import warm_kernel  # noqa: E402
 from gpulab.spawner.backends.local.identity import become_step  # noqa: E402
@@ -411,11 +411,7 @@ def serve(path: Path, extensions: list[str]) -> None:
             if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
                 return  # the hub is gone
             if wake_read in readable:
-                try:
-                    while os.read(wake_read, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
+                drain(wake_read)
                 reap()
             follow(pending, readable)
             if listener in readable:

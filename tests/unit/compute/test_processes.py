@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 
-from gpulab.compute.processes import exited_children
+import pytest
+
+from gpulab.compute.processes import drain, exited_children
 
 
 def in_own_process(check) -> None:
@@ -45,3 +47,16 @@ def test_exited_children_yields_each_ended_child_once_and_never_waits_for_a_runn
 
 def test_no_children_at_all_is_an_empty_answer():
     in_own_process(lambda: list(exited_children()) == [])
+
+
+def test_drain_empties_a_non_blocking_pipe_and_returns():
+    read, write = os.pipe2(os.O_NONBLOCK)
+    try:
+        os.write(write, b"\x11" * 10_000)
+        drain(read)
+        with pytest.raises(BlockingIOError):
+            os.read(read, 1)
+        drain(read)  # already empty: returns at once
+    finally:
+        os.close(read)
+        os.close(write)

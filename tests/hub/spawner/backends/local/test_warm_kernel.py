@@ -23,7 +23,7 @@ from tornado.websocket import websocket_connect
 
 from tests.support.hub import wait_for
 from tests.support.kernels import Kernel, KernelError
-from tests.support.warm_servers import account, all_ended, descriptors, in_kernel, left_of, proc_status, processes_of, server_process
+from tests.support.warm_servers import account, all_ended, descriptors, in_kernel, proc_status, processes_of, server_process, stop_and_expect_nothing_left
 
 pytestmark = pytest.mark.root
 
@@ -189,10 +189,7 @@ def test_stop_ends_the_template_and_its_kernels(hub):
     kernel_pid = int(kernel.run("import os; print(os.getpid())").strip())
     child = int(kernel.run("import subprocess; print(subprocess.Popen(['sleep', '600']).pid)").strip())
     started = [server, template, psutil.Process(kernel_pid), psutil.Process(child)]
-    hub.stop_server("carol")
-    wait_for(lambda: all_ended(started), 10,
-             "carol's server, template, kernel and sleep to end")
-    assert not left_of(hub, "carol")
+    stop_and_expect_nothing_left(hub, "carol", started, "carol's server, template, kernel and sleep to end")
 
 
 def test_a_template_killed_with_its_server_takes_its_kernels(hub):

@@ -21,7 +21,7 @@ from gpulab.spawner.backends.local.warm_start import ROOM_VARIABLE
 from tests.support.hub import wait_for
 from tests.support.kernels import Kernel
 from tests.support.sessions import signed_in_user
-from tests.support.warm_servers import account, all_ended, descriptors, in_kernel, left_of, proc_status, server_process
+from tests.support.warm_servers import account, descriptors, in_kernel, proc_status, server_process, stop_and_expect_nothing_left
 
 
 pytestmark = pytest.mark.root
@@ -203,10 +203,7 @@ def test_stop_kills_the_server_its_kernels_and_their_children(hub):
     child = int(kernel.run("import subprocess; print(subprocess.Popen(['sleep', '600']).pid)").strip())
     started = [server, *server.children(recursive=True)]
     assert any(p.pid == child for p in started)
-    hub.stop_server("carol")
-    wait_for(lambda: all_ended(started), 10,
-             "carol's server, kernel and sleep to end")
-    assert not left_of(hub, "carol")
+    stop_and_expect_nothing_left(hub, "carol", started, "carol's server, kernel and sleep to end")
 
 
 def test_a_hub_restart_keeps_polling_warm_servers_right(hub):
