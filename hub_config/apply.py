@@ -99,9 +99,13 @@ def update_proxy(s: Settings, c: Config) -> None:
         # by default, and jupyterhub-traefik-proxy kills it at 10 s): an idle connection kept
         # open held every stop for the full 10 s. Requests in flight still get PROXY_STOP_GRACE.
         stopping = {"lifeCycle": {"graceTimeOut": PROXY_STOP_GRACE}}
+        # A header named like another but for its punctuation (X_Forwarded_Host, X.Forwarded.Host)
+        # is one and the same variable to a WSGI application (MLflow's Flask server): traefik drops
+        # them, so none can pass for a header traefik sets (CVE-2026-88879).
         c.TraefikFileProviderProxy.extra_static_config = {"entryPoints": {
-            entrypoint: {"http": {"maxHeaderBytes": MAX_HEADER_BYTES}, "transport": stopping},
-            TRAEFIK_API_ENTRYPOINT: {"transport": stopping}}}
+            entrypoint: {"http": {"maxHeaderBytes": MAX_HEADER_BYTES, "aliasHeadersStrategy": "delete"},
+                         "transport": stopping},
+            TRAEFIK_API_ENTRYPOINT: {"http": {"aliasHeadersStrategy": "delete"}, "transport": stopping}}}
     else:
         c.JupyterHub.proxy_class = OWN_ACCOUNT_CHP
         c.ConfigurableHTTPProxy.should_start = True

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import signal
 import subprocess
+import threading
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
@@ -82,7 +83,7 @@ def test_a_killed_service_is_restarted_by_the_hub(hub_factory):
     # Services stopped on purpose (the hub shutting down) are not started again.
     pid = hub.process.pid
     hub.stop()
-    shutdown = re.split(r"Cleaning up \d+ services", hub.log_path.read_text(errors="replace"))[-1]
+    shutdown = hub.log_path.read_text(errors="replace").split("initiating shutdown")[-1]
     assert "Starting service" not in shutdown
     wait_for(lambda: not services_of(pid), 15, "the services to end with the hub")
 
@@ -97,6 +98,41 @@ def test_an_oversized_header_is_a_431_from_the_proxy_not_a_502(hub_factory):
         except urllib.error.HTTPError as error:
             status = error.code
         assert status == expected, size
+
+
+def test_the_proxy_drops_headers_whose_names_alias_a_header_it_sets(hub_factory):
+    """X_Forwarded_Host or X.Forwarded.Host would read as X-Forwarded-Host to a WSGI application
+    such as MLflow's Flask server (CVE-2026-88879): traefik drops such headers before routing, and
+    still sends its own X-Forwarded-Host. The backend is an external service of the hub that
+    records the headers it receives."""
+    received: list[dict[str, str]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self):
+            received.append(dict(self.headers.items()))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    try:
+        hub = hub_factory.prepare()
+        (hub.workdir / "jupyterhub_config.d" / "10-recorder.py").write_text(
+            f'c.JupyterHub.services.append({{"name": "recorder", "url": "http://127.0.0.1:{backend.server_port}"}})\n')
+        hub.start()
+        request = urllib.request.Request(hub.url + "services/recorder/", headers={
+            "X_Forwarded_Host": "evil.example", "X.Forwarded.Host": "evil.example", "X-Probe": "kept"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    finally:
+        backend.shutdown()
+    [headers] = [h for h in received if "X-Probe" in h]  # (the hub checks its services on its own too)
+    assert "X-Forwarded-Host" in headers
+    assert not [name for name, value in headers.items() if "evil" in value]
 
 
 @pytest.mark.root

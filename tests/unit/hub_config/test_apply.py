@@ -28,10 +28,12 @@ def test_defaults_give_a_local_hub_with_traefik_and_local_accounts():
     assert c.TraefikFileProviderProxy.traefik_api_url == "http://127.0.0.1:8099"
     assert c.TraefikFileProviderProxy.dynamic_config_file == "/srv/gpulab/data/proxy/rules.toml"
     # oversized headers are a 431 from traefik, below what tornado (hub, servers) would drop as a 502
-    # and a stopping traefik waits 2 s (not its 10 s) for requests in flight, on both entry points
+    # and a stopping traefik waits 2 s (not its 10 s) for requests in flight, on both entry points,
+    # which drop headers whose names alias another's (X_Forwarded_Host for X-Forwarded-Host)
     stopping = {"lifeCycle": {"graceTimeOut": "2s"}}
     assert c.TraefikFileProviderProxy.extra_static_config == {"entryPoints": {
-        "http": {"http": {"maxHeaderBytes": 49152}, "transport": stopping}, "auth_api": {"transport": stopping}}}
+        "http": {"http": {"maxHeaderBytes": 49152, "aliasHeadersStrategy": "delete"}, "transport": stopping},
+        "auth_api": {"http": {"aliasHeadersStrategy": "delete"}, "transport": stopping}}}
     assert c.TraefikFileProviderProxy.traefik_api_entrypoint == "auth_api"
     # a burst of route changes is applied together, the first of them at once
     assert c.TraefikFileProviderProxy.traefik_providers_throttle_duration == "0.5s"
