@@ -35,22 +35,35 @@ def drain(fd: int) -> None:
         pass
 
 
-def start_ticks(pid: int) -> int | None:
-    """When `pid` started, in clock ticks since boot; None if there is no such process."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/<pid>/stat's fields from the third (the state) on; None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             text = stat.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may hold spaces and parentheses: count from the last ")".
-    fields = text[text.rindex(b")") + 2:].split()
-    return int(fields[19])
+    return text[text.rindex(b")") + 2:].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot; None if there is no such process."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def same_process(pid: int, ticks: int | None) -> bool:
     """Whether `pid` is still the process that started at `ticks` (any process with it, if None)."""
     now = start_ticks(pid)
     return now is not None and (ticks is None or now == ticks)
+
+
+def ended(pid: int, ticks: int | None) -> bool:
+    """Whether the process `pid` that started at `ticks` has ended: gone, replaced by a later one,
+    or a zombie (ended, not yet reaped: an orphan's new parent, init or a container's first
+    process, may take its time or never do it)."""
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] == b"Z" or (ticks is not None and int(fields[19]) != ticks)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Protocol
 import psutil
 
 from gpulab.compute.limits import Limits, detect_limiter
-from gpulab.compute.processes import ProcessRef
+from gpulab.compute.processes import ProcessRef, ended
 from gpulab.spawner.accounts import account_name, ensure_account, home_of
 from gpulab.spawner.backends.local.identity import become_step
 from gpulab.spawner.backends.local.spawner import singleuser_bin_dir
@@ -220,9 +220,4 @@ def wait_unseen(ref: ProcessRef) -> int:
 def alive(ref: ProcessRef) -> bool:
     """Whether the runner still runs. A runner whose parent died is reaped by init, or by
     nobody in a container: a zombie has ended."""
-    if not ref.running():
-        return False
-    try:
-        return psutil.Process(ref.pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return not ended(ref.pid, ref.start_ticks)

@@ -27,7 +27,7 @@ from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer, Unicode
 
 from gpulab.compute.limits import Limits, detect_limiter
-from gpulab.compute.processes import same_process, start_ticks
+from gpulab.compute.processes import ended, start_ticks
 from gpulab.spawner.profile_spawner import ProfileSpawnerMixin
 
 from gpulab.spawner.accounts import AccountError, account_name, ensure_account, home_of
@@ -299,12 +299,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
 
     def _alive(self) -> bool:
         """Whether the server's pid is still the process that started at its start ticks, and not a zombie."""
-        if not same_process(self.pid, self.process_start_ticks or None):
-            return False
-        try:
-            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
+        return not ended(self.pid, self.process_start_ticks or None)
 
     def _output_tail(self, lines: int = 5) -> str:
         if self._output is None:

@@ -61,7 +61,7 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-from gpulab.compute.processes import drain, exited_children, same_process, start_ticks
+from gpulab.compute.processes import drain, ended, exited_children, start_ticks
 
 from gpulab.spawner.backends.local.warm_start import HEADER, MAX_REQUEST, STARTUP_VARIABLES, VARIABLE
 
@@ -337,7 +337,7 @@ class ForkedKernel:
                 if line.startswith("exit "):
                     self.returncode = int(line.split()[1])
                     self.sock.close()
-        elif not same_process(self.pid, self.ticks):
+        elif ended(self.pid, self.ticks):  # a zombie too: with the template gone, init reaps it when it will
             self.returncode = -signal.SIGKILL  # the template died (killed with the server): so did its kernels
             self.sock.close()
 

@@ -1,4 +1,5 @@
-"""compute/processes.py: children that exited are collected without waiting for the others.
+"""compute/processes.py: children that exited are collected without waiting for the others; a
+zombie counts as ended.
 
 Each check runs in a forked process of its own, so collecting "any child" never takes one of
 the test process's."""
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from gpulab.compute.processes import drain, exited_children
+from gpulab.compute.processes import drain, ended, exited_children, same_process, start_ticks
 
 
 def in_own_process(check) -> None:
@@ -60,3 +61,26 @@ def test_drain_empties_a_non_blocking_pipe_and_returns():
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_ended_counts_a_zombie_a_reaped_pid_and_a_reused_one_as_ended_and_a_live_process_not():
+    child = subprocess.Popen(["sleep", "60"])
+    ticks = start_ticks(child.pid)
+    try:
+        assert not ended(child.pid, ticks) and not ended(child.pid, None)
+        assert ended(child.pid, ticks + 1)  # another process that got the same pid later
+        child.kill()
+        wait_for_state(child.pid, "Z")  # killed, not yet reaped: a zombie has ended
+        assert same_process(child.pid, ticks) and ended(child.pid, ticks)
+    finally:
+        child.kill()
+        child.wait()
+    assert ended(child.pid, ticks)  # reaped: gone
+
+
+def wait_for_state(pid: int, state: str) -> None:
+    for _ in range(200):
+        if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == state:
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"process {pid} never reached state {state}")
