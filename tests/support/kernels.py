@@ -13,7 +13,7 @@ import json
 import uuid
 
 from tornado.httpclient import HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from gpulab.hub_config.client import HubClient
 
@@ -37,17 +37,23 @@ class Kernel:
     def shutdown(self) -> None:
         self.client.request("DELETE", self.path + f"api/kernels/{self.kernel_id}")
 
-    async def _run(self, code: str) -> str:
+    async def send(self, channel: str, msg_type: str, content: dict) -> tuple[WebSocketClientConnection, str]:
+        """Open the kernel's channels WebSocket through the server and send one message on `channel`:
+        the connection (the caller reads the replies and closes it) and the message's id."""
         url = self.hub_url.replace("http", "ws", 1) + self.path + f"api/kernels/{self.kernel_id}/channels"
         connection = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {self.token}"}))
         msg_id = uuid.uuid4().hex
         connection.write_message(json.dumps({
             "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
+                       "msg_type": msg_type, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": channel, "buffers": [], "content": content,
         }))
+        return connection, msg_id
+
+    async def _run(self, code: str) -> str:
+        connection, msg_id = await self.send("shell", "execute_request", {
+            "code": code, "silent": False, "store_history": False, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True})
         output, error = [], None
         try:
             while True:

@@ -14,16 +14,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from sqlalchemy import select
 
 from gpulab.db import make_engine, make_session_factory
 from gpulab.db.migrate import upgrade
 from gpulab.extensions.scheduler.core import RunStorage, SchedulerCore, Who
 from gpulab.extensions.scheduler.dispatcher import Dispatcher
-from gpulab.extensions.scheduler.models import Run
 from gpulab.extensions.scheduler.schemas import CreateRun
 from gpulab.hub_config.settings import complete
 from tests.support.scheduler_clock import T0, Clock, FixedDirectory
+from tests.support.scheduler_dispatch import report, runs
 
 
 class Recorder:
@@ -87,16 +86,6 @@ def scheduler(url, tmp_path, clock, executor, notifier) -> Dispatcher:
 def run_once(dispatcher: Dispatcher, max_retries: int = 0) -> str:
     nb = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])))
     return dispatcher.core.create_run(Who("ann"), CreateRun(name="r", notebook=nb, max_retries=max_retries)).id
-
-
-def report(dispatcher: Dispatcher, run_id: str, status: str) -> None:
-    with dispatcher.core.sessions.begin() as session:  # as runner_event records it
-        session.get(Run, run_id).outcome = status
-
-
-def runs(dispatcher: Dispatcher) -> list[tuple[int, str]]:
-    with dispatcher.core.sessions() as session:
-        return sorted((r.attempt, r.status) for r in session.scalars(select(Run)))
 
 
 async def test_a_run_given_back_by_a_lost_standby_announces_its_start_once_across_a_restart(url, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from gpulab.compute.ledger import Ledger, LocalPool
 from gpulab.compute.processes import ProcessRef, start_ticks
@@ -35,6 +35,7 @@ from gpulab.extensions.scheduler.schemas import CreateRun
 from gpulab.hub_config.settings import complete
 from tests.support.hub import wait_for
 from tests.support.scheduler_clock import T0, Clock, FixedDirectory
+from tests.support.scheduler_dispatch import report, runs
 
 
 class Quiet:
@@ -67,16 +68,6 @@ def running_run(dispatcher: Dispatcher, ref: str, max_retries: int = 1) -> str:
         session.execute(update(Run).where(Run.id == run.id).values(
             status=RUNNING, started_at=T0, executor_ref=ref, token_hash="x"))
     return run.id
-
-
-def report(dispatcher: Dispatcher, run_id: str, status: str) -> None:
-    with dispatcher.core.sessions.begin() as session:  # as runner_event records it
-        session.get(Run, run_id).outcome = status
-
-
-def runs(dispatcher: Dispatcher) -> list[tuple[int, str]]:
-    with dispatcher.core.sessions() as session:
-        return sorted((r.attempt, r.status) for r in session.scalars(select(Run)))
 
 
 def ended_process_ref() -> str:

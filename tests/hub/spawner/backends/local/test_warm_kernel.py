@@ -11,15 +11,12 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import psutil
 import pytest
-from tornado.httpclient import HTTPRequest
-from tornado.websocket import websocket_connect
 
 from tests.support.hub import wait_for
 from tests.support.kernels import Kernel, KernelError
@@ -233,15 +230,8 @@ INITIALIZE = {"clientID": "jupyterlab", "clientName": "JupyterLab", "adapterID":
 
 async def debug_request(kernel: Kernel, command: str, arguments: dict) -> dict:
     """Send a `debug_request` on the kernel's control channel through the server; the reply's content."""
-    url = kernel.hub_url.replace("http", "ws", 1) + kernel.path + f"api/kernels/{kernel.kernel_id}/channels"
-    connection = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {kernel.token}"}))
-    msg_id = uuid.uuid4().hex
-    connection.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                   "msg_type": "debug_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "control", "buffers": [],
-        "content": {"type": "request", "seq": 1, "command": command, "arguments": arguments},
-    }))
+    connection, msg_id = await kernel.send("control", "debug_request", {
+        "type": "request", "seq": 1, "command": command, "arguments": arguments})
     try:
         while True:
             raw = await connection.read_message()
