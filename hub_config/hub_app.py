@@ -26,7 +26,8 @@ the API as much as from the spawn form, is forked at once instead of waiting for
 import JupyterLab (~2 s on two cores).
 
 At shutdown the managed services are stopped together too (`cleanup`): JupyterHub stops them one
-after the other, each with SIGINT and a wait for its exit (about 5 s for seven).
+after the other, each with SIGINT and a wait for its exit (about 5 s for seven); and traefik gets
+its SIGTERM first, so that its grace for requests in flight runs meanwhile, not after them.
 
 A managed service that does not start (its process exits, or it does not answer in its
 `timeout`) is logged with its name, and the hub goes on without it instead of exiting as
@@ -69,6 +70,9 @@ class GpulabHub(JupyterHub):
             self.log.exception("Could not get the default server ready ahead of the first spawn")
 
     async def cleanup(self) -> None:
+        begin_proxy_stop = getattr(self.proxy, "begin_stop", None)  # the supervised traefik's
+        if self.cleanup_proxy and self.proxy.should_start and begin_proxy_stop is not None:
+            begin_proxy_stop()  # its grace for requests in flight runs while the services stop
         managed = [service for service in self._service_map.values() if service.managed]
         if managed:
             self.log.info("Stopping %i services together", len(managed))

@@ -122,6 +122,16 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         self._watch = PeriodicCallback(self._check, 1e3 * self.check_running_interval)
         self._watch.start()
 
+    def begin_stop(self) -> None:
+        """SIGTERM to traefik now, so that its grace for requests in flight (a browser's open
+        WebSockets hold it to the end) runs while the hub stops the rest; `stop`, at the end of
+        JupyterHub's cleanup, then waits for it. Neither traefik nor a service is restarted after this."""
+        if self._watch is not None:
+            self._watch.stop()
+        process = self.traefik_process
+        if process is not None and process.poll() is None:
+            process.terminate()
+
     async def stop(self):
         if self._watch is not None:
             self._watch.stop()
