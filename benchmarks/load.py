@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psutil
 from jupyter_client.session import Session
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
@@ -217,25 +218,26 @@ def hub_exit_reason(log: Path) -> str:
     return " | ".join(lines[-3:])[:200]  # no error of its own: the log's end
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
     total = 0.0
-    for pid in pids:
+    for process in processes:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
             continue  # it ended meanwhile
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += times.user + times.system
     return total
 
 
 def settle(pid: int, quiet: float = 0.05, longest: float = 30.0) -> None:
     """Until the hub and its descendants use less than `quiet` of a core over a second (at most `longest` s)."""
+    hub = psutil.Process(pid)
     deadline = time.monotonic() + longest
     while time.monotonic() < deadline:
-        pids = [pid, *descendants(pid)]
-        before = cpu_seconds(pids)
+        processes = [hub, *hub.children(recursive=True)]
+        before = cpu_seconds(processes)
         time.sleep(1.0)
-        if cpu_seconds(pids) - before < quiet:
+        if cpu_seconds(processes) - before < quiet:
             return
 
 

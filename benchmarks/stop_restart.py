@@ -11,8 +11,9 @@ new hub process's start until its REST API answers through the proxy (`GET /hub/
 every 20 ms), until every server answers through the proxy again, and until the hub logs
 "JupyterHub is now running" (start-up complete: for gpulab, every managed service has
 answered); servers the hub no longer lists afterwards are counted as lost. The stock hub runs
-with `cleanup_servers = False` (its default stops every server at shutdown) and has no services. The ratio is gpulab's median time to the
-API over stock's. The load average is printed before and after: run it on a quiet machine.
+with `cleanup_servers = False` (its default stops every server at shutdown) and has no services.
+The ratio is gpulab's median time to the API over stock's. The load average is printed before
+and after: run it on a quiet machine.
 
 Two hubs, one after the other, on this machine:
 - gpulab: `gpulab up` (local backend, a system account per user as root, traefik)
