@@ -14,6 +14,7 @@ PARTS: list[str] = [
     "gpulab.extensions.ssh.endpoint",
     "gpulab.extensions.tensorboard.extension",
     "gpulab.spawner.singleuser.static_cache",
+    "gpulab.spawner.singleuser.language_servers",
 ]
 
 
