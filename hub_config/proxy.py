@@ -7,10 +7,15 @@ jupyterhub-traefik-proxy starts traefik once and never looks at it again, so a t
 (OOM, kill -9) leaves the hub unreachable, and a defunct child, until someone restarts the hub.
 JupyterHub's own `ConfigurableHTTPProxy.check_running` does this for CHP; this is the same for
 traefik, without patching either package.
+
+A route added is ready once traefik routes it to its target: jupyterhub-traefik-proxy waits until
+traefik has a router and a service of the route's name, which is also true of the route's previous
+version (a server stopped and started again on another port) until traefik applies the change.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -21,10 +26,12 @@ from subprocess import Popen
 from urllib.parse import urlparse
 
 import bcrypt
+from jupyterhub_traefik_proxy import traefik_utils
 from jupyterhub_traefik_proxy.fileprovider import TraefikFileProviderProxy
 from jupyterhub_traefik_proxy.traefik_utils import TraefikConfigFileHandler
+from tornado.httpclient import HTTPClientError
 from tornado.ioloop import PeriodicCallback
-from traitlets import Any, Float, Unicode, default
+from traitlets import Any, Dict, Float, Unicode, default
 
 from gpulab.hub_config.services.service_account import ServiceAccount, prepare
 
@@ -109,6 +116,7 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         return bcrypt.hashpw(password.encode("utf8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
 
     _watch = Any(None)
+    _adding = Dict()  # routespec -> the target of the route being added
     _services = Any(None)  # the ServiceWatch of the managed services (service_watch.py)
     _last_seen_running = Float(0.0)
     _account = Any(None)  # pwd entry of run_as, once prepared
@@ -163,6 +171,36 @@ class SupervisedTraefikProxy(TraefikFileProviderProxy):
         self.log.warning("The proxy (traefik) is back as pid %i with every route; the outage lasted "
                          "at most %.1f s", self.traefik_process.pid, outage)
         self._last_seen_running = time.monotonic()
+
+    # ------------------------------------------------------------ routes
+
+    async def add_route(self, routespec, target, data):
+        routespec = self.validate_routespec(routespec)
+        self._adding[routespec] = target
+        try:
+            await super().add_route(routespec, target, data)
+        finally:
+            if self._adding.get(routespec) == target:  # not a later add of the same route's
+                del self._adding[routespec]
+
+    async def _check_for_traefik_service(self, routespec, kind):
+        """The package's check (a router or a service of the route's name in traefik's API), and
+        for the service of a route being added, that it leads to the route's target."""
+        target = self._adding.get(self.validate_routespec(routespec))
+        if kind != "service" or target is None:
+            return await super()._check_for_traefik_service(routespec, kind)
+        name = f"{traefik_utils.generate_alias(routespec, 'service')}@{self.provider_name}"
+        try:
+            response = await self._traefik_api_request(f"/api/http/services/{name}")
+            servers = json.loads(response.body).get("loadBalancer", {}).get("servers", [])
+        except Exception as error:  # as the package's check: the next try asks again
+            if not (isinstance(error, HTTPClientError) and error.code == 404):  # 404: not there yet
+                self.log.exception("Checking traefik's service %s failed", name)
+            return False
+        if [server.get("url") for server in servers] != [target]:
+            self.log.debug("Traefik route for %s: still leads to %s, not %s", routespec, servers, target)
+            return False
+        return True
 
     # ------------------------------------------------------------ own account
 
