@@ -25,7 +25,6 @@ import pwd
 from pathlib import Path
 
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import random_port
 from traitlets import Enum, Integer, List, Unicode, default
 
 from gpulab.compute.containers import GPU_REQUESTS, devices_kept, gpu_device_requests, limit_settings
@@ -36,6 +35,7 @@ from gpulab.spawner.accounts import AccountError, account_name, ensure_account, 
 from gpulab.spawner.errors import SpawnError
 from gpulab.spawner.profile_spawner import ProfileSpawnerMixin
 from gpulab.spawner.progress import ProgressMixin
+from gpulab.spawner.server_ports import server_port
 
 def container_settings(*, image: str, limits: Limits, devices: list[str], gpu_request: str,
                        uid: int, gid: int, groups: list[int], home: str, mounts: list[str]) -> dict:
@@ -168,7 +168,7 @@ class ContainerSpawner(ProgressMixin, DockerSpawner):
         for name, value in settings.items():
             setattr(self, name, value)
         # The host's network: the server listens on a free local port, as a process server does.
-        self.ip, self.port = "127.0.0.1", random_port()
+        self.ip, self.port = "127.0.0.1", server_port()
         self.emit_progress(40, f"Starting a container from {self.image}")
         result = await super().start()
         self.container_pid = (await self.docker("inspect_container", self.container_id))["State"]["Pid"] or 0

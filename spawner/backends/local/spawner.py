@@ -23,7 +23,6 @@ from pathlib import Path
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner
-from jupyterhub.utils import random_port
 from traitlets import Bool, Float, Integer, Unicode
 
 from gpulab.compute.limits import Limits, detect_limiter
@@ -35,6 +34,7 @@ from gpulab.spawner.errors import SpawnError
 from gpulab.spawner.hub_shared import shared_value
 from gpulab.spawner.backends.local.identity import become_step
 from gpulab.spawner.progress import ProgressMixin
+from gpulab.spawner.server_ports import server_port
 from gpulab.spawner.runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 from gpulab.spawner.stopping import descendants, kill_all
 from gpulab.spawner.backends.local.warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, Zygote, cold_reason, extensions_enabled_by,
@@ -205,6 +205,8 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         self._cgroups = self._apply_limits()
         self._redirect_output()
         self.emit_progress(40, "Starting the server")
+        if not self.port:  # (LocalProcessSpawner's random_port() would pick one in the ephemeral range)
+            self.port = server_port()
         try:
             started = await self._start_warm(bin_dir) if self.warm_start else None
             if started is None:
@@ -239,8 +241,7 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
     async def _start_warm(self, bin_dir: Path) -> tuple[str, int] | None:
         """Fork the server from its environment's zygote: (ip, port), or None to start it cold
         (the reason is logged)."""
-        port = int(getattr(self, "port", 0)) or random_port()  # as LocalProcessSpawner.start picks it
-        self.port = port
+        port = int(self.port)
         cmd = [*self.cmd, *self.get_args()]
         env = self.get_env()
         python = interpreter_of(bin_dir / ENTRY_POINT)
