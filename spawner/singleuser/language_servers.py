@@ -49,5 +49,5 @@ def deferred(initialize):
 
         manager.ready = ready_once_initialized
 
-    at_first_use.deferred_by_gpulab = True  # type: ignore[attr-defined]
+    at_first_use.deferred_by_gpulab = True
     return at_first_use
