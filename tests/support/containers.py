@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpulab.images.catalog import load_images
+from tests.support.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".test-cache" / "images"
@@ -114,13 +115,8 @@ class PodmanService:
             client.close()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            terminate(self.process, grace=20)
 
 
 # ---------------------------------------------------------------- the images

@@ -1,28 +1,11 @@
-"""Free TCP ports on 127.0.0.1 for test hubs."""
+"""Free TCP ports for test hubs."""
 
 from __future__ import annotations
 
 import os
 import random
-import socket
 
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
-        return int(low), int(high)
-    except OSError:
-        return 32768, 60999
+from gpulab.spawner.server_ports import can_listen, ephemeral_range
 
 
 def free_port_block(size: int, low: int = 10000, high: int | None = None) -> int:
@@ -35,7 +18,7 @@ def free_port_block(size: int, low: int = 10000, high: int | None = None) -> int
     low, high = worker_share(low, high)
     for _ in range(200):
         start = random.randrange(low, high - size)
-        if all(port_is_free(start + i) for i in range(size)):
+        if all(can_listen(start + i) for i in range(size)):
             return start
     raise RuntimeError(f"no block of {size} free ports")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .hub import wait_for
 from .ports import free_port_block
+from .processes import terminate
 from .ssh import OpenSSH
 
 SSHD = "/usr/sbin/sshd"
@@ -52,12 +53,7 @@ class ReferenceSSHD:
     folder: Path
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        terminate(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ import requests
 
 from tests.support.hub import wait_for
 from tests.support.ports import free_port_block
+from tests.support.processes import terminate
 
 TOKEN = "language-servers-test-token"
 STAND_IN_NPM = """#!/bin/sh
@@ -65,12 +66,7 @@ class Server:
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
 
 
 @pytest.fixture
