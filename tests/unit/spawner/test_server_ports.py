@@ -22,7 +22,7 @@ def test_ports_above_the_ephemeral_range_or_else_just_below_it():
     assert len(server_ports.candidate_ports(1024, 65535)) == 0
 
 
-def test_a_port_is_never_one_an_outgoing_connection_can_be_given(monkeypatch):
+def test_a_port_is_never_one_an_outgoing_connection_can_be_given():
     low, high = server_ports.ephemeral_range()
     for _ in range(20):
         port = server_ports.server_port()
