@@ -40,7 +40,10 @@ from the template.
 Anything this cannot reproduce exactly is started the usual way, by LocalProvisioner, with a line
 in the server's log saying why (`cold_reason`): another command than this environment's
 `python -m ipykernel_launcher -f FILE`, a variable Python or debugpy read at start, another HOME,
-an independent kernel, a server not forked by the zygote (no template).
+another value than the server's for a variable the C library reads at a process's start
+(LD_LIBRARY_PATH, ...) or one the zygote's imports kept (import_environment.py: those it derives
+again, the child derives from the kernel's environment), an independent kernel, a server not
+forked by the zygote (no template).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 from gpulab.compute.processes import drain, ended, exited_children, start_ticks
 
-from gpulab.spawner.backends.local.warm_start import HEADER, MAX_REQUEST, STARTUP_VARIABLES, VARIABLE
+from gpulab.spawner.backends.local import import_environment
+from gpulab.spawner.backends.local.warm_start import HEADER, MAX_REQUEST, PROCESS_START_VARIABLES, STARTUP_VARIABLES, VARIABLE
 
 PROVISIONER_NAME = "gpulab-warm-kernel"
 LAUNCHER = "ipykernel_launcher"
@@ -207,6 +211,7 @@ def kernel_child(fd: int, zygote: Any) -> None:
         os.environ.clear()
         os.environ.update(env)
         zygote.show_as(argv, env)
+        import_environment.derive_again()
         fresh_kernel_state(argv, cwd)
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the template ends with the server
@@ -264,9 +269,12 @@ def cold_reason(argv: list[str], env: dict[str, str], template_env: Any) -> str 
     for name in STARTUP_VARIABLES:
         if env.get(name):
             return f"{name} is set"
+    for name in env.keys() | template_env.keys():
+        if PROCESS_START_VARIABLES.match(name) and env.get(name) != template_env.get(name):
+            return f"{name} is not the server's (read when a process starts)"
     if env.get("HOME") != template_env.get("HOME"):
         return "HOME is not the server's"
-    return None
+    return import_environment.cold_reason(env, template_env, import_environment.READ_AT_IMPORT)
 
 
 def encode_launch(argv: list[str], env: dict[str, str], cwd: str) -> bytes:

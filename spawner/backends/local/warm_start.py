@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpulab.spawner.backends.local import import_environment
+
 ENTRY_POINT = "jupyterhub-singleuser"
 MAX_REQUEST = 1 << 20  # bytes of JSON
 MAX_ARGS = 512
@@ -57,6 +59,12 @@ STARTUP_VARIABLES = ("JUPYTERHUB_SINGLEUSER_EXTENSION", "JUPYTERHUB_SINGLEUSER_A
                      "JUPYTER_PLATFORM_DIRS", "JUPYTER_NO_CONFIG", "XDG_DATA_HOME", "XDG_CONFIG_HOME",
                      "XDG_CACHE_HOME")
 PYTHON_VARIABLES_HONOURED = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"}
+# Read by the dynamic loader and the C library when a process starts (the zygote's start): a
+# forked server would load libraries without the spawn's LD_LIBRARY_PATH, say.
+PROCESS_START_VARIABLES = re.compile(r"^(LD_[A-Z_]+|GLIBC_TUNABLES|MALLOC_[A-Z_]+)$")
+# The hub's language variables (JupyterHub's env_keep passes LANG and LC_ALL on): the zygote
+# imports with them, so that a spawn with the hub's language is forked (import_environment.py).
+LANGUAGE_VARIABLES = ("LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES")
 
 
 class WarmStartError(Exception):
@@ -145,6 +153,8 @@ def cold_reason(cmd: list[str], shell_cmd: list[str], env: dict[str, str]) -> st
     for name in env:
         if name.startswith("PYTHON") and name not in PYTHON_VARIABLES_HONOURED:
             return f"{name} is set (read when Python starts)"
+        if PROCESS_START_VARIABLES.match(name):
+            return f"{name} is set (read when a process starts)"
     return None
 
 
@@ -235,6 +245,8 @@ class Zygote:
         self.folder: Path | None = None
         self._starting: asyncio.Future | None = None
         self.failure = ""  # why it could not start: not tried again (every spawn would pay for it)
+        self.environment: dict[str, str] = {}  # what its imports saw (HOME aside: see zygote.HOME_SENTINEL)
+        self.read_at_import: frozenset[tuple[str, str]] = frozenset()  # (variable, module), from its "ready"
 
     @property
     def socket_path(self) -> Path:
@@ -263,8 +275,10 @@ class Zygote:
         self.close()
         # A folder only the hub's user can enter (mkdtemp: 0700) holds the socket.
         self.folder = Path(tempfile.mkdtemp(prefix="gpulab-zygote-"))
-        environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": "/",
-                       "LANG": os.environ.get("LANG", "C.UTF-8"), ROOM_VARIABLE: " " * ENVIRONMENT_ROOM}
+        environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
+                       **{name: os.environ[name] for name in LANGUAGE_VARIABLES if name in os.environ}}
+        self.environment = dict(environment)
+        environment[ROOM_VARIABLE] = " " * ENVIRONMENT_ROOM
         self.process = subprocess.Popen(
             # -E -s: no PYTHON* variables, no user site (the zygote takes its working folder, "/", off
             # sys.path itself). Not -I: its -P (sys.flags.safe_path) would stay with every server and
@@ -283,16 +297,21 @@ class Zygote:
         except asyncio.TimeoutError:
             self.close()
             raise WarmStartError(f"the zygote of {self.python} was not ready after {self.start_timeout:.0f} s") from None
-        if line.strip() != b"ready":
+        word, _, read = line.strip().partition(b" ")
+        if word != b"ready":
             status = self.process.wait(5) if self.process.poll() is None else self.process.returncode
             self.close()
             self.failure = (f"the zygote of {self.python} exited with {status} while starting (more in the hub's "
                             f"log): {line.decode(errors='replace').strip()}")
             raise WarmStartError(self.failure)
+        self.read_at_import = frozenset((name, module) for name, module in json.loads(read or b"[]"))
 
     async def spawn(self, request: SpawnRequest, stdout_fd: int, stderr_fd: int, timeout: float = 30) -> tuple[int, int]:
         """Fork a server for `request`: (pid, start ticks) once it runs as its account."""
         await self.ensure_started()
+        reason = import_environment.cold_reason(request.env, self.environment, self.read_at_import)
+        if reason is not None:
+            raise WarmStartError(reason)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._ask, request, [stdout_fd, stderr_fd], timeout)
 

@@ -2,7 +2,8 @@
 SOCKET`) as the hub's user, root when servers get accounts. warm_start.py describes the protocol.
 
 It imports what every server imports (jupyterhub.singleuser, jupyter_server, JupyterLab and the
-enabled server extensions), says "ready" on its output, and then only accepts connections on
+enabled server extensions), says "ready" on its output with what those imports read from the
+environment (import_environment.py), and then only accepts connections on
 SOCKET and follows the children it forked until each says it runs as its account (spawns set
 themselves up side by side: the zygote forks and goes back to its loop). It runs no event loop
 and no thread, so a fork copies one quiet thread. Its environment is three variables the hub
@@ -22,6 +23,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import gc
+import json
 import locale
 import logging
 import os
@@ -41,6 +43,12 @@ from typing import Any, Callable
 
 if __name__ == "__main__" and sys.path and sys.path[0] == os.getcwd():
     del sys.path[0]  # `python -m` put the working folder ("/") first: imports come from the environment only
+
+from gpulab.spawner.backends.local import import_environment  # noqa: E402
+
+# What every import from here on reads from the environment (jupyter_client's and jupyter_core's
+# too, which this module's own imports bring), until serve() has imported the rest.
+RECORDER = import_environment.start_recording() if __name__ == "__main__" else None
 
 from gpulab.compute.processes import drain, exited_children, start_ticks  # noqa: E402
 
@@ -306,6 +314,7 @@ def child(conn: socket.socket, status: int, home_places: list) -> None:
         os.environ.update(request.env)
         show_as([sys.executable, *argv], request.env)
         give_home(home_places, os.path.expanduser("~"))
+        import_environment.derive_again()
         fresh_process_state(argv)
         del payload, request
         try:
@@ -389,6 +398,8 @@ def run_exit_handlers() -> None:
 def serve(path: Path, extensions: list[str]) -> None:
     os.environ["HOME"] = HOME_SENTINEL
     failed = preimport(extensions)
+    if RECORDER is not None:
+        import_environment.READ_AT_IMPORT = import_environment.stop_recording(RECORDER)
     home_places = home_dependent(HOME_SENTINEL)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -400,7 +411,7 @@ def serve(path: Path, extensions: list[str]) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     gc.collect()
     gc.freeze()  # what is imported stays shared with the children instead of being copied by the collector
-    print("ready", flush=True)
+    print("ready", json.dumps(sorted(import_environment.READ_AT_IMPORT)), flush=True)
     if failed:
         print(f"gpulab zygote: these server extensions failed to import: {', '.join(failed)}", file=sys.stderr)
     pending: dict[int, Pending] = {}  # status pipe -> a child still setting itself up

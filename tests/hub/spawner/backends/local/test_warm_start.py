@@ -30,9 +30,13 @@ PROFILES = [{"id": "small", "display_name": "Small", "default": True,
              "cpu": {"limit": 1}, "memory": {"limit": "1Gi"}}]
 
 
+# JupyterHub's hardening of user servers, through the spawn's environment (import_environment.py)
+HARDENED = {"JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH": "0"}
+
+
 @pytest.fixture(scope="module")
 def hub(module_hub_factory):
-    hub = module_hub_factory.start({"profiles": PROFILES})
+    hub = module_hub_factory.start({"profiles": PROFILES, "spawner": {"environment": HARDENED}})
     for name in ("alice", "bob"):
         hub.create_user(name)
         hub.spawn(name)
@@ -178,6 +182,36 @@ def test_the_environment_is_exactly_the_spawns(hub):
                                     "print(json.dumps({'settings': LabApp().user_settings_dir}))")
     assert paths["settings"].startswith(account(hub, "alice").pw_dir)
     assert "/nonexistent" not in (hub.data_dir / "logs" / "servers" / f"{account(hub, 'alice').pw_name}.log").read_text()
+
+
+KEPT_AT_IMPORT = """
+import json
+from jupyterhub.services.auth import HubOAuth
+from jupyter_client.session import Session
+names = ["base_url", "api_url", "allow_token_in_url", "allow_websocket_cookie_auth"]
+print(json.dumps({"auth": {n: getattr(HubOAuth(api_token="t", oauth_client_id="c"), n) for n in names},
+                  "user": Session().username}))
+"""
+
+
+def test_what_imports_kept_of_the_environment_is_what_a_new_interpreter_computes_from_the_spawns(hub):
+    """The zygote imported JupyterHub's auth and jupyter_client with its own environment; the forked
+    server derives those values again from its own (its kernel, a copy of it, shows them): the same
+    as a new interpreter computes from the same environment, the hub's hardening included."""
+    code = f"""
+import contextlib, io, json, os, subprocess, sys
+forked = io.StringIO()
+with contextlib.redirect_stdout(forked):
+    exec({KEPT_AT_IMPORT!r}, {{}})
+new = subprocess.run([sys.executable, "-c", {KEPT_AT_IMPORT!r}], env=dict(os.environ), capture_output=True, text=True)
+print(json.dumps({{"forked": json.loads(forked.getvalue()), "new": json.loads(new.stdout or "null"),
+                  "errors": new.stderr[-500:]}}))
+"""
+    seen = in_kernel(hub, "alice", code)
+    assert seen["forked"] == seen["new"], seen
+    assert seen["forked"]["auth"]["allow_websocket_cookie_auth"] is False
+    assert seen["forked"]["user"] == account(hub, "alice").pw_name
+    assert seen["forked"]["auth"]["base_url"] == "/user/alice/"
 
 
 def test_a_server_and_its_kernels_land_in_its_cgroup(hub):

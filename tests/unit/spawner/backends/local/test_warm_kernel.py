@@ -14,6 +14,7 @@ import pytest
 from jupyter_client.kernelspec import KernelSpec
 
 from gpulab.spawner.backends.local import warm_kernel
+from gpulab.spawner.backends.local import import_environment
 from gpulab.spawner.backends.local.warm_kernel import (
     HEADER,
     ForkedKernel,
@@ -55,6 +56,21 @@ def test_a_variable_read_at_start_or_import_starts_the_usual_way(name):
 
 def test_another_home_starts_the_usual_way():
     assert cold_reason(ARGV, {**ENV, "HOME": "/tmp"}, TEMPLATE_ENV) == "HOME is not the server's"
+
+
+@pytest.mark.parametrize("name", ["LD_LIBRARY_PATH", "LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX"])
+def test_a_variable_the_c_library_reads_at_a_process_start_starts_the_usual_way_unless_the_servers(name):
+    assert name in cold_reason(ARGV, {**ENV, name: "/usr/local/cuda/lib64"}, TEMPLATE_ENV)
+    assert cold_reason(ARGV, {**ENV, name: "1"}, {**TEMPLATE_ENV, name: "1"}) is None
+
+
+def test_a_variable_the_zygotes_imports_kept_starts_the_usual_way_unless_derived_again(monkeypatch):
+    monkeypatch.setattr(import_environment, "READ_AT_IMPORT", frozenset({
+        ("https_proxy", "jupyterlab.extensions.pypi"), ("USER", "jupyter_client.session")}))
+    assert "https_proxy" in cold_reason(ARGV, {**ENV, "https_proxy": "http://proxy:3128"}, TEMPLATE_ENV)
+    assert cold_reason(ARGV, {**ENV, "https_proxy": "http://proxy:3128"},
+                       {**TEMPLATE_ENV, "https_proxy": "http://proxy:3128"}) is None
+    assert cold_reason(ARGV, {**ENV, "USER": "someone"}, TEMPLATE_ENV) is None  # the kernel's child derives it
 
 
 def test_a_launch_round_trips_and_is_checked():

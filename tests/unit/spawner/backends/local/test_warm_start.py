@@ -109,6 +109,9 @@ def test_an_unprivileged_request_names_no_account():
     (["jupyterhub-singleuser"], [], {"XDG_DATA_HOME": "/data"}, "XDG_DATA_HOME"),
     (["jupyterhub-singleuser"], [], {"JUPYTER_CONFIG_DIR": "/cfg"}, "JUPYTER_CONFIG_DIR"),
     (["jupyterhub-singleuser"], [], {"JUPYTER_RUNTIME_DIR": "/run/gpulab/1000"}, None),
+    (["jupyterhub-singleuser"], [], {"LD_LIBRARY_PATH": "/usr/local/cuda/lib64"}, "LD_LIBRARY_PATH"),
+    (["jupyterhub-singleuser"], [], {"LD_PRELOAD": "/lib/x.so"}, "LD_PRELOAD"),
+    (["jupyterhub-singleuser"], [], {"MALLOC_ARENA_MAX": "2"}, "MALLOC_ARENA_MAX"),
 ])
 def test_spawns_a_zygote_cannot_reproduce_start_cold(cmd, shell, env, reason):
     found = cold_reason(cmd, shell, env)
