@@ -35,15 +35,30 @@ def drain(fd: int) -> None:
         pass
 
 
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/<pid>/stat's fields from the third (the state) on; None if there is no such process."""
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """/proc/<pid>/stat's fields from the third (the state) to the start time; None if there is no
+    such process. (os.read: a third less time than open(), for a scan of every process.)"""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
+        descriptor = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        text = os.read(descriptor, 4096)
+    except ProcessLookupError:  # it ended between the two calls
+        return None
+    finally:
+        os.close(descriptor)
     # The command name (field 2) may hold spaces and parentheses: count from the last ")".
-    return text[text.rindex(b")") + 2:].split()
+    return text[text.rindex(b")") + 2:].split(maxsplit=20)[:20]
+
+
+def children_by_parent() -> dict[int, list[ProcessRef]]:
+    """Every process on this machine under its parent's pid: one read of each one's /proc entry."""
+    children: dict[int, list[ProcessRef]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (fields := _stat_fields(name)) is not None:
+            children.setdefault(int(fields[1]), []).append(ProcessRef(int(name), int(fields[19])))
+    return children
 
 
 def start_ticks(pid: int) -> int | None:
