@@ -27,6 +27,7 @@ from jupyter_scheduler.models import (
 )
 from jupyter_scheduler.pydantic_v1 import ValidationError
 from jupyter_scheduler.scheduler import BaseScheduler
+from jupyter_server.extension.application import ExtensionApp
 from tornado import web
 from traitlets import default
 
@@ -303,6 +304,17 @@ class GpulabSchedulerApp(SchedulerApp):
         # extend(): kept with a list or a `.append(...)` from the user's own config alike
         serverapp.config.LabApp.extra_labextensions_path.extend(labextension_folders(jupyter_path("labextensions")))
         super()._link_jupyter_server_extension(serverapp)
+
+    def initialize_settings(self):
+        # jupyter-scheduler's own creates its SQLite database in the user's data folder at every
+        # start (~4 ms, a file in each home) and starts its task runner on it; the central
+        # scheduler keeps every job centrally and never opens it. What the handlers use, as there.
+        ExtensionApp.initialize_settings(self)
+        environments = self.environment_manager_class()
+        scheduler = self.scheduler_class(root_dir=self.serverapp.root_dir, environments_manager=environments,
+                                         config=self.config)
+        self.settings.update(environments_manager=environments, scheduler=scheduler,
+                             job_files_manager=self.job_files_manager_class(scheduler=scheduler))
 
     @default("scheduler_class")
     def _scheduler_class(self):

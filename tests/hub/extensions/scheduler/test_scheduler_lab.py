@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gpulab.hub_config.client import ClientError, HubClient
 from tests.support.hub import wait_for
 from tests.support.scheduler_runs import notebook, outputs_text, wait_run
+from tests.support.warm_servers import account
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,8 @@ def test_a_job_created_in_the_users_server_runs_centrally(hub, labby):
         return formats >= {"ipynb", "html"} and formats
 
     wait_for(downloaded_formats, 60, "the run's files in the server's jobs folder")
+    # jobs are the central service's: jupyter-scheduler's own database is never made in the home
+    assert not list(Path(account(hub, "labby").pw_dir).rglob("scheduler.sqlite*"))
 
 
 @pytest.mark.parametrize("path, body, message", [
