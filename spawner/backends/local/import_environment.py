@@ -1,7 +1,7 @@
 """The environment the zygote's imports read, and what a forked server does about each variable.
 
 A cold server reads its environment while it imports; a server forked by the zygote imported with
-the zygote's: PATH, the hub's language variables, HOME set to a sentinel (zygote.HOME_SENTINEL),
+the zygote's: PATH, the hub's language variables, HOME set to a sentinel (warm_start.HOME_SENTINEL),
 nothing else. Whatever an import kept of a variable is the zygote's, not the spawn's: JupyterHub's
 `JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH=0` (the hardening its documentation recommends) was
 ignored by every warm server, and so was a proxy for JupyterLab's extension manager.
@@ -10,7 +10,7 @@ The zygote records every variable its imports read (`recording`), with the modul
 and names them when it says it is ready. Each is one of:
 
 - read when used (READ_WHEN_USED): nothing kept depends on it, or the server reads it again when
-  it uses it (the home: zygote.HOME_SENTINEL; the temporary folder: reset at the fork; PATH: only
+  it uses it (the home: warm_start.HOME_SENTINEL; the temporary folder: reset at the fork; PATH: only
   looked up in, at import, by ctypes.util and shutil.which calls whose answers are not kept);
 - derived again (DERIVED_AGAIN): kept at import, as a trait's default or a module's setting, and
   derived again from the spawn's environment in the forked child before the server runs

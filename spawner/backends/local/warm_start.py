@@ -47,13 +47,18 @@ HEADER = struct.Struct("!I")
 ARGUMENT_ROOM = 16 * 1024
 ENVIRONMENT_ROOM = 96 * 1024
 ROOM_VARIABLE = "GPULAB_ZYGOTE_ROOM"
+# The zygote's HOME while it imports: a path that never exists, so a module that computes a path
+# from the home at import (JupyterLab's user-settings folder, send2trash's trash, jupyter-server-
+# fileid's database) is found afterwards by this prefix and given the account's home in the child
+# (zygote.give_home); and the zygote has no user site (~/.local) of its own.
+HOME_SENTINEL = "/nonexistent/gpulab-zygote-home"
 CGROUP_ROOT = "/sys/fs/cgroup/"
 ACCOUNT = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 VARIABLE = re.compile(r"^[^=\0]+$")
 # Read by Python or jupyterhub.singleuser when the interpreter starts or the module is imported:
 # the zygote has done both already, so a spawn that sets them is started cold.
 # Paths that modules compute at import from these (the zygote gives its imports only the account's
-# home, see zygote.HOME_SENTINEL) are read as well.
+# home, see HOME_SENTINEL) are read as well.
 STARTUP_VARIABLES = ("JUPYTERHUB_SINGLEUSER_EXTENSION", "JUPYTERHUB_SINGLEUSER_APP", "JUPYTER_DATA_DIR",
                      "JUPYTER_CONFIG_DIR", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "JUPYTER_PREFER_ENV_PATH",
                      "JUPYTER_PLATFORM_DIRS", "JUPYTER_NO_CONFIG", "XDG_DATA_HOME", "XDG_CONFIG_HOME",
@@ -245,7 +250,7 @@ class Zygote:
         self.folder: Path | None = None
         self._starting: asyncio.Future | None = None
         self.failure = ""  # why it could not start: not tried again (every spawn would pay for it)
-        self.environment: dict[str, str] = {}  # what its imports saw (HOME aside: see zygote.HOME_SENTINEL)
+        self.environment: dict[str, str] = {}  # what its imports saw (HOME aside: see HOME_SENTINEL)
         self.read_at_import: frozenset[tuple[str, str]] = frozenset()  # (variable, module), from its "ready"
 
     @property
@@ -275,16 +280,18 @@ class Zygote:
         self.close()
         # A folder only the hub's user can enter (mkdtemp: 0700) holds the socket.
         self.folder = Path(tempfile.mkdtemp(prefix="gpulab-zygote-"))
-        environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
+        environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": HOME_SENTINEL, "LANG": "C.UTF-8",
                        **{name: os.environ[name] for name in LANGUAGE_VARIABLES if name in os.environ}}
         self.environment = dict(environment)
         environment[ROOM_VARIABLE] = " " * ENVIRONMENT_ROOM
         self.process = subprocess.Popen(
-            # -E -s: no PYTHON* variables, no user site (the zygote takes its working folder, "/", off
-            # sys.path itself). Not -I: its -P (sys.flags.safe_path) would stay with every server and
-            # kernel forked from it, and IPython puts no working folder on a kernel's sys.path then.
+            # No interpreter flags: sys.flags stay with every server and kernel forked from it, and
+            # multiprocessing's spawn passes them on to its workers (-E -s would drop PYTHONPATH and the
+            # user's site there; -I's -P would keep IPython from putting the working folder on a
+            # kernel's sys.path). The environment above has no PYTHON* variable, and its HOME no user
+            # site; the zygote takes its working folder, "/", off sys.path itself.
             # The entry point's name is in its command line, which its children show until theirs is set.
-            [self.python, "-E", "-s", "-m", "gpulab.spawner.backends.local.zygote", str(self.socket_path), self.entry_point,
+            [self.python, "-m", "gpulab.spawner.backends.local.zygote", str(self.socket_path), self.entry_point,
              " " * ARGUMENT_ROOM, *self.extensions],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment, cwd="/",
             start_new_session=True,  # the hub's terminal's signals are the hub's

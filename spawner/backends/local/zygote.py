@@ -1,4 +1,4 @@
-"""The zygote: one per Python environment, run by the hub (`python -E -s -m gpulab.spawner.backends.local.zygote
+"""The zygote: one per Python environment, run by the hub (`python -m gpulab.spawner.backends.local.zygote
 SOCKET`) as the hub's user, root when servers get accounts. warm_start.py describes the protocol.
 
 It imports what every server imports (jupyterhub.singleuser, jupyter_server, JupyterLab and the
@@ -6,8 +6,8 @@ enabled server extensions), says "ready" on its output with what those imports r
 environment (import_environment.py), and then only accepts connections on
 SOCKET and follows the children it forked until each says it runs as its account (spawns set
 themselves up side by side: the zygote forks and goes back to its loop). It runs no event loop
-and no thread, so a fork copies one quiet thread. Its environment is three variables the hub
-gives it (no hub secret); it reads no spawn's request itself: the child does, after the fork.
+and no thread, so a fork copies one quiet thread. Its environment is what the hub gives it
+(PATH, a HOME that does not exist, the hub's language: no hub secret, no PYTHON* variable); it reads no spawn's request itself: the child does, after the fork.
 It exits when its input closes (the hub is gone); the servers it started keep running.
 
 The child, per spawn: a new session; the signal dispositions of a new interpreter; the request
@@ -54,12 +54,10 @@ from gpulab.compute.processes import drain, exited_children, start_ticks  # noqa
 
 from gpulab.spawner.backends.local import warm_kernel  # noqa: E402
 from gpulab.spawner.backends.local.identity import become_step  # noqa: E402
-from gpulab.spawner.backends.local.warm_start import RequestError, cold_reason, decode_request, encode_reply, receive_request
+from gpulab.spawner.backends.local.warm_start import (  # noqa: E402
+    HOME_SENTINEL, RequestError, cold_reason, decode_request, encode_reply, receive_request,
+)
 
-# The zygote's HOME while it imports: a path that never exists, so a module that computes a path
-# from the home at import (JupyterLab's user-settings folder, send2trash's trash, jupyter-server-
-# fileid's database) is found afterwards by this prefix and given the account's home in the child.
-HOME_SENTINEL = "/nonexistent/gpulab-zygote-home"
 # What a server imports only while it initializes and answers its first requests (its handler
 # modules, what its extensions import lazily: nbconvert, IPython, asyncssh for the SSH endpoint,
 # httpx's transport), measured as the modules a forked server had that the zygote had not: about
@@ -396,7 +394,6 @@ def run_exit_handlers() -> None:
 
 
 def serve(path: Path, extensions: list[str]) -> None:
-    os.environ["HOME"] = HOME_SENTINEL
     failed = preimport(extensions)
     if RECORDER is not None:
         import_environment.READ_AT_IMPORT = import_environment.stop_recording(RECORDER)
@@ -446,7 +443,7 @@ def serve(path: Path, extensions: list[str]) -> None:
 
 def main() -> None:
     if len(sys.argv) < 4:  # the entry point it stands for, room for its children's arguments
-        sys.exit("usage: python -E -s -m gpulab.spawner.backends.local.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
+        sys.exit("usage: python -m gpulab.spawner.backends.local.zygote SOCKET .../bin/jupyterhub-singleuser ROOM [EXTENSION...]")
     try:
         serve(Path(sys.argv[1]), sys.argv[4:])
     except ImportError as exc:

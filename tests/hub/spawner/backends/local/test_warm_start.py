@@ -214,6 +214,22 @@ print(json.dumps({{"forked": json.loads(forked.getvalue()), "new": json.loads(ne
     assert seen["forked"]["auth"]["base_url"] == "/user/alice/"
 
 
+def test_a_kernel_has_the_interpreter_flags_of_a_new_one(hub):
+    """sys.flags came with the fork: they are those of `python -m ipykernel_launcher`, a new
+    interpreter's, since multiprocessing's spawn (PyTorch's DataLoader with CUDA) passes them on
+    to its workers (-E and -s there would drop PYTHONPATH and the user's own packages)."""
+    code = """
+import json, subprocess, sys
+from multiprocessing import spawn
+new = subprocess.run([sys.executable, "-c", "import sys, json; print(json.dumps(list(sys.flags)))"],
+                     capture_output=True, text=True).stdout
+print(json.dumps({"forked": list(sys.flags), "new": json.loads(new), "spawn": spawn.get_command_line()[1:]}))
+"""
+    seen = in_kernel(hub, "alice", code)
+    assert seen["forked"] == seen["new"]
+    assert seen["spawn"][0] == "-c", seen["spawn"]  # multiprocessing's spawn: no interpreter flags
+
+
 def test_a_server_and_its_kernels_land_in_its_cgroup(hub):
     server = server_process(hub, "alice")
     name = account(hub, "alice").pw_name
