@@ -73,7 +73,7 @@ PROVISIONER_NAME = "gpulab-warm-kernel"
 LAUNCHER = "ipykernel_launcher"
 # Read by Python, debugpy or IPython when they start or are imported (the template has done both).
 COLD_PREFIXES = ("PYTHON", "PYDEVD", "DEBUGPY", "IPYTHON")
-HONOURED = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"}
+HONOURED = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # zygote.as_new_interpreter
 LAUNCH_TIMEOUT = 30.0
 PR_SET_PDEATHSIG = 1
 
@@ -212,7 +212,7 @@ def kernel_child(fd: int, zygote: Any) -> None:
         os.environ.update(env)
         zygote.show_as(argv, env)
         import_environment.derive_again()
-        fresh_kernel_state(argv, cwd)
+        fresh_kernel_state(argv, cwd, zygote)
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the template ends with the server
         conn.sendall(b"ok\n")
@@ -226,26 +226,15 @@ def kernel_child(fd: int, zygote: Any) -> None:
     os._exit(run_kernel(zygote))
 
 
-def fresh_kernel_state(argv: list[str], cwd: str) -> None:
+def fresh_kernel_state(argv: list[str], cwd: str, zygote: Any) -> None:
     """What `python -m ipykernel_launcher ...` started in `cwd` would have: sys.argv before runpy
     sets its first item, the working folder first on sys.path, a fresh __main__."""
-    import locale
-    import logging
-    import tempfile
     import types
 
-    try:
-        locale.setlocale(locale.LC_CTYPE, "")
-    except locale.Error:
-        pass
-    logging.getLogger().handlers.clear()
-    tempfile.tempdir = None
+    zygote.as_new_interpreter(argv)
     sys.argv = ["-m", *argv[3:]]
     sys.path.insert(0, cwd)
     sys.modules["__main__"] = types.ModuleType("__main__")
-    if os.environ.get("PYTHONUNBUFFERED"):
-        for stream in (sys.stdout, sys.stderr):
-            stream.reconfigure(write_through=True)  # type: ignore[union-attr]
     gc.collect()
 
 

@@ -63,7 +63,7 @@ STARTUP_VARIABLES = ("JUPYTERHUB_SINGLEUSER_EXTENSION", "JUPYTERHUB_SINGLEUSER_A
                      "JUPYTER_CONFIG_DIR", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "JUPYTER_PREFER_ENV_PATH",
                      "JUPYTER_PLATFORM_DIRS", "JUPYTER_NO_CONFIG", "XDG_DATA_HOME", "XDG_CONFIG_HOME",
                      "XDG_CACHE_HOME")
-PYTHON_VARIABLES_HONOURED = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"}
+PYTHON_VARIABLES_HONOURED = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # zygote.as_new_interpreter
 # Read by the dynamic loader and the C library when a process starts (the zygote's start): a
 # forked server would load libraries without the spawn's LD_LIBRARY_PATH, say.
 PROCESS_START_VARIABLES = re.compile(r"^(LD_[A-Z_]+|GLIBC_TUNABLES|MALLOC_[A-Z_]+)$")

@@ -329,22 +329,31 @@ def child(conn: socket.socket, status: int, home_places: list) -> None:
     os._exit(run_server())
 
 
-def fresh_process_state(argv: list[str]) -> None:
-    """What a new interpreter would have computed from the spawn's environment."""
-    import site
-
+def as_new_interpreter(orig_argv: list[str]) -> None:
+    """What a new interpreter computes from its environment as it starts, in a forked child whose
+    os.environ is now its own (a server, a kernel): the locale, the time zone (time.tzname, ...),
+    no logging handler, the temporary folder found again, its command line, and what the honoured
+    PYTHON* variables ask."""
     try:
-        locale.setlocale(locale.LC_CTYPE, "")  # as Python does when it starts
+        locale.setlocale(locale.LC_CTYPE, "")
     except locale.Error:
         pass
+    time.tzset()
     logging.getLogger().handlers.clear()
     tempfile.tempdir = None
-    sys.argv = list(argv)
+    sys.orig_argv = list(orig_argv)
     if os.environ.get("PYTHONUNBUFFERED"):
         for stream in (sys.stdout, sys.stderr):
             stream.reconfigure(write_through=True)  # type: ignore[union-attr]
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        sys.dont_write_bytecode = True
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+
+
+def fresh_process_state(argv: list[str]) -> None:
+    """What a new interpreter running the server's script `argv` would have."""
+    import site
+
+    as_new_interpreter([sys.executable, *argv])
+    sys.argv = list(argv)
     # The account's own site-packages (~/.local), as Python adds it when it starts as the account.
     site.USER_BASE = None
     site.USER_SITE = None

@@ -30,8 +30,9 @@ PROFILES = [{"id": "small", "display_name": "Small", "default": True,
              "cpu": {"limit": 1}, "memory": {"limit": "1Gi"}}]
 
 
-# JupyterHub's hardening of user servers, through the spawn's environment (import_environment.py)
-HARDENED = {"JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH": "0"}
+# Through the spawn's environment: JupyterHub's hardening of user servers (import_environment.py),
+# a time zone (Python reads TZ as it starts)
+HARDENED = {"JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH": "0", "TZ": "EST5EDT"}
 
 
 @pytest.fixture(scope="module")
@@ -214,19 +215,24 @@ print(json.dumps({{"forked": json.loads(forked.getvalue()), "new": json.loads(ne
     assert seen["forked"]["auth"]["base_url"] == "/user/alice/"
 
 
-def test_a_kernel_has_the_interpreter_flags_of_a_new_one(hub):
-    """sys.flags came with the fork: they are those of `python -m ipykernel_launcher`, a new
-    interpreter's, since multiprocessing's spawn (PyTorch's DataLoader with CUDA) passes them on
-    to its workers (-E and -s there would drop PYTHONPATH and the user's own packages)."""
+def test_a_kernel_has_the_interpreter_state_of_a_new_one(hub):
+    """What an interpreter takes from its start came with the fork: sys.flags (multiprocessing's
+    spawn, PyTorch's DataLoader with CUDA, passes them on to its workers: -E and -s there would drop
+    PYTHONPATH and the user's own packages), the time zone, the command line: they are those of
+    `python -m ipykernel_launcher` started with the same environment."""
     code = """
 import json, subprocess, sys
 from multiprocessing import spawn
-new = subprocess.run([sys.executable, "-c", "import sys, json; print(json.dumps(list(sys.flags)))"],
-                     capture_output=True, text=True).stdout
-print(json.dumps({"forked": list(sys.flags), "new": json.loads(new), "spawn": spawn.get_command_line()[1:]}))
+STATE = "import json, sys, time; print(json.dumps([list(sys.flags), time.tzname, time.timezone, time.daylight]))"
+new = subprocess.run([sys.executable, "-c", STATE], capture_output=True, text=True).stdout
+import time
+print(json.dumps({"forked": [list(sys.flags), time.tzname, time.timezone, time.daylight], "new": json.loads(new),
+                  "spawn": spawn.get_command_line()[1:], "argv": sys.orig_argv}))
 """
     seen = in_kernel(hub, "alice", code)
     assert seen["forked"] == seen["new"]
+    assert seen["forked"][1] == ["EST", "EDT"]
+    assert seen["argv"][1:4] == ["-m", "ipykernel_launcher", "-f"] and len(seen["argv"]) == 5
     assert seen["spawn"][0] == "-c", seen["spawn"]  # multiprocessing's spawn: no interpreter flags
 
 

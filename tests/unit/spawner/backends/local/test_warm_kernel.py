@@ -48,7 +48,7 @@ def test_another_command_starts_the_usual_way(argv):
     assert "the command is" in cold_reason(argv, ENV, TEMPLATE_ENV)
 
 
-@pytest.mark.parametrize("name", ["PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYDEVD_USE_CYTHON",
+@pytest.mark.parametrize("name", ["PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONIOENCODING", "PYDEVD_USE_CYTHON",
                                   "DEBUGPY_LOG_DIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "XDG_CACHE_HOME"])
 def test_a_variable_read_at_start_or_import_starts_the_usual_way(name):
     assert name in cold_reason(ARGV, {**ENV, name: "/elsewhere"}, TEMPLATE_ENV)

@@ -106,6 +106,7 @@ def test_an_unprivileged_request_names_no_account():
     (["jupyterhub-singleuser"], [], {"JUPYTERHUB_SINGLEUSER_APP": "notebook"}, "JUPYTERHUB_SINGLEUSER_APP"),
     (["jupyterhub-singleuser"], [], {"JUPYTERHUB_SINGLEUSER_EXTENSION": "0"}, "JUPYTERHUB_SINGLEUSER_EXTENSION"),
     (["jupyterhub-singleuser"], [], {"PYTHONPATH": "/x"}, "PYTHONPATH"),
+    (["jupyterhub-singleuser"], [], {"PYTHONIOENCODING": "latin-1"}, "PYTHONIOENCODING"),
     (["jupyterhub-singleuser"], [], {"XDG_DATA_HOME": "/data"}, "XDG_DATA_HOME"),
     (["jupyterhub-singleuser"], [], {"JUPYTER_CONFIG_DIR": "/cfg"}, "JUPYTER_CONFIG_DIR"),
     (["jupyterhub-singleuser"], [], {"JUPYTER_RUNTIME_DIR": "/run/gpulab/1000"}, None),
