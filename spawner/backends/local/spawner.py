@@ -38,7 +38,7 @@ from gpulab.spawner.server_ports import server_port
 from gpulab.spawner.runtime_dir import KERNEL_TRANSPORT_ARGS, RUNTIME_VARIABLE, ensure_runtime_dir, runtime_dir_of
 from gpulab.spawner.stopping import descendants, kill_all
 from gpulab.spawner.backends.local.warm_start import (ENTRY_POINT, SpawnRequest, WarmStartError, Zygote, cold_reason, extensions_enabled_by,
-                         interpreter_of)
+                         interpreter_of, language_kept)
 
 NO_ISOLATION_WARNING = (
     "gpulab is not running as root: every user's server runs as %s, with no isolation "
@@ -290,7 +290,8 @@ class LocalSpawner(ProgressMixin, LocalProcessSpawner):
         with the server extensions that spawn's arguments enable; kept with the hub (hub_shared)."""
         entry_point = str(bin_dir / ENTRY_POINT)
         return shared_value(self, ("zygote", entry_point, python),
-                            lambda: Zygote(python, entry_point, tuple(extensions_enabled_by(cmd))))
+                            lambda: Zygote(python, entry_point, tuple(extensions_enabled_by(cmd)),
+                                           language=language_kept(dict(os.environ), list(self.env_keep))))
 
     def _exit_status(self) -> int | None:
         """None while the server runs; its exit status (1 for a forked one, whose parent is the zygote) once not."""

@@ -67,8 +67,9 @@ PYTHON_VARIABLES_HONOURED = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # z
 # Read by the dynamic loader and the C library when a process starts (the zygote's start): a
 # forked server would load libraries without the spawn's LD_LIBRARY_PATH, say.
 PROCESS_START_VARIABLES = re.compile(r"^(LD_[A-Z_]+|GLIBC_TUNABLES|MALLOC_[A-Z_]+)$")
-# The hub's language variables (JupyterHub's env_keep passes LANG and LC_ALL on): the zygote
-# imports with them, so that a spawn with the hub's language is forked (import_environment.py).
+# Read by gettext as modules are imported: the zygote imports with those of the hub's that every
+# spawn gets too (Spawner.env_keep: LANG and LC_ALL by default), so such a spawn is forked
+# (import_environment.py); see language_kept.
 LANGUAGE_VARIABLES = ("LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES")
 
 
@@ -163,6 +164,11 @@ def cold_reason(cmd: list[str], shell_cmd: list[str], env: dict[str, str]) -> st
     return None
 
 
+def language_kept(hub_environment: dict[str, str], env_keep: list[str]) -> dict[str, str]:
+    """The hub's language variables that every spawn inherits through `env_keep` (pure)."""
+    return {name: hub_environment[name] for name in LANGUAGE_VARIABLES if name in hub_environment and name in env_keep}
+
+
 def extensions_enabled_by(args: list[str]) -> list[str]:
     """The server extensions a server's arguments enable (`--ServerApp.jpserver_extensions=NAME=True`):
     the zygote imports them too (pure)."""
@@ -241,10 +247,12 @@ def decode_reply(data: bytes) -> tuple[int, int]:
 class Zygote:
     """One environment's zygote, as the hub sees it: started on first use, asked to fork."""
 
-    def __init__(self, python: str, entry_point: str, extensions: tuple[str, ...] = (), start_timeout: float = 60):
+    def __init__(self, python: str, entry_point: str, extensions: tuple[str, ...] = (), start_timeout: float = 60,
+                 language: dict[str, str] | None = None):
         self.python = python
         self.entry_point = entry_point
         self.extensions = extensions
+        self.language = language or {}  # its language variables: language_kept's
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
         self.folder: Path | None = None
@@ -280,8 +288,8 @@ class Zygote:
         self.close()
         # A folder only the hub's user can enter (mkdtemp: 0700) holds the socket.
         self.folder = Path(tempfile.mkdtemp(prefix="gpulab-zygote-"))
-        environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": HOME_SENTINEL, "LANG": "C.UTF-8",
-                       **{name: os.environ[name] for name in LANGUAGE_VARIABLES if name in os.environ}}
+        environment = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "HOME": HOME_SENTINEL,
+                       **self.language}
         self.environment = dict(environment)
         environment[ROOM_VARIABLE] = " " * ENVIRONMENT_ROOM
         self.process = subprocess.Popen(

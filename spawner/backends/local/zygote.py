@@ -6,8 +6,9 @@ enabled server extensions), says "ready" on its output with what those imports r
 environment (import_environment.py), and then only accepts connections on
 SOCKET and follows the children it forked until each says it runs as its account (spawns set
 themselves up side by side: the zygote forks and goes back to its loop). It runs no event loop
-and no thread, so a fork copies one quiet thread. Its environment is what the hub gives it
-(PATH, a HOME that does not exist, the hub's language: no hub secret, no PYTHON* variable); it reads no spawn's request itself: the child does, after the fork.
+and no thread, so a fork copies one quiet thread. Its environment is what the hub gives it: PATH,
+a HOME that does not exist, the hub's language variables that spawns inherit (no hub secret, no
+PYTHON* variable). It reads no spawn's request itself: the child does, after the fork.
 It exits when its input closes (the hub is gone); the servers it started keep running.
 
 The child, per spawn: a new session; the signal dispositions of a new interpreter; the request

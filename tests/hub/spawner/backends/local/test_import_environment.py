@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpulab.spawner.backends.local.import_environment import DERIVED_AGAIN, cold_reason
-from gpulab.spawner.backends.local.warm_start import ENTRY_POINT, LANGUAGE_VARIABLES, Zygote
+from gpulab.spawner.backends.local.warm_start import ENTRY_POINT, Zygote, language_kept
 
 # A spawn's environment as the local spawner makes it (less its secrets)
 SPAWN = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/home/gpulab-alice",
@@ -22,10 +22,16 @@ SPAWN = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", 
          "CUDA_VISIBLE_DEVICES": "", "GPULAB_PROFILE": "cpu", "MLFLOW_TRACKING_URI": "http://127.0.0.1:8081/services/mlflow"}
 
 
+# the hub's language, kept by JupyterHub's default Spawner.env_keep
+HUB = {"LANG": "C.UTF-8", "LANGUAGE": "en_US:en", "PATH": "/usr/bin:/bin"}
+ENV_KEEP = ["PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL",
+            "JUPYTERHUB_SINGLEUSER_APP"]
+
+
 @pytest.fixture(scope="module")
 def zygote():
     zygote = Zygote(sys.executable, str(Path(sys.executable).parent / ENTRY_POINT),
-                    ("gpulab.spawner.singleuser", "gpulab.extensions.scheduler.lab"))
+                    ("gpulab.spawner.singleuser", "gpulab.extensions.scheduler.lab"), language=language_kept(HUB, ENV_KEEP))
     asyncio.run(zygote.ensure_started())
     yield zygote
     zygote.close()
@@ -39,9 +45,12 @@ def test_the_zygote_names_what_its_imports_read_and_every_derivation_is_of_a_var
 
 
 def test_a_spawn_as_the_hub_makes_it_is_forked_and_one_with_a_proxy_starts_cold(zygote):
-    # JupyterHub passes the hub's LANG and LC_ALL on to spawns, and the zygote has the hub's
-    spawn = {**SPAWN, **{name: zygote.environment[name] for name in LANGUAGE_VARIABLES if name in zygote.environment}}
+    # the hub's LANG reaches every spawn (env_keep), its LANGUAGE none: nor does the zygote get it
+    assert zygote.environment["LANG"] == "C.UTF-8" and "LANGUAGE" not in zygote.environment
+    spawn = SPAWN
     assert cold_reason(spawn, zygote.environment, zygote.read_at_import) is None
+    assert "LANG is unset" in cold_reason({k: v for k, v in spawn.items() if k != "LANG"}, zygote.environment,
+                                          zygote.read_at_import)
     reason = cold_reason({**spawn, "https_proxy": "http://proxy.example:3128"}, zygote.environment,
                          zygote.read_at_import)
     assert reason == "https_proxy is set here, unlike when jupyterlab.extensions.pypi was imported"

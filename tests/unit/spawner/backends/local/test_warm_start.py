@@ -20,6 +20,7 @@ from gpulab.spawner.backends.local.warm_start import (
     decode_request,
     extensions_enabled_by,
     interpreter_of,
+    language_kept,
     receive_request,
     send_request,
 )
@@ -170,3 +171,9 @@ def test_the_extensions_a_spawns_arguments_enable_are_imported_by_the_zygote_too
                                   "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
                                   "--KernelManager.transport=ipc",
                                   "--ServerApp.jpserver_extensions=bad name=True"]) == ["gpulab.spawner.singleuser"]
+
+
+def test_the_zygote_imports_with_the_language_every_spawn_inherits():
+    hub = {"LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8", "LANGUAGE": "de:en", "PATH": "/usr/bin"}
+    assert language_kept(hub, ["PATH", "LANG", "LC_ALL"]) == {"LANG": "de_DE.UTF-8", "LC_ALL": "de_DE.UTF-8"}
+    assert language_kept({"PATH": "/usr/bin"}, ["LANG"]) == {}
