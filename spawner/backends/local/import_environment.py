@@ -30,24 +30,12 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
 READ_WHEN_USED = frozenset({"HOME", "PATH", "TMPDIR", "TEMP", "TMP", "SSLKEYLOGFILE"})
 PREFIXES_SCANNED = ("FSSPEC_",)  # read by a scan of every variable, not by name
-
-# (variable, module that keeps it) -> the settings derive_again sets from the spawn's environment
-DERIVED_AGAIN: dict[tuple[str, str], str] = {
-    **{(name, "jupyterhub.services.auth"): "HubAuth's defaults" for name in (
-        "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_API_URL", "JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_SSL_CERTFILE",
-        "JUPYTERHUB_SSL_CLIENT_CA", "JUPYTERHUB_ALLOW_TOKEN_IN_URL", "JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH")},
-    ("USER", "jupyter_client.session"): "Session.username's default",
-    ("JUPYTER_ALLOW_INSECURE_WRITES", "jupyter_core.paths"): "jupyter_core.paths.allow_insecure_writes",
-    ("JUPYTERHUB_XSRF_ANONYMOUS_IP_CIDRS", "jupyterhub._xsrf_utils"): "the anonymous XSRF id's networks",
-    ("JUPYTERHUB_XSRF_ANONYMOUS_ID_HEADERS", "jupyterhub._xsrf_utils"): "the anonymous XSRF id's headers",
-}
 
 # What the zygote's imports read: (variable, module); set in the zygote, inherited by its servers
 # and their kernel templates (warm_kernel compares a kernel's environment with its server's).
@@ -83,8 +71,9 @@ class RecordingEnviron(os._Environ):
 
     def __init__(self, environ: Any):
         super().__init__(environ._data, environ.encodekey, environ.decodekey, environ.encodevalue, environ.decodevalue)
+        self.original = environ  # the os.environ it stands in for, the same variables
         self.read: set[tuple[str, str]] = set()
-        self.modules_before: set[str] = set()
+        self.modules_before = set(sys.modules)
 
     def _note(self, key: Any) -> None:
         if isinstance(key, str):
@@ -102,7 +91,6 @@ class RecordingEnviron(os._Environ):
 def start_recording() -> RecordingEnviron:
     """From now on os.environ notes what is read (the zygote's first step, before its imports)."""
     recorder = RecordingEnviron(os.environ)
-    recorder.modules_before = set(sys.modules)
     os.environ = recorder  # os.getenv reads this module global too
     return recorder
 
@@ -110,23 +98,12 @@ def start_recording() -> RecordingEnviron:
 def stop_recording(recorder: RecordingEnviron) -> frozenset[tuple[str, str]]:
     """os.environ as it was, in os and in every module imported since that took the recorder
     (`from os import environ`); what was read."""
-    real = os._Environ(recorder._data, recorder.encodekey, recorder.decodekey,  # type: ignore[attr-defined]
-                       recorder.encodevalue, recorder.decodevalue)
-    os.environ = real
+    os.environ = recorder.original
     for module in [m for name, m in list(sys.modules.items()) if name not in recorder.modules_before]:
         for name, value in list(getattr(module, "__dict__", {}).items()):
             if value is recorder:
-                setattr(module, name, real)
+                setattr(module, name, recorder.original)
     return frozenset(recorder.read)
-
-
-@contextmanager
-def recording() -> Iterator[RecordingEnviron]:
-    recorder = start_recording()
-    try:
-        yield recorder
-    finally:
-        stop_recording(recorder)
 
 
 def cold_reason(env: Mapping[str, str], imported_with: Mapping[str, str],
@@ -196,17 +173,22 @@ def _xsrf() -> None:
     xsrf._anonymous_id_headers = os.environ.get("JUPYTERHUB_XSRF_ANONYMOUS_ID_HEADERS", "User-Agent").split(";")
 
 
-_DERIVATIONS: dict[str, Callable[[], None]] = {
-    "jupyterhub.services.auth": _hub_auth,
-    "jupyter_client.session": _session,
-    "jupyter_core.paths": _jupyter_paths,
-    "jupyterhub._xsrf_utils": _xsrf,
+# module that kept them -> (the variables, what derives the module's values again from them)
+_DERIVATIONS: dict[str, tuple[tuple[str, ...], Callable[[], None]]] = {
+    "jupyterhub.services.auth": (("JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_API_URL", "JUPYTERHUB_SSL_KEYFILE",
+                                  "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA", "JUPYTERHUB_ALLOW_TOKEN_IN_URL",
+                                  "JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH"), _hub_auth),
+    "jupyter_client.session": (("USER",), _session),
+    "jupyter_core.paths": (("JUPYTER_ALLOW_INSECURE_WRITES",), _jupyter_paths),
+    "jupyterhub._xsrf_utils": (("JUPYTERHUB_XSRF_ANONYMOUS_IP_CIDRS", "JUPYTERHUB_XSRF_ANONYMOUS_ID_HEADERS"), _xsrf),
 }
+# (variable, module that kept it): derived again in the forked child, so never a reason to start cold
+DERIVED_AGAIN = frozenset((name, module) for module, (names, _) in _DERIVATIONS.items() for name in names)
 
 
 def derive_again() -> None:
     """In a forked child whose os.environ is now its own: what the imported modules of DERIVED_AGAIN
     kept, from this environment. A module the zygote did not import computes it at its own import."""
-    for module, derive in _DERIVATIONS.items():
+    for module, (_, derive) in _DERIVATIONS.items():
         if module in sys.modules:
             derive()

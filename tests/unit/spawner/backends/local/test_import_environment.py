@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpulab.spawner.backends.local.import_environment import _DERIVATIONS, DERIVED_AGAIN, cold_reason
+from gpulab.spawner.backends.local.import_environment import cold_reason
 
 
 def run_python(code: str, env: dict[str, str], cwd: Path | None = None) -> dict:
@@ -81,10 +81,6 @@ SPAWN = {"PATH": "/env/bin:/usr/local/bin:/usr/bin", "HOME": "/home/alice", "LAN
 def test_a_spawn_starts_cold_when_an_import_kept_another_value_than_its_own(env, read, reason):
     found = cold_reason(env, ZYGOTE, read)
     assert (found is None) if reason is None else (reason in found), found
-
-
-def test_every_variable_derived_again_has_its_derivation():
-    assert {module for _, module in DERIVED_AGAIN} == set(_DERIVATIONS)
 
 
 IMPORTS = """
